@@ -1,0 +1,70 @@
+"""`generation.requested`: the command a worker turns into images.
+
+The limits here are the contract every producer (the API or a direct Kafka producer) must meet; the API
+validates the same limits before it queues a job, so a request it accepts is never dead-lettered.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from events.envelope import TYPE_PREFIX, CloudEvent
+
+GENERATION_REQUESTED = f"{TYPE_PREFIX}generation.requested.v1"
+
+MIN_SIDE = 64
+MAX_SIDE = 2048
+SIDE_MULTIPLE = 8
+MAX_OUTPUTS = 4
+MAX_PROMPT_CHARS = 2000
+MAX_STEPS = 50
+MAX_GUIDANCE = 20.0
+MAX_SEED = 2**32 - 1
+
+
+class GenerationMode(StrEnum):
+    """What kind of generation a job is."""
+
+    TEXT_TO_IMAGE = "text-to-image"
+
+
+class OutputFormat(StrEnum):
+    """Encodings a generation can be written in."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+
+
+class GenerationRequestedData(BaseModel):
+    """The `data` of a generation.requested event: everything a worker needs, nothing it must look up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    mode: GenerationMode = GenerationMode.TEXT_TO_IMAGE
+    modelId: str = Field(min_length=1, max_length=128, description="The model the user asked for.")
+    baseModel: str = Field(min_length=1, max_length=128, description="Registry name of the base model.")
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    negativePrompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    width: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)
+    height: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)
+    guidanceScale: float = Field(ge=0.0, le=MAX_GUIDANCE)
+    numOutputs: int = Field(ge=1, le=MAX_OUTPUTS)
+    numInferenceSteps: int = Field(ge=1, le=MAX_STEPS)
+    seed: int = Field(ge=0, le=MAX_SEED)
+    outputFormat: OutputFormat = OutputFormat.PNG
+
+    @model_validator(mode="after")
+    def _prompt_not_blank(self) -> GenerationRequestedData:
+        if not self.prompt.strip():
+            raise ValueError("prompt must not be blank")
+        return self
+
+
+class GenerationRequested(CloudEvent[GenerationRequestedData]):
+    """CloudEvent `ai.lorafoundry.generation.requested.v1`, keyed by job id on the requests topic."""
+
+    type: Literal["ai.lorafoundry.generation.requested.v1"] = GENERATION_REQUESTED

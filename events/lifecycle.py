@@ -1,0 +1,64 @@
+"""Job lifecycle events, published on the lifecycle topic when a job's status changes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from events.envelope import TYPE_PREFIX, CloudEvent
+
+JOB_STARTED = f"{TYPE_PREFIX}job.started.v1"
+JOB_SUCCEEDED = f"{TYPE_PREFIX}job.succeeded.v1"
+JOB_FAILED = f"{TYPE_PREFIX}job.failed.v1"
+JOB_CANCELED = f"{TYPE_PREFIX}job.canceled.v1"
+LIFECYCLE_TYPES = (JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED)
+
+# The lifecycle event announcing that a job reached a status (statuses in internal words).
+EVENT_TYPE_FOR_STATUS = {
+    "processing": JOB_STARTED,
+    "completed": JOB_SUCCEEDED,
+    "succeeded": JOB_SUCCEEDED,
+    "failed": JOB_FAILED,
+    "canceled": JOB_CANCELED,
+}
+
+JobKind = Literal["generation", "training"]
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable machine code and a message for people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+    message: str = Field(min_length=1, max_length=2000)
+
+
+class JobLifecycleData(BaseModel):
+    """The `data` of every lifecycle event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobId: str = Field(min_length=1, max_length=64)
+    kind: JobKind
+    status: str = Field(min_length=1, max_length=32, description="The job's new status, in internal words.")
+    occurredAt: AwareDatetime
+    outputs: list[str] = Field(default_factory=list, description="S3 keys of the outputs, on success.")
+    error: JobError | None = None
+
+
+class JobLifecycle(CloudEvent[JobLifecycleData]):
+    """CloudEvent `ai.lorafoundry.job.{started,succeeded,failed,canceled}.v1` on the lifecycle topic."""
+
+    type: Literal[
+        "ai.lorafoundry.job.started.v1",
+        "ai.lorafoundry.job.succeeded.v1",
+        "ai.lorafoundry.job.failed.v1",
+        "ai.lorafoundry.job.canceled.v1",
+    ]
+
+
+def lifecycle_event_id(job_id: str, status: str) -> str:
+    """Deterministic event id, so a re-published transition is recognisably the same event."""
+    return f"{job_id}:{status}"

@@ -1,0 +1,50 @@
+"""The JSON bodies of status markers written to S3 by workers and read by the notification handler."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from events.lifecycle import JobError
+
+
+class StageTimings(BaseModel):
+    """Milliseconds spent in each stage of a job on the worker."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loadMs: float = Field(ge=0, description="Fetching and loading the pipeline (0 when cached).")
+    computeMs: float = Field(ge=0, description="Running the diffusion pipeline.")
+    uploadMs: float = Field(ge=0, description="Encoding and writing the outputs to S3.")
+
+
+class GenerationResult(BaseModel):
+    """`jobs/{jobId}/result.json`: written last, after every output exists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobId: str
+    outputs: list[str] = Field(min_length=1)
+    width: int
+    height: int
+    seed: int
+    numInferenceSteps: int
+    guidanceScale: float
+    baseModel: str
+    outputFormat: str
+    workerId: str
+    attempt: int = Field(ge=1)
+    startedAt: AwareDatetime
+    completedAt: AwareDatetime
+    timings: StageTimings
+
+
+class JobFailure(BaseModel):
+    """`jobs/{jobId}/failed.json`: the job ended without outputs, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobId: str
+    error: JobError
+    workerId: str
+    attempt: int = Field(ge=1)
+    failedAt: AwareDatetime

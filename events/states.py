@@ -1,0 +1,65 @@
+"""Job state machines, table-driven and pure.
+
+Every status write in DynamoDB is conditional on `allowed_predecessors(target)`, so a duplicate or
+reordered notification can never move a job backwards or out of a terminal state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class GenerationStatus(StrEnum):
+    """Life of a generation job, in the seed 002 words (plus canceled)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class IllegalTransition(ValueError):
+    """A requested status change that the state machine does not allow."""
+
+
+class StateMachine:
+    """A transition table: for each state, the states it may move to."""
+
+    def __init__(self, transitions: Mapping[StrEnum, frozenset[StrEnum]], initial: StrEnum) -> None:
+        self.transitions = transitions
+        self.initial = initial
+        self.states = frozenset(transitions)
+        self.terminal = frozenset(s for s, nxt in transitions.items() if not nxt)
+
+    def can_transition(self, current: StrEnum, target: StrEnum) -> bool:
+        """Whether `current -> target` is an allowed move."""
+        return target in self.transitions[current]
+
+    def check(self, current: StrEnum, target: StrEnum) -> None:
+        """Raise IllegalTransition unless `current -> target` is allowed."""
+        if not self.can_transition(current, target):
+            raise IllegalTransition(f"cannot move from {current.value} to {target.value}")
+
+    def is_terminal(self, state: StrEnum) -> bool:
+        """Terminal states are final: nothing leaves them."""
+        return state in self.terminal
+
+    def allowed_predecessors(self, target: StrEnum) -> frozenset[StrEnum]:
+        """The states from which `target` may be reached (the condition of a DynamoDB write)."""
+        return frozenset(s for s, nxt in self.transitions.items() if target in nxt)
+
+
+_G = GenerationStatus
+GENERATION = StateMachine(
+    {
+        _G.QUEUED: frozenset({_G.PROCESSING, _G.FAILED, _G.CANCELED}),
+        # processing -> processing is a reclaim: another worker takes over a job whose lease lapsed.
+        _G.PROCESSING: frozenset({_G.PROCESSING, _G.COMPLETED, _G.FAILED, _G.CANCELED}),
+        _G.COMPLETED: frozenset(),
+        _G.FAILED: frozenset(),
+        _G.CANCELED: frozenset(),
+    },
+    initial=_G.QUEUED,
+)

@@ -1,0 +1,1 @@
+"""Lambda-style handlers: thin `handler(event, context)` entry points over plain functions."""

@@ -1,0 +1,41 @@
+"""The FastAPI application: routes, error shapes, body limits, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from functions.api.body_limit import BodySizeLimit
+from functions.api.dependencies import new_context_lock
+from functions.api.errors import install_error_handlers
+from functions.api.routes import health, images
+from infra.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; clients open lazily on the first request and close on shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if app.state.context is not None:
+            await app.state.context.close()
+            app.state.context = None
+
+    app = FastAPI(
+        title="LoRA Foundry",
+        version="0.1.0",
+        description="Train LoRA adapters on diffusion base models and generate images with them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.context = None
+    app.state.context_lock = new_context_lock()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(health.router)
+    app.include_router(images.router)
+    return app

@@ -1,0 +1,99 @@
+"""One error shape for every failure: `{"error": {"code", "message", "field"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the client caused or must know about, rendered in the common shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    return {"error": {"code": code, "message": message, "field": field, **extra}}
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    # loc is ("body", "width") or ("query", "limit"); a bare ("body",) means the body itself.
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else list(map(str, loc))
+    return ".".join(parts) or str(loc[0] if loc else "body")
+
+
+def _message_of(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {error.get('ctx', {}).get('error', 'malformed')}"
+    if error.get("type") == "missing":
+        return "field required"
+    if error.get("type") == "extra_forbidden":
+        return "unknown field"
+    if error.get("type") == "model_attributes_type":
+        return "request body must be a JSON object"
+    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, expected or not, in the common shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        details = [{"field": _field_of(tuple(e.get("loc", ()))), "message": _message_of(e)} for e in errors]
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        return JSONResponse(
+            error_body("validation_error", f"{first['field']}: {first['message']}", first["field"], details=details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred"), status_code=500)

@@ -1,0 +1,11 @@
+"""Lambda entry point: the FastAPI app behind Mangum (API Gateway HTTP API, payload v2)."""
+
+from __future__ import annotations
+
+from mangum import Mangum
+
+from functions.api.app import create_app
+
+app = create_app()
+# Lifespan off: clients open lazily and stay open for the warm container's life, not one invocation's.
+handler = Mangum(app, lifespan="off")

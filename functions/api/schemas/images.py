@@ -1,0 +1,114 @@
+"""Seed 002 request and response bodies: `POST /images/generate`, `GET /images/jobs/{jobId}`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events import generation as contract
+
+
+class GenerateImageRequest(BaseModel):
+    """Text-to-image request, as seed 002 documents it, plus optional `seed`, steps and format."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "modelId": "tiny-sd",
+                "prompt": "A photorealistic portrait of a woman with cyberpunk neon background, high detail",
+                "negativePrompt": "low quality, blurry, text, watermark, ugly",
+                "width": 64,
+                "height": 64,
+                "guidanceScale": 7.5,
+                "numOutputs": 1,
+            }
+        },
+    )
+
+    modelId: str = Field(min_length=1, max_length=128, description="A base model name or a trained model's id.")
+    prompt: str = Field(min_length=1, max_length=contract.MAX_PROMPT_CHARS)
+    negativePrompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
+    width: int | None = Field(
+        default=None,
+        ge=contract.MIN_SIDE,
+        le=contract.MAX_SIDE,
+        multiple_of=contract.SIDE_MULTIPLE,
+        description="Defaults to the model's preferred size.",
+    )
+    height: int | None = Field(
+        default=None,
+        ge=contract.MIN_SIDE,
+        le=contract.MAX_SIDE,
+        multiple_of=contract.SIDE_MULTIPLE,
+        description="Defaults to the model's preferred size.",
+    )
+    guidanceScale: float | None = Field(default=None, ge=0.0, le=contract.MAX_GUIDANCE)
+    numOutputs: int = Field(default=1, ge=1, le=contract.MAX_OUTPUTS)
+    numInferenceSteps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
+    seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Random when omitted.")
+    outputFormat: contract.OutputFormat = contract.OutputFormat.PNG
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+
+class JobAccepted(BaseModel):
+    """202 body: the job to poll."""
+
+    jobId: str
+    status: Literal["queued"] = "queued"
+    createdAt: datetime
+
+
+class ImageOut(BaseModel):
+    """One generated image."""
+
+    url: str = Field(description="Presigned GET URL, valid for a limited time.")
+    width: int
+    height: int
+    format: str
+
+
+class JobErrorOut(BaseModel):
+    """Why a job failed."""
+
+    code: str
+    message: str
+
+
+class JobParameters(BaseModel):
+    """The parameters the job runs with, defaults filled in."""
+
+    width: int
+    height: int
+    guidanceScale: float
+    numOutputs: int
+    numInferenceSteps: int
+    seed: int
+    outputFormat: str
+    negativePrompt: str | None = None
+
+
+class JobView(BaseModel):
+    """`GET /images/jobs/{jobId}`: status in seed 002 words, images once completed, error once failed."""
+
+    jobId: str
+    status: Literal["queued", "processing", "completed", "failed"]
+    type: str
+    modelId: str
+    prompt: str
+    parameters: JobParameters
+    createdAt: datetime
+    updatedAt: datetime
+    startedAt: datetime | None = None
+    completedAt: datetime | None = None
+    images: list[ImageOut] = Field(default_factory=list)
+    error: JobErrorOut | None = None
+    timings: dict[str, float] | None = None

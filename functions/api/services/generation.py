@@ -1,0 +1,153 @@
+"""Submitting generation jobs and rendering them in seed 002's words. Plain functions, no FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from events.generation import GenerationRequested, GenerationRequestedData
+from events.lifecycle import JobError
+from events.states import GenerationStatus
+from events.topics import GENERATION_REQUESTS
+from functions.api.errors import ApiError
+from functions.api.schemas.images import GenerateImageRequest, ImageOut, JobErrorOut, JobParameters, JobView
+from infra.base_models import BaseModelSpec, base_model_registry
+from infra.runtime import ServiceContext
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def new_job_id() -> str:
+    """A fresh, unguessable job id."""
+    return f"job_{secrets.token_hex(12)}"
+
+
+def resolve_model(settings: Settings, model_id: str) -> BaseModelSpec:
+    """The base model a request's `modelId` names; 404 naming the field if there is none."""
+    spec = base_model_registry(settings).get(model_id)
+    if spec is None:
+        raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field="modelId")
+    return spec
+
+
+def build_generation(job_id: str, body: GenerateImageRequest, spec: BaseModelSpec) -> GenerationRequestedData:
+    """The worker's command for one request: defaults from the model filled in, model limits checked."""
+    for name in ("width", "height"):
+        value = getattr(body, name)
+        if value is not None and value > spec.max_side:
+            raise ApiError(
+                422, "validation_error", f"{name} must be at most {spec.max_side} for model {spec.name}", field=name
+            )
+    return GenerationRequestedData(
+        jobId=job_id,
+        modelId=body.modelId,
+        baseModel=spec.name,
+        prompt=body.prompt,
+        negativePrompt=body.negativePrompt,
+        width=body.width or spec.default_size,
+        height=body.height or spec.default_size,
+        guidanceScale=spec.default_guidance if body.guidanceScale is None else body.guidanceScale,
+        numOutputs=body.numOutputs,
+        numInferenceSteps=body.numInferenceSteps or spec.default_steps,
+        seed=secrets.randbelow(2**32) if body.seed is None else body.seed,
+        outputFormat=body.outputFormat,
+    )
+
+
+async def submit_generation(
+    context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
+) -> dict[str, Any]:
+    """Record a queued job, then publish its command; returns the job record.
+
+    DynamoDB is written first so a job on the topic always has a record. If the broker cannot take the
+    command, the job is failed with the reason and the caller gets 503, so nothing is left queued forever.
+    """
+    spec = resolve_model(context.settings, body.modelId)
+    job_id = new_job_id()
+    data = build_generation(job_id, body, spec)
+    job = await context.jobs.create(
+        {
+            "jobId": job_id,
+            "tenantId": tenant_id,
+            "kind": "generation",
+            "modelId": body.modelId,
+            "request": data.model_dump(mode="json"),
+        }
+    )
+    event = GenerationRequested(
+        subject=job_id, tenantid=tenant_id, traceparent=traceparent, source="/lorafoundry/api", data=data
+    )
+    try:
+        await asyncio.wait_for(context.publisher.publish(GENERATION_REQUESTS, event), PUBLISH_TIMEOUT_S)
+    except (KafkaError, TimeoutError) as exc:
+        log.error("could not publish job %s: %s", job_id, exc)
+        error = JobError(code="queue_unavailable", message="the job queue is unavailable; try again later")
+        await context.jobs.advance(job_id, GenerationStatus.FAILED, {"error": error.model_dump()})
+        raise ApiError(503, "queue_unavailable", error.message, headers={"Retry-After": "5"}) from exc
+    return job
+
+
+_SEED002_STATUS = {
+    GenerationStatus.QUEUED: "queued",
+    GenerationStatus.PROCESSING: "processing",
+    GenerationStatus.COMPLETED: "completed",
+    GenerationStatus.FAILED: "failed",
+    # Seed 002 has no canceled status: a canceled job reads as failed with error code "canceled".
+    GenerationStatus.CANCELED: "failed",
+}
+
+
+def _ms_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000, 1)
+
+
+async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
+    """A job as seed 002 shows it, with fresh presigned URLs for completed images."""
+    status = GenerationStatus(job["status"])
+    request = job["request"]
+    images: list[ImageOut] = []
+    if status is GenerationStatus.COMPLETED:
+        expiry = context.settings.presign_expiry_seconds
+        urls = await asyncio.gather(*(context.store.presign_get(key, expiry) for key in job.get("outputs", [])))
+        images = [
+            ImageOut(url=url, width=request["width"], height=request["height"], format=request["outputFormat"])
+            for url in urls
+        ]
+    error = None
+    if status is GenerationStatus.CANCELED:
+        error = JobErrorOut(code="canceled", message="the job was canceled")
+    elif job.get("error"):
+        error = JobErrorOut(**job["error"])
+    timings: dict[str, float] = {}
+    for name, value in (
+        ("queueMs", _ms_between(job.get("createdAt"), job.get("startedAt"))),
+        ("totalMs", _ms_between(job.get("createdAt"), job.get("completedAt"))),
+    ):
+        if value is not None:
+            timings[name] = value
+    timings.update({k: float(v) for k, v in (job.get("result") or {}).get("timings", {}).items()})
+    return JobView(
+        jobId=job["jobId"],
+        status=_SEED002_STATUS[status],  # type: ignore[arg-type]
+        type=request.get("mode", "text-to-image"),
+        modelId=job["modelId"],
+        prompt=request["prompt"],
+        parameters=JobParameters(**{k: request.get(k) for k in JobParameters.model_fields}),
+        createdAt=job["createdAt"],
+        updatedAt=job["updatedAt"],
+        startedAt=job.get("startedAt"),
+        completedAt=job.get("completedAt"),
+        images=images,
+        error=error,
+        timings=timings or None,
+    )

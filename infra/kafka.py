@@ -1,0 +1,74 @@
+"""aiokafka producer, consumer and admin factories, and the one way the service publishes an event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from events.envelope import CloudEvent, kafka_headers
+from infra.settings import Settings
+
+
+def _common_kwargs(settings: Settings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password:
+            kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context()
+    return kwargs
+
+
+def admin_kwargs(settings: Settings) -> dict[str, Any]:
+    """Arguments for AIOKafkaAdminClient."""
+    return {**_common_kwargs(settings), "request_timeout_ms": 10_000}
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    """A producer that waits for every in-sync replica; idempotent where the broker supports it."""
+    return AIOKafkaProducer(
+        **_common_kwargs(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        linger_ms=0,
+        request_timeout_ms=10_000,
+    )
+
+
+def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer-group member that commits by hand, only after a record's outcome is durable."""
+    kwargs: dict[str, Any] = {
+        **_common_kwargs(settings),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 2_000,
+        "max_poll_interval_ms": 60_000,
+        **overrides,
+    }
+    return AIOKafkaConsumer(*topics, **kwargs)
+
+
+class EventPublisher:
+    """Publishes CloudEvents in structured mode, keyed so that one job's events stay in order."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def publish(self, topic: str, event: CloudEvent[Any], key: str | None = None) -> None:
+        """Send one event and wait for the broker's acknowledgement."""
+        await self.producer.send_and_wait(
+            topic,
+            value=event.to_json_bytes(),
+            key=(key or event.subject).encode(),
+            headers=kafka_headers(),
+        )

@@ -1,0 +1,49 @@
+"""Publishing job lifecycle events exactly as far as Kafka allows: at least once, with a stable id."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from events.envelope import utcnow
+from events.lifecycle import (
+    EVENT_TYPE_FOR_STATUS,
+    JobError,
+    JobLifecycle,
+    JobLifecycleData,
+    lifecycle_event_id,
+)
+from events.topics import JOB_LIFECYCLE
+from infra.runtime import ServiceContext
+
+
+def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLifecycle:
+    """The lifecycle event announcing that `job` reached `status`."""
+    error = JobError(**job["error"]) if job.get("error") and status.value == "failed" else None
+    return JobLifecycle(
+        id=lifecycle_event_id(job["jobId"], status.value),
+        type=EVENT_TYPE_FOR_STATUS[status.value],  # type: ignore[arg-type]
+        subject=job["jobId"],
+        source=source,
+        tenantid=job["tenantId"],
+        data=JobLifecycleData(
+            jobId=job["jobId"],
+            kind=job.get("kind", "generation"),
+            status=status.value,
+            occurredAt=utcnow(),
+            outputs=job.get("outputs", []) if status.value == "completed" else [],
+            error=error,
+        ),
+    )
+
+
+async def publish_lifecycle_once(context: ServiceContext, job: dict[str, Any], status: StrEnum, source: str) -> None:
+    """Publish the event for `status` unless the job records it as already sent.
+
+    Called after the status write: if the send fails, a redelivery of whatever caused it finds the status
+    already set and sends again (same event id, so consumers can drop the duplicate).
+    """
+    if status.value in (job.get("publishedEvents") or set()):
+        return
+    await context.publisher.publish(JOB_LIFECYCLE, lifecycle_event(job, status, source))
+    await context.jobs.mark_published(job["jobId"], status.value)

@@ -1,0 +1,1 @@
+"""DynamoDB repositories: every item carries its tenant, every status write is conditional."""

@@ -1,0 +1,133 @@
+"""The declarative list of every resource the service needs; `infra.bootstrap` applies it idempotently.
+
+The same list documents what an AWS deployment must create (see infra/aws/ templates in later work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import topics
+from infra.settings import Settings
+
+# Markers the notification handler turns into status: only these keys need to reach SQS.
+MARKER_PREFIXES = ("jobs/",)
+MARKER_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table with string keys, on-demand billing."""
+
+    name: str
+    hash_key: str
+    range_key: str | None = None
+    indexes: tuple[tuple[str, str, str], ...] = ()  # (index name, hash key, range key)
+    ttl_attribute: str | None = None
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Arguments for DynamoDB CreateTable."""
+        attributes = {self.hash_key} | ({self.range_key} if self.range_key else set())
+        key_schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
+        if self.range_key:
+            key_schema.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        gsis = []
+        for index_name, hash_key, range_key in self.indexes:
+            attributes |= {hash_key, range_key}
+            gsis.append(
+                {
+                    "IndexName": index_name,
+                    "KeySchema": [
+                        {"AttributeName": hash_key, "KeyType": "HASH"},
+                        {"AttributeName": range_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            )
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "KeySchema": key_schema,
+            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if gsis:
+            kwargs["GlobalSecondaryIndexes"] = gsis
+        return kwargs
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An SQS queue with an optional dead-letter queue."""
+
+    name: str
+    visibility_timeout: int
+    dead_letter_name: str | None = None
+    max_receive_count: int = 5
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A Kafka topic."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    """S3 ObjectCreated notifications of keys under `prefix` ending in `suffix`, sent to a queue."""
+
+    id: str
+    queue_name: str
+    prefix: str
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Everything the service needs, named for one Settings."""
+
+    bucket: str
+    tables: tuple[TableSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    notifications: tuple[NotificationSpec, ...]
+    topics: tuple[TopicSpec, ...] = field(default=())
+
+
+JOBS_BY_TENANT_INDEX = "byTenant"
+
+
+def resources_for(settings: Settings) -> Resources:
+    """The resource list for one configuration."""
+    return Resources(
+        bucket=settings.bucket,
+        tables=(
+            TableSpec(
+                name=settings.jobs_table,
+                hash_key="jobId",
+                indexes=((JOBS_BY_TENANT_INDEX, "tenantId", "createdAt"),),
+            ),
+            TableSpec(name=settings.api_keys_table, hash_key="keyHash"),
+        ),
+        queues=(
+            QueueSpec(
+                name=settings.notifications_queue,
+                visibility_timeout=15,
+                dead_letter_name=f"{settings.notifications_queue}-dlq",
+            ),
+        ),
+        notifications=tuple(
+            NotificationSpec(
+                id=f"markers-{prefix.strip('/')}",
+                queue_name=settings.notifications_queue,
+                prefix=prefix,
+                suffix=MARKER_SUFFIX,
+            )
+            for prefix in MARKER_PREFIXES
+        ),
+        topics=tuple(
+            TopicSpec(name, settings.kafka_partitions, settings.kafka_replication_factor) for name in topics.ALL_TOPICS
+        ),
+    )

@@ -1,0 +1,55 @@
+"""The long-lived clients one process needs (AWS, Kafka) and the repositories built on them.
+
+Handlers and workers open one `ServiceContext` per process (per warm Lambda container) and reuse it.
+"""
+
+from __future__ import annotations
+
+from infra.aws import AwsClients
+from infra.kafka import EventPublisher, create_producer
+from infra.repositories.api_keys import ApiKeyRepository
+from infra.repositories.jobs import JobRepository
+from infra.settings import Settings
+from infra.storage import ArtifactStore
+
+
+class ServiceContext:
+    """Open clients and the repositories over them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clients = AwsClients(settings)
+        self.producer = create_producer(settings)
+        self.publisher = EventPublisher(self.producer)
+        self._kafka_started = False
+
+    async def open(self, *, kafka: bool = True) -> ServiceContext:
+        """Open the AWS clients and, unless told not to, start the Kafka producer."""
+        await self.clients.open()
+        if kafka:
+            await self.producer.start()
+            self._kafka_started = True
+        return self
+
+    async def close(self) -> None:
+        """Flush and close everything."""
+        try:
+            if self._kafka_started:
+                await self.producer.stop()
+        finally:
+            await self.clients.close()
+
+    @property
+    def jobs(self) -> JobRepository:
+        """Generation jobs."""
+        return JobRepository(self.clients.dynamodb, self.settings.jobs_table)
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        """Hashed API keys."""
+        return ApiKeyRepository(self.clients.dynamodb, self.settings.api_keys_table)
+
+    @property
+    def store(self) -> ArtifactStore:
+        """The artifacts bucket."""
+        return ArtifactStore(self.clients.s3, self.settings.bucket)

@@ -1,0 +1,99 @@
+"""All configuration in one place: environment variables prefixed `LF_` (or a `.env` file).
+
+Endpoints are overridable so the same code targets moto, LocalStack or AWS, and Kafka anywhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of LoRA Foundry; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="LF_", env_file=".env", extra="ignore")
+
+    # AWS. `aws_endpoint_url` points every service at one endpoint (moto, LocalStack); the per-service
+    # ones override it. Left empty, the SDK's normal resolution (real AWS) applies.
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    dynamodb_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+
+    # Resource names. A prefix keeps several stacks (or test runs) apart in one account.
+    resource_prefix: str = "lorafoundry"
+    bucket_name: str | None = Field(default=None, description="Defaults to '{resource_prefix}-artifacts'.")
+
+    # Kafka.
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # Tansu rejects InitProducerId, so the embedded stack turns idempotence off; real Kafka keeps it on.
+    kafka_idempotence: bool = True
+    kafka_partitions: int = Field(default=4, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_consumer_group: str = "lorafoundry-generators"
+
+    # API.
+    presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    dev_api_key: SecretStr | None = Field(
+        default=None, description="Bootstrap creates this key for the 'dev' tenant when set."
+    )
+
+    # Workers.
+    worker_id: str | None = None
+    worker_lease_seconds: int = Field(default=120, ge=5)
+    model_cache_dir: Path = Path.home() / ".cache" / "lorafoundry" / "models"
+    # Extra base models: JSON object of name -> local folder or s3:// prefix, e.g.
+    # LF_BASE_MODELS='{"sd-1.5": "/models/sd15"}'.
+    base_models: dict[str, str] = Field(default_factory=dict)
+    torch_device: str = "auto"
+
+    # Local poller that plays the SQS -> Lambda event source mapping.
+    poller_batch_size: int = Field(default=10, ge=1, le=10)
+    poller_wait_seconds: int = Field(default=1, ge=0, le=20)
+
+    @property
+    def bucket(self) -> str:
+        """The artifacts bucket."""
+        return self.bucket_name or f"{self.resource_prefix}-artifacts"
+
+    @property
+    def jobs_table(self) -> str:
+        """DynamoDB table of jobs (generations, later trainings)."""
+        return f"{self.resource_prefix}-jobs"
+
+    @property
+    def api_keys_table(self) -> str:
+        """DynamoDB table of hashed API keys."""
+        return f"{self.resource_prefix}-api-keys"
+
+    @property
+    def notifications_queue(self) -> str:
+        """SQS queue that receives the bucket's object notifications."""
+        return f"{self.resource_prefix}-s3-notifications"
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint URL of one AWS service, or None for the SDK default."""
+        specific = {
+            "s3": self.s3_endpoint_url,
+            "dynamodb": self.dynamodb_endpoint_url,
+            "sqs": self.sqs_endpoint_url,
+        }.get(service)
+        return specific or self.aws_endpoint_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,47 @@
+"""The S3 artifact store: every byte the service keeps, and presigned URLs to hand them out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+
+class ArtifactStore:
+    """Reads and writes objects of the artifacts bucket."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """Write one object."""
+        await self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def put_model(self, key: str, model: BaseModel) -> None:
+        """Write a pydantic model as JSON (how markers are written)."""
+        await self.put_bytes(key, model.model_dump_json().encode(), "application/json")
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        """Read one object, or None if it does not exist."""
+        try:
+            response = await self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        async with response["Body"] as body:
+            return await body.read()
+
+    async def get_json(self, key: str) -> Any | None:
+        """Read and parse a JSON object, or None if it does not exist."""
+        data = await self.get_bytes(key)
+        return None if data is None else json.loads(data)
+
+    async def presign_get(self, key: str, expires_in: int) -> str:
+        """A time-limited GET URL for one object."""
+        return await self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )

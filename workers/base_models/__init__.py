@@ -1,0 +1,1 @@
+"""Base-model weights: the built-in tiny model and the loader shared by every source."""

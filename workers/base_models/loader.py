@@ -1,0 +1,77 @@
+"""One loader for every base model: the built-in tiny one, a local folder, or an s3:// prefix."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+import botocore.session
+import torch
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+
+from infra.aws import client_kwargs
+from infra.base_models import BaseModelSpec
+from infra.settings import Settings
+from workers.base_models.tiny_sd import ensure_tiny_sd
+
+log = logging.getLogger(__name__)
+
+
+class BaseModelUnavailable(RuntimeError):
+    """The weights of a base model cannot be found or loaded."""
+
+
+def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype to run on: CUDA in half precision where there is one, else CPU in float32."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    return device, (torch.float16 if device.type == "cuda" else torch.float32)
+
+
+def _download_prefix(settings: Settings, uri: str, cache_dir: Path) -> Path:
+    parsed = urlparse(uri)
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/").rstrip("/") + "/"
+    target = cache_dir / "s3" / bucket / prefix
+    if (target / "model_index.json").exists():
+        return target
+    s3 = botocore.session.get_session().create_client("s3", **client_kwargs(settings, "s3"))
+    found = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            destination = target / obj["Key"][len(prefix) :]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            partial = destination.with_name(destination.name + ".part")
+            with partial.open("wb") as out:
+                out.write(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            partial.rename(destination)
+            found += 1
+    if not found:
+        raise BaseModelUnavailable(f"no objects under {uri}")
+    return target
+
+
+def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
+    """A local folder with the model's diffusers layout, fetched or built as needed."""
+    if spec.is_builtin:
+        return ensure_tiny_sd(settings.model_cache_dir)
+    if spec.source.startswith("s3://"):
+        return _download_prefix(settings, spec.source, settings.model_cache_dir)
+    path = Path(spec.source).expanduser()
+    if not (path / "model_index.json").exists():
+        raise BaseModelUnavailable(f"base model {spec.name!r}: no diffusers model at {path}")
+    return path
+
+
+def load_pipeline(spec: BaseModelSpec, settings: Settings) -> DiffusionPipeline:
+    """Load a text-to-image pipeline for a base model, on the configured device."""
+    device, dtype = pick_device(settings.torch_device)
+    try:
+        pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), torch_dtype=dtype)
+    except BaseModelUnavailable:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise BaseModelUnavailable(f"base model {spec.name!r} could not be loaded: {exc}") from exc
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device)

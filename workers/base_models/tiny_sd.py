@@ -1,0 +1,117 @@
+"""`tiny-sd`: a tiny Stable Diffusion with deterministic random weights, for development and tests.
+
+It has the real architecture (UNet with cross-attention, KL VAE, CLIP text encoder, a byte-level
+tokenizer so any trigger word gets its own tokens) at a size that trains and samples in seconds on a CPU.
+It is saved with `save_pretrained` once and then loaded like any other base model, so every code path
+that serves real models serves it too. Its pictures mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+# Bump when the architecture below changes, so cached copies are rebuilt rather than reused.
+BUILD_VERSION = 1
+DEFAULT_SEED = 0
+MAX_TOKENS = 77
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def _tokenizer() -> PreTrainedTokenizerFast:
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab[BOS] = len(vocab)
+    vocab[EOS] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=EOS, model_max_length=MAX_TOKENS
+    )
+
+
+def build_tiny_sd(seed: int = DEFAULT_SEED) -> StableDiffusionPipeline:
+    """Make the pipeline in memory; the same seed always gives the same weights."""
+    tokenizer = _tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=MAX_TOKENS,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def ensure_tiny_sd(cache_dir: Path, seed: int = DEFAULT_SEED) -> Path:
+    """The folder holding tiny-sd's saved weights, building it once; safe against concurrent builders."""
+    target = cache_dir / f"tiny-sd-v{BUILD_VERSION}-seed{seed}"
+    if (target / "model_index.json").exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-sd-", dir=cache_dir))
+    try:
+        build_tiny_sd(seed).save_pretrained(staging, safe_serialization=True)
+        try:
+            os.rename(staging, target)  # atomic: readers see the whole folder or none of it
+        except OSError:
+            if not (target / "model_index.json").exists():
+                raise  # not a lost race with another builder: a real failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,148 @@
+"""The consumer loop every worker runs: validate, dead-letter, run off the loop, commit after.
+
+Reliability rules it keeps (see DESIGN.md):
+- the offset is committed only after the handler returned, i.e. after the job's outcome is in S3;
+- while a long job runs the partitions are paused and the loop keeps polling, so the member stays in its
+  group and the record is not redelivered to another member in a loop;
+- a record that cannot be parsed or validated goes to the DLQ topic with the reason and is committed, so it
+  never blocks its partition; a handler failure (infrastructure) is retried from the same offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
+from events.topics import DEAD_LETTERS
+
+log = logging.getLogger(__name__)
+
+
+class WorkerState(StrEnum):
+    """Where a worker is in its life (cog's model: set up once, then serve many)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which model validates an event type and which coroutine handles it."""
+
+    model: type[CloudEvent[Any]]
+    handle: Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+class ConsumerLoop:
+    """Consumes one consumer group's records one at a time and commits each only after it is handled."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        routes: dict[str, Route],
+        *,
+        poll_timeout_ms: int = 500,
+        keepalive_s: float = 1.0,
+        retry_backoff_s: float = 2.0,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.routes = routes
+        self.poll_timeout_ms = poll_timeout_ms
+        self.keepalive_s = keepalive_s
+        self.retry_backoff_s = retry_backoff_s
+        self.state = WorkerState.STARTING
+        self.handled = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the record in hand is finished first."""
+        self.state = WorkerState.READY
+        while not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=1)
+            for tp, records in batch.items():
+                for record in records:
+                    await self._process(tp, record, stop)
+        self.state = WorkerState.STOPPING
+
+    async def _process(self, tp: TopicPartition, record: ConsumerRecord, stop: asyncio.Event) -> None:
+        try:
+            envelope = decode_envelope(record.value, record.headers)
+            route = self.routes.get(str(envelope.get("type")))
+            if route is None:
+                raise EnvelopeError(f"no worker handles event type {envelope.get('type')!r} on {tp.topic}")
+            event = parse_event(envelope, route.model, str(envelope["type"]))
+        except EnvelopeError as exc:
+            await self._dead_letter(tp, record, str(exc))
+            await self._commit(tp, record)
+            return
+
+        self.state = WorkerState.BUSY
+        try:
+            await self._run_keeping_membership(route.handle(event))
+        except Exception:
+            log.exception(
+                "handling %s@%s:%d failed; retrying from the same offset", tp.topic, tp.partition, record.offset
+            )
+            self.consumer.seek(tp, record.offset)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.retry_backoff_s)
+            return
+        finally:
+            self.state = WorkerState.READY
+        self.handled += 1
+        await self._commit(tp, record)
+
+    async def _run_keeping_membership(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        paused = self.consumer.assignment()
+        self.consumer.pause(*paused)
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self.keepalive_s)
+                if task.done():
+                    break
+                # Polling (nothing is returned from paused partitions) tells the group we are alive.
+                extra = await self.consumer.getmany(timeout_ms=0)
+                for tp, records in extra.items():
+                    # A rebalance may hand us new, unpaused partitions: leave their records for later.
+                    self.consumer.seek(tp, records[0].offset)
+                    self.consumer.pause(tp)
+        finally:
+            self.consumer.resume(*self.consumer.assignment())
+        task.result()
+
+    async def _commit(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        try:
+            await self.consumer.commit({tp: record.offset + 1})
+        except CommitFailedError:
+            # The partition moved to another member meanwhile; it will see the job is done and skip it.
+            log.warning("commit of %s:%d@%d lost to a rebalance", tp.topic, tp.partition, record.offset)
+
+    async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+        log.warning("dead-lettering %s:%d@%d: %s", tp.topic, tp.partition, record.offset, reason)
+        headers = [
+            *list(record.headers or ()),
+            ("dlq-reason", reason[:4000].encode()),
+            ("dlq-topic", tp.topic.encode()),
+            ("dlq-partition", str(tp.partition).encode()),
+            ("dlq-offset", str(record.offset).encode()),
+        ]
+        try:
+            await self.producer.send_and_wait(DEAD_LETTERS, value=record.value, key=record.key, headers=headers)
+        except KafkaError:
+            log.exception("could not dead-letter %s:%d@%d", tp.topic, tp.partition, record.offset)
+            raise
+        self.dead_lettered += 1

@@ -1,0 +1,1 @@
+"""The generator worker: consumes generation.requested, writes images and markers to S3."""

@@ -1,0 +1,141 @@
+"""Running one generation job: claim it, generate off the event loop, write outputs then the marker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from datetime import datetime
+
+from aiokafka.errors import KafkaError
+
+from events.envelope import utcnow
+from events.generation import GenerationRequested
+from events.lifecycle import JobError
+from events.markers import GenerationResult, JobFailure, StageTimings
+from events.states import GENERATION, GenerationStatus
+from events.storage_keys import Marker, job_marker_key, job_output_key
+from infra.lifecycle import publish_lifecycle_once
+from infra.repositories.jobs import JobExists
+from infra.runtime import ServiceContext
+from workers.base_models.loader import BaseModelUnavailable
+from workers.generator.pipelines import PipelineCache, generate
+
+log = logging.getLogger(__name__)
+
+
+class GenerationJobRunner:
+    """Handles `generation.requested` events for one worker."""
+
+    def __init__(self, context: ServiceContext, cache: PipelineCache, worker_id: str, executor: Executor) -> None:
+        self.context = context
+        self.cache = cache
+        self.worker_id = worker_id
+        self.executor = executor
+        self.lease_seconds = context.settings.worker_lease_seconds
+
+    async def __call__(self, event: GenerationRequested) -> None:
+        """Run the job the event names, unless it is done or held by a live worker."""
+        data = event.data
+        job = await self.context.jobs.get(data.jobId)
+        if job is None:
+            # Published straight to Kafka by a direct producer: the event is the whole request.
+            with contextlib.suppress(JobExists):
+                await self.context.jobs.create(
+                    {
+                        "jobId": data.jobId,
+                        "tenantId": event.tenantid,
+                        "kind": "generation",
+                        "modelId": data.modelId,
+                        "request": data.model_dump(mode="json"),
+                    }
+                )
+            job = await self.context.jobs.get(data.jobId)
+            assert job is not None
+        if job["tenantId"] != event.tenantid:
+            log.warning("event for job %s names tenant %s, job belongs to another: skipped", data.jobId, event.tenantid)
+            return
+        if GENERATION.is_terminal(GenerationStatus(job["status"])):
+            log.info("job %s already %s: duplicate delivery skipped", data.jobId, job["status"])
+            return
+        claimed = await self.context.jobs.claim(data.jobId, self.worker_id, self.lease_seconds)
+        if claimed is None:
+            log.info("job %s is held by another worker: skipped", data.jobId)
+            return
+        await self._announce_start(claimed)
+        renewer = asyncio.create_task(self._renew_lease(data.jobId))
+        try:
+            await self._run(event, claimed["attempts"], datetime.fromisoformat(claimed["startedAt"]))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:
+        data = event.data
+        loop = asyncio.get_running_loop()
+        try:
+            generated = await loop.run_in_executor(self.executor, generate, self.cache, data)
+        except BaseModelUnavailable as exc:
+            await self._fail(data.jobId, attempt, "model_unavailable", str(exc))
+            return
+        except Exception as exc:  # the model code failed for this input: the job fails, the worker goes on
+            log.exception("job %s failed", data.jobId)
+            await self._fail(data.jobId, attempt, "generation_failed", f"{type(exc).__name__}: {exc}")
+            return
+        upload_started = time.perf_counter()
+        keys = [job_output_key(data.jobId, i, generated.extension) for i in range(len(generated.images))]
+        await asyncio.gather(
+            *(
+                self.context.store.put_bytes(key, image, generated.content_type)
+                for key, image in zip(keys, generated.images, strict=True)
+            )
+        )
+        result = GenerationResult(
+            jobId=data.jobId,
+            outputs=keys,
+            width=data.width,
+            height=data.height,
+            seed=data.seed,
+            numInferenceSteps=data.numInferenceSteps,
+            guidanceScale=data.guidanceScale,
+            baseModel=data.baseModel,
+            outputFormat=data.outputFormat.value,
+            workerId=self.worker_id,
+            attempt=attempt,
+            startedAt=started_at,
+            completedAt=utcnow(),
+            timings=StageTimings(
+                loadMs=round(generated.load_ms, 2),
+                computeMs=round(generated.compute_ms, 2),
+                uploadMs=round(generated.encode_ms + (time.perf_counter() - upload_started) * 1000, 2),
+            ),
+        )
+        # The marker goes last: its notification is what tells the world the outputs are all there.
+        await self.context.store.put_model(job_marker_key(data.jobId, Marker.RESULT), result)
+
+    async def _fail(self, job_id: str, attempt: int, code: str, message: str) -> None:
+        failure = JobFailure(
+            jobId=job_id,
+            error=JobError(code=code, message=message[:2000]),
+            workerId=self.worker_id,
+            attempt=attempt,
+            failedAt=utcnow(),
+        )
+        await self.context.store.put_model(job_marker_key(job_id, Marker.FAILED), failure)
+
+    async def _announce_start(self, job: dict) -> None:
+        try:
+            await publish_lifecycle_once(self.context, job, GenerationStatus.PROCESSING, source="/lorafoundry/worker")
+        except KafkaError:
+            # The status is recorded; a missing "started" event must not stop the job itself.
+            log.warning("could not publish the start of job %s", job["jobId"], exc_info=True)
+
+    async def _renew_lease(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not await self.context.jobs.renew_lease(job_id, self.worker_id, self.lease_seconds):
+                log.warning("lost the lease of job %s", job_id)
+                return
