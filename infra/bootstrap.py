@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -133,10 +134,8 @@ async def ensure_topics(settings: Settings, resources: Resources, timeout_s: flo
                 if t.name not in existing
             ]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another bootstrap won the race
                     await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass  # Another bootstrap won the race.
             return
         except KafkaError:
             if asyncio.get_running_loop().time() > deadline:

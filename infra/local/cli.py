@@ -1,0 +1,148 @@
+"""`lorafoundry`: run the embedded stack (`up`) or the whole user journey against it (`demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from infra.local.stack import DEFAULT_STATE_FILE, EmbeddedStack, StackInfo, api_healthy
+
+console = Console(highlight=False)
+
+
+def _print_ready(name: str, address: str, ms: float) -> None:
+    console.print(f"  [green]ready[/green] {name:<28} {address:<40} [dim]{ms / 1000:5.1f}s[/dim]")
+
+
+def _stack_from_args(args: argparse.Namespace) -> EmbeddedStack:
+    return EmbeddedStack(
+        host=args.host,
+        api_port=args.api_port,
+        workers=args.workers,
+        log_dir=Path(args.log_dir) if args.log_dir else None,
+        embedded_aws=args.aws == "embedded",
+        embedded_kafka=args.kafka == "embedded",
+    )
+
+
+def _print_summary(info: StackInfo) -> None:
+    table = Table(title="LoRA Foundry is up", show_header=False, title_justify="left")
+    table.add_row("API", info.api_url)
+    table.add_row("OpenAPI docs", f"{info.api_url}/docs")
+    table.add_row("AWS endpoint", info.aws_endpoint_url or "AWS (default endpoints)")
+    table.add_row("Kafka", info.kafka_bootstrap_servers)
+    table.add_row("Logs", info.log_dir)
+    table.add_row("Dev API key", info.api_key)
+    console.print(table)
+    console.print(
+        f'Try: curl -s -X POST {info.api_url}/v1/images/generate -H "Authorization: Bearer {info.api_key}" '
+        '-H "Content-Type: application/json" -d \'{"modelId": "tiny-sd", "prompt": "a red fox"}\''
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the stack, print where everything listens, run until Ctrl-C or a component dies."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = _stack_from_args(args)
+    console.print(f"Starting LoRA Foundry (logs in {stack.log_dir})")
+    state_file = Path(args.state_file)
+    code = 0
+    try:
+        info = stack.start(_print_ready)
+        info.save(state_file)
+        _print_summary(info)
+        console.print("Press Ctrl-C to stop.")
+        while not stop.wait(0.5):
+            dead = stack.dead()
+            if dead:
+                for process in dead:
+                    console.print(f"[red]{process.name} exited[/red]; last log lines:\n{process.log_tail()}")
+                code = 1
+                break
+    except Exception as exc:
+        console.print(f"[red]start-up failed:[/red] {exc}")
+        code = 1
+    finally:
+        console.print("Stopping...")
+        stack.stop()
+        saved = StackInfo.load(state_file)
+        if saved is not None and saved.pid == os.getpid():
+            state_file.unlink(missing_ok=True)
+        console.print("Stopped; nothing left running.")
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the user journey against a running stack, or bring one up for the length of the demo."""
+    from infra.local.demo import run_demo
+
+    info = StackInfo.load(Path(args.state_file))
+    stack = None
+    if info is None or not api_healthy(info.api_url):
+        stack = _stack_from_args(args)
+        console.print(f"No running stack found: starting one (logs in {stack.log_dir})")
+        try:
+            info = stack.start(_print_ready)
+        except Exception as exc:
+            console.print(f"[red]start-up failed:[/red] {exc}")
+            stack.stop()
+            return 1
+    else:
+        console.print(f"Using the running stack at {info.api_url}")
+    try:
+        return run_demo(console, info, Path(args.output), count=args.count)
+    finally:
+        if stack is not None:
+            console.print("Stopping the stack the demo started...")
+            stack.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="lorafoundry", description="LoRA Foundry on one machine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address every component binds to")
+        p.add_argument("--api-port", type=int, default=None, help="API port (default: a free one)")
+        p.add_argument("--workers", type=int, default=1, help="generator workers to run")
+        p.add_argument("--log-dir", default=None, help="where component logs go (default: a temp dir)")
+        p.add_argument(
+            "--aws",
+            choices=["embedded", "external"],
+            default="embedded",
+            help="embedded: start moto; external: use LF_AWS_ENDPOINT_URL etc. (LocalStack, AWS)",
+        )
+        p.add_argument(
+            "--kafka",
+            choices=["embedded", "external"],
+            default="embedded",
+            help="embedded: start Tansu; external: use LF_KAFKA_BOOTSTRAP_SERVERS",
+        )
+        p.add_argument("--state-file", default=str(DEFAULT_STATE_FILE), help=argparse.SUPPRESS)
+
+    up = sub.add_parser("up", help="start the embedded stack and run until Ctrl-C")
+    stack_options(up)
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="run the whole user journey and save the images")
+    stack_options(demo)
+    demo.add_argument("--output", default="demo-output", help="folder for the generated images")
+    demo.add_argument("--count", type=int, default=3, help="how many generation requests to submit")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `lorafoundry` command."""
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

@@ -1,0 +1,111 @@
+"""The main job: drive a running stack over HTTP as a user would, and show where the time went."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from infra.local.stack import StackInfo
+
+PROMPTS = (
+    "a lighthouse on a cliff at dawn",
+    "a bowl of ramen, studio lighting",
+    "a red fox in fresh snow",
+    "a neon city street in the rain",
+    "a watercolor of a sailing boat",
+)
+TERMINAL = {"completed", "failed"}
+STATUS_PROGRESS = {"queued": 1, "processing": 2, "completed": 3, "failed": 3}
+
+
+def _submit(client: httpx.Client, index: int) -> tuple[dict[str, Any], float]:
+    body = {
+        "modelId": "tiny-sd",
+        "prompt": PROMPTS[index % len(PROMPTS)],
+        "negativePrompt": "blurry",
+        "width": 128,
+        "height": 128,
+        "numOutputs": 2,
+        "numInferenceSteps": 10,
+        "seed": 1000 + index,
+    }
+    submitted = time.perf_counter()
+    response = client.post("/v1/images/generate", json=body)
+    response.raise_for_status()
+    return {**response.json(), "prompt": body["prompt"]}, submitted
+
+
+def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3, timeout_s: float = 300) -> int:
+    """Submit `count` generations, wait for them with a progress display, save the images, print timings."""
+    client = httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}, timeout=30.0)
+    console.rule("Text-to-image on the tiny-sd base model")
+    jobs = [_submit(client, i) for i in range(count)]
+    console.print(f"Submitted {count} jobs: " + ", ".join(job["jobId"] for job, _ in jobs))
+    views: dict[str, dict[str, Any]] = {}
+    seen_done: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        tasks = {job["jobId"]: progress.add_task(job["prompt"][:36], total=3, status="queued") for job, _ in jobs}
+        while len(seen_done) < len(jobs) and time.monotonic() < deadline:
+            for job, _ in jobs:
+                job_id = job["jobId"]
+                if job_id in seen_done:
+                    continue
+                view = client.get(f"/v1/images/jobs/{job_id}").json()
+                views[job_id] = view
+                progress.update(tasks[job_id], completed=STATUS_PROGRESS.get(view["status"], 0), status=view["status"])
+                if view["status"] in TERMINAL:
+                    seen_done[job_id] = time.perf_counter()
+            time.sleep(0.1)  # polling interval of a client, not a synchronisation
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table = Table(title="Where the time went (ms)", title_justify="left")
+    for column in ("job", "status", "queued", "load", "compute", "upload", "api total", "observed", "images"):
+        table.add_column(column, justify="right" if column not in ("job", "status", "images") else "left")
+    ok = True
+    for job, submitted in jobs:
+        job_id = job["jobId"]
+        view = views.get(job_id, {"status": "timed out"})
+        files: list[str] = []
+        if view["status"] == "completed":
+            for n, image in enumerate(view["images"]):
+                path = output_dir / f"{job_id}-{n}.{image['format']}"
+                path.write_bytes(httpx.get(image["url"], timeout=30.0).raise_for_status().content)
+                files.append(path.name)
+        else:
+            ok = False
+        timings = view.get("timings") or {}
+        observed = (seen_done[job_id] - submitted) * 1000 if job_id in seen_done else None
+
+        def fmt(value: float | None) -> str:
+            return "-" if value is None else f"{value:,.0f}"
+
+        table.add_row(
+            job_id,
+            view["status"] + (f" ({view['error']['code']})" if view.get("error") else ""),
+            fmt(timings.get("queueMs")),
+            fmt(timings.get("loadMs")),
+            fmt(timings.get("computeMs")),
+            fmt(timings.get("uploadMs")),
+            fmt(timings.get("totalMs")),
+            fmt(observed),
+            ", ".join(files),
+        )
+    console.print(table)
+    if info.timings_ms:
+        console.print("Stack start-up: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in info.timings_ms.items()))
+    console.print(f"Images saved in [bold]{output_dir.resolve()}[/bold]")
+    return 0 if ok else 1

