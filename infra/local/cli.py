@@ -14,7 +14,8 @@ from rich.table import Table
 
 from infra.local.stack import DEFAULT_STATE_FILE, EmbeddedStack, StackInfo, api_healthy
 
-console = Console(highlight=False)
+# Wide enough for the timing tables when output is not a terminal (CI logs, pipes).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def _print_ready(name: str, address: str, ms: float) -> None:
@@ -146,3 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `lorafoundry` command."""
     args = build_parser().parse_args(argv)
     sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

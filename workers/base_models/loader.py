@@ -68,7 +68,7 @@ def load_pipeline(spec: BaseModelSpec, settings: Settings) -> DiffusionPipeline:
     """Load a text-to-image pipeline for a base model, on the configured device."""
     device, dtype = pick_device(settings.torch_device)
     try:
-        pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), torch_dtype=dtype)
+        pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
     except BaseModelUnavailable:
         raise
     except (OSError, ValueError, KeyError) as exc:

@@ -1,0 +1,196 @@
+"""Fixtures: a real moto server and a real Tansu broker on free loopback ports, started once per session.
+
+Nothing here mocks S3, DynamoDB or Kafka in-process: the code under test talks HTTP and the Kafka protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.local.processes import ManagedProcess, free_port, port_open
+from infra.local.stack import tansu_binary
+from infra.settings import Settings
+
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "models"
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(log_dir: Path) -> Iterator[str]:
+    """A moto server (S3, DynamoDB, SQS) in its own process, over HTTP."""
+    port = free_port()
+    process = ManagedProcess("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                             log_dir / "moto.log").start()
+    try:
+        process.wait_ready(lambda: port_open(port), 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+class Broker:
+    """A Tansu broker that a test can restart (memory storage: a restart forgets everything)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.process: ManagedProcess | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = ManagedProcess(
+            "tansu",
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            self.log_dir / "tansu.log",
+        ).start()
+        self.process.wait_ready(lambda: port_open(self.port), 30)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(log_dir: Path) -> Iterator[Broker]:
+    """A real Tansu broker on a free port."""
+    broker = Broker(log_dir)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def make_settings(moto_endpoint: str, broker: Broker, prefix: str, **overrides: object) -> Settings:
+    """Settings for one isolated set of resources (own bucket, tables, queue) on the shared servers."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        aws_endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # type: ignore[arg-type]
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_idempotence=False,
+        resource_prefix=prefix,
+        model_cache_dir=MODEL_CACHE,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def settings(moto_endpoint: str, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's settings; `broken` is a base model whose weights do not exist (for failure paths)."""
+    missing = tmp_path_factory.mktemp("no-model") / "missing"
+    return make_settings(
+        moto_endpoint, broker, f"lft-{secrets.token_hex(3)}",
+        base_models={"broken": str(missing)}, kafka_consumer_group=f"gen-{secrets.token_hex(3)}",
+        worker_lease_seconds=30,
+    )
+
+
+@pytest.fixture(scope="session")
+async def bootstrapped(settings: Settings) -> Settings:
+    from infra.bootstrap import bootstrap
+
+    await bootstrap(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def context(bootstrapped: Settings) -> AsyncIterator:
+    from infra.runtime import ServiceContext
+
+    context = await ServiceContext(bootstrapped).open()
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@pytest.fixture(scope="session")
+async def api_key(context) -> str:
+    """A key of tenant 'tenant-a'."""
+    key = f"lf_test_{secrets.token_hex(16)}"
+    await context.api_keys.put(key, tenant_id="tenant-a", name="tests")
+    return key
+
+
+@pytest.fixture(scope="session")
+async def other_api_key(context) -> str:
+    """A key of another tenant, 'tenant-b'."""
+    key = f"lf_test_{secrets.token_hex(16)}"
+    await context.api_keys.put(key, tenant_id="tenant-b", name="tests")
+    return key
+
+
+@pytest.fixture(scope="session")
+async def app(bootstrapped: Settings) -> AsyncIterator:
+    from functions.api.app import create_app
+
+    app = create_app(bootstrapped)
+    try:
+        yield app
+    finally:
+        if app.state.context is not None:
+            await app.state.context.close()
+
+
+@pytest.fixture(scope="session")
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the real app (ASGI transport), which talks to the real moto server and broker."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def poller(bootstrapped: Settings) -> Iterator[threading.Event]:
+    """The local event source mapping: SQS -> functions.s3_events, in a thread."""
+    from functions.s3_events.handler import S3EventsLambda
+    from infra.local.sqs_poller import SqsPoller
+
+    handler = S3EventsLambda(lambda: bootstrapped)
+    sqs_poller = SqsPoller(bootstrapped, bootstrapped.notifications_queue, handler)
+    stop = threading.Event()
+    thread = threading.Thread(target=sqs_poller.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(30)
+        handler.close()
+
+
+@pytest.fixture(scope="session")
+async def worker(bootstrapped: Settings, poller) -> AsyncIterator:
+    """A generator worker consuming in this event loop, its model work in its own thread."""
+    from workers.generator.__main__ import serve
+
+    stop = asyncio.Event()
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(bootstrapped, stop, on_ready=ready.set_result))
+    done, _ = await asyncio.wait({task, ready}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # start-up failed: raise its error
+    assert ready in done, "worker did not become ready in time"
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

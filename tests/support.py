@@ -1,0 +1,44 @@
+"""Helpers shared by tests: waiting on conditions with a deadline, AWS-shaped events, a lifecycle reader."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60.0, what: str = "condition"
+) -> T:
+    """Call `probe` until `done(result)`; fail with the last result after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {result!r}")
+        await asyncio.sleep(0.05)  # polling interval between probes, bounded by the deadline above
+
+
+async def wait_for_job(
+    client: httpx.AsyncClient, job_id: str, headers: dict[str, str], statuses: tuple[str, ...] = ("completed", "failed")
+) -> dict[str, Any]:
+    """Poll the seed 002 job endpoint until the job reaches one of `statuses`."""
+
+    async def probe() -> dict[str, Any]:
+        response = await client.get(f"/v1/images/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return await eventually(probe, lambda view: view["status"] in statuses, what=f"job {job_id} to finish")
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header for an API key."""
+    return {"Authorization": f"Bearer {key}"}
