@@ -80,7 +80,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        details = [{"field": _field_of(tuple(e.get("loc", ()))), "message": _message_of(e)} for e in errors]
+        details = [
+            {
+                # A JSON syntax error's loc ends in a character position, not a field: it is the body's fault.
+                "field": "body" if e.get("type") == "json_invalid" else _field_of(tuple(e.get("loc", ()))),
+                "message": _message_of(e),
+            }
+            for e in errors
+        ]
         first = details[0] if details else {"field": "body", "message": "invalid request"}
         return JSONResponse(
             error_body("validation_error", f"{first['field']}: {first['message']}", first["field"], details=details),
