@@ -1,0 +1,103 @@
+"""`lorafoundry up` as a user runs it: a subprocess driven over HTTP, stopped with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from infra.local.processes import port_open, wait_until
+from infra.local.stack import StackInfo
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ports(info: StackInfo) -> list[int]:
+    ports = [urlparse(info.api_url).port, int(info.kafka_bootstrap_servers.rsplit(":", 1)[1])]
+    if info.aws_endpoint_url:
+        ports.append(urlparse(info.aws_endpoint_url).port)
+    return [p for p in ports if p]
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below `root`, read from /proc (children run in sessions of their own)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
+    state_file = tmp_path / "stack.json"
+    log_dir = tmp_path / "logs"
+    env = {**os.environ, "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file), "--log-dir", str(log_dir)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    output = ""
+    try:
+        wait_until(lambda: state_file.exists() or process.poll() is not None, 240, "the stack's state file")
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        info = StackInfo.load(state_file)
+        assert info is not None
+        headers = {"Authorization": f"Bearer {info.api_key}"}
+        with httpx.Client(base_url=info.api_url, headers=headers, timeout=30) as client:
+            response = client.post("/v1/images/generate", json={"modelId": "tiny-sd", "prompt": "a red fox",
+                                                                 "numOutputs": 1, "seed": 5})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["jobId"]
+            view: dict = {}
+
+            def finished() -> bool:
+                view.update(client.get(f"/v1/images/jobs/{job_id}").json())
+                return view["status"] in ("completed", "failed")
+
+            wait_until(finished, 120, f"job {job_id}", interval_s=0.1)
+            assert view["status"] == "completed", json.dumps(view)
+            image = httpx.get(view["images"][0]["url"], timeout=30)
+            assert image.content.startswith(b"\x89PNG")
+            assert client.get("/v1/images/jobs/job_missing").status_code == 404
+        ports = _ports(info)
+        assert all(port_open(p) for p in ports)
+        children = _descendants(process.pid)
+        assert len(children) >= 5, children  # moto, tansu, api, poller, worker
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output = process.communicate(timeout=60)[0].decode()
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output = process.communicate()[0].decode()
+            pytest.fail(f"lorafoundry up did not stop on SIGINT:\n{output}")
+    assert process.returncode == 0, output
+    for needle in ("LoRA Foundry is up", "Dev API key", "/docs", "Stopped; nothing left running."):
+        assert needle in output, output
+    assert all(not port_open(p) for p in ports), "a component still listens after shutdown"
+    survivors = [pid for pid in children if _alive(pid)]
+    assert not survivors, f"processes of the stack outlived it: {survivors}"
+    assert not state_file.exists()

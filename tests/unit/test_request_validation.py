@@ -1,0 +1,58 @@
+"""Seed 002 request validation and the defaults a job inherits from its base model."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from functions.api.errors import ApiError
+from functions.api.schemas.images import GenerateImageRequest
+from functions.api.services.generation import build_generation, resolve_model
+from infra.base_models import TINY_SD
+from infra.settings import Settings
+
+
+def test_seed_002_documented_body_is_accepted_verbatim() -> None:
+    body = GenerateImageRequest.model_validate({
+        "modelId": "mod_zyx987",
+        "prompt": "A photorealistic portrait of a woman with cyberpunk neon background, high detail",
+        "negativePrompt": "low quality, blurry, text, watermark, ugly",
+        "width": 1024,
+        "height": 1024,
+        "guidanceScale": 7.5,
+        "numOutputs": 1,
+    })
+    assert body.width == 1024 and body.numOutputs == 1
+
+
+def test_defaults_come_from_the_model() -> None:
+    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p"), TINY_SD)
+    assert (data.width, data.height) == (TINY_SD.default_size, TINY_SD.default_size)
+    assert data.numInferenceSteps == TINY_SD.default_steps
+    assert data.guidanceScale == TINY_SD.default_guidance
+    assert 0 <= data.seed < 2**32
+
+
+def test_explicit_zero_guidance_is_kept() -> None:
+    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", guidanceScale=0), TINY_SD)
+    assert data.guidanceScale == 0
+
+
+def test_model_limits_are_checked_before_queueing() -> None:
+    with pytest.raises(ApiError) as info:
+        build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", width=1024), TINY_SD)
+    assert info.value.status == 422 and info.value.field == "width"
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ApiError) as info:
+        resolve_model(Settings(_env_file=None), "mod_unknown")  # type: ignore[call-arg]
+    assert info.value.status == 404 and info.value.field == "modelId"
+
+
+@pytest.mark.parametrize("field, value", [("numOutputs", 5), ("width", 100), ("prompt", ""), ("prompt", " "),
+                                          ("height", 2056), ("seed", 2**32)])
+def test_out_of_range(field: str, value) -> None:
+    with pytest.raises(ValidationError) as info:
+        GenerateImageRequest.model_validate({"modelId": "tiny-sd", "prompt": "p", field: value})
+    assert info.value.errors()[0]["loc"] == (field,)
