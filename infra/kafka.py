@@ -53,6 +53,7 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 2_000,
         "max_poll_interval_ms": 60_000,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         **overrides,
     }
     return AIOKafkaConsumer(*topics, **kwargs)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_consumer_group: str = "lorafoundry-generators"
+    # How long the broker may hold an empty fetch. Tansu answers only when it expires, not when a record
+    # arrives, so this bounds how long a new job waits on an idle worker (measured by bench/pipeline_overhead.py).
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=0, le=5000)
 
     # API.
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)

@@ -31,8 +31,9 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def moto_endpoint(log_dir: Path) -> Iterator[str]:
     """A moto server (S3, DynamoDB, SQS) in its own process, over HTTP."""
     port = free_port()
-    process = ManagedProcess("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                             log_dir / "moto.log").start()
+    process = ManagedProcess(
+        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log"
+    ).start()
     try:
         process.wait_ready(lambda: port_open(port), 60)
         yield f"http://127.0.0.1:{port}"
@@ -56,8 +57,16 @@ class Broker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = ManagedProcess(
             "tansu",
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             self.log_dir / "tansu.log",
         ).start()
         self.process.wait_ready(lambda: port_open(self.port), 30)
@@ -98,8 +107,11 @@ def settings(moto_endpoint: str, broker: Broker, tmp_path_factory: pytest.TempPa
     """The session's settings; `broken` is a base model whose weights do not exist (for failure paths)."""
     missing = tmp_path_factory.mktemp("no-model") / "missing"
     return make_settings(
-        moto_endpoint, broker, f"lft-{secrets.token_hex(3)}",
-        base_models={"broken": str(missing)}, kafka_consumer_group=f"gen-{secrets.token_hex(3)}",
+        moto_endpoint,
+        broker,
+        f"lft-{secrets.token_hex(3)}",
+        base_models={"broken": str(missing)},
+        kafka_consumer_group=f"gen-{secrets.token_hex(3)}",
         worker_lease_seconds=30,
     )
 

@@ -57,7 +57,11 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
     env = {**os.environ, "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models")}
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file), "--log-dir", str(log_dir)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     output = ""
     try:
@@ -67,8 +71,9 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
         assert info is not None
         headers = {"Authorization": f"Bearer {info.api_key}"}
         with httpx.Client(base_url=info.api_url, headers=headers, timeout=30) as client:
-            response = client.post("/v1/images/generate", json={"modelId": "tiny-sd", "prompt": "a red fox",
-                                                                 "numOutputs": 1, "seed": 5})
+            response = client.post(
+                "/v1/images/generate", json={"modelId": "tiny-sd", "prompt": "a red fox", "numOutputs": 1, "seed": 5}
+            )
             assert response.status_code == 202, response.text
             job_id = response.json()["jobId"]
             view: dict = {}

@@ -119,8 +119,9 @@ async def test_duplicate_delivery_does_not_run_a_job_twice(client, api_key, cont
     handled_before = worker.handled
 
     # Publish the same command again, as a redelivery after a lost commit would.
-    event = GenerationRequested(subject=job_id, tenantid="tenant-a",
-                                data=GenerationRequestedData.model_validate(before["request"]))
+    event = GenerationRequested(
+        subject=job_id, tenantid="tenant-a", data=GenerationRequestedData.model_validate(before["request"])
+    )
     await context.publisher.publish(GENERATION_REQUESTS, event)
 
     async def handled() -> int:
@@ -137,8 +138,15 @@ async def test_invalid_events_go_to_the_dlq_and_later_events_still_flow(client, 
     producer = context.producer
     marker = secrets.token_hex(4)
     await producer.send_and_wait(GENERATION_REQUESTS, value=b"not json " + marker.encode(), key=b"bad")
-    bad_event = {"specversion": "1.0", "id": marker, "source": "/test", "type": "ai.lorafoundry.generation.requested.v1",
-                 "subject": "job_x", "tenantid": "tenant-a", "data": {"jobId": "job_x", "prompt": ""}}
+    bad_event = {
+        "specversion": "1.0",
+        "id": marker,
+        "source": "/test",
+        "type": "ai.lorafoundry.generation.requested.v1",
+        "subject": "job_x",
+        "tenantid": "tenant-a",
+        "data": {"jobId": "job_x", "prompt": ""},
+    }
     await producer.send_and_wait(GENERATION_REQUESTS, value=json.dumps(bad_event).encode(), key=b"bad")
 
     consumer = create_consumer(settings, DEAD_LETTERS, group_id=f"dlq-reader-{marker}")

@@ -15,8 +15,9 @@ from functions.api.app import create_app
 pytestmark = pytest.mark.integration
 
 
-def apigw_v2_event(method: str, path: str, *, body: str | None = None, headers: dict[str, str] | None = None,
-                   base64_body: bool = False) -> dict[str, Any]:
+def apigw_v2_event(
+    method: str, path: str, *, body: str | None = None, headers: dict[str, str] | None = None, base64_body: bool = False
+) -> dict[str, Any]:
     """An API Gateway v2 (HTTP API) proxy event."""
     headers = {"host": "api.example.com", "content-type": "application/json", **(headers or {})}
     return {
@@ -30,8 +31,13 @@ def apigw_v2_event(method: str, path: str, *, body: str | None = None, headers: 
             "apiId": "api-id",
             "domainName": "api.example.com",
             "domainPrefix": "api",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
-                     "userAgent": "test"},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.1",
+                "userAgent": "test",
+            },
             "requestId": "request-id",
             "routeKey": "$default",
             "stage": "$default",
@@ -72,22 +78,27 @@ def invoke(bootstrapped):
 
 async def test_generate_and_poll_through_api_gateway_events(invoke, api_key) -> None:
     body = json.dumps({"modelId": "tiny-sd", "prompt": "a lighthouse", "width": 64, "height": 64})
-    response = await invoke(apigw_v2_event("POST", "/v1/images/generate", body=body,
-                                           headers={"authorization": f"Bearer {api_key}"}))
+    response = await invoke(
+        apigw_v2_event("POST", "/v1/images/generate", body=body, headers={"authorization": f"Bearer {api_key}"})
+    )
     assert response["statusCode"] == 202, response
     job_id = json.loads(response["body"])["jobId"]
     assert response["headers"]["location"] == f"/v1/images/jobs/{job_id}"
 
-    response = await invoke(apigw_v2_event("GET", f"/v1/images/jobs/{job_id}",
-                                           headers={"authorization": f"Bearer {api_key}"}))
+    response = await invoke(
+        apigw_v2_event("GET", f"/v1/images/jobs/{job_id}", headers={"authorization": f"Bearer {api_key}"})
+    )
     assert response["statusCode"] == 200, response
     assert json.loads(response["body"])["status"] in ("queued", "processing", "completed")
 
 
 async def test_base64_encoded_body_is_accepted(invoke, api_key) -> None:
     body = json.dumps({"modelId": "tiny-sd", "prompt": "a fox", "width": 64, "height": 64})
-    response = await invoke(apigw_v2_event("POST", "/v1/images/generate", body=body, base64_body=True,
-                                           headers={"authorization": f"Bearer {api_key}"}))
+    response = await invoke(
+        apigw_v2_event(
+            "POST", "/v1/images/generate", body=body, base64_body=True, headers={"authorization": f"Bearer {api_key}"}
+        )
+    )
     assert response["statusCode"] == 202, response
 
 
@@ -96,8 +107,9 @@ async def test_errors_through_api_gateway_events(invoke, api_key) -> None:
     assert response["statusCode"] == 401
     assert json.loads(response["body"])["error"]["code"] == "unauthorized"
 
-    response = await invoke(apigw_v2_event("POST", "/v1/images/generate", body="{broken",
-                                           headers={"authorization": f"Bearer {api_key}"}))
+    response = await invoke(
+        apigw_v2_event("POST", "/v1/images/generate", body="{broken", headers={"authorization": f"Bearer {api_key}"})
+    )
     assert response["statusCode"] == 422
     assert json.loads(response["body"])["error"]["field"] == "body"
 

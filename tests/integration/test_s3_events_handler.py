@@ -61,26 +61,53 @@ async def _receive(context, queue_url: str, expected: int) -> list[dict]:
 
 async def _new_job(context, tenant: str = "tenant-a") -> dict:
     job_id = f"job_{secrets.token_hex(12)}"
-    request = {"jobId": job_id, "modelId": "tiny-sd", "baseModel": "tiny-sd", "prompt": "p", "width": 64,
-               "height": 64, "guidanceScale": 7.5, "numOutputs": 1, "numInferenceSteps": 2, "seed": 1,
-               "outputFormat": "png"}
-    await context.jobs.create({"jobId": job_id, "tenantId": tenant, "kind": "generation", "modelId": "tiny-sd",
-                               "request": request})
+    request = {
+        "jobId": job_id,
+        "modelId": "tiny-sd",
+        "baseModel": "tiny-sd",
+        "prompt": "p",
+        "width": 64,
+        "height": 64,
+        "guidanceScale": 7.5,
+        "numOutputs": 1,
+        "numInferenceSteps": 2,
+        "seed": 1,
+        "outputFormat": "png",
+    }
+    await context.jobs.create(
+        {"jobId": job_id, "tenantId": tenant, "kind": "generation", "modelId": "tiny-sd", "request": request}
+    )
     return await context.jobs.claim(job_id, "worker-test", 60)
 
 
 def _result(job_id: str) -> GenerationResult:
     now = utcnow()
     return GenerationResult(
-        jobId=job_id, outputs=[f"jobs/{job_id}/outputs/0.png"], width=64, height=64, seed=1, numInferenceSteps=2,
-        guidanceScale=7.5, baseModel="tiny-sd", outputFormat="png", workerId="worker-test", attempt=1,
-        startedAt=now, completedAt=now, timings=StageTimings(loadMs=0, computeMs=5, uploadMs=1),
+        jobId=job_id,
+        outputs=[f"jobs/{job_id}/outputs/0.png"],
+        width=64,
+        height=64,
+        seed=1,
+        numInferenceSteps=2,
+        guidanceScale=7.5,
+        baseModel="tiny-sd",
+        outputFormat="png",
+        workerId="worker-test",
+        attempt=1,
+        startedAt=now,
+        completedAt=now,
+        timings=StageTimings(loadMs=0, computeMs=5, uploadMs=1),
     )
 
 
 def _failure(job_id: str) -> JobFailure:
-    return JobFailure(jobId=job_id, error=JobError(code="generation_failed", message="boom"),
-                      workerId="worker-test", attempt=1, failedAt=utcnow())
+    return JobFailure(
+        jobId=job_id,
+        error=JobError(code="generation_failed", message="boom"),
+        workerId="worker-test",
+        attempt=1,
+        failedAt=utcnow(),
+    )
 
 
 async def _invoke(handler: S3EventsLambda, event: dict) -> dict:
@@ -166,7 +193,8 @@ async def test_marker_for_an_unknown_job_is_ignored(isolated) -> None:
     settings, context, handler, queue_url, queue_arn = isolated
     job_id = f"job_{secrets.token_hex(12)}"
     await context.store.put_model(job_marker_key(job_id, Marker.RESULT), _result(job_id))
-    response = await _invoke(handler, lambda_sqs_event(await _receive(context, queue_url, 1), queue_arn,
-                                                       settings.aws_region))
+    response = await _invoke(
+        handler, lambda_sqs_event(await _receive(context, queue_url, 1), queue_arn, settings.aws_region)
+    )
     assert response == {"batchItemFailures": []}
     assert await context.jobs.get(job_id) is None

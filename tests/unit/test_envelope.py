@@ -9,8 +9,18 @@ import pytest
 from events.envelope import EnvelopeError, decode_envelope, kafka_headers, parse_event
 from events.generation import GENERATION_REQUESTED, GenerationRequested, GenerationRequestedData
 
-DATA = {"jobId": "job_1", "modelId": "tiny-sd", "baseModel": "tiny-sd", "prompt": "a fox", "width": 64,
-        "height": 64, "guidanceScale": 7.5, "numOutputs": 1, "numInferenceSteps": 10, "seed": 1}
+DATA = {
+    "jobId": "job_1",
+    "modelId": "tiny-sd",
+    "baseModel": "tiny-sd",
+    "prompt": "a fox",
+    "width": 64,
+    "height": 64,
+    "guidanceScale": 7.5,
+    "numOutputs": 1,
+    "numInferenceSteps": 10,
+    "seed": 1,
+}
 
 
 def _event(**overrides) -> GenerationRequested:
@@ -27,17 +37,24 @@ def test_structured_mode_round_trip() -> None:
 
 
 def test_binary_mode_is_accepted() -> None:
-    headers = [("ce_specversion", b"1.0"), ("ce_id", b"x1"), ("ce_source", b"/p"),
-               ("ce_type", GENERATION_REQUESTED.encode()), ("ce_subject", b"job_1"), ("ce_tenantid", b"t"),
-               ("content-type", b"application/json")]
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"x1"),
+        ("ce_source", b"/p"),
+        ("ce_type", GENERATION_REQUESTED.encode()),
+        ("ce_subject", b"job_1"),
+        ("ce_tenantid", b"t"),
+        ("content-type", b"application/json"),
+    ]
     envelope = decode_envelope(json.dumps(DATA).encode(), headers)
     parsed = parse_event(envelope, GenerationRequested, GENERATION_REQUESTED)
     assert parsed.id == "x1"
     assert parsed.data.prompt == "a fox"
 
 
-@pytest.mark.parametrize("value, reason", [(b"", "empty"), (b"{oops", "not JSON"), (b"[1]", "not a JSON object"),
-                                           (b"\xff\xfe", "not JSON")])
+@pytest.mark.parametrize(
+    "value, reason", [(b"", "empty"), (b"{oops", "not JSON"), (b"[1]", "not a JSON object"), (b"\xff\xfe", "not JSON")]
+)
 def test_undecodable_records(value: bytes, reason: str) -> None:
     with pytest.raises(EnvelopeError, match=reason):
         decode_envelope(value, [])

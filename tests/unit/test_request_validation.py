@@ -13,15 +13,17 @@ from infra.settings import Settings
 
 
 def test_seed_002_documented_body_is_accepted_verbatim() -> None:
-    body = GenerateImageRequest.model_validate({
-        "modelId": "mod_zyx987",
-        "prompt": "A photorealistic portrait of a woman with cyberpunk neon background, high detail",
-        "negativePrompt": "low quality, blurry, text, watermark, ugly",
-        "width": 1024,
-        "height": 1024,
-        "guidanceScale": 7.5,
-        "numOutputs": 1,
-    })
+    body = GenerateImageRequest.model_validate(
+        {
+            "modelId": "mod_zyx987",
+            "prompt": "A photorealistic portrait of a woman with cyberpunk neon background, high detail",
+            "negativePrompt": "low quality, blurry, text, watermark, ugly",
+            "width": 1024,
+            "height": 1024,
+            "guidanceScale": 7.5,
+            "numOutputs": 1,
+        }
+    )
     assert body.width == 1024 and body.numOutputs == 1
 
 
@@ -50,8 +52,10 @@ def test_unknown_model() -> None:
     assert info.value.status == 404 and info.value.field == "modelId"
 
 
-@pytest.mark.parametrize("field, value", [("numOutputs", 5), ("width", 100), ("prompt", ""), ("prompt", " "),
-                                          ("height", 2056), ("seed", 2**32)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("numOutputs", 5), ("width", 100), ("prompt", ""), ("prompt", " "), ("height", 2056), ("seed", 2**32)],
+)
 def test_out_of_range(field: str, value) -> None:
     with pytest.raises(ValidationError) as info:
         GenerateImageRequest.model_validate({"modelId": "tiny-sd", "prompt": "p", field: value})

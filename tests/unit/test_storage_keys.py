@@ -23,8 +23,15 @@ def test_url_encoded_keys_are_decoded(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["jobs/job_abc/outputs/0.png", "jobs/job_abc/other.json", "models/m/data/x", "jobs/../result.json",
-     "jobs/a+b/result.json", "jobs/job_abc/result.json/x", ""],
+    [
+        "jobs/job_abc/outputs/0.png",
+        "jobs/job_abc/other.json",
+        "models/m/data/x",
+        "jobs/../result.json",
+        "jobs/a+b/result.json",
+        "jobs/job_abc/result.json/x",
+        "",
+    ],
 )
 def test_other_keys_are_not_markers(raw: str) -> None:
     assert parse_notification_key(raw) is None
