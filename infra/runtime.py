@@ -27,7 +27,12 @@ class ServiceContext:
         """Open the AWS clients and, unless told not to, start the Kafka producer."""
         await self.clients.open()
         if kafka:
-            await self.producer.start()
+            try:
+                await self.producer.start()
+            except BaseException:
+                await self.producer.stop()  # releases what start() left half-open
+                await self.clients.close()
+                raise
             self._kafka_started = True
         return self
 

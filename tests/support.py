@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 T = TypeVar("T")
+POLL_INTERVAL_S = 0.05
 
 
 async def eventually(
@@ -23,7 +24,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {result!r}")
-        await asyncio.sleep(0.05)  # polling interval between probes, bounded by the deadline above
+        await asyncio.sleep(POLL_INTERVAL_S)  # between probes; the deadline above bounds the wait
 
 
 async def wait_for_job(

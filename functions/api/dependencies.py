@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
+from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
 from functions.api.errors import ApiError
 from infra.runtime import ServiceContext
 from infra.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -26,7 +30,16 @@ async def get_context(request: Request) -> ServiceContext:
     if state.context is None:
         async with state.context_lock:
             if state.context is None:
-                state.context = await ServiceContext(state.settings).open()
+                try:
+                    state.context = await ServiceContext(state.settings).open()
+                except (KafkaError, OSError) as exc:
+                    log.error("cannot reach a backing service: %s", exc)
+                    raise ApiError(
+                        503,
+                        "service_unavailable",
+                        "a backing service is unreachable; try again shortly",
+                        headers={"Retry-After": "5"},
+                    ) from exc
     return state.context
 
 
