@@ -43,3 +43,25 @@ async def wait_for_job(
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header for an API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+async def read_topic(settings, topic: str, wanted: Callable[[Any], bool], count: int, timeout_s: float = 30) -> list:
+    """Records of `topic` (read from the start by a fresh group) for which `wanted(record)`, once `count` are in."""
+    import secrets
+
+    from infra.kafka import create_consumer
+
+    consumer = create_consumer(settings, topic, group_id=f"test-reader-{secrets.token_hex(4)}")
+    await consumer.start()
+    found: list = []
+    try:
+
+        async def probe() -> list:
+            batch = await consumer.getmany(timeout_ms=200)
+            found.extend(r for records in batch.values() for r in records if wanted(r))
+            return found
+
+        await eventually(probe, lambda f: len(f) >= count, timeout_s=timeout_s, what=f"{count} records on {topic}")
+    finally:
+        await consumer.stop()
+    return found

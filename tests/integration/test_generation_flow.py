@@ -8,13 +8,11 @@ import secrets
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from PIL import Image
 
 from events.generation import GenerationRequested, GenerationRequestedData
 from events.topics import DEAD_LETTERS, GENERATION_REQUESTS, JOB_LIFECYCLE
-from infra.kafka import create_consumer
-from tests.support import bearer, eventually, wait_for_job
+from tests.support import bearer, eventually, read_topic, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -31,23 +29,8 @@ async def _download(url: str) -> bytes:
 
 
 async def _lifecycle_events(settings, job_id: str, expected: int) -> list[dict]:
-    consumer: AIOKafkaConsumer = create_consumer(
-        settings, JOB_LIFECYCLE, group_id=f"lifecycle-reader-{secrets.token_hex(4)}"
-    )
-    await consumer.start()
-    events: list[dict] = []
-    try:
-
-        async def probe() -> list[dict]:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                events.extend(e for r in records if (e := json.loads(r.value))["subject"] == job_id)
-            return events
-
-        await eventually(probe, lambda found: len(found) >= expected, timeout_s=30, what="lifecycle events")
-    finally:
-        await consumer.stop()
-    return events
+    records = await read_topic(settings, JOB_LIFECYCLE, lambda r: json.loads(r.value)["subject"] == job_id, expected)
+    return [json.loads(r.value) for r in records]
 
 
 async def test_generate_completes_with_downloadable_png(client, api_key, settings) -> None:
@@ -149,19 +132,7 @@ async def test_invalid_events_go_to_the_dlq_and_later_events_still_flow(client, 
     }
     await producer.send_and_wait(GENERATION_REQUESTS, value=json.dumps(bad_event).encode(), key=b"bad")
 
-    consumer = create_consumer(settings, DEAD_LETTERS, group_id=f"dlq-reader-{marker}")
-    await consumer.start()
-    found: list = []
-    try:
-
-        async def probe() -> list:
-            batch = await consumer.getmany(timeout_ms=200)
-            found.extend(r for records in batch.values() for r in records if marker.encode() in (r.value or b""))
-            return found
-
-        await eventually(probe, lambda f: len(f) >= 2, timeout_s=30, what="two dead letters")
-    finally:
-        await consumer.stop()
+    found = await read_topic(settings, DEAD_LETTERS, lambda r: marker.encode() in (r.value or b""), 2)
     reasons = [dict(r.headers)["dlq-reason"].decode() for r in found]
     assert "not JSON" in reasons[0]
     assert "data.prompt" in reasons[1] or "prompt" in reasons[1]

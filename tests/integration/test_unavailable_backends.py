@@ -14,9 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_unreachable_kafka_is_503(bootstrapped, api_key) -> None:
-    dead = Broker.__new__(Broker)
-    dead.port = free_port()  # nothing listens here
-    app = create_app(bootstrapped.model_copy(update={"kafka_bootstrap_servers": dead.bootstrap_servers}))
+    nothing_listens = f"127.0.0.1:{free_port()}"
+    app = create_app(bootstrapped.model_copy(update={"kafka_bootstrap_servers": nothing_listens}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
         response = await client.post(
             "/v1/images/generate", json={"modelId": "tiny-sd", "prompt": "p"}, headers=bearer(api_key)
