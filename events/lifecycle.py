@@ -17,6 +17,7 @@ LIFECYCLE_TYPES = (JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED)
 # The lifecycle event announcing that a job reached a status (statuses in internal words).
 EVENT_TYPE_FOR_STATUS = {
     "processing": JOB_STARTED,
+    "running": JOB_STARTED,
     "completed": JOB_SUCCEEDED,
     "succeeded": JOB_SUCCEEDED,
     "failed": JOB_FAILED,

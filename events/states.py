@@ -20,6 +20,26 @@ class GenerationStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class TrainingStatus(StrEnum):
+    """Life of a training job (internal words; seed 001 renders them as predictions do)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class ModelStatus(StrEnum):
+    """Life of a model, in seed 003's words."""
+
+    NEW = "new"
+    TRAINING = "training"
+    TRAINED = "trained"
+    FAILED = "failed"
+    TRAINING_CANCELED = "training-canceled"
+
+
 class IllegalTransition(ValueError):
     """A requested status change that the state machine does not allow."""
 
@@ -63,3 +83,36 @@ GENERATION = StateMachine(
     },
     initial=_G.QUEUED,
 )
+
+_T = TrainingStatus
+TRAINING = StateMachine(
+    {
+        _T.QUEUED: frozenset({_T.RUNNING, _T.FAILED, _T.CANCELED}),
+        # running -> running is a reclaim after a lapsed lease: the new worker resumes from the last checkpoint.
+        _T.RUNNING: frozenset({_T.RUNNING, _T.SUCCEEDED, _T.FAILED, _T.CANCELED}),
+        _T.SUCCEEDED: frozenset(),
+        _T.FAILED: frozenset(),
+        _T.CANCELED: frozenset(),
+    },
+    initial=_T.QUEUED,
+)
+
+_M = ModelStatus
+MODEL = StateMachine(
+    {
+        _M.NEW: frozenset({_M.TRAINING}),
+        _M.TRAINING: frozenset({_M.TRAINED, _M.FAILED, _M.TRAINING_CANCELED}),
+        # A model is never finished: it can be trained again, after success, failure or cancel.
+        _M.TRAINED: frozenset({_M.TRAINING}),
+        _M.FAILED: frozenset({_M.TRAINING}),
+        _M.TRAINING_CANCELED: frozenset({_M.TRAINING}),
+    },
+    initial=_M.NEW,
+)
+
+# The model status a training's terminal status leaves its model in.
+MODEL_STATUS_AFTER_TRAINING = {
+    TrainingStatus.SUCCEEDED: ModelStatus.TRAINED,
+    TrainingStatus.FAILED: ModelStatus.FAILED,
+    TrainingStatus.CANCELED: ModelStatus.TRAINING_CANCELED,
+}

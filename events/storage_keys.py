@@ -18,6 +18,9 @@ class Marker(StrEnum):
 
 
 _JOB_MARKER = re.compile(r"^jobs/(?P<job_id>[A-Za-z0-9_-]{1,64})/(?P<marker>[a-z]+\.json)$")
+_TRAINING_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/(?P<marker>[a-z]+\.json)$")
+_EPOCH_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/checkpoints/(?P<epoch>\d{6})/epoch\.json$")
+EPOCH_MARKER_NAME = "epoch.json"
 
 
 def job_prefix(job_id: str) -> str:
@@ -35,21 +38,70 @@ def job_marker_key(job_id: str, marker: Marker) -> str:
     return f"{job_prefix(job_id)}{marker.value}"
 
 
+def model_data_key(model_id: str, data_id: str, digest: str) -> str:
+    """A normalized training image, addressed by content: a replacement gets a new key, so a training
+    that already read the old key's list still finds its bytes."""
+    return f"models/{model_id}/data/{data_id}/{digest[:16]}.png"
+
+
+def training_prefix(training_id: str) -> str:
+    """Everything a training writes lives under this prefix."""
+    return f"trainings/{training_id}/"
+
+
+def training_marker_key(training_id: str, marker: Marker) -> str:
+    """Key of one of a training's status markers."""
+    return f"{training_prefix(training_id)}{marker.value}"
+
+
+def training_checkpoint_prefix(training_id: str, epoch: str) -> str:
+    """Where one epoch's adapter, resume state and samples live."""
+    return f"{training_prefix(training_id)}checkpoints/{epoch}/"
+
+
+def training_epoch_keys(training_id: str, epoch: str) -> tuple[str, str, str]:
+    """(adapter, resume snapshot, epoch marker) keys of one epoch; the marker is written last."""
+    prefix = training_checkpoint_prefix(training_id, epoch)
+    return f"{prefix}adapter.safetensors", f"{prefix}state.pt", f"{prefix}{EPOCH_MARKER_NAME}"
+
+
+def training_sample_key(training_id: str, epoch: str, index: int) -> str:
+    """The `index`-th sample image of an epoch."""
+    return f"{training_prefix(training_id)}samples/{epoch}/{index}.png"
+
+
+def training_adapter_key(training_id: str) -> str:
+    """The one final adapter of a training (a fixed key: a resumed run overwrites, never duplicates)."""
+    return f"{training_prefix(training_id)}adapter.safetensors"
+
+
+class JobKind(StrEnum):
+    """Which family of markers a key belongs to."""
+
+    GENERATION = "generation"
+    TRAINING = "training"
+
+
 @dataclass(frozen=True)
 class JobMarkerRef:
-    """A parsed marker key."""
+    """A parsed marker key: a job status marker, or (with `epoch`) a training's epoch marker."""
 
     job_id: str
-    marker: Marker
+    marker: Marker | None
+    kind: JobKind = JobKind.GENERATION
+    epoch: str | None = None
 
 
 def parse_notification_key(raw_key: str) -> JobMarkerRef | None:
     """Parse a key as it arrives in an S3 notification (URL-encoded, '+' for space); None if not a marker."""
-    match = _JOB_MARKER.match(unquote_plus(raw_key))
-    if not match:
-        return None
-    try:
-        marker = Marker(match["marker"])
-    except ValueError:
-        return None
-    return JobMarkerRef(job_id=match["job_id"], marker=marker)
+    key = unquote_plus(raw_key)
+    if match := _EPOCH_MARKER.match(key):
+        return JobMarkerRef(job_id=match["job_id"], marker=None, kind=JobKind.TRAINING, epoch=match["epoch"])
+    for pattern, kind in ((_JOB_MARKER, JobKind.GENERATION), (_TRAINING_MARKER, JobKind.TRAINING)):
+        match = pattern.match(key)
+        if match:
+            try:
+                return JobMarkerRef(job_id=match["job_id"], marker=Marker(match["marker"]), kind=kind)
+            except ValueError:
+                return None
+    return None

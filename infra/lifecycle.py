@@ -31,7 +31,7 @@ def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLif
             kind=job.get("kind", "generation"),
             status=status.value,
             occurredAt=utcnow(),
-            outputs=job.get("outputs", []) if status.value == "completed" else [],
+            outputs=job.get("outputs", []) if status.value in ("completed", "succeeded") else [],
             error=error,
         ),
     )

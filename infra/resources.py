@@ -12,7 +12,7 @@ from events import topics
 from infra.settings import Settings
 
 # Markers the notification handler turns into status: only these keys need to reach SQS.
-MARKER_PREFIXES = ("jobs/",)
+MARKER_PREFIXES = ("jobs/", "trainings/")
 MARKER_SUFFIX = ".json"
 
 
@@ -97,6 +97,9 @@ class Resources:
 
 
 JOBS_BY_TENANT_INDEX = "byTenant"
+JOBS_BY_MODEL_INDEX = "byModel"
+JOBS_QUEUE_INDEX = "byQueue"
+MODELS_BY_TENANT_INDEX = "byTenant"
 
 
 def resources_for(settings: Settings) -> Resources:
@@ -107,9 +110,21 @@ def resources_for(settings: Settings) -> Resources:
             TableSpec(
                 name=settings.jobs_table,
                 hash_key="jobId",
-                indexes=((JOBS_BY_TENANT_INDEX, "tenantId", "createdAt"),),
+                indexes=(
+                    (JOBS_BY_TENANT_INDEX, "tenantId", "createdAt"),
+                    (JOBS_BY_MODEL_INDEX, "modelId", "createdAt"),
+                    (JOBS_QUEUE_INDEX, "queue", "createdAt"),
+                ),
             ),
             TableSpec(name=settings.api_keys_table, hash_key="keyHash"),
+            TableSpec(
+                name=settings.models_table,
+                hash_key="modelId",
+                indexes=((MODELS_BY_TENANT_INDEX, "tenantId", "createdAt"),),
+            ),
+            TableSpec(name=settings.training_data_table, hash_key="modelId", range_key="dataId"),
+            # One-time tokens (request signatures seen): a conditional put refuses a replay; TTL forgets them.
+            TableSpec(name=settings.nonces_table, hash_key="nonce", ttl_attribute="expiresAt"),
         ),
         queues=(
             QueueSpec(

@@ -5,10 +5,14 @@ Handlers and workers open one `ServiceContext` per process (per warm Lambda cont
 
 from __future__ import annotations
 
+from events.states import TRAINING, TrainingStatus
 from infra.aws import AwsClients
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyRepository
 from infra.repositories.jobs import JobRepository
+from infra.repositories.models import ModelRepository
+from infra.repositories.nonces import NonceRepository
+from infra.repositories.training_data import TrainingDataRepository
 from infra.settings import Settings
 from infra.storage import ArtifactStore
 
@@ -48,6 +52,26 @@ class ServiceContext:
     def jobs(self) -> JobRepository:
         """Generation jobs."""
         return JobRepository(self.clients.dynamodb, self.settings.jobs_table)
+
+    @property
+    def trainings(self) -> JobRepository:
+        """Training jobs (same table as generations, their own state machine)."""
+        return JobRepository(self.clients.dynamodb, self.settings.jobs_table, TRAINING, TrainingStatus.RUNNING)
+
+    @property
+    def models(self) -> ModelRepository:
+        """Models."""
+        return ModelRepository(self.clients.dynamodb, self.settings.models_table)
+
+    @property
+    def training_data(self) -> TrainingDataRepository:
+        """Training images' records."""
+        return TrainingDataRepository(self.clients.dynamodb, self.settings.training_data_table)
+
+    @property
+    def nonces(self) -> NonceRepository:
+        """One-time tokens."""
+        return NonceRepository(self.clients.dynamodb, self.settings.nonces_table)
 
     @property
     def api_keys(self) -> ApiKeyRepository:

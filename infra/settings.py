@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=4, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_consumer_group: str = "lorafoundry-generators"
+    kafka_training_consumer_group: str = "lorafoundry-trainers"
     # How long the broker may hold an empty fetch. Tansu answers only when it expires, not when a record
     # arrives, so this bounds how long a new job waits on an idle worker (measured by bench/pipeline_overhead.py).
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0, le=5000)
@@ -49,6 +50,16 @@ class Settings(BaseSettings):
     # API.
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # One training image (seed 001: 10 MB) and a whole multipart training request (seed 000).
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_training_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    # Decoded size limit: a bigger image is refused before its pixels are decoded (decompression bombs).
+    max_image_pixels: int = Field(default=40_000_000, ge=4096)
+    # Training images are stored with their longer side at most this (they are resized for training anyway).
+    training_image_max_side: int = Field(default=1024, ge=64)
+    # How old a request signature (seed 000's DELETE) may be, in seconds either way.
+    signature_tolerance_seconds: int = Field(default=300, ge=10)
+    default_base_model: str = "tiny-sd"
     dev_api_key: SecretStr | None = Field(
         default=None, description="Bootstrap creates this key for the 'dev' tenant when set."
     )
@@ -80,6 +91,21 @@ class Settings(BaseSettings):
     def api_keys_table(self) -> str:
         """DynamoDB table of hashed API keys."""
         return f"{self.resource_prefix}-api-keys"
+
+    @property
+    def models_table(self) -> str:
+        """DynamoDB table of models."""
+        return f"{self.resource_prefix}-models"
+
+    @property
+    def training_data_table(self) -> str:
+        """DynamoDB table of training images (key: model id, data id)."""
+        return f"{self.resource_prefix}-training-data"
+
+    @property
+    def nonces_table(self) -> str:
+        """DynamoDB table of one-time tokens (request signatures already used)."""
+        return f"{self.resource_prefix}-nonces"
 
     @property
     def notifications_queue(self) -> str:

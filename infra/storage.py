@@ -40,6 +40,18 @@ class ArtifactStore:
         data = await self.get_bytes(key)
         return None if data is None else json.loads(data)
 
+    async def delete(self, key: str) -> None:
+        """Remove one object (absent is fine)."""
+        await self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key under a prefix."""
+        keys: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
     async def presign_get(self, key: str, expires_in: int) -> str:
         """A time-limited GET URL for one object."""
         return await self.s3.generate_presigned_url(

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from functions.api.body_limit import BodySizeLimit
 from functions.api.dependencies import new_context_lock
 from functions.api.errors import install_error_handlers
-from functions.api.routes import health, images
+from functions.api.routes import health, images, models, training_data, trainings
 from infra.settings import Settings, get_settings
 
 
@@ -35,7 +35,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = None
     app.state.context_lock = new_context_lock()
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.include_router(health.router)
-    app.include_router(images.router)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        overrides=(
+            # One raw image per request; a little slack over the image limit so its own check names it.
+            (r"/v1/models/[^/]+/training-data(/[^/]+)?", settings.max_image_bytes + 1024),
+            (r"/v1/models/[^/]+/train", settings.max_training_upload_bytes),
+        ),
+    )
+    for router in (health.router, images.router, models.router, training_data.router, trainings.router):
+        app.include_router(router)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,20 +13,29 @@ from functions.api.errors import error_body
 
 
 class BodySizeLimit:
-    """Rejects bodies larger than `max_bytes`, by Content-Length up front or while streaming."""
+    """Rejects bodies larger than the limit of their path, by Content-Length up front or while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `overrides` are (path regex, limit) pairs, first match wins; other paths get `max_bytes`.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: Sequence[tuple[str, int]] = ()) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.overrides = [(re.compile(pattern), limit) for pattern, limit in overrides]
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of one path."""
+        return next((limit for pattern, limit in self.overrides if pattern.fullmatch(path)), self.default_max)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             status = 413 if declared.isdigit() else 400
-            message = f"request body exceeds {self.max_bytes} bytes" if status == 413 else "invalid Content-Length"
+            message = f"request body exceeds {max_bytes} bytes" if status == 413 else "invalid Content-Length"
             code = "payload_too_large" if status == 413 else "bad_request"
             body = json.dumps(error_body(code, message)).encode()
             await send(
@@ -44,9 +55,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Raised inside the app's body read, so FastAPI's handlers render it as a 413.
-                    raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes")
+                    raise HTTPException(413, f"request body exceeds {max_bytes} bytes")
             return message
 
         await self.app(scope, limited_receive, send)

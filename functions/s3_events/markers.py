@@ -1,4 +1,4 @@
-"""Turning one job marker into a conditional status update and a lifecycle event."""
+"""Turning one marker into a conditional status update (and a lifecycle event), or a progress record."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.markers import GenerationResult, JobFailure
-from events.states import GenerationStatus
-from events.storage_keys import JobMarkerRef, Marker
+from events.states import GenerationStatus, TrainingStatus
+from events.storage_keys import JobKind, JobMarkerRef, Marker
+from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
 from infra.lifecycle import publish_lifecycle_once
-from infra.repositories.jobs import AdvanceOutcome
+from infra.model_outcome import settle_model
+from infra.repositories.jobs import AdvanceOutcome, JobRepository
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -21,17 +23,26 @@ class MarkerError(ValueError):
     """A marker whose body is missing or does not match its contract."""
 
 
-_TARGETS: dict[Marker, GenerationStatus] = {
+_GENERATION_TARGETS: dict[Marker, GenerationStatus] = {
     Marker.RESULT: GenerationStatus.COMPLETED,
     Marker.FAILED: GenerationStatus.FAILED,
     Marker.CANCELED: GenerationStatus.CANCELED,
 }
+_TRAINING_TARGETS: dict[Marker, TrainingStatus] = {
+    Marker.RESULT: TrainingStatus.SUCCEEDED,
+    Marker.FAILED: TrainingStatus.FAILED,
+    Marker.CANCELED: TrainingStatus.CANCELED,
+}
 
 
-async def _fields_from_marker(context: ServiceContext, key: str, marker: Marker) -> dict[str, Any]:
+async def _read(context: ServiceContext, key: str) -> Any:
     body = await context.store.get_json(key)
     if body is None:
         raise MarkerError(f"marker {key} does not exist")
+    return body
+
+
+def _generation_fields(marker: Marker, body: Any) -> dict[str, Any]:
     if marker is Marker.RESULT:
         result = GenerationResult.model_validate(body)
         return {
@@ -45,17 +56,72 @@ async def _fields_from_marker(context: ServiceContext, key: str, marker: Marker)
     return {"completedAt": utcnow().isoformat()}
 
 
-async def apply_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> StrEnum | None:
-    """Apply one marker; returns the outcome, or None for markers that carry no status."""
-    if ref.marker not in _TARGETS:
-        return None  # progress.json of generation jobs carries nothing the API shows yet.
-    target = _TARGETS[ref.marker]
-    fields = await _fields_from_marker(context, key, ref.marker)
-    advance = await context.jobs.advance(ref.job_id, target, fields)
+def _training_fields(marker: Marker, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fields for the training record and for its model."""
+    if marker is Marker.RESULT:
+        result = TrainingResult.model_validate(body)
+        completed = result.completedAt.isoformat()
+        job_fields = {
+            "outputs": [result.adapterKey],
+            "adapterKey": result.adapterKey,
+            "completedAt": completed,
+            "result": result.model_dump(mode="json", exclude={"trainingId", "modelId"}),
+        }
+        model_fields = {
+            "adapterKey": result.adapterKey,
+            "adapterTrainingId": result.trainingId,
+            "lastTrainedAt": completed,
+            "triggerWord": result.triggerWord,
+        }
+        return job_fields, model_fields
+    if marker is Marker.FAILED:
+        failure = TrainingFailure.model_validate(body)
+        return {"error": failure.error.model_dump(), "completedAt": failure.failedAt.isoformat()}, {}
+    canceled = TrainingCanceled.model_validate(body)
+    return {"completedAt": canceled.canceledAt.isoformat(), "canceledAtStep": canceled.step}, {}
+
+
+async def _advance_and_announce(
+    context: ServiceContext, repo: JobRepository, key: str, job_id: str, target: StrEnum, fields: dict[str, Any]
+) -> tuple[AdvanceOutcome, dict[str, Any] | None]:
+    advance = await repo.advance(job_id, target, fields)
     job = advance.job
     if advance.outcome in (AdvanceOutcome.MISSING, AdvanceOutcome.REJECTED):
         log.info("marker %s ignored: %s (job is %s)", key, advance.outcome, job["status"] if job else "missing")
-        return advance.outcome
+        return advance.outcome, job
     assert job is not None
     await publish_lifecycle_once(context, job, target, source="/lorafoundry/s3-events")
-    return advance.outcome
+    return advance.outcome, job
+
+
+async def _apply_training_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> StrEnum | None:
+    body = await _read(context, key)
+    if ref.epoch is not None:
+        checkpoint = EpochCheckpoint.model_validate(body)
+        info = checkpoint.model_dump(mode="json", exclude={"trainingId", "epoch"})
+        recorded = await context.trainings.record_epoch(ref.job_id, checkpoint.epoch, info)
+        return AdvanceOutcome.APPLIED if recorded else AdvanceOutcome.MISSING
+    assert ref.marker is not None
+    if ref.marker is Marker.PROGRESS:
+        progress = TrainingProgress.model_validate(body)
+        newer = await context.trainings.record_progress(ref.job_id, progress.model_dump(mode="json"))
+        return AdvanceOutcome.APPLIED if newer else AdvanceOutcome.REJECTED
+    target = _TRAINING_TARGETS[ref.marker]
+    job_fields, model_fields = _training_fields(ref.marker, body)
+    outcome, job = await _advance_and_announce(context, context.trainings, key, ref.job_id, target, job_fields)
+    if outcome in (AdvanceOutcome.APPLIED, AdvanceOutcome.ALREADY) and job is not None:
+        # Also on a duplicate: the first delivery may have failed between the two writes.
+        await settle_model(context, job, target, model_fields or None)
+    return outcome
+
+
+async def apply_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> StrEnum | None:
+    """Apply one marker; returns the outcome, or None for markers that carry no status."""
+    if ref.kind is JobKind.TRAINING:
+        return await _apply_training_marker(context, key, ref)
+    if ref.marker not in _GENERATION_TARGETS:
+        return None  # progress.json of generation jobs carries nothing the API shows yet.
+    target = _GENERATION_TARGETS[ref.marker]
+    fields = _generation_fields(ref.marker, await _read(context, key))
+    outcome, _ = await _advance_and_announce(context, context.jobs, key, ref.job_id, target, fields)
+    return outcome

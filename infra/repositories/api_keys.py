@@ -29,8 +29,12 @@ class ApiKeyRepository:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def put(self, raw_key: str, *, tenant_id: str, name: str) -> str:
-        """Store a key for a tenant (overwriting the same key is harmless); returns its public id."""
+    async def put(self, raw_key: str, *, tenant_id: str, name: str, signing_secret: str | None = None) -> str:
+        """Store a key for a tenant (overwriting the same key is harmless); returns its public id.
+
+        The signing secret must be readable to verify HMAC signatures, so it is stored as given (the
+        table is encrypted at rest); without one, the key cannot make signed (destructive) calls.
+        """
         key_hash = hash_api_key(raw_key)
         key_id = f"key_{key_hash[:12]}"
         await self.dynamodb.put_item(
@@ -42,14 +46,15 @@ class ApiKeyRepository:
                     "tenantId": tenant_id,
                     "name": name,
                     "status": "active",
+                    "signingSecret": signing_secret,
                     "createdAt": utcnow().isoformat(),
                 }
             ),
         )
         return key_id
 
-    async def tenant_for(self, raw_key: str) -> str | None:
-        """The tenant an active key belongs to, or None for an unknown or revoked key."""
+    async def lookup(self, raw_key: str) -> dict[str, Any] | None:
+        """The record of an active key, or None for an unknown or revoked key."""
         response = await self.dynamodb.get_item(
             TableName=self.table, Key=to_item({"keyHash": hash_api_key(raw_key)}), ConsistentRead=True
         )
@@ -57,4 +62,9 @@ class ApiKeyRepository:
         if not item:
             return None
         record = from_item(item)
-        return record["tenantId"] if record.get("status") == "active" else None
+        return record if record.get("status") == "active" else None
+
+    async def tenant_for(self, raw_key: str) -> str | None:
+        """The tenant an active key belongs to, or None for an unknown or revoked key."""
+        record = await self.lookup(raw_key)
+        return record["tenantId"] if record else None

@@ -1,0 +1,185 @@
+"""`training.requested`: the command a trainer turns into a LoRA adapter, and the markers it writes.
+
+The parameters in the event are concrete (every default already resolved by the API), so a trainer
+never has to guess and a direct producer states exactly what it wants.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from events.envelope import TYPE_PREFIX, CloudEvent
+from events.lifecycle import JobError
+
+TRAINING_REQUESTED = f"{TYPE_PREFIX}training.requested.v1"
+
+MAX_TRAIN_STEPS = 40_000  # seed 003: SD 1.5 and SDXL accept [0, 40000]
+MAX_TRAINING_IMAGES = 200
+MAX_EPOCHS = 100
+MAX_RANK = 128
+MAX_BATCH = 16
+MAX_REPEATS = 100
+MAX_SAMPLE_PROMPTS = 8
+MIN_RESOLUTION = 64
+MAX_RESOLUTION = 1024
+MAX_CLASS_IMAGES = 200
+
+
+class LrScheduler(StrEnum):
+    """Learning-rate schedules of seed 003 (names map onto diffusers' `get_scheduler`)."""
+
+    CONSTANT = "constant"
+    CONSTANT_WITH_WARMUP = "constant-with-warmup"
+    COSINE = "cosine"
+    COSINE_WITH_RESTARTS = "cosine-with-restarts"
+    LINEAR = "linear"
+    POLYNOMIAL = "polynomial"
+
+
+class TrainingParameters(BaseModel):
+    """Concrete hyper-parameters of one training (seed 003's names where it has one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learningRate: float = Field(gt=0, le=1e-2, description="UNet LoRA learning rate after warm-up.")
+    learningRateTextEncoder: float = Field(
+        ge=0, le=1e-2, description="Text-encoder LoRA learning rate; 0 leaves the text encoder frozen."
+    )
+    maxTrainSteps: int = Field(ge=1, le=MAX_TRAIN_STEPS)
+    rank: int = Field(ge=1, le=MAX_RANK)
+    lrScheduler: LrScheduler = LrScheduler.CONSTANT
+    lrWarmupSteps: int = Field(default=0, ge=0, le=MAX_TRAIN_STEPS)
+    batchSize: int = Field(ge=1, le=MAX_BATCH)
+    nbEpochs: int = Field(ge=1, le=MAX_EPOCHS, description="Checkpoints: the steps are split into this many epochs.")
+    nbRepeats: int = Field(ge=1, le=MAX_REPEATS)
+    seed: int = Field(ge=0, le=2**32 - 1)
+    resolution: int = Field(ge=MIN_RESOLUTION, le=MAX_RESOLUTION, multiple_of=8)
+    conceptPrompt: str = Field(min_length=1, max_length=500, description="Instance prompt, with the trigger word.")
+    classPrompt: str | None = Field(default=None, max_length=500)
+    priorLossWeight: float = Field(default=1.0, ge=0, le=10)
+    numClassImages: int = Field(default=0, ge=0, le=MAX_CLASS_IMAGES)
+    randomCrop: bool = False
+    samplePrompts: list[str] = Field(default_factory=list, max_length=MAX_SAMPLE_PROMPTS)
+    sampleSteps: int = Field(default=10, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingParameters:
+        if self.nbEpochs > self.maxTrainSteps:
+            raise ValueError("nbEpochs cannot exceed maxTrainSteps: every epoch needs at least one step")
+        if self.numClassImages and not self.classPrompt:
+            raise ValueError("numClassImages needs a classPrompt")
+        return self
+
+
+class TrainingRequestedData(BaseModel):
+    """The `data` of a training.requested event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    modelId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    baseModel: str = Field(min_length=1, max_length=128)
+    triggerWord: str = Field(min_length=1, max_length=100)
+    dataKeys: list[str] = Field(
+        min_length=1,
+        max_length=MAX_TRAINING_IMAGES,
+        description="S3 keys of the normalized training images, fixed when the training was requested.",
+    )
+    parameters: TrainingParameters
+
+
+class TrainingRequested(CloudEvent[TrainingRequestedData]):
+    """CloudEvent `ai.lorafoundry.training.requested.v1`, keyed by model id (a model never trains twice at once)."""
+
+    type: Literal["ai.lorafoundry.training.requested.v1"] = TRAINING_REQUESTED
+
+
+class TrainingStage(StrEnum):
+    """Where a running training is (seed 003's trainingProgress stages, from the worker's side)."""
+
+    STARTING = "starting-train"
+    RUNNING = "running-train"
+
+
+class TrainingProgress(BaseModel):
+    """`trainings/{id}/progress.json`: overwritten as training goes; `seq` only ever grows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str
+    seq: int = Field(ge=0, description="Monotonic: a notification with a lower seq than recorded is stale.")
+    stage: TrainingStage
+    step: int = Field(ge=0)
+    totalSteps: int = Field(ge=1)
+    epoch: int = Field(ge=0)
+    totalEpochs: int = Field(ge=1)
+    loss: float | None = None
+    stepsPerSecond: float | None = Field(default=None, ge=0)
+    remainingTimeMs: int | None = Field(default=None, ge=0)
+    startedAt: AwareDatetime
+    updatedAt: AwareDatetime
+
+
+class EpochCheckpoint(BaseModel):
+    """`trainings/{id}/checkpoints/{epoch}/epoch.json`: written after the epoch's adapter and samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str
+    epoch: str = Field(pattern=r"^\d{6}$")
+    step: int = Field(ge=1)
+    adapterKey: str
+    sampleKeys: list[str] = Field(default_factory=list)
+    loss: float | None = None
+    createdAt: AwareDatetime
+
+
+class TrainingResult(BaseModel):
+    """`trainings/{id}/result.json`: written last, after the final adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str
+    modelId: str
+    adapterKey: str
+    triggerWord: str
+    epochs: list[str]
+    steps: int
+    finalLoss: float | None
+    workerId: str
+    attempt: int = Field(ge=1)
+    resumedFromStep: int = Field(ge=0, description="0 for a run that started fresh.")
+    startedAt: AwareDatetime
+    completedAt: AwareDatetime
+    trainSeconds: float = Field(ge=0)
+
+
+class TrainingFailure(BaseModel):
+    """`trainings/{id}/failed.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str
+    error: JobError
+    workerId: str
+    attempt: int = Field(ge=1)
+    failedAt: AwareDatetime
+
+
+class TrainingCanceled(BaseModel):
+    """`trainings/{id}/canceled.json`: the worker stopped at a step boundary on request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trainingId: str
+    step: int = Field(ge=0)
+    workerId: str
+    canceledAt: AwareDatetime
+
+
+def epoch_name(index: int) -> str:
+    """Seed 003's epoch ids: "000001" for the first."""
+    return f"{index:06d}"

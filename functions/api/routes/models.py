@@ -1,0 +1,163 @@
+"""Model routes (seeds 000, 001, 003): create, list, get, update, rename, delete, train in one call."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
+from pydantic import ValidationError
+
+from events.envelope import is_valid_traceparent
+from events.states import ModelStatus
+from events.training import MAX_TRAINING_IMAGES
+from functions.api.dependencies import ContextDep, SignedDep, TenantDep
+from functions.api.errors import ApiError
+from functions.api.schemas.common import ERROR_RESPONSES
+from functions.api.schemas.models import (
+    CreateModelRequest,
+    ModelEnvelope,
+    ModelList,
+    ModelOut,
+    RenameModelRequest,
+    TrainAccepted,
+    TrainingParametersIn,
+    UpdateModelRequest,
+)
+from functions.api.services import models as service
+from functions.api.services.training_data import new_data_id, store_image, validate_image
+from functions.api.services.trainings import estimated_completion, start_training
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+
+ModelIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@router.post("", status_code=201, response_model=ModelOut)
+async def create_model(
+    body: CreateModelRequest, tenant: TenantDep, context: ContextDep, response: Response
+) -> ModelOut:
+    """Create a model on a base model (seed 000 `name`, seed 001 `displayName`); it starts `pending_training`."""
+    model = await service.create_model(context, tenant, body)
+    response.headers["Location"] = f"/v1/models/{model['modelId']}"
+    return service.model_out(model, None, 0)
+
+
+@router.get("", response_model=ModelList)
+async def list_models(
+    tenant: TenantDep,
+    context: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+) -> ModelList:
+    """The caller's models, newest first; `status` takes seed 000's or seed 003's words."""
+    if status is not None and status not in service.STATUS_FILTERS:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"status must be one of: {', '.join(service.STATUS_FILTERS)}",
+            field="status",
+        )
+    return await service.list_models(context, tenant, limit, offset, status)
+
+
+@router.get("/{modelId}", response_model=ModelOut)
+async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> ModelOut:
+    """One model (seeds 000 and 001)."""
+    model = await service.require_model(context, tenant, modelId)
+    return await service.render_model(context, model)
+
+
+@router.put("/{modelId}", response_model=ModelEnvelope)
+async def update_model(
+    modelId: ModelIdPath, body: UpdateModelRequest, tenant: TenantDep, context: ContextDep
+) -> ModelEnvelope:
+    """Seed 003's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
+    model = await service.require_model(context, tenant, modelId)
+    updated = await service.update_model(context, tenant, model, body)
+    return ModelEnvelope(model=await service.render_model_detail(context, updated))
+
+
+@router.patch("/{modelId}", response_model=ModelOut)
+async def rename_model(
+    modelId: ModelIdPath, body: RenameModelRequest, tenant: TenantDep, context: ContextDep
+) -> ModelOut:
+    """Seed 001's rename (`updatedDisplayName`)."""
+    model = await service.require_model(context, tenant, modelId)
+    updated = await service.rename_model(context, tenant, model, body)
+    return await service.render_model(context, updated)
+
+
+@router.delete("/{modelId}", status_code=204, dependencies=[SignedDep])
+async def delete_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> Response:
+    """Delete a model for good (API key and request signature). Its history is kept, out of the user's sight."""
+    model = await service.require_model(context, tenant, modelId)
+    await service.soft_delete_model(context, model)
+    return Response(status_code=204)
+
+
+def _training_params(raw: str | None) -> dict:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            422, "validation_error", f"trainingParams is not valid JSON: {exc}", field="trainingParams"
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise ApiError(422, "validation_error", "trainingParams must be a JSON object", field="trainingParams")
+    try:
+        return TrainingParametersIn.model_validate(parsed).applied()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        field = f"trainingParams.{where}" if where else "trainingParams"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ApiError(422, "validation_error", f"{field}: {message}", field=field) from exc
+
+
+@router.post("/{modelId}/train", status_code=202, response_model=TrainAccepted)
+async def train_model(
+    modelId: ModelIdPath,
+    tenant: TenantDep,
+    context: ContextDep,
+    images: Annotated[list[UploadFile] | None, File(alias="images[]", description="Training images.")] = None,
+    images_plain: Annotated[list[UploadFile] | None, File(alias="images", description="Same, without []")] = None,
+    trainingParams: Annotated[str | None, Form(max_length=20_000)] = None,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> TrainAccepted:
+    """Seed 000: store the uploaded images and start training in one call."""
+    files = [*(images or []), *(images_plain or [])]
+    parameters = _training_params(trainingParams)
+    model = await service.require_model(context, tenant, modelId)
+    if len(files) > MAX_TRAINING_IMAGES:
+        raise ApiError(422, "too_many_images", f"send at most {MAX_TRAINING_IMAGES} images", field="images")
+    if model["status"] == ModelStatus.TRAINING.value:
+        raise ApiError(409, "model_training", f"model {modelId!r} is already training (training {model['trainingId']})")
+    data_ids = []
+    # Validate every file before storing any, so a bad file leaves nothing half-written.
+    validated = []
+    for index, upload in enumerate(files):
+        data = await upload.read()
+        validated.append((await validate_image(context, data, field=f"images[{index}]"), upload.filename))
+    if not validated and not await context.training_data.list(modelId):
+        raise ApiError(422, "validation_error", "send at least one image in images[]", field="images")
+    for image, filename in validated:
+        item = await store_image(context, model, image, new_data_id(), filename)
+        data_ids.append(item["dataId"])
+    training = await start_training(
+        context,
+        tenant,
+        model,
+        request_parameters=parameters or None,
+        traceparent=traceparent if is_valid_traceparent(traceparent) else None,
+    )
+    return TrainAccepted(
+        modelId=modelId,
+        trainingJobId=training["jobId"],
+        trainingId=training["jobId"],
+        estimatedCompletion=estimated_completion(training),
+        dataIds=data_ids,
+    )

@@ -1,0 +1,97 @@
+"""Seed 001 training-data routes: one image per request as the raw body."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.errors import ApiError
+from functions.api.routes.models import ModelIdPath
+from functions.api.schemas.common import ERROR_RESPONSES
+from functions.api.schemas.trainings import DataAccepted, DataItemOut, DataItemWithData
+from functions.api.services import training_data as service
+from functions.api.services.models import require_model
+from infra.images import data_url
+
+router = APIRouter(prefix="/v1/models/{modelId}/training-data", tags=["training data"], responses=ERROR_RESPONSES)
+
+DataIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+_RAW_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in ("image/webp", "image/png", "image/jpeg", "application/octet-stream")
+        },
+    }
+}
+
+
+def _item_out(item: dict) -> DataItemOut:
+    return DataItemOut(
+        dataId=item["dataId"],
+        id=item["dataId"],
+        width=item["width"],
+        height=item["height"],
+        format=item["format"],
+        bytes=item["bytes"],
+        createdAt=item["createdAt"],
+        updatedAt=item["updatedAt"],
+    )
+
+
+@router.post("", status_code=201, response_model=DataAccepted, openapi_extra=_RAW_IMAGE_BODY)
+async def upload_training_image(
+    modelId: ModelIdPath, request: Request, tenant: TenantDep, context: ContextDep
+) -> DataAccepted:
+    """Upload one image (webp, png, jpeg; 10 MB max) as the raw body; the format is read from the bytes."""
+    model = await require_model(context, tenant, modelId)
+    item = await service.add_training_image(context, model, await request.body(), request.headers.get("x-file-name"))
+    return DataAccepted(dataId=item["dataId"], width=item["width"], height=item["height"], format=item["format"])
+
+
+@router.get("", response_model=list[DataItemOut])
+async def list_training_images(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> list[DataItemOut]:
+    """Every training image of the model, oldest first."""
+    model = await require_model(context, tenant, modelId)
+    return [_item_out(i) for i in await context.training_data.list(model["modelId"])]
+
+
+@router.get("/{dataId}", response_model=DataItemWithData)
+async def get_training_image(
+    modelId: ModelIdPath, dataId: DataIdPath, tenant: TenantDep, context: ContextDep
+) -> DataItemWithData:
+    """One training image, its (normalized) bytes as a `data:` URL."""
+    model = await require_model(context, tenant, modelId)
+    item = await service.require_item(context, model, dataId)
+    png = await context.store.get_bytes(item["key"])
+    if png is None:
+        raise ApiError(404, "data_not_found", f"training image {dataId!r} has no stored bytes", field="dataId")
+    return DataItemWithData(**_item_out(item).model_dump(), dataUrl=data_url(png))
+
+
+@router.put("/{dataId}", response_model=DataAccepted, openapi_extra=_RAW_IMAGE_BODY)
+async def replace_training_image(
+    modelId: ModelIdPath, dataId: DataIdPath, request: Request, tenant: TenantDep, context: ContextDep
+) -> DataAccepted:
+    """Replace an image's bytes (same rules as an upload); its id stays."""
+    model = await require_model(context, tenant, modelId)
+    item = await service.require_item(context, model, dataId)
+    updated = await service.replace_training_image(context, model, item, await request.body())
+    return DataAccepted(
+        dataId=updated["dataId"], width=updated["width"], height=updated["height"], format=updated["format"]
+    )
+
+
+@router.delete("/{dataId}", status_code=204)
+async def delete_training_image(
+    modelId: ModelIdPath, dataId: DataIdPath, tenant: TenantDep, context: ContextDep
+) -> Response:
+    """Remove a training image for good."""
+    model = await require_model(context, tenant, modelId)
+    item = await service.require_item(context, model, dataId)
+    await service.delete_training_image(context, model, item)
+    return Response(status_code=204)

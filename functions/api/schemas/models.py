@@ -1,0 +1,378 @@
+"""Model request and response bodies for seeds 000, 001 and 003: one record, every seed's spelling.
+
+Inputs accept each seed's names for the same thing (`name`/`displayName`, `description`/`shortDescription`);
+outputs carry all of them. The canonical forms are listed in docs/api-compat.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from events.training import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_RANK,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+    MAX_SAMPLE_PROMPTS,
+    MAX_TRAIN_STEPS,
+    MIN_RESOLUTION,
+    LrScheduler,
+)
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 2000
+MAX_TAGS = 20
+MAX_TAG = 50
+
+# Seed 003 types this service trains or composes; everything else in seed 003's list is refused.
+TRAINABLE_TYPES = ("sd-1_5-lora", "sd-xl-lora")
+COMPOSITION_TYPES = ("sd-1_5-composition", "sd-xl-composition")
+SUPPORTED_TYPES = TRAINABLE_TYPES + COMPOSITION_TYPES
+
+# Seed 003 parameters that only make sense for voice cloning: refused, not silently dropped.
+VOICE_PARAMETERS = ("age", "cloneType", "gender", "language", "removeBackgroundNoise", "voiceDescription")
+# Accepted so seed 003 clients work unchanged, but without effect here (docs/api-compat.md says why).
+IGNORED_PARAMETERS = (
+    "scaleLr",
+    "wandbKey",
+    "randomCropRatio",
+    "randomCropScale",
+    "textEncoderTrainingRatio",
+    "numTextTrainSteps",
+    "numUNetTrainSteps",
+    "optimizeFor",
+    "sampleSourceImages",
+    "validationFrequency",
+)
+
+
+def _clean_tags(tags: list[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    cleaned: list[str] = []
+    for tag in tags:
+        tag = tag.strip()
+        if not tag or len(tag) > MAX_TAG:
+            raise ValueError(f"each tag must be 1 to {MAX_TAG} characters and not blank")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    return cleaned
+
+
+Tags = Annotated[list[str] | None, Field(default=None, max_length=MAX_TAGS), AfterValidator(_clean_tags)]
+
+
+class TrainingParametersIn(BaseModel):
+    """Seed 003 `parameters` (every field optional; SD-family LoRA ones are applied)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learningRate: float | None = Field(default=None, gt=0, le=1e-2)
+    learningRateUnet: float | None = Field(default=None, gt=0, le=1e-2, description="Alias of learningRate.")
+    learningRateTextEncoder: float | None = Field(default=None, ge=0, le=1e-2)
+    maxTrainSteps: int | None = Field(default=None, ge=1, le=MAX_TRAIN_STEPS)
+    rank: int | None = Field(default=None, ge=1, le=MAX_RANK)
+    lrScheduler: LrScheduler | None = None
+    lrWarmupSteps: int | None = Field(default=None, ge=0, le=MAX_TRAIN_STEPS)
+    batchSize: int | None = Field(default=None, ge=1, le=MAX_BATCH)
+    nbEpochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
+    nbRepeats: int | None = Field(default=None, ge=1, le=MAX_REPEATS)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    resolution: int | None = Field(default=None, ge=MIN_RESOLUTION, le=MAX_RESOLUTION, multiple_of=8)
+    conceptPrompt: str | None = Field(default=None, min_length=1, max_length=500)
+    classPrompt: str | None = Field(default=None, min_length=1, max_length=500)
+    priorLossWeight: float | None = Field(default=None, ge=0, le=10)
+    numClassImages: int | None = Field(default=None, ge=0, le=200)
+    randomCrop: bool | None = None
+    samplePrompts: list[str] | None = Field(default=None, max_length=MAX_SAMPLE_PROMPTS)
+    validationPrompt: str | None = Field(default=None, min_length=1, max_length=500)
+    # Seed 000's `trainingParams` spelling of maxTrainSteps.
+    steps: int | None = Field(default=None, ge=1, le=MAX_TRAIN_STEPS, description="Alias of maxTrainSteps.")
+
+    # Accepted, without effect (see IGNORED_PARAMETERS).
+    scaleLr: bool | None = None
+    wandbKey: str | None = Field(default=None, max_length=40)
+    randomCropRatio: float | None = None
+    randomCropScale: float | None = None
+    textEncoderTrainingRatio: float | None = None
+    numTextTrainSteps: int | None = None
+    numUNetTrainSteps: int | None = None
+    optimizeFor: str | None = None
+    sampleSourceImages: list[str] | None = None
+    validationFrequency: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_voice(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            voice = [name for name in VOICE_PARAMETERS if name in data]
+            if voice:
+                raise ValueError(
+                    f"{', '.join(voice)}: voice-cloning parameters are not supported; "
+                    "LoRA Foundry trains image models only"
+                )
+        return data
+
+    @field_validator("samplePrompts")
+    @classmethod
+    def _prompts_not_blank(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not p.strip() or len(p) > 500 for p in value):
+            raise ValueError("each sample prompt must be 1 to 500 characters and not blank")
+        return value
+
+    def applied(self) -> dict[str, Any]:
+        """The fields that take effect, aliases folded in, unset ones left out."""
+        values = self.model_dump(exclude_none=True, exclude={*IGNORED_PARAMETERS, "steps", "learningRateUnet"})
+        if self.steps is not None and self.maxTrainSteps is None:
+            values["maxTrainSteps"] = self.steps
+        if self.learningRateUnet is not None and self.learningRate is None:
+            values["learningRate"] = self.learningRateUnet
+        if self.validationPrompt is not None:
+            values.pop("validationPrompt")
+            values["samplePrompts"] = [*values.get("samplePrompts", []), self.validationPrompt]
+        return values
+
+
+class Concept(BaseModel):
+    """One LoRA of a composition model (seed 003)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modelId: str = Field(min_length=1, max_length=64)
+    scale: float = Field(ge=-2, le=2)
+    modelEpoch: str | None = Field(default=None, pattern=r"^\d{6}$")
+
+
+class _NamedInput(BaseModel):
+    """Name and description fields in every seed's spelling; conflicting spellings are refused."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    displayName: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    shortDescription: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_spelling(self) -> _NamedInput:
+        if self.name and self.displayName and self.name != self.displayName:
+            raise ValueError("name and displayName name the same thing and must be equal when both are given")
+        if (
+            self.description is not None
+            and self.shortDescription is not None
+            and self.description != self.shortDescription
+        ):
+            raise ValueError("description and shortDescription must be equal when both are given")
+        for value in (self.name, self.displayName):
+            if value is not None and not value.strip():
+                raise ValueError("name must not be blank")
+        return self
+
+    @property
+    def resolved_name(self) -> str | None:
+        """The name, whichever spelling carried it."""
+        return (self.name or self.displayName or "").strip() or None
+
+    @property
+    def resolved_description(self) -> str | None:
+        """The description, whichever spelling carried it."""
+        return self.description if self.description is not None else self.shortDescription
+
+
+class CreateModelRequest(_NamedInput):
+    """`POST /v1/models`: seed 000 (`name`, `description`, `baseModel`, `tags`), seed 001 (`displayName`,
+    `customModelType`) and seed 003 (`type`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "name": "My Custom Model",
+                "description": "A model specialized for cyberpunk aesthetics",
+                "baseModel": "tiny-sd",
+                "tags": ["cyberpunk", "female", "photorealistic"],
+            }
+        },
+    )
+
+    baseModel: str | None = Field(default=None, min_length=1, max_length=128)
+    tags: Tags = None
+    type: str | None = Field(default=None, max_length=64)
+    customModelType: str | None = Field(default=None, max_length=64, description="Seed 001: reserved.")
+    parameters: TrainingParametersIn | None = None
+    concepts: list[Concept] | None = Field(default=None, max_length=10)
+
+
+class RenameModelRequest(_NamedInput):
+    """`PATCH /v1/models/{id}`: seed 001's rename (`updatedDisplayName`); `name`/`displayName`/`tags` too."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"updatedDisplayName": "Summer Dresses"}})
+
+    updatedDisplayName: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    tags: Tags = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RenameModelRequest:
+        if self.updatedDisplayName is not None and not self.updatedDisplayName.strip():
+            raise ValueError("updatedDisplayName must not be blank")
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send updatedDisplayName (or name, description, tags)")
+        return self
+
+    @property
+    def resolved_name(self) -> str | None:
+        """The new name, whichever spelling carried it."""
+        return (self.updatedDisplayName or "").strip() or super().resolved_name
+
+
+class UpdateModelRequest(_NamedInput):
+    """`PUT /v1/models/{id}`: seed 003's update. Only fields present change; `null` unsets where seed 003 says so."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "name": "Cinematic Realism",
+                "shortDescription": "Highly detailed cinematic scenes.",
+                "type": "sd-1_5-lora",
+                "parameters": {"maxTrainSteps": 300, "learningRate": 0.0001, "rank": 8, "nbEpochs": 3},
+            }
+        },
+    )
+
+    tags: Tags = None
+    type: str | None = Field(default=None, max_length=64)
+    parameters: TrainingParametersIn | None = None
+    concepts: list[Concept] | None = Field(default=None, max_length=10)
+    epoch: str | None = Field(default=None, pattern=r"^\d{6}$")
+    classSlug: str | None = Field(default=None, max_length=200)
+    thumbnail: str | None = Field(default=None, max_length=200)
+    promptEmbedding: str | None = Field(default=None, max_length=2000)
+    negativePromptEmbedding: str | None = Field(default=None, max_length=2000)
+
+
+class ModelOut(BaseModel):
+    """A model as `POST`, `GET` and `PATCH` return it: seed 000's fields plus seed 001's names."""
+
+    modelId: str
+    id: str = Field(description="Same as modelId (seed 001).")
+    name: str
+    displayName: str = Field(description="Same as name (seed 001).")
+    description: str | None = None
+    status: str = Field(description="Seed 000's words: pending_training, training_queued, training, active, failed.")
+    baseModel: str
+    type: str
+    tags: list[str]
+    createdAt: str
+    updatedAt: str
+    lastTrainedAt: str | None = None
+    triggerWord: str | None = None
+    trainingId: str | None = Field(default=None, description="The latest training.")
+    trainingImagesNumber: int = 0
+
+
+class ModelList(BaseModel):
+    """Seed 000's list: `data` and `pagination`."""
+
+    data: list[ModelOut]
+    pagination: dict[str, int]
+
+
+class TrainAccepted(BaseModel):
+    """Seed 000's `POST /models/{id}/train` answer (202)."""
+
+    modelId: str
+    status: Literal["training_queued"] = "training_queued"
+    trainingJobId: str
+    trainingId: str = Field(description="Same as trainingJobId (seed 001).")
+    estimatedCompletion: str
+    dataIds: list[str]
+
+
+class AssetOut(BaseModel):
+    """A sample image of an epoch (seed 003)."""
+
+    assetId: str
+    url: str
+
+
+class EpochOut(BaseModel):
+    """One epoch of the model's latest training (seed 003)."""
+
+    epoch: str
+    assets: list[AssetOut] = []
+
+
+class TrainingImageOut(BaseModel):
+    """One training image as seed 003 lists it."""
+
+    id: str
+    automaticCaptioning: str = ""
+    createdAt: str
+    description: str = ""
+    downloadUrl: str
+    name: str
+
+
+class TrainingProgressOut(BaseModel):
+    """Seed 003's trainingProgress (timestamps in milliseconds)."""
+
+    stage: Literal["pending", "queued-for-train", "starting-train", "running-train"]
+    updatedAt: int
+    position: int | None = None
+    progress: float | None = None
+    remainingTimeMs: int | None = None
+    startedAt: int | None = None
+
+
+class TrainingStatsOut(BaseModel):
+    """Seed 003's trainingStats (durations in seconds)."""
+
+    startedAt: str | None = None
+    endedAt: str | None = None
+    queueDuration: float | None = None
+    trainDuration: float | None = None
+
+
+class ModelDetailOut(BaseModel):
+    """The model object seed 003's `PUT /models/{id}` returns, with seed 000/001 names alongside."""
+
+    id: str
+    modelId: str
+    capabilities: list[str]
+    collectionIds: list[str] = []
+    createdAt: str
+    updatedAt: str
+    custom: bool = False
+    exampleAssetIds: list[str] = []
+    privacy: Literal["private"] = "private"
+    source: Literal["other"] = "other"
+    status: str = Field(description="Seed 003's words: new, training, trained, failed, training-canceled.")
+    tags: list[str]
+    trainingImagesNumber: int
+    type: str
+    name: str
+    displayName: str
+    shortDescription: str | None = None
+    description: str | None = None
+    baseModel: str
+    ownerId: str
+    modelKeyword: str | None = None
+    parameters: dict[str, Any] = {}
+    concepts: list[Concept] | None = None
+    epoch: str | None = None
+    epochs: list[EpochOut] = []
+    trainingImages: list[TrainingImageOut] = []
+    trainingProgress: TrainingProgressOut | None = None
+    trainingStats: TrainingStatsOut | None = None
+    classSlug: str | None = None
+    thumbnail: dict[str, str] | None = None
+    promptEmbedding: str | None = None
+    negativePromptEmbedding: str | None = None
+
+
+class ModelEnvelope(BaseModel):
+    """`{"model": {...}}` (seed 003)."""
+
+    model: ModelDetailOut

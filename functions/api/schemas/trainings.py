@@ -1,0 +1,110 @@
+"""Seed 001 training and training-data bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.api.schemas.models import TrainingParametersIn
+
+
+class StartTrainingRequest(BaseModel):
+    """`POST /v1/models/{id}/trainings`: seed 001's preset knobs, or seed 003 `parameters`."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"trainingStrength": 7, "trainingSpeed": "high_quality"}}
+    )
+
+    trainingStrength: int | None = Field(default=None, ge=0, le=10)
+    trainingSpeed: Literal["fast", "high_quality"] | None = None
+    parameters: TrainingParametersIn | None = None
+
+
+class TrainingAccepted(BaseModel):
+    """Seed 001's answer: `{"trainingId"}` (plus where to poll)."""
+
+    trainingId: str
+    id: str
+    status: str
+    triggerWord: str
+
+
+class TrainingProgressView(BaseModel):
+    """How far a running training is."""
+
+    stage: str
+    step: int
+    totalSteps: int
+    progress: float = Field(description="0..1")
+    epoch: int
+    totalEpochs: int
+    loss: float | None = None
+    stepsPerSecond: float | None = None
+    remainingTimeMs: int | None = None
+    updatedAt: str
+
+
+class TrainingEpochView(BaseModel):
+    """A finished epoch: its checkpoint and sample images."""
+
+    epoch: str
+    step: int
+    loss: float | None = None
+    sampleUrls: list[str] = []
+
+
+class TrainingView(BaseModel):
+    """Seed 001's training status (`status`, `triggerWord`) with the details a user watching it wants."""
+
+    id: str
+    trainingId: str
+    modelId: str
+    status: Literal["starting", "processing", "succeeded", "failed", "canceled"]
+    triggerWord: str
+    createdAt: str
+    updatedAt: str
+    startedAt: str | None = None
+    completedAt: str | None = None
+    cancelRequested: bool = False
+    queuePosition: int | None = None
+    progress: TrainingProgressView | None = None
+    epochs: list[TrainingEpochView] = []
+    parameters: dict[str, Any]
+    error: dict[str, str] | None = None
+
+
+class TrainingSummary(BaseModel):
+    """One entry of seed 001's training list."""
+
+    id: str
+    status: str
+    createdAt: str
+
+
+class DataAccepted(BaseModel):
+    """Seed 001's answer to an upload: `{"dataId"}`."""
+
+    dataId: str
+    width: int
+    height: int
+    format: str
+
+
+class DataItemOut(BaseModel):
+    """One training image in a list."""
+
+    dataId: str
+    id: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    createdAt: str
+    updatedAt: str
+
+
+class DataItemWithData(DataItemOut):
+    """One training image with its bytes as a `data:` URL (seed 001)."""
+
+    dataUrl: str

@@ -1,0 +1,92 @@
+"""Training images: validated and normalized, stored in S3, recorded in DynamoDB. No FastAPI here."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from events.storage_keys import model_data_key
+from events.training import MAX_TRAINING_IMAGES
+from functions.api.errors import ApiError
+from infra.images import ImageRejected, NormalizedImage, normalize_image
+from infra.runtime import ServiceContext
+
+
+def new_data_id() -> str:
+    """A fresh training-image id."""
+    return f"dat_{secrets.token_hex(8)}"
+
+
+async def validate_image(context: ServiceContext, data: bytes, field: str = "body") -> NormalizedImage:
+    """The normalized image, or a 4xx naming what is wrong with it (decoding runs off the event loop)."""
+    settings = context.settings
+    try:
+        return await asyncio.to_thread(
+            normalize_image,
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.training_image_max_side,
+        )
+    except ImageRejected as exc:
+        raise ApiError(exc.status, exc.code, str(exc), field=field) from exc
+
+
+async def store_image(
+    context: ServiceContext, model: dict[str, Any], image: NormalizedImage, data_id: str, name: str | None = None
+) -> dict[str, Any]:
+    """Write the image's bytes, then its record (so a record always has its bytes)."""
+    key = model_data_key(model["modelId"], data_id, image.sha256)
+    await context.store.put_bytes(key, image.png, "image/png")
+    return await context.training_data.put(
+        {
+            "modelId": model["modelId"],
+            "dataId": data_id,
+            "tenantId": model["tenantId"],
+            "key": key,
+            "width": image.width,
+            "height": image.height,
+            "format": image.source_format,
+            "bytes": image.source_bytes,
+            "sha256": image.sha256,
+            "name": name,
+            "status": "ready",
+        }
+    )
+
+
+async def add_training_image(
+    context: ServiceContext, model: dict[str, Any], data: bytes, name: str | None = None, field: str = "body"
+) -> dict[str, Any]:
+    """Validate and store one new training image."""
+    image = await validate_image(context, data, field)
+    existing = await context.training_data.list(model["modelId"])
+    if len(existing) >= MAX_TRAINING_IMAGES:
+        raise ApiError(
+            409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images", field=field
+        )
+    return await store_image(context, model, image, new_data_id(), name)
+
+
+async def require_item(context: ServiceContext, model: dict[str, Any], data_id: str) -> dict[str, Any]:
+    """One training image of the model, or 404."""
+    item = await context.training_data.get(model["modelId"], data_id)
+    if item is None:
+        raise ApiError(404, "data_not_found", f"training image {data_id!r} does not exist", field="dataId")
+    return item
+
+
+async def replace_training_image(
+    context: ServiceContext, model: dict[str, Any], item: dict[str, Any], data: bytes
+) -> dict[str, Any]:
+    """Replace an image's bytes; it keeps its id and creation time. The old bytes stay for trainings that
+    already listed them (content-addressed keys) until the model's artifacts are purged."""
+    image = await validate_image(context, data)
+    return await store_image(context, model, image, item["dataId"], item.get("name"))
+
+
+async def delete_training_image(context: ServiceContext, model: dict[str, Any], item: dict[str, Any]) -> None:
+    """Remove an image for good: its record, then its bytes."""
+    await context.training_data.delete(model["modelId"], item["dataId"])
+    await context.store.delete(item["key"])

@@ -1,0 +1,252 @@
+"""Trainings: start, read, list, cancel, soft delete. No FastAPI here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from datetime import timedelta
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from events.envelope import utcnow
+from events.lifecycle import JobError
+from events.states import ModelStatus, TrainingStatus
+from events.topics import TRAINING_REQUESTS
+from events.training import TrainingRequested, TrainingRequestedData
+from functions.api.errors import ApiError
+from functions.api.schemas.models import COMPOSITION_TYPES
+from functions.api.schemas.trainings import TrainingEpochView, TrainingProgressView, TrainingView
+from functions.api.services.models import queue_position, resolve_base_model
+from functions.api.services.training_params import (
+    BaseDefaults,
+    ParameterError,
+    estimated_seconds,
+    resolve_parameters,
+)
+from infra.lifecycle import publish_lifecycle_once
+from infra.model_outcome import settle_model
+from infra.repositories.jobs import JOB_QUEUE_TRAINING
+from infra.repositories.versioned import AdvanceOutcome, StaleWrite
+from infra.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+TRIGGER_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def new_training_id() -> str:
+    """A fresh, unguessable training id."""
+    return f"trn_{secrets.token_hex(10)}"
+
+
+def new_trigger_word() -> str:
+    """A rare token that names the model in prompts (seed 001's `FJA90AB` shape)."""
+    return "".join(secrets.choice(TRIGGER_ALPHABET) for _ in range(7))
+
+
+async def start_training(
+    context: ServiceContext,
+    tenant_id: str,
+    model: dict[str, Any],
+    *,
+    strength: int | None = None,
+    speed: str | None = None,
+    request_parameters: dict[str, Any] | None = None,
+    traceparent: str | None = None,
+) -> dict[str, Any]:
+    """Queue a training of the model on its current images; returns the training record.
+
+    The model moves to `training` first, by a conditional write: of two concurrent requests one wins and
+    the other gets 409. If the broker cannot take the command, training and model are failed and the
+    caller gets 503, so nothing waits forever.
+    """
+    model_id = model["modelId"]
+    if model["type"] in COMPOSITION_TYPES:
+        raise ApiError(422, "not_trainable", "a composition model combines trained models and is not trained itself")
+    spec = resolve_base_model(context, model["baseModel"])
+    items = [i for i in await context.training_data.list(model_id) if i.get("status", "ready") == "ready"]
+    if not items:
+        raise ApiError(
+            409, "no_training_data", f"model {model_id!r} has no training images; upload some first", field="modelId"
+        )
+    trigger_word = model.get("triggerWord") or new_trigger_word()
+    try:
+        parameters = resolve_parameters(
+            image_count=len(items),
+            trigger_word=trigger_word,
+            base=BaseDefaults(resolution=spec.default_size, sample_steps=spec.default_steps),
+            strength=strength,
+            speed=speed,
+            model_parameters=model.get("parameters"),
+            request_parameters=request_parameters,
+        )
+    except ParameterError as exc:
+        raise ApiError(422, "validation_error", str(exc), field=exc.field or "parameters") from exc
+    if request_parameters and request_parameters.get("conceptPrompt"):
+        trigger_word = request_parameters["conceptPrompt"]
+    elif (model.get("parameters") or {}).get("conceptPrompt"):
+        trigger_word = model["parameters"]["conceptPrompt"]
+
+    training_id = new_training_id()
+    advance = await context.models.advance(
+        model_id, ModelStatus.TRAINING, {"trainingId": training_id, "triggerWord": trigger_word}
+    )
+    if advance.outcome is not AdvanceOutcome.APPLIED:
+        current = (advance.record or {}).get("trainingId")
+        raise ApiError(409, "model_training", f"model {model_id!r} is already training (training {current})")
+    data = TrainingRequestedData(
+        trainingId=training_id,
+        modelId=model_id,
+        baseModel=spec.name,
+        triggerWord=trigger_word,
+        dataKeys=[i["key"] for i in items],
+        parameters=parameters,
+    )
+    training = await context.trainings.create(
+        {
+            "jobId": training_id,
+            "tenantId": tenant_id,
+            "kind": "training",
+            "modelId": model_id,
+            "queue": JOB_QUEUE_TRAINING,
+            "triggerWord": trigger_word,
+            "dataIds": [i["dataId"] for i in items],
+            "request": data.model_dump(mode="json"),
+            "epochs": {},
+            "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
+        }
+    )
+    event = TrainingRequested(
+        subject=training_id, tenantid=tenant_id, traceparent=traceparent, source="/lorafoundry/api", data=data
+    )
+    try:
+        await asyncio.wait_for(context.publisher.publish(TRAINING_REQUESTS, event, key=model_id), PUBLISH_TIMEOUT_S)
+    except (KafkaError, TimeoutError) as exc:
+        log.error("could not publish training %s: %s", training_id, exc)
+        error = JobError(code="queue_unavailable", message="the training queue is unavailable; try again later")
+        await context.trainings.advance(training_id, TrainingStatus.FAILED, {"error": error.model_dump()})
+        await context.models.advance(model_id, ModelStatus.FAILED)
+        raise ApiError(503, "queue_unavailable", error.message, headers={"Retry-After": "5"}) from exc
+    return training
+
+
+def estimated_completion(training: dict[str, Any]) -> str:
+    """When the training should end if it started now (seed 000's `estimatedCompletion`)."""
+    return (utcnow() + timedelta(seconds=float(training.get("estimatedSeconds", 0)))).isoformat()
+
+
+async def require_training(context: ServiceContext, tenant_id: str, model_id: str, training_id: str) -> dict[str, Any]:
+    """The caller's live training of that model, or 404."""
+    training = await context.trainings.get_for_tenant(tenant_id, training_id)
+    if (
+        training is None
+        or training.get("kind") != "training"
+        or training.get("modelId") != model_id
+        or training.get("deletedAt")
+    ):
+        raise ApiError(404, "training_not_found", f"training {training_id!r} does not exist", field="trainingId")
+    return training
+
+
+# Seed 001 renders trainings as it renders predictions.
+SEED001_STATUS = {
+    TrainingStatus.QUEUED: "starting",
+    TrainingStatus.RUNNING: "processing",
+    TrainingStatus.SUCCEEDED: "succeeded",
+    TrainingStatus.FAILED: "failed",
+    TrainingStatus.CANCELED: "canceled",
+}
+
+
+async def render_training(context: ServiceContext, training: dict[str, Any]) -> TrainingView:
+    """A training in seed 001's words, with progress and epochs."""
+    status = TrainingStatus(training["status"])
+    progress = None
+    if training.get("progress") and status is TrainingStatus.RUNNING:
+        p = training["progress"]
+        progress = TrainingProgressView(
+            stage=p["stage"],
+            step=p["step"],
+            totalSteps=p["totalSteps"],
+            progress=round(p["step"] / p["totalSteps"], 4),
+            epoch=p["epoch"],
+            totalEpochs=p["totalEpochs"],
+            loss=p.get("loss"),
+            stepsPerSecond=p.get("stepsPerSecond"),
+            remainingTimeMs=p.get("remainingTimeMs"),
+            updatedAt=p["updatedAt"],
+        )
+    expiry = context.settings.presign_expiry_seconds
+    epochs = []
+    for name, info in sorted((training.get("epochs") or {}).items()):
+        urls = await asyncio.gather(*(context.store.presign_get(k, expiry) for k in info.get("sampleKeys", [])))
+        epochs.append(TrainingEpochView(epoch=name, step=info["step"], loss=info.get("loss"), sampleUrls=list(urls)))
+    error = training.get("error")
+    if status is TrainingStatus.CANCELED:
+        error = {"code": "canceled", "message": "the training was canceled"}
+    return TrainingView(
+        id=training["jobId"],
+        trainingId=training["jobId"],
+        modelId=training["modelId"],
+        status=SEED001_STATUS[status],  # type: ignore[arg-type]
+        triggerWord=training["triggerWord"],
+        createdAt=training["createdAt"],
+        updatedAt=training["updatedAt"],
+        startedAt=training.get("startedAt"),
+        completedAt=training.get("completedAt"),
+        cancelRequested=bool(training.get("cancelRequested")),
+        queuePosition=await queue_position(context, training) if status is TrainingStatus.QUEUED else None,
+        progress=progress,
+        epochs=epochs,
+        parameters=training["request"]["parameters"],
+        error=error,
+    )
+
+
+async def cancel_training(context: ServiceContext, training: dict[str, Any]) -> dict[str, Any]:
+    """Cancel a queued training at once, or ask the worker running it to stop at the next step."""
+    status = TrainingStatus(training["status"])
+    training_id = training["jobId"]
+    if status is TrainingStatus.QUEUED:
+        advance = await context.trainings.advance(
+            training_id, TrainingStatus.CANCELED, {"completedAt": utcnow().isoformat(), "canceledBy": "user"}
+        )
+        if advance.outcome is AdvanceOutcome.APPLIED:
+            assert advance.record is not None
+            await settle_model(context, advance.record, TrainingStatus.CANCELED)
+            await publish_lifecycle_once(context, advance.record, TrainingStatus.CANCELED, source="/lorafoundry/api")
+            return advance.record
+        training = advance.record or training  # a worker claimed it meanwhile: ask it to stop
+        status = TrainingStatus(training["status"])
+    if status is TrainingStatus.RUNNING:
+        try:
+            return await context.trainings.update_fields(
+                training_id,
+                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
+                condition="#status = :running",
+                values={":running": TrainingStatus.RUNNING.value},
+            )
+        except StaleWrite:
+            training = await context.trainings.get(training_id) or training
+            status = TrainingStatus(training["status"])
+    raise ApiError(
+        409,
+        "training_finished",
+        f"training {training_id!r} already {SEED001_STATUS[status]}; there is nothing to cancel",
+        field="trainingId",
+    )
+
+
+async def soft_delete_training(context: ServiceContext, training: dict[str, Any]) -> None:
+    """Hide a training from lists (seed 001: it is not canceled, and its adapter keeps serving)."""
+    await context.trainings.update_fields(training["jobId"], {"deletedAt": utcnow().isoformat()})
+
+
+async def list_trainings(context: ServiceContext, tenant_id: str, model_id: str) -> list[dict[str, Any]]:
+    """The model's live trainings, newest first."""
+    trainings = await context.trainings.list_for_model(model_id, "training")
+    return [t for t in trainings if t.get("tenantId") == tenant_id and not t.get("deletedAt")]

@@ -1,0 +1,62 @@
+"""Models in DynamoDB: one record per model, scoped to its tenant, soft-deleted so history survives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.envelope import utcnow
+from events.states import MODEL
+from infra.repositories.dynamo import from_item, serialize
+from infra.repositories.versioned import StaleWrite, VersionedRepository
+from infra.resources import MODELS_BY_TENANT_INDEX
+
+
+class ModelRepository(VersionedRepository):
+    """Reads and conditional writes of model items."""
+
+    key_name = "modelId"
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        super().__init__(dynamodb, table, MODEL)
+
+    async def get_live(self, tenant_id: str, model_id: str) -> dict[str, Any] | None:
+        """A model of `tenant_id` that is not deleted; None otherwise (the caller answers 404)."""
+        model = await self.get_for_tenant(tenant_id, model_id)
+        if model is None or model.get("deletedAt"):
+            return None
+        return model
+
+    async def list_for_tenant(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every live model of a tenant, newest first.
+
+        Reads the tenant's whole partition of the index: fine for the hundreds of models a tenant has;
+        `offset` paging over millions would want a cursor instead.
+        """
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": MODELS_BY_TENANT_INDEX,
+            "KeyConditionExpression": "tenantId = :t",
+            "FilterExpression": "attribute_not_exists(deletedAt)",
+            "ExpressionAttributeValues": {":t": serialize(tenant_id)},
+            "ScanIndexForward": False,
+        }
+        while True:
+            response = await self.dynamodb.query(**kwargs)
+            items.extend(from_item(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def soft_delete(self, model_id: str) -> bool:
+        """Mark a model deleted (its record and history stay); False if it already was."""
+        try:
+            await self._update(
+                model_id,
+                {"deletedAt": utcnow().isoformat(), "updatedAt": utcnow().isoformat()},
+                "attribute_exists(modelId) AND attribute_not_exists(deletedAt)",
+                {},
+            )
+        except StaleWrite:
+            return False
+        return True

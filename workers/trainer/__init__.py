@@ -1,0 +1,1 @@
+"""The trainer worker: LoRA adapters trained on training.requested events."""

@@ -1,0 +1,109 @@
+"""LoRA adapters on a Stable Diffusion pipeline: add, export in diffusers' format, snapshot for resuming."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.utils import convert_state_dict_to_diffusers
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+# The CLIP attention projections, as diffusers' train_dreambooth_lora.py adapts them (the UNet's targets
+# come from the base model's registry entry).
+TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+ADAPTER_FILE = "pytorch_lora_weights.safetensors"
+
+
+def add_adapters(
+    pipeline: StableDiffusionPipeline, rank: int, train_text_encoder: bool, unet_targets: tuple[str, ...]
+) -> list[torch.nn.Parameter]:
+    """Add fresh LoRA layers (alpha = rank, so scale 1) and return the parameters to train, in float32."""
+    pipeline.unet.requires_grad_(False)
+    pipeline.vae.requires_grad_(False)
+    pipeline.text_encoder.requires_grad_(False)
+    pipeline.unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(unet_targets))
+    )
+    modules: list[torch.nn.Module] = [pipeline.unet]
+    if train_text_encoder:
+        pipeline.text_encoder.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS)
+        )
+        modules.append(pipeline.text_encoder)
+    params = [p for module in modules for p in module.parameters() if p.requires_grad]
+    for param in params:
+        # Master copies of the trained weights stay in float32 even when the base runs in half precision.
+        param.data = param.data.float()
+    return params
+
+
+def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) -> bytes:
+    """The adapter as one safetensors file that `load_lora_weights` reads."""
+    unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.unet))
+    text_layers = (
+        convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.text_encoder))
+        if train_text_encoder
+        else None
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        StableDiffusionPipeline.save_lora_weights(
+            save_directory=tmp,
+            unet_lora_layers=unet_layers,
+            text_encoder_lora_layers=text_layers,
+            safe_serialization=True,
+        )
+        return (Path(tmp) / ADAPTER_FILE).read_bytes()
+
+
+def snapshot(
+    pipeline: StableDiffusionPipeline,
+    train_text_encoder: bool,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    generator: torch.Generator,
+    step: int,
+    epochs_done: int,
+) -> bytes:
+    """Everything needed to continue exactly where training stands (weights, optimizer, schedule, RNG)."""
+    state = {
+        "unet": {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pipeline.unet).items()},
+        "text_encoder": (
+            {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pipeline.text_encoder).items()}
+            if train_text_encoder
+            else None
+        ),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": lr_scheduler.state_dict(),
+        "rng": generator.get_state(),
+        "step": step,
+        "epochs_done": epochs_done,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def load_snapshot(data: bytes) -> dict[str, Any]:
+    """Read a snapshot; `weights_only` so a tampered file cannot run code."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def restore(
+    pipeline: StableDiffusionPipeline,
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    generator: torch.Generator,
+) -> None:
+    """Put a snapshot's weights, optimizer, schedule and RNG back."""
+    set_peft_model_state_dict(pipeline.unet, state["unet"])
+    if state.get("text_encoder") is not None:
+        set_peft_model_state_dict(pipeline.text_encoder, state["text_encoder"])
+    optimizer.load_state_dict(state["optimizer"])
+    lr_scheduler.load_state_dict(state["lr_scheduler"])
+    generator.set_state(state["rng"])
