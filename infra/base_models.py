@@ -76,4 +76,7 @@ def base_model_registry(settings: Settings) -> dict[str, BaseModelSpec]:
     for name, source in settings.base_models.items():
         defaults = next((d for prefix, d in _FAMILY_DEFAULTS.items() if name.startswith(prefix)), _SD15_DEFAULTS)
         registry[name] = BaseModelSpec(name=name, source=source, **defaults)  # type: ignore[arg-type]
+    for alias, target in settings.base_model_aliases.items():
+        if target in registry and alias not in registry:
+            registry[alias] = registry[target]
     return registry

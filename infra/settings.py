@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Extra base models: JSON object of name -> local folder or s3:// prefix, e.g.
     # LF_BASE_MODELS='{"sd-1.5": "/models/sd15"}'.
     base_models: dict[str, str] = Field(default_factory=dict)
+    # Other names for base models, e.g. LF_BASE_MODEL_ALIASES='{"realm-base-v2.1": "sd-1.5"}', so clients
+    # written against another service's model names work unchanged.
+    base_model_aliases: dict[str, str] = Field(default_factory=dict)
     torch_device: str = "auto"
 
     # Local poller that plays the SQS -> Lambda event source mapping.

@@ -107,13 +107,15 @@ class VersionedRepository:
         expr_values = {f":f{i}": serialize(value) for i, value in enumerate(sets.values())}
         expr_values.update({k: serialize(v) for k, v in values.items()})
         set_clause = ", ".join(f"#f{i} = :f{i}" for i in range(len(sets)))
+        # DynamoDB refuses names the expressions do not use.
+        status_name = {"#status": "status"} if "#status" in condition + extra else {}
         try:
             response = await self.dynamodb.update_item(
                 TableName=self.table,
                 Key=self._key(record_id),
                 UpdateExpression=f"SET {set_clause}, #version = #version + :one{extra}{remove_clause}",
                 ConditionExpression=condition,
-                ExpressionAttributeNames={**names, "#version": "version", "#status": "status"},
+                ExpressionAttributeNames={**names, "#version": "version", **status_name},
                 ExpressionAttributeValues={**expr_values, ":one": serialize(1)},
                 ReturnValues="ALL_NEW",
             )
