@@ -65,3 +65,19 @@ async def read_topic(settings, topic: str, wanted: Callable[[Any], bool], count:
     finally:
         await consumer.stop()
     return found
+
+
+def settings_env(settings: Any, **overrides: Any) -> dict[str, str]:
+    """`settings` as the LF_* environment a subprocess reads them from (complex values as JSON)."""
+    import json
+
+    from pydantic import SecretStr
+
+    env: dict[str, str] = {}
+    for name, value in {**settings.model_dump(), **overrides}.items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"LF_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return env

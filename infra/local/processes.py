@@ -98,6 +98,13 @@ class ManagedProcess:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """SIGKILL the group at once, as a crash would (no cleanup, no signal handlers)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM the group, then SIGKILL what is left after `timeout_s`; returns the exit code."""
         if self.process is None:
