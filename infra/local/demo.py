@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infra.local.demo_training import run_training_demo
 from infra.local.stack import StackInfo
 
 PROMPTS = (
@@ -44,6 +45,11 @@ def _submit(client: httpx.Client, index: int) -> tuple[dict[str, Any], float]:
 def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3, timeout_s: float = 300) -> int:
     """Submit `count` generations, wait for them with a progress display, save the images, print timings."""
     client = httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}, timeout=30.0)
+    try:
+        run_training_demo(console, client, output_dir)
+    except (httpx.HTTPError, RuntimeError) as exc:
+        console.print(f"[red]Training failed:[/red] {exc}")
+        return 1
     console.rule("Text-to-image on the tiny-sd base model")
     jobs = [_submit(client, i) for i in range(count)]
     console.print(f"Submitted {count} jobs: " + ", ".join(job["jobId"] for job, _ in jobs))

@@ -1,5 +1,5 @@
 """The embedded stack on loopback: moto (S3, DynamoDB, SQS), Tansu (Kafka), bootstrap, the API under
-uvicorn, the SQS poller feeding `functions.s3_events`, and generator workers, each its own process.
+uvicorn, the SQS poller feeding `functions.s3_events`, generator workers and a trainer, each its own process.
 
 Components are started by module name, as a Lambda runtime or a container would, so `infra` imports
 nothing from `functions` or `workers`.
@@ -28,6 +28,8 @@ API_APP = "functions.api.asgi:app"
 S3_EVENTS_HANDLER = "functions.s3_events.handler.handler"
 WORKER_MODULE = "workers.generator"
 WORKER_READY_LINE = "generator worker ready"
+TRAINER_MODULE = "workers.trainer"
+TRAINER_READY_LINE = "trainer worker ready"
 POLLER_READY_LINE = "sqs poller ready"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
 
@@ -207,9 +209,13 @@ class EmbeddedStack:
 
         started = time.perf_counter()
         workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]
+        # The trainer starts alongside: both spend their start-up importing torch, so in parallel.
+        trainer = self._process("trainer", [sys.executable, "-m", TRAINER_MODULE])
         for worker in workers:
             worker.wait_ready(lambda w=worker: w.log_contains(WORKER_READY_LINE), self.worker_ready_timeout_s)
         timed(f"generator workers x{self.workers}", settings.kafka_consumer_group, started)
+        trainer.wait_ready(lambda: trainer.log_contains(TRAINER_READY_LINE), self.worker_ready_timeout_s)
+        timed("trainer worker", settings.kafka_training_consumer_group, started)
 
         return StackInfo(
             api_url=api_url,

@@ -90,7 +90,7 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
         ports = _ports(info)
         assert all(port_open(p) for p in ports)
         children = _descendants(process.pid)
-        assert len(children) >= 5, children  # moto, tansu, api, poller, worker
+        assert len(children) >= 6, children  # moto, tansu, api, poller, worker, trainer
     finally:
         process.send_signal(signal.SIGINT)
         try:
