@@ -155,7 +155,10 @@ async def bootstrap(settings: Settings, *, kafka: bool = True) -> Resources:
         await _ensure_notifications(clients, resources, arns)
         if settings.dev_api_key:
             await ApiKeyRepository(clients.dynamodb, settings.api_keys_table).put(
-                settings.dev_api_key.get_secret_value(), tenant_id=DEV_TENANT, name="development key"
+                settings.dev_api_key.get_secret_value(),
+                tenant_id=DEV_TENANT,
+                name="development key",
+                signing_secret=settings.dev_signing_secret.get_secret_value() if settings.dev_signing_secret else None,
             )
     if kafka:
         await ensure_topics(settings, resources)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     dev_api_key: SecretStr | None = Field(
         default=None, description="Bootstrap creates this key for the 'dev' tenant when set."
     )
+    dev_signing_secret: SecretStr | None = Field(
+        default=None, description="The dev key's signing secret (for signed calls such as DELETE /v1/models/{id})."
+    )
 
     # Workers.
     worker_id: str | None = None

@@ -41,6 +41,8 @@ def _print_summary(info: StackInfo) -> None:
     table.add_row("Kafka", info.kafka_bootstrap_servers)
     table.add_row("Logs", info.log_dir)
     table.add_row("Dev API key", info.api_key)
+    if info.signing_secret:
+        table.add_row("Dev signing secret", info.signing_secret)
     console.print(table)
     console.print(
         f'Try: curl -s -X POST {info.api_url}/v1/images/generate -H "Authorization: Bearer {info.api_key}" '

@@ -23,6 +23,7 @@ from infra.bootstrap import bootstrap
 from infra.local.processes import ManagedProcess, free_port, port_open
 from infra.repositories.api_keys import generate_api_key
 from infra.settings import Settings
+from infra.signing import generate_signing_secret
 
 API_APP = "functions.api.asgi:app"
 S3_EVENTS_HANDLER = "functions.s3_events.handler.handler"
@@ -75,6 +76,7 @@ class StackInfo:
     aws_endpoint_url: str | None
     kafka_bootstrap_servers: str
     log_dir: str
+    signing_secret: str = ""
     pid: int = field(default_factory=os.getpid)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -126,6 +128,7 @@ class EmbeddedStack:
         self.embedded_aws = embedded_aws
         self.embedded_kafka = embedded_kafka
         self.api_key = api_key or os.environ.get("LF_DEV_API_KEY") or generate_api_key()
+        self.signing_secret = os.environ.get("LF_DEV_SIGNING_SECRET") or generate_signing_secret()
         self.extra_env = extra_env or {}
         self.worker_ready_timeout_s = worker_ready_timeout_s
         self.processes: list[ManagedProcess] = []
@@ -154,7 +157,7 @@ class EmbeddedStack:
             timings[name] = round((time.perf_counter() - started) * 1000, 1)
             on_ready(name, address, timings[name])
 
-        self.env = {"LF_DEV_API_KEY": self.api_key, **self.extra_env}
+        self.env = {"LF_DEV_API_KEY": self.api_key, "LF_DEV_SIGNING_SECRET": self.signing_secret, **self.extra_env}
         if self.embedded_aws:
             started = time.perf_counter()
             port = free_port(self.host)
@@ -220,6 +223,7 @@ class EmbeddedStack:
         return StackInfo(
             api_url=api_url,
             api_key=self.api_key,
+            signing_secret=self.signing_secret,
             aws_endpoint_url=self.env.get("LF_AWS_ENDPOINT_URL") or settings.aws_endpoint_url,
             kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
             log_dir=str(self.log_dir),
