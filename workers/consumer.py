@@ -146,3 +146,23 @@ class ConsumerLoop:
             log.exception("could not dead-letter %s:%d@%d", tp.topic, tp.partition, record.offset)
             raise
         self.dead_lettered += 1
+
+
+def run_worker(serve: Callable[[Any, asyncio.Event], Awaitable[None]]) -> None:
+    """A worker process's main: logging, then `serve(settings, stop)` until SIGTERM or SIGINT sets `stop`
+    (the job in hand is finished first; a killed worker's job is reclaimed after its lease)."""
+    import logging as logging_module
+    import signal
+
+    from infra.settings import get_settings
+
+    logging_module.basicConfig(level=logging_module.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging_module.getLogger("aiokafka").setLevel(logging_module.WARNING)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await serve(get_settings(), stop)
+
+    asyncio.run(run())

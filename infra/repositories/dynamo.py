@@ -52,3 +52,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 def is_condition_failure(exc: ClientError) -> bool:
     """Whether a write failed only because its condition did not hold."""
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+async def query_all(dynamodb: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a Query returns, following LastEvaluatedKey across pages, as plain dicts."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = await dynamodb.query(**kwargs)
+        items.extend(from_item(i) for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from events.envelope import utcnow
 from events.states import GENERATION, GenerationStatus, StateMachine
-from infra.repositories.dynamo import from_item, is_condition_failure, serialize
+from infra.repositories.dynamo import is_condition_failure, query_all, serialize
 from infra.repositories.versioned import (
     Advance,
     AdvanceOutcome,
@@ -147,22 +147,17 @@ class JobRepository(VersionedRepository):
 
     async def list_for_model(self, model_id: str, kind: str) -> list[dict[str, Any]]:
         """Every job of one kind for a model, newest first (callers check the tenant)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": JOBS_BY_MODEL_INDEX,
-            "KeyConditionExpression": "modelId = :m",
-            "FilterExpression": "#kind = :k",
-            "ExpressionAttributeNames": {"#kind": "kind"},
-            "ExpressionAttributeValues": {":m": serialize(model_id), ":k": serialize(kind)},
-            "ScanIndexForward": False,
-        }
-        while True:
-            response = await self.dynamodb.query(**kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=JOBS_BY_MODEL_INDEX,
+            KeyConditionExpression="modelId = :m",
+            FilterExpression="#kind = :k",
+            ExpressionAttributeNames={"#kind": "kind"},
+            ExpressionAttributeValues={":m": serialize(model_id), ":k": serialize(kind)},
+            ScanIndexForward=False,
+        )
+        return items
 
     async def mark_published(self, job_id: str, status: str) -> None:
         """Record that the lifecycle event of `status` reached Kafka (so a redelivery need not resend it)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.states import MODEL
-from infra.repositories.dynamo import from_item, serialize
+from infra.repositories.dynamo import query_all, serialize
 from infra.repositories.versioned import StaleWrite, VersionedRepository
 from infra.resources import MODELS_BY_TENANT_INDEX
 
@@ -32,21 +32,16 @@ class ModelRepository(VersionedRepository):
         Reads the tenant's whole partition of the index: fine for the hundreds of models a tenant has;
         `offset` paging over millions would want a cursor instead.
         """
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": MODELS_BY_TENANT_INDEX,
-            "KeyConditionExpression": "tenantId = :t",
-            "FilterExpression": "attribute_not_exists(deletedAt)",
-            "ExpressionAttributeValues": {":t": serialize(tenant_id)},
-            "ScanIndexForward": False,
-        }
-        while True:
-            response = await self.dynamodb.query(**kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=MODELS_BY_TENANT_INDEX,
+            KeyConditionExpression="tenantId = :t",
+            FilterExpression="attribute_not_exists(deletedAt)",
+            ExpressionAttributeValues={":t": serialize(tenant_id)},
+            ScanIndexForward=False,
+        )
+        return items
 
     async def soft_delete(self, model_id: str) -> bool:
         """Mark a model deleted (its record and history stay); False if it already was."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.envelope import utcnow
-from infra.repositories.dynamo import from_item, serialize, to_item
+from infra.repositories.dynamo import from_item, query_all, serialize, to_item
 
 
 class TrainingDataRepository:
@@ -33,19 +33,13 @@ class TrainingDataRepository:
 
     async def list(self, model_id: str) -> list[dict[str, Any]]:
         """Every item of a model, oldest first."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "modelId = :m",
-            "ExpressionAttributeValues": {":m": serialize(model_id)},
-            "ConsistentRead": True,
-        }
-        while True:
-            response = await self.dynamodb.query(**kwargs)
-            items.extend(from_item(i) for i in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            KeyConditionExpression="modelId = :m",
+            ExpressionAttributeValues={":m": serialize(model_id)},
+            ConsistentRead=True,
+        )
         return sorted(items, key=lambda i: (i["createdAt"], i["dataId"]))
 
     async def delete(self, model_id: str, data_id: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import uuid
 from collections.abc import Callable
@@ -15,8 +14,8 @@ from events.generation import GENERATION_REQUESTED, GenerationRequested
 from events.topics import GENERATION_REQUESTS
 from infra.kafka import create_consumer
 from infra.runtime import ServiceContext
-from infra.settings import Settings, get_settings
-from workers.consumer import ConsumerLoop, Route
+from infra.settings import Settings
+from workers.consumer import ConsumerLoop, Route, run_worker
 from workers.generator.job import GenerationJobRunner
 from workers.generator.pipelines import PipelineCache
 
@@ -61,17 +60,8 @@ async def serve(
 
 
 def main() -> None:
-    """Run until SIGTERM or SIGINT; the job in hand is finished first."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(get_settings(), stop)
-
-    asyncio.run(run())
+    """Run until SIGTERM or SIGINT."""
+    run_worker(serve)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,9 +12,9 @@ from events.training import TRAINING_REQUESTED, TrainingRequested
 from infra.base_models import TINY_SD
 from infra.kafka import create_consumer
 from infra.runtime import ServiceContext
-from infra.settings import Settings, get_settings
+from infra.settings import Settings
 from workers.base_models.loader import weights_dir
-from workers.consumer import ConsumerLoop, Route
+from workers.consumer import ConsumerLoop, Route, run_worker
 from workers.generator.__main__ import default_worker_id
 from workers.trainer.job import TrainingJobRunner
 
@@ -53,16 +52,7 @@ async def serve(
 
 def main() -> None:
     """Run until SIGTERM or SIGINT."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(get_settings(), stop)
-
-    asyncio.run(run())
+    run_worker(serve)
 
 
 if __name__ == "__main__":
