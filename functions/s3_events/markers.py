@@ -8,7 +8,7 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.markers import GenerationResult, JobFailure
-from events.states import GenerationStatus, TrainingStatus
+from events.states import TRAINING, GenerationStatus, TrainingStatus
 from events.storage_keys import JobKind, JobMarkerRef, Marker
 from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
 from infra.lifecycle import publish_lifecycle_once
@@ -108,10 +108,15 @@ async def _apply_training_marker(context: ServiceContext, key: str, ref: JobMark
         return AdvanceOutcome.APPLIED if newer else AdvanceOutcome.REJECTED
     target = _TRAINING_TARGETS[ref.marker]
     job_fields, model_fields = _training_fields(ref.marker, body)
-    outcome, job = await _advance_and_announce(context, context.trainings, key, ref.job_id, target, job_fields)
-    if outcome in (AdvanceOutcome.APPLIED, AdvanceOutcome.ALREADY) and job is not None:
-        # Also on a duplicate: the first delivery may have failed between the two writes.
+    job = await context.trainings.get(ref.job_id)
+    if job is None:
+        return AdvanceOutcome.MISSING
+    current = TrainingStatus(job["status"])
+    if current == target or TRAINING.can_transition(current, target):
+        # The model first: whoever sees the training finished must find the model settled too. A crash
+        # between the two writes is healed by the redelivery (both moves are idempotent).
         await settle_model(context, job, target, model_fields or None)
+    outcome, _ = await _advance_and_announce(context, context.trainings, key, ref.job_id, target, job_fields)
     return outcome
 
 
