@@ -11,11 +11,13 @@ from pathlib import Path
 from events.envelope import CloudEvent
 from events.generation import GENERATION_REQUESTED, GenerationRequested
 from events.lifecycle import JobLifecycle
+from events.training import TRAINING_REQUESTED, TrainingRequested
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 EVENT_MODELS: dict[str, type[CloudEvent]] = {
     GENERATION_REQUESTED: GenerationRequested,
+    TRAINING_REQUESTED: TrainingRequested,
     "ai.lorafoundry.job.lifecycle.v1": JobLifecycle,
 }
 

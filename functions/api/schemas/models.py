@@ -213,7 +213,7 @@ class RenameModelRequest(_NamedInput):
     tags: Tags = None
 
     @model_validator(mode="after")
-    def _something(self) -> RenameModelRequest:
+    def _has_a_change(self) -> RenameModelRequest:
         if self.updatedDisplayName is not None and not self.updatedDisplayName.strip():
             raise ValueError("updatedDisplayName must not be blank")
         if not self.model_fields_set:
