@@ -186,16 +186,9 @@ async def update_model(
                 unset.append(name)
             else:
                 fields[name] = value
-    for name in unset:
-        fields[name] = None  # stored as absent: to_item drops None
-    if not fields:
+    if not fields and not unset:
         return model
-    return await context.models.update_fields(
-        model["modelId"],
-        {k: v for k, v in fields.items() if v is not None},
-        expected_version=model["version"],
-        remove=[k for k, v in fields.items() if v is None],
-    )
+    return await context.models.update_fields(model["modelId"], fields, expected_version=model["version"], remove=unset)
 
 
 async def _check_epoch(context: ServiceContext, model: dict[str, Any], epoch: str) -> None:
