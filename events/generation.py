@@ -23,6 +23,8 @@ MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 50
 MAX_GUIDANCE = 20.0
 MAX_SEED = 2**32 - 1
+MAX_ADAPTERS = 8
+MAX_ADAPTER_SCALE = 2.0
 
 
 class GenerationMode(StrEnum):
@@ -36,6 +38,23 @@ class OutputFormat(StrEnum):
 
     PNG = "png"
     JPEG = "jpeg"
+
+
+class AdapterRef(BaseModel):
+    """One LoRA adapter a generation applies, and with what weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modelId: str = Field(min_length=1, max_length=128, description="The LoRA model the adapter belongs to.")
+    trainingId: str = Field(min_length=1, max_length=64, description="The training that produced it.")
+    key: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^trainings/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+\.safetensors$",
+        description="S3 key of the adapter's safetensors file (diffusers' LoRA format).",
+    )
+    scale: float = Field(default=1.0, ge=-MAX_ADAPTER_SCALE, le=MAX_ADAPTER_SCALE)
+    epoch: str | None = Field(default=None, max_length=16, description="The checkpoint's epoch; null = final.")
 
 
 class GenerationRequestedData(BaseModel):
@@ -56,11 +75,19 @@ class GenerationRequestedData(BaseModel):
     numInferenceSteps: int = Field(ge=1, le=MAX_STEPS)
     seed: int = Field(ge=0, le=MAX_SEED)
     outputFormat: OutputFormat = OutputFormat.PNG
+    adapters: list[AdapterRef] = Field(
+        default_factory=list,
+        max_length=MAX_ADAPTERS,
+        description="LoRA adapters mixed by weight; all must be trained on `baseModel`. Empty = the base model.",
+    )
 
     @model_validator(mode="after")
     def _prompt_not_blank(self) -> GenerationRequestedData:
         if not self.prompt.strip():
             raise ValueError("prompt must not be blank")
+        keys = [adapter.key for adapter in self.adapters]
+        if len(set(keys)) != len(keys):
+            raise ValueError("an adapter is listed twice; give it one combined scale")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from events.generation import AdapterRef
 from events.lifecycle import JobError
 
 
@@ -31,6 +32,7 @@ class GenerationResult(BaseModel):
     guidanceScale: float
     baseModel: str
     outputFormat: str
+    adapters: list[AdapterRef] = Field(default_factory=list, description="The adapters applied, with scales.")
     workerId: str
     attempt: int = Field(ge=1)
     startedAt: AwareDatetime

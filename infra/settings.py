@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     worker_lease_seconds: int = Field(default=120, ge=5)
     model_cache_dir: Path = Path.home() / ".cache" / "lorafoundry" / "models"
+    # LoRA weights a generator keeps loaded per base pipeline; past it, the least recently used are unloaded.
+    adapter_cache_bytes: int = Field(default=1024**3, ge=0)
     # Extra base models: JSON object of name -> local folder or s3:// prefix, e.g.
     # LF_BASE_MODELS='{"sd-1.5": "/models/sd15"}'.
     base_models: dict[str, str] = Field(default_factory=dict)

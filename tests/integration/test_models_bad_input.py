@@ -8,7 +8,7 @@ import pytest
 
 from infra.signing import signed_headers
 from tests.conftest import SIGNING_SECRET
-from tests.integration.test_training_flow import create_model, png, upload
+from tests.journeys import create_model, png, upload
 from tests.support import bearer
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 from infra.local.processes import ManagedProcess
 from infra.settings import Settings
 from tests.conftest import Broker, make_settings
-from tests.integration.test_training_flow import create_model, png, upload, wait_for_training
+from tests.journeys import create_model, png, upload, wait_for_training
 from tests.support import bearer, eventually, settings_env
 
 pytestmark = pytest.mark.integration

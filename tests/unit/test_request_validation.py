@@ -7,9 +7,8 @@ from pydantic import ValidationError
 
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest
-from functions.api.services.generation import build_generation, resolve_model
+from functions.api.services.generation import build_generation, model_adapter
 from infra.base_models import TINY_SD
-from infra.settings import Settings
 
 
 def test_seed_002_documented_body_is_accepted_verbatim() -> None:
@@ -28,7 +27,7 @@ def test_seed_002_documented_body_is_accepted_verbatim() -> None:
 
 
 def test_defaults_come_from_the_model() -> None:
-    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p"), TINY_SD)
+    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p"), TINY_SD, [])
     assert (data.width, data.height) == (TINY_SD.default_size, TINY_SD.default_size)
     assert data.numInferenceSteps == TINY_SD.default_steps
     assert data.guidanceScale == TINY_SD.default_guidance
@@ -36,20 +35,26 @@ def test_defaults_come_from_the_model() -> None:
 
 
 def test_explicit_zero_guidance_is_kept() -> None:
-    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", guidanceScale=0), TINY_SD)
+    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", guidanceScale=0), TINY_SD, [])
     assert data.guidanceScale == 0
 
 
 def test_model_limits_are_checked_before_queueing() -> None:
     with pytest.raises(ApiError) as info:
-        build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", width=1024), TINY_SD)
+        build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", width=1024), TINY_SD, [])
     assert info.value.status == 422 and info.value.field == "width"
 
 
-def test_unknown_model() -> None:
-    with pytest.raises(ApiError) as info:
-        resolve_model(Settings(_env_file=None), "mod_unknown")  # type: ignore[call-arg]
-    assert info.value.status == 404 and info.value.field == "modelId"
+def test_a_trained_model_generates_with_its_chosen_epoch_or_final_adapter() -> None:
+    model = {
+        "modelId": "mod_a",
+        "adapterTrainingId": "trn_1",
+        "adapterKey": "trainings/trn_1/adapter.safetensors",
+    }
+    assert model_adapter(model).key == "trainings/trn_1/adapter.safetensors"
+    chosen = model_adapter({**model, "epoch": "000002"}, scale=0.5)
+    assert chosen.key == "trainings/trn_1/checkpoints/000002/adapter.safetensors"
+    assert (chosen.epoch, chosen.scale, chosen.trainingId) == ("000002", 0.5, "trn_1")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from infra.lifecycle import publish_lifecycle_once
 from infra.repositories.jobs import JobExists
 from infra.runtime import ServiceContext
 from workers.base_models.loader import BaseModelUnavailable
+from workers.generator.adapters import AdapterUnavailable
 from workers.generator.pipelines import PipelineCache, generate
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,21 @@ class GenerationJobRunner:
     async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:
         data = event.data
         loop = asyncio.get_running_loop()
+
+        def fetch_adapter(key: str) -> bytes:
+            # Called on the executor thread only for adapters not loaded yet; S3 is read on the loop.
+            found = asyncio.run_coroutine_threadsafe(self.context.store.get_bytes(key), loop).result()
+            if found is None:
+                raise AdapterUnavailable(f"adapter {key} does not exist")
+            return found
+
         try:
-            generated = await loop.run_in_executor(self.executor, generate, self.cache, data)
+            generated = await loop.run_in_executor(self.executor, generate, self.cache, data, fetch_adapter)
         except BaseModelUnavailable as exc:
             await self._fail(data.jobId, attempt, "model_unavailable", str(exc))
+            return
+        except AdapterUnavailable as exc:
+            await self._fail(data.jobId, attempt, "adapter_unavailable", str(exc))
             return
         except Exception as exc:  # the model code failed for this input: the job fails, the worker goes on
             log.exception("job %s failed", data.jobId)
@@ -103,12 +115,15 @@ class GenerationJobRunner:
             guidanceScale=data.guidanceScale,
             baseModel=data.baseModel,
             outputFormat=data.outputFormat.value,
+            adapters=data.adapters,
             workerId=self.worker_id,
             attempt=attempt,
             startedAt=started_at,
             completedAt=utcnow(),
             timings=StageTimings(
                 loadMs=round(generated.load_ms, 2),
+                adapterLoadMs=round(generated.adapter_load_ms, 2),
+                adapterSwitchMs=round(generated.adapter_switch_ms, 2),
                 computeMs=round(generated.compute_ms, 2),
                 uploadMs=round(generated.encode_ms + (time.perf_counter() - upload_started) * 1000, 2),
             ),

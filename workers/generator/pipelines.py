@@ -15,6 +15,7 @@ from events.generation import GenerationRequestedData, OutputFormat
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
+from workers.generator.adapters import AdapterCache, AdapterFetcher
 
 CONTENT_TYPES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg"}
 EXTENSIONS = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpeg"}
@@ -28,6 +29,8 @@ class GeneratedImages:
     content_type: str
     extension: str
     load_ms: float
+    adapter_load_ms: float
+    adapter_switch_ms: float
     compute_ms: float
     encode_ms: float
 
@@ -43,11 +46,13 @@ def encode_image(image: Image.Image, fmt: OutputFormat) -> bytes:
 
 
 class PipelineCache:
-    """Base pipelines, loaded on first use and kept for the worker's life (setup once, predict many)."""
+    """Base pipelines, loaded on first use and kept for the worker's life (setup once, predict many),
+    each with the cache of LoRA adapters loaded into it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pipelines: dict[str, DiffusionPipeline] = {}
+        self._adapters: dict[str, AdapterCache] = {}
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> BaseModelSpec:
@@ -65,12 +70,19 @@ class PipelineCache:
             started = time.perf_counter()
             pipeline = load_pipeline(self.spec(name), self.settings)
             self._pipelines[name] = pipeline
+            self._adapters[name] = AdapterCache(pipeline, self.settings.adapter_cache_bytes)
             return pipeline, (time.perf_counter() - started) * 1000
 
+    def adapters(self, name: str) -> AdapterCache:
+        """The adapter cache of a loaded base pipeline."""
+        return self._adapters[name]
 
-def generate(cache: PipelineCache, request: GenerationRequestedData) -> GeneratedImages:
-    """Run one text-to-image request; blocking, so callers run it off the event loop."""
+
+def generate(cache: PipelineCache, request: GenerationRequestedData, fetch: AdapterFetcher) -> GeneratedImages:
+    """Run one request with its adapters active; blocking, so callers run it off the event loop, one at a
+    time per worker (activating adapters mutates the shared pipeline). `fetch` reads an adapter's bytes."""
     pipeline, load_ms = cache.get(request.baseModel)
+    activation = cache.adapters(request.baseModel).activate(request.adapters, fetch)
     started = time.perf_counter()
     # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
     generator = torch.Generator("cpu").manual_seed(request.seed)
@@ -92,6 +104,8 @@ def generate(cache: PipelineCache, request: GenerationRequestedData) -> Generate
         content_type=CONTENT_TYPES[request.outputFormat],
         extension=EXTENSIONS[request.outputFormat],
         load_ms=load_ms,
+        adapter_load_ms=activation.load_ms,
+        adapter_switch_ms=activation.switch_ms,
         compute_ms=(computed - started) * 1000,
         encode_ms=(time.perf_counter() - computed) * 1000,
     )

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -43,13 +42,14 @@ def add_adapters(
 
 
 def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) -> bytes:
-    """The adapter as one safetensors file that `load_lora_weights` reads."""
-    unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.unet))
-    text_layers = (
-        convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.text_encoder))
-        if train_text_encoder
-        else None
-    )
+    """The adapter as one safetensors file that `load_lora_weights` reads.
+
+    Keys stay in peft's naming (`lora_A`/`lora_B`). diffusers' `convert_state_dict_to_diffusers`, which its
+    training examples apply, renames only attention projections: on an adapter that also covers convolutions
+    or feed-forwards it yields mixed names, and `load_lora_weights` then silently drops the attention part.
+    """
+    unet_layers = get_peft_model_state_dict(pipeline.unet)
+    text_layers = get_peft_model_state_dict(pipeline.text_encoder) if train_text_encoder else None
     with tempfile.TemporaryDirectory() as tmp:
         StableDiffusionPipeline.save_lora_weights(
             save_directory=tmp,

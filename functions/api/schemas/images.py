@@ -96,6 +96,15 @@ class JobParameters(BaseModel):
     negativePrompt: str | None = None
 
 
+class AdapterUsedOut(BaseModel):
+    """A LoRA adapter a job applies."""
+
+    modelId: str
+    trainingId: str
+    epoch: str | None = Field(default=None, description="The checkpoint used; null = the final adapter.")
+    scale: float
+
+
 class JobView(BaseModel):
     """`GET /images/jobs/{jobId}`: status in seed 002 words, images once completed, error once failed."""
 
@@ -105,6 +114,7 @@ class JobView(BaseModel):
     modelId: str
     prompt: str
     parameters: JobParameters
+    adapters: list[AdapterUsedOut] = Field(default_factory=list, description="Empty: the base model alone.")
     createdAt: datetime
     updatedAt: datetime
     startedAt: datetime | None = None

@@ -10,15 +10,22 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from events.generation import GenerationRequested, GenerationRequestedData
+from events.generation import AdapterRef, GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
-from events.states import GenerationStatus
+from events.states import GenerationStatus, ModelStatus
+from events.storage_keys import training_epoch_keys
 from events.topics import GENERATION_REQUESTS
 from functions.api.errors import ApiError
-from functions.api.schemas.images import GenerateImageRequest, ImageOut, JobErrorOut, JobParameters, JobView
+from functions.api.schemas.images import (
+    AdapterUsedOut,
+    GenerateImageRequest,
+    ImageOut,
+    JobErrorOut,
+    JobParameters,
+    JobView,
+)
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.runtime import ServiceContext
-from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +37,44 @@ def new_job_id() -> str:
     return f"job_{secrets.token_hex(12)}"
 
 
-def resolve_model(settings: Settings, model_id: str) -> BaseModelSpec:
-    """The base model a request's `modelId` names; 404 naming the field if there is none."""
-    spec = base_model_registry(settings).get(model_id)
-    if spec is None:
+def model_adapter(model: dict[str, Any], scale: float = 1.0) -> AdapterRef:
+    """The adapter a trained model generates with: its chosen epoch's checkpoint, else the final one."""
+    training_id = model["adapterTrainingId"]
+    epoch = model.get("epoch")
+    key = training_epoch_keys(training_id, epoch)[0] if epoch else model["adapterKey"]
+    return AdapterRef(modelId=model["modelId"], trainingId=training_id, key=key, scale=scale, epoch=epoch)
+
+
+async def resolve_model(
+    context: ServiceContext, tenant_id: str, model_id: str
+) -> tuple[BaseModelSpec, list[AdapterRef]]:
+    """The base model and adapters a request's `modelId` means: a base model's name, or one of the
+    caller's trained models (its adapter on its base model). 404 naming the field if there is none."""
+    registry = base_model_registry(context.settings)
+    spec = registry.get(model_id)
+    if spec is not None:
+        return spec, []
+    model = await context.models.get_live(tenant_id, model_id)
+    if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field="modelId")
-    return spec
+    if model["status"] != ModelStatus.TRAINED.value or not model.get("adapterKey"):
+        raise ApiError(
+            409,
+            "model_not_trained",
+            f"model {model_id!r} is {model['status']}: it can generate once a training has succeeded",
+            field="modelId",
+        )
+    spec = registry.get(model["baseModel"])
+    if spec is None:
+        raise ApiError(
+            409, "base_model_unavailable", f"base model {model['baseModel']!r} is not served here", field="modelId"
+        )
+    return spec, [model_adapter(model)]
 
 
-def build_generation(job_id: str, body: GenerateImageRequest, spec: BaseModelSpec) -> GenerationRequestedData:
+def build_generation(
+    job_id: str, body: GenerateImageRequest, spec: BaseModelSpec, adapters: list[AdapterRef]
+) -> GenerationRequestedData:
     """The worker's command for one request: defaults from the model filled in, model limits checked."""
     for name in ("width", "height"):
         value = getattr(body, name)
@@ -59,6 +95,7 @@ def build_generation(job_id: str, body: GenerateImageRequest, spec: BaseModelSpe
         numInferenceSteps=body.numInferenceSteps or spec.default_steps,
         seed=secrets.randbelow(2**32) if body.seed is None else body.seed,
         outputFormat=body.outputFormat,
+        adapters=adapters,
     )
 
 
@@ -70,9 +107,9 @@ async def submit_generation(
     DynamoDB is written first so a job on the topic always has a record. If the broker cannot take the
     command, the job is failed with the reason and the caller gets 503, so nothing is left queued forever.
     """
-    spec = resolve_model(context.settings, body.modelId)
+    spec, adapters = await resolve_model(context, tenant_id, body.modelId)
     job_id = new_job_id()
-    data = build_generation(job_id, body, spec)
+    data = build_generation(job_id, body, spec, adapters)
     job = await context.jobs.create(
         {
             "jobId": job_id,
@@ -143,6 +180,9 @@ async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
         modelId=job["modelId"],
         prompt=request["prompt"],
         parameters=JobParameters(**{k: request.get(k) for k in JobParameters.model_fields}),
+        adapters=[
+            AdapterUsedOut(**{k: a.get(k) for k in AdapterUsedOut.model_fields}) for a in request.get("adapters", [])
+        ],
         createdAt=job["createdAt"],
         updatedAt=job["updatedAt"],
         startedAt=job.get("startedAt"),

@@ -1,0 +1,78 @@
+"""Generating with a trained model: seed 002's `modelId` names the model, the worker applies its adapter."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.journeys import QUICK, create_model, png, upload, wait_for_training
+from tests.support import bearer, wait_for_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker", "trainer")]
+
+
+async def _download(url: str) -> bytes:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 200
+    return response.content
+
+
+async def _generate(client: httpx.AsyncClient, key: str, model_id: str) -> dict:
+    response = await client.post(
+        "/v1/images/generate",
+        json={"modelId": model_id, "prompt": "a photo of lfzq", "width": 64, "height": 64, "seed": 5},
+        headers=bearer(key),
+    )
+    assert response.status_code == 202, response.text
+    view = await wait_for_job(client, response.json()["jobId"], bearer(key))
+    assert view["status"] == "completed", view
+    return view
+
+
+async def test_a_trained_model_generates_with_its_adapter(client, api_key) -> None:
+    model_id = (await create_model(client, api_key, name="adapter model"))["id"]
+    untrained = await client.post(
+        "/v1/images/generate", json={"modelId": model_id, "prompt": "p"}, headers=bearer(api_key)
+    )
+    assert untrained.status_code == 409 and untrained.json()["error"]["code"] == "model_not_trained"
+
+    for color in ((230, 20, 20), (200, 40, 30)):
+        await upload(client, api_key, model_id, png(color))
+    started = await client.post(
+        f"/v1/models/{model_id}/trainings",
+        json={"trainingStrength": 5, "trainingSpeed": "fast", "parameters": {**QUICK, "learningRate": 0.005}},
+        headers=bearer(api_key),
+    )
+    assert started.status_code == 202, started.text
+    training_id = started.json()["trainingId"]
+    finished = await wait_for_training(client, api_key, model_id, training_id, ("succeeded", "failed"))
+    assert finished["status"] == "succeeded", finished
+
+    tuned = await _generate(client, api_key, model_id)
+    assert tuned["modelId"] == model_id
+    assert tuned["adapters"] == [{"modelId": model_id, "trainingId": training_id, "scale": 1.0}]
+    assert "adapterLoadMs" in tuned["timings"] and "adapterSwitchMs" in tuned["timings"]
+    base = await _generate(client, api_key, "tiny-sd")
+    assert base["adapters"] == []
+    again = await _generate(client, api_key, model_id)
+    tuned_bytes = await _download(tuned["images"][0]["url"])
+    assert tuned_bytes == await _download(again["images"][0]["url"]), "same inputs must give the same bytes"
+    assert tuned_bytes != await _download(base["images"][0]["url"]), "the adapter changed nothing"
+    # The second request found the adapter loaded: nothing read or injected again.
+    assert again["timings"]["adapterLoadMs"] < tuned["timings"]["adapterLoadMs"]
+
+    # Seed 003 epoch selection: the model now generates from the first epoch's checkpoint.
+    chosen = await client.put(f"/v1/models/{model_id}", json={"epoch": "000001"}, headers=bearer(api_key))
+    assert chosen.status_code == 200, chosen.text
+    early = await _generate(client, api_key, model_id)
+    assert early["adapters"][0]["epoch"] == "000001"
+    assert await _download(early["images"][0]["url"]) != tuned_bytes
+
+
+async def test_another_tenants_model_is_not_found(client, api_key, other_api_key) -> None:
+    model_id = (await create_model(client, api_key, name="private"))["id"]
+    response = await client.post(
+        "/v1/images/generate", json={"modelId": model_id, "prompt": "p"}, headers=bearer(other_api_key)
+    )
+    assert response.status_code == 404 and response.json()["error"]["field"] == "modelId"

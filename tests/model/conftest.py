@@ -1,0 +1,45 @@
+"""Fixtures for model-code tests: the tiny built-in base model, real diffusers and peft, on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from infra.base_models import TINY_SD_TARGETS
+from tests.conftest import MODEL_CACHE
+from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.trainer.lora import add_adapters, export_adapter
+
+PipelineFactory = Callable[[], StableDiffusionPipeline]
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_path() -> Path:
+    return ensure_tiny_sd(MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def load_tiny_sd(tiny_sd_path: Path) -> PipelineFactory:
+    """Loads a fresh tiny-sd pipeline (each test that mutates one gets its own)."""
+
+    def load() -> StableDiffusionPipeline:
+        pipeline = StableDiffusionPipeline.from_pretrained(tiny_sd_path)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    return load
+
+
+def random_adapter(load: PipelineFactory, seed: int, rank: int = 4) -> bytes:
+    """An adapter file with random, non-zero weights: as loadable as a trained one, made in a blink."""
+    pipeline = load()
+    params = add_adapters(pipeline, rank=rank, train_text_encoder=False, unet_targets=TINY_SD_TARGETS)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in params:
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    return export_adapter(pipeline, train_text_encoder=False)
