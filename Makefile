@@ -26,3 +26,4 @@ lint: setup
 
 bench: setup
 	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/train_throughput.py

@@ -25,10 +25,11 @@ TERMINAL = {"completed", "failed"}
 STATUS_PROGRESS = {"queued": 1, "processing": 2, "completed": 3, "failed": 3}
 
 
-def _submit(client: httpx.Client, index: int) -> tuple[dict[str, Any], float]:
+def _submit(client: httpx.Client, index: int, model_id: str, trigger: str | None) -> tuple[dict[str, Any], float]:
+    prompt = PROMPTS[index % len(PROMPTS)]
     body = {
-        "modelId": "tiny-sd",
-        "prompt": PROMPTS[index % len(PROMPTS)],
+        "modelId": model_id,
+        "prompt": f"{prompt}, in the style of {trigger}" if trigger else prompt,
         "negativePrompt": "blurry",
         "width": 128,
         "height": 128,
@@ -39,19 +40,21 @@ def _submit(client: httpx.Client, index: int) -> tuple[dict[str, Any], float]:
     submitted = time.perf_counter()
     response = client.post("/v1/images/generate", json=body)
     response.raise_for_status()
-    return {**response.json(), "prompt": body["prompt"]}, submitted
+    return {**response.json(), "prompt": body["prompt"], "model": "trained" if trigger else "base"}, submitted
 
 
 def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3, timeout_s: float = 300) -> int:
-    """Submit `count` generations, wait for them with a progress display, save the images, print timings."""
+    """Train a model, then submit `count` generations with its adapter and one on the base model for
+    comparison; wait for them with a progress display, save the images, print timings."""
     client = httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}, timeout=30.0)
     try:
-        run_training_demo(console, client, output_dir)
+        training = run_training_demo(console, client, output_dir)
     except (httpx.HTTPError, RuntimeError) as exc:
         console.print(f"[red]Training failed:[/red] {exc}")
         return 1
-    console.rule("Text-to-image on the tiny-sd base model")
-    jobs = [_submit(client, i) for i in range(count)]
+    console.rule(f"Text-to-image with the trained adapter of {training['modelId']} (and the base model to compare)")
+    jobs = [_submit(client, i, training["modelId"], training["triggerWord"]) for i in range(count)]
+    jobs.append(_submit(client, 0, "tiny-sd", None))
     console.print(f"Submitted {count} jobs: " + ", ".join(job["jobId"] for job, _ in jobs))
     views: dict[str, dict[str, Any]] = {}
     seen_done: dict[str, float] = {}
@@ -79,8 +82,21 @@ def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3
 
     output_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title="Where the time went (ms)", title_justify="left")
-    for column in ("job", "status", "queued", "load", "compute", "upload", "api total", "observed", "images"):
-        table.add_column(column, justify="right" if column not in ("job", "status", "images") else "left")
+    text_columns = ("job", "model", "status", "images")
+    for column in (
+        "job",
+        "model",
+        "status",
+        "queued",
+        "load",
+        "adapter",
+        "compute",
+        "upload",
+        "api total",
+        "observed",
+        "images",
+    ):
+        table.add_column(column, justify="left" if column in text_columns else "right")
     ok = True
     for job, submitted in jobs:
         job_id = job["jobId"]
@@ -101,14 +117,16 @@ def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3
 
         table.add_row(
             job_id,
+            job["model"],
             view["status"] + (f" ({view['error']['code']})" if view.get("error") else ""),
             fmt(timings.get("queueMs")),
             fmt(timings.get("loadMs")),
+            fmt(timings.get("adapterLoadMs", 0) + timings.get("adapterSwitchMs", 0) if timings else None),
             fmt(timings.get("computeMs")),
             fmt(timings.get("uploadMs")),
             fmt(timings.get("totalMs")),
             fmt(observed),
-            ", ".join(files),
+            f"{len(files)} saved",
         )
     console.print(table)
     if info.timings_ms:
