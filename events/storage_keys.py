@@ -21,6 +21,8 @@ _JOB_MARKER = re.compile(r"^jobs/(?P<job_id>[A-Za-z0-9_-]{1,64})/(?P<marker>[a-z
 _TRAINING_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/(?P<marker>[a-z]+\.json)$")
 _EPOCH_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/checkpoints/(?P<epoch>\d{6})/epoch\.json$")
 EPOCH_MARKER_NAME = "epoch.json"
+UPLOAD_RAW_NAME = "raw"
+_UPLOAD_RAW = re.compile(r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/raw$")
 
 
 def job_prefix(job_id: str) -> str:
@@ -42,6 +44,30 @@ def model_data_key(model_id: str, data_id: str, digest: str) -> str:
     """A normalized training image, addressed by content: a replacement gets a new key, so a training
     that already read the old key's list still finds its bytes."""
     return f"models/{model_id}/data/{data_id}/{digest[:16]}.png"
+
+
+def upload_raw_key(tenant_id: str, upload_id: str) -> str:
+    """Where a presigned upload lands, unvalidated; its notification triggers the validation."""
+    return f"uploads/{tenant_id}/{upload_id}/{UPLOAD_RAW_NAME}"
+
+
+def upload_image_key(tenant_id: str, upload_id: str) -> str:
+    """An upload's normalized image (seed 004 upload keys point here)."""
+    return f"uploads/{tenant_id}/{upload_id}/image.png"
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """A parsed raw-upload key."""
+
+    tenant_id: str
+    upload_id: str
+
+
+def parse_upload_key(raw_key: str) -> UploadRef | None:
+    """Parse a notification key as a raw upload's; None if it is not one."""
+    match = _UPLOAD_RAW.match(unquote_plus(raw_key))
+    return UploadRef(match["tenant"], match["upload_id"]) if match else None
 
 
 def training_prefix(training_id: str) -> str:

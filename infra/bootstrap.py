@@ -37,6 +37,23 @@ async def _ensure_bucket(clients: AwsClients, resources: Resources) -> None:
                 raise
 
 
+async def _ensure_expirations(clients: AwsClients, resources: Resources) -> None:
+    if not resources.expirations:
+        return
+    rules = [
+        {
+            "ID": f"expire-{prefix.strip('/')}",
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+        }
+        for prefix, days in resources.expirations
+    ]
+    await clients.s3.put_bucket_lifecycle_configuration(
+        Bucket=resources.bucket, LifecycleConfiguration={"Rules": rules}
+    )
+
+
 async def _ensure_tables(clients: AwsClients, resources: Resources) -> None:
     for table in resources.tables:
         try:
@@ -150,6 +167,7 @@ async def bootstrap(settings: Settings, *, kafka: bool = True) -> Resources:
     resources = resources_for(settings)
     async with AwsClients(settings) as clients:
         await _ensure_bucket(clients, resources)
+        await _ensure_expirations(clients, resources)
         await _ensure_tables(clients, resources)
         arns = await _ensure_queues(clients, resources)
         await _ensure_notifications(clients, resources, arns)

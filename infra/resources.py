@@ -14,6 +14,9 @@ from infra.settings import Settings
 # Markers the notification handler turns into status: only these keys need to reach SQS.
 MARKER_PREFIXES = ("jobs/", "trainings/")
 MARKER_SUFFIX = ".json"
+# Raw presigned uploads: their notification runs the validation and normalization.
+UPLOADS_PREFIX = "uploads/"
+UPLOADS_SUFFIX = "/raw"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class Resources:
     queues: tuple[QueueSpec, ...]
     notifications: tuple[NotificationSpec, ...]
     topics: tuple[TopicSpec, ...] = field(default=())
+    # (key prefix, days): S3 lifecycle rules that delete objects under the prefix after that many days.
+    expirations: tuple[tuple[str, int], ...] = field(default=())
 
 
 JOBS_BY_TENANT_INDEX = "byTenant"
@@ -125,6 +130,7 @@ def resources_for(settings: Settings) -> Resources:
             TableSpec(name=settings.training_data_table, hash_key="modelId", range_key="dataId"),
             # One-time tokens (request signatures seen): a conditional put refuses a replay; TTL forgets them.
             TableSpec(name=settings.nonces_table, hash_key="nonce", ttl_attribute="expiresAt"),
+            TableSpec(name=settings.uploads_table, hash_key="uploadId", ttl_attribute="expiresAt"),
         ),
         queues=(
             QueueSpec(
@@ -133,15 +139,21 @@ def resources_for(settings: Settings) -> Resources:
                 dead_letter_name=f"{settings.notifications_queue}-dlq",
             ),
         ),
-        notifications=tuple(
+        notifications=(
+            *(
+                NotificationSpec(
+                    id=f"markers-{prefix.strip('/')}",
+                    queue_name=settings.notifications_queue,
+                    prefix=prefix,
+                    suffix=MARKER_SUFFIX,
+                )
+                for prefix in MARKER_PREFIXES
+            ),
             NotificationSpec(
-                id=f"markers-{prefix.strip('/')}",
-                queue_name=settings.notifications_queue,
-                prefix=prefix,
-                suffix=MARKER_SUFFIX,
-            )
-            for prefix in MARKER_PREFIXES
+                id="uploads", queue_name=settings.notifications_queue, prefix=UPLOADS_PREFIX, suffix=UPLOADS_SUFFIX
+            ),
         ),
+        expirations=((UPLOADS_PREFIX, max(1, -(-settings.upload_expiry_seconds // 86400))),),
         topics=tuple(
             TopicSpec(name, settings.kafka_partitions, settings.kafka_replication_factor) for name in topics.ALL_TOPICS
         ),

@@ -13,6 +13,7 @@ from infra.repositories.jobs import JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
 from infra.repositories.training_data import TrainingDataRepository
+from infra.repositories.uploads import UploadRepository
 from infra.settings import Settings
 from infra.storage import ArtifactStore
 
@@ -72,6 +73,11 @@ class ServiceContext:
     def nonces(self) -> NonceRepository:
         """One-time tokens."""
         return NonceRepository(self.clients.dynamodb, self.settings.nonces_table)
+
+    @property
+    def uploads(self) -> UploadRepository:
+        """Upload records."""
+        return UploadRepository(self.clients.dynamodb, self.settings.uploads_table)
 
     @property
     def api_keys(self) -> ApiKeyRepository:

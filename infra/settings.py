@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=4096)
     # Training images are stored with their longer side at most this (they are resized for training anyway).
     training_image_max_side: int = Field(default=1024, ge=64)
+    # Presigned uploads (bigger than an API Gateway + Lambda body can carry, 6 MB) and seed 004's upload keys.
+    max_presigned_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="Seed 004: upload keys last 24 h.")
     # How old a request signature (seed 000's DELETE) may be, in seconds either way.
     signature_tolerance_seconds: int = Field(default=300, ge=10)
     default_base_model: str = "tiny-sd"
@@ -109,6 +112,11 @@ class Settings(BaseSettings):
     def training_data_table(self) -> str:
         """DynamoDB table of training images (key: model id, data id)."""
         return f"{self.resource_prefix}-training-data"
+
+    @property
+    def uploads_table(self) -> str:
+        """DynamoDB table of uploads (presigned or direct), forgotten by TTL when they expire."""
+        return f"{self.resource_prefix}-uploads"
 
     @property
     def nonces_table(self) -> str:

@@ -57,3 +57,13 @@ class ArtifactStore:
         return await self.s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
+
+    async def presign_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
+        """A time-limited browser-style POST upload of one object; S3 itself refuses a body over `max_bytes`
+        (the `content-length-range` condition), so an oversized file never lands."""
+        return await self.s3.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from functions.api.body_limit import BodySizeLimit
 from functions.api.dependencies import new_context_lock
 from functions.api.errors import install_error_handlers
-from functions.api.routes import health, images, models, training_data, trainings
+from functions.api.routes import health, images, models, training_data, trainings, uploads
 from infra.settings import Settings, get_settings
 
 
@@ -42,8 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # One raw image per request; a little slack over the image limit so its own check names it.
             (r"/v1/models/[^/]+/training-data(/[^/]+)?", settings.max_image_bytes + 1024),
             (r"/v1/models/[^/]+/train", settings.max_training_upload_bytes),
+            # One image, raw or as a multipart form (whose framing needs a little room).
+            (r"/v1/uploads", settings.max_image_bytes + 64 * 1024),
         ),
     )
-    for router in (health.router, images.router, models.router, training_data.router, trainings.router):
+    for router in (
+        health.router,
+        images.router,
+        models.router,
+        training_data.router,
+        trainings.router,
+        uploads.router,
+    ):
         app.include_router(router)
     return app

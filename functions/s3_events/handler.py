@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-from events.storage_keys import parse_notification_key
+from events.storage_keys import parse_notification_key, parse_upload_key
 from functions.s3_events.event_models import S3Notification, SqsEvent, SqsRecord
 from functions.s3_events.markers import apply_marker
+from functions.s3_events.uploads import apply_upload
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
 
@@ -30,6 +31,9 @@ async def process_record(context: ServiceContext, record: SqsRecord) -> None:
             continue
         if s3_record.s3.bucket.name != context.settings.bucket:
             log.warning("notification for foreign bucket %s ignored", s3_record.s3.bucket.name)
+            continue
+        if upload := parse_upload_key(s3_record.s3.object.key):
+            await apply_upload(context, upload)
             continue
         ref = parse_notification_key(s3_record.s3.object.key)
         if ref is None:

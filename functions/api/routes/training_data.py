@@ -6,13 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
 from functions.api.routes.models import ModelIdPath
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import DataAccepted, DataItemOut, DataItemWithData
+from functions.api.schemas.uploads import PresignedUploadRequest, UploadOut
 from functions.api.services import training_data as service
 from functions.api.services.models import require_model
+from functions.api.services.uploads import presign_upload, render_upload
 from infra.images import data_url
 
 router = APIRouter(prefix="/v1/models/{modelId}/training-data", tags=["training data"], responses=ERROR_RESPONSES)
@@ -34,10 +37,13 @@ def _item_out(item: dict) -> DataItemOut:
     return DataItemOut(
         dataId=item["dataId"],
         id=item["dataId"],
-        width=item["width"],
-        height=item["height"],
-        format=item["format"],
-        bytes=item["bytes"],
+        status=item.get("status", "ready"),
+        width=item.get("width"),
+        height=item.get("height"),
+        format=item.get("format"),
+        bytes=item.get("bytes"),
+        name=item.get("name"),
+        error=item.get("error"),
         createdAt=item["createdAt"],
         updatedAt=item["updatedAt"],
     )
@@ -53,7 +59,24 @@ async def upload_training_image(
     return DataAccepted(dataId=item["dataId"], width=item["width"], height=item["height"], format=item["format"])
 
 
-@router.get("", response_model=list[DataItemOut])
+@router.post("/presigned", status_code=201, response_model=UploadOut, response_model_exclude_none=True)
+async def presign_training_image(
+    modelId: ModelIdPath, tenant: TenantDep, context: ContextDep, body: PresignedUploadRequest | None = None
+) -> UploadOut:
+    """A URL to POST one big training image to directly (up to the presigned limit, 25 MB by default).
+
+    The training image is listed as `pending` at once; when S3 announces the file it is validated and
+    normalized, and becomes `ready`, or `rejected` with the reason.
+    """
+    model = await require_model(context, tenant, modelId)
+    existing = await context.training_data.list(model["modelId"])
+    if len(existing) >= MAX_TRAINING_IMAGES:
+        raise ApiError(409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images")
+    upload, post = await presign_upload(context, tenant, body.name if body else None, model=model)
+    return await render_upload(context, upload, post)
+
+
+@router.get("", response_model=list[DataItemOut], response_model_exclude_none=True)
 async def list_training_images(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> list[DataItemOut]:
     """Every training image of the model, oldest first."""
     model = await require_model(context, tenant, modelId)
@@ -67,6 +90,10 @@ async def get_training_image(
     """One training image, its (normalized) bytes as a `data:` URL."""
     model = await require_model(context, tenant, modelId)
     item = await service.require_item(context, model, dataId)
+    if item.get("status", "ready") != "ready":
+        raise ApiError(
+            409, "data_not_ready", f"training image {dataId!r} is {item['status']}; it has no bytes", field="dataId"
+        )
     png = await context.store.get_bytes(item["key"])
     if png is None:
         raise ApiError(404, "data_not_found", f"training image {dataId!r} has no stored bytes", field="dataId")

@@ -92,14 +92,18 @@ class DataAccepted(BaseModel):
 
 
 class DataItemOut(BaseModel):
-    """One training image in a list."""
+    """One training image in a list. A presigned upload is `pending` until its bytes are validated, then
+    `ready` or `rejected` (with `error`); only ready images are trained on."""
 
     dataId: str
     id: str
-    width: int
-    height: int
-    format: str
-    bytes: int
+    status: Literal["pending", "ready", "rejected"] = "ready"
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    bytes: int | None = None
+    name: str | None = None
+    error: dict[str, str] | None = None
     createdAt: str
     updatedAt: str
 

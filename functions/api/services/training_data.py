@@ -6,11 +6,11 @@ import asyncio
 import secrets
 from typing import Any
 
-from events.storage_keys import model_data_key
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.errors import ApiError
 from infra.images import ImageRejected, NormalizedImage, normalize_image
 from infra.runtime import ServiceContext
+from infra.training_images import store_training_image
 
 
 def new_data_id() -> str:
@@ -37,23 +37,7 @@ async def store_image(
     context: ServiceContext, model: dict[str, Any], image: NormalizedImage, data_id: str, name: str | None = None
 ) -> dict[str, Any]:
     """Write the image's bytes, then its record (so a record always has its bytes)."""
-    key = model_data_key(model["modelId"], data_id, image.sha256)
-    await context.store.put_bytes(key, image.png, "image/png")
-    return await context.training_data.put(
-        {
-            "modelId": model["modelId"],
-            "dataId": data_id,
-            "tenantId": model["tenantId"],
-            "key": key,
-            "width": image.width,
-            "height": image.height,
-            "format": image.source_format,
-            "bytes": image.source_bytes,
-            "sha256": image.sha256,
-            "name": name,
-            "status": "ready",
-        }
-    )
+    return await store_training_image(context, model["modelId"], model["tenantId"], image, data_id, name)
 
 
 async def add_training_image(

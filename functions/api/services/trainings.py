@@ -68,7 +68,17 @@ async def start_training(
     if model["type"] in COMPOSITION_TYPES:
         raise ApiError(422, "not_trainable", "a composition model combines trained models and is not trained itself")
     spec = resolve_base_model(context, model["baseModel"])
-    items = [i for i in await context.training_data.list(model_id) if i.get("status", "ready") == "ready"]
+    all_items = await context.training_data.list(model_id)
+    pending = [i["dataId"] for i in all_items if i.get("status") == "pending"]
+    if pending:
+        raise ApiError(
+            409,
+            "training_data_pending",
+            f"{len(pending)} training image(s) are still being processed ({', '.join(pending[:5])}); "
+            "start the training once they read ready or rejected",
+            field="modelId",
+        )
+    items = [i for i in all_items if i.get("status", "ready") == "ready"]
     if not items:
         raise ApiError(
             409, "no_training_data", f"model {model_id!r} has no training images; upload some first", field="modelId"

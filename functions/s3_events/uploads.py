@@ -1,0 +1,78 @@
+"""A presigned upload's bytes have landed: validate and normalize them, then mark the upload (and the
+training image it stands for) ready or rejected with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
+from infra.images import ImageRejected, NormalizedImage, normalize_image
+from infra.repositories.uploads import UploadPurpose, UploadStatus
+from infra.runtime import ServiceContext
+from infra.training_images import store_training_image
+
+log = logging.getLogger(__name__)
+
+
+async def _reject(context: ServiceContext, upload: dict[str, Any], code: str, message: str) -> None:
+    error = {"code": code, "message": message}
+    if upload["purpose"] == UploadPurpose.TRAINING_DATA.value:
+        item = await context.training_data.get(upload["modelId"], upload["dataId"])
+        if item is not None and item.get("status") == UploadStatus.PENDING.value:
+            await context.training_data.put({**item, "status": UploadStatus.REJECTED.value, "error": error})
+    await context.uploads.settle(upload["uploadId"], UploadStatus.REJECTED, {"error": error})
+
+
+async def _accept(context: ServiceContext, upload: dict[str, Any], image: NormalizedImage) -> None:
+    fields: dict[str, Any] = {
+        "width": image.width,
+        "height": image.height,
+        "format": image.source_format,
+        "bytes": image.source_bytes,
+        "sha256": image.sha256,
+    }
+    if upload["purpose"] == UploadPurpose.TRAINING_DATA.value:
+        model = await context.models.get_live(upload["tenantId"], upload["modelId"])
+        if model is None:
+            await _reject(context, upload, "model_not_found", "the model was deleted before its image arrived")
+            return
+        item = await store_training_image(
+            context, upload["modelId"], upload["tenantId"], image, upload["dataId"], upload.get("name")
+        )
+        fields["key"] = item["key"]
+    else:
+        key = upload_image_key(upload["tenantId"], upload["uploadId"])
+        await context.store.put_bytes(key, image.png, "image/png")
+        fields["key"] = key
+    await context.uploads.settle(upload["uploadId"], UploadStatus.READY, fields)
+
+
+async def apply_upload(context: ServiceContext, ref: UploadRef) -> None:
+    """Process one raw upload; a duplicate or late notification changes nothing."""
+    upload = await context.uploads.get(ref.upload_id)
+    if upload is None or upload["tenantId"] != ref.tenant_id:
+        log.warning("raw upload %s/%s has no live upload record: ignored", ref.tenant_id, ref.upload_id)
+        return
+    if upload["status"] != UploadStatus.PENDING.value:
+        return
+    raw_key = upload_raw_key(ref.tenant_id, ref.upload_id)
+    data = await context.store.get_bytes(raw_key)
+    if data is None:
+        return  # deleted after a first delivery processed it
+    settings = context.settings
+    try:
+        image = await asyncio.to_thread(
+            normalize_image,
+            data,
+            max_bytes=settings.max_presigned_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.training_image_max_side,
+        )
+    except ImageRejected as exc:
+        await _reject(context, upload, exc.code, str(exc))
+    else:
+        await _accept(context, upload, image)
+    # The raw bytes are not needed any more: what is kept is the normalized image.
+    await context.store.delete(raw_key)
