@@ -40,6 +40,16 @@ class ModelStatus(StrEnum):
     TRAINING_CANCELED = "training-canceled"
 
 
+class PortraitStatus(StrEnum):
+    """Life of a seed 004 portrait job: train the person's LoRA, then generate each chosen style."""
+
+    TRAINING = "training"
+    GENERATING = "generating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
 class IllegalTransition(ValueError):
     """A requested status change that the state machine does not allow."""
 
@@ -108,6 +118,18 @@ MODEL = StateMachine(
         _M.TRAINING_CANCELED: frozenset({_M.TRAINING}),
     },
     initial=_M.NEW,
+)
+
+_P = PortraitStatus
+PORTRAIT = StateMachine(
+    {
+        _P.TRAINING: frozenset({_P.GENERATING, _P.FAILED, _P.CANCELED}),
+        _P.GENERATING: frozenset({_P.COMPLETED, _P.FAILED, _P.CANCELED}),
+        _P.COMPLETED: frozenset(),
+        _P.FAILED: frozenset(),
+        _P.CANCELED: frozenset(),
+    },
+    initial=_P.TRAINING,
 )
 
 # The model status a training's terminal status leaves its model in.

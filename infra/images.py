@@ -114,3 +114,28 @@ def normalize_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: i
 def data_url(png: bytes) -> str:
     """A `data:` URL of PNG bytes."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
+    """The image fitted inside a `size`-pixel square on white, centred (seed 004: square 640x640, padded
+    with white when not square, so nothing of the subject is cropped away)."""
+    with Image.open(io.BytesIO(image.png)) as source:
+        picture = source.convert("RGB")
+    # Longer side to exactly `size` (down or up), the shorter one padded.
+    scale = size / max(picture.size)
+    picture = picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.Resampling.LANCZOS
+    )
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    png = out.getvalue()
+    return NormalizedImage(
+        png=png,
+        width=size,
+        height=size,
+        source_format=image.source_format,
+        source_bytes=image.source_bytes,
+        sha256=hashlib.sha256(png).hexdigest(),
+    )

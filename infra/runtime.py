@@ -5,7 +5,7 @@ Handlers and workers open one `ServiceContext` per process (per warm Lambda cont
 
 from __future__ import annotations
 
-from events.states import TRAINING, TrainingStatus
+from events.states import PORTRAIT, TRAINING, PortraitStatus, TrainingStatus
 from infra.aws import AwsClients
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyRepository
@@ -58,6 +58,11 @@ class ServiceContext:
     def trainings(self) -> JobRepository:
         """Training jobs (same table as generations, their own state machine)."""
         return JobRepository(self.clients.dynamodb, self.settings.jobs_table, TRAINING, TrainingStatus.RUNNING)
+
+    @property
+    def portraits(self) -> JobRepository:
+        """Seed 004 portrait jobs (same table, their own state machine)."""
+        return JobRepository(self.clients.dynamodb, self.settings.jobs_table, PORTRAIT, PortraitStatus.GENERATING)
 
     @property
     def models(self) -> ModelRepository:

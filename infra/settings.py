@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_consumer_group: str = "lorafoundry-generators"
     kafka_training_consumer_group: str = "lorafoundry-trainers"
+    kafka_portraits_consumer_group: str = "lorafoundry-portraits"
     # How long the broker may hold an empty fetch. Tansu answers only when it expires, not when a record
     # arrives, so this bounds how long a new job waits on an idle worker (measured by bench/pipeline_overhead.py).
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0, le=5000)
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     # Presigned uploads (bigger than an API Gateway + Lambda body can carry, 6 MB) and seed 004's upload keys.
     max_presigned_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="Seed 004: upload keys last 24 h.")
+    # Fetching user-given URLs (seed 004 imageUrls): networks allowed despite being private (e.g. a partner
+    # network, or loopback in tests), and the limits of one fetch.
+    egress_allowed_networks: list[str] = Field(default_factory=list)
+    url_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Seed 004 portraits: images are squared to this size with white padding.
+    portrait_image_size: int = Field(default=640, ge=64, le=1024)
     # How old a request signature (seed 000's DELETE) may be, in seconds either way.
     signature_tolerance_seconds: int = Field(default=300, ge=10)
     default_base_model: str = "tiny-sd"

@@ -96,6 +96,7 @@ def settings(moto_endpoint: str, broker: Broker, tmp_path_factory: pytest.TempPa
         base_model_aliases={"realm-base-v2.1": "tiny-sd"},
         kafka_consumer_group=f"gen-{secrets.token_hex(3)}",
         kafka_training_consumer_group=f"trn-{secrets.token_hex(3)}",
+        kafka_portraits_consumer_group=f"prt-{secrets.token_hex(3)}",
         worker_lease_seconds=30,
     )
 
@@ -212,3 +213,34 @@ async def trainer(bootstrapped: Settings, poller) -> AsyncIterator:
     finally:
         stop.set()
         await asyncio.wait_for(task, 120)
+
+
+@pytest.fixture(scope="session")
+async def portraits_source(bootstrapped: Settings, poller) -> AsyncIterator:
+    """The lifecycle topic -> functions.portraits, fed the way Lambda's Kafka event source feeds it."""
+    from events.topics import JOB_LIFECYCLE
+    from functions.portraits.handler import PortraitsLambda
+    from infra.local.kafka_source import run_kafka_source
+
+    handler = PortraitsLambda(lambda: bootstrapped)
+    stop = asyncio.Event()
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_kafka_source(
+            bootstrapped,
+            JOB_LIFECYCLE,
+            bootstrapped.kafka_portraits_consumer_group,
+            handler,
+            stop,
+            on_ready=lambda: ready.set_result(None),
+        )
+    )
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    try:
+        yield handler
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(handler.close)

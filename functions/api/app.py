@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from functions.api.body_limit import BodySizeLimit
 from functions.api.dependencies import new_context_lock
 from functions.api.errors import install_error_handlers
-from functions.api.routes import health, images, models, training_data, trainings, uploads
+from functions.api.routes import health, images, models, portraits, training_data, trainings, uploads
 from infra.settings import Settings, get_settings
 
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training_data.router,
         trainings.router,
         uploads.router,
+        portraits.router,
     ):
         app.include_router(router)
     return app

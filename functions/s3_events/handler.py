@@ -5,13 +5,13 @@ Configure the event source mapping with `FunctionResponseTypes: ["ReportBatchIte
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 from events.storage_keys import parse_notification_key, parse_upload_key
+from functions.lambda_runtime import AsyncLambda
 from functions.s3_events.event_models import S3Notification, SqsEvent, SqsRecord
 from functions.s3_events.markers import apply_marker
 from functions.s3_events.uploads import apply_upload
@@ -54,29 +54,11 @@ async def process_sqs_event(context: ServiceContext, event: dict[str, Any]) -> d
     return {"batchItemFailures": failures}
 
 
-class S3EventsLambda:
-    """The Lambda function: state kept across invocations of a warm container (one event loop, one open
-    context), created on the first invocation."""
+class S3EventsLambda(AsyncLambda):
+    """The S3-events function: SQS batches of S3 notifications in, partial batch responses out."""
 
     def __init__(self, settings_factory: Callable[[], Settings] = get_settings) -> None:
-        self.settings_factory = settings_factory
-        self.runner = asyncio.Runner()
-        self.context: ServiceContext | None = None
-
-    async def _handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        if self.context is None:
-            self.context = await ServiceContext(self.settings_factory()).open()
-        return await process_sqs_event(self.context, event)
-
-    def __call__(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
-        return self.runner.run(self._handle(event))
-
-    def close(self) -> None:
-        """Close the clients and the loop (tests; a Lambda container is simply frozen)."""
-        if self.context is not None:
-            self.runner.run(self.context.close())
-            self.context = None
-        self.runner.close()
+        super().__init__(process_sqs_event, settings_factory)
 
 
 handler = S3EventsLambda()

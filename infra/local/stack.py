@@ -19,7 +19,9 @@ from pathlib import Path
 
 import httpx
 
+from events.topics import JOB_LIFECYCLE
 from infra.bootstrap import bootstrap
+from infra.local.kafka_source import READY_LINE as KAFKA_SOURCE_READY_LINE
 from infra.local.processes import ManagedProcess, free_port, port_open
 from infra.repositories.api_keys import generate_api_key
 from infra.settings import Settings
@@ -32,6 +34,7 @@ WORKER_READY_LINE = "generator worker ready"
 TRAINER_MODULE = "workers.trainer"
 TRAINER_READY_LINE = "trainer worker ready"
 POLLER_READY_LINE = "sqs poller ready"
+PORTRAITS_HANDLER = "functions.portraits.handler.handler"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
 
 
@@ -209,6 +212,24 @@ class EmbeddedStack:
         )
         poller.wait_ready(lambda: poller.log_contains(POLLER_READY_LINE), 60)
         timed("s3-events poller", settings.notifications_queue, started)
+
+        started = time.perf_counter()
+        portraits = self._process(
+            "portraits",
+            [
+                sys.executable,
+                "-m",
+                "infra.local.kafka_source",
+                "--handler",
+                PORTRAITS_HANDLER,
+                "--topic",
+                JOB_LIFECYCLE,
+                "--group",
+                settings.kafka_portraits_consumer_group,
+            ],
+        )
+        portraits.wait_ready(lambda: portraits.log_contains(KAFKA_SOURCE_READY_LINE), 60)
+        timed("portraits (lifecycle consumer)", settings.kafka_portraits_consumer_group, started)
 
         started = time.perf_counter()
         workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]

@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest
-from functions.api.services.generation import build_generation, model_adapter
+from functions.api.services.generation import build_generation
 from infra.base_models import TINY_SD
+from infra.model_adapter import model_adapter
 
 
 def test_seed_002_documented_body_is_accepted_verbatim() -> None:

@@ -8,13 +8,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
-from events.generation import AdapterRef, GenerationRequested, GenerationRequestedData
-from events.lifecycle import JobError
+from events.generation import AdapterRef, GenerationRequestedData
 from events.states import GenerationStatus, ModelStatus
-from events.storage_keys import training_epoch_keys
-from events.topics import GENERATION_REQUESTS
 from functions.api.errors import ApiError
 from functions.api.schemas.images import (
     AdapterUsedOut,
@@ -25,24 +20,16 @@ from functions.api.schemas.images import (
     JobView,
 )
 from infra.base_models import BaseModelSpec, base_model_registry
+from infra.generation_queue import QueueUnavailable, queue_generation
+from infra.model_adapter import model_adapter
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
-
-PUBLISH_TIMEOUT_S = 10.0
 
 
 def new_job_id() -> str:
     """A fresh, unguessable job id."""
     return f"job_{secrets.token_hex(12)}"
-
-
-def model_adapter(model: dict[str, Any], scale: float = 1.0) -> AdapterRef:
-    """The adapter a trained model generates with: its chosen epoch's checkpoint, else the final one."""
-    training_id = model["adapterTrainingId"]
-    epoch = model.get("epoch")
-    key = training_epoch_keys(training_id, epoch)[0] if epoch else model["adapterKey"]
-    return AdapterRef(modelId=model["modelId"], trainingId=training_id, key=key, scale=scale, epoch=epoch)
 
 
 async def resolve_model(
@@ -102,34 +89,13 @@ def build_generation(
 async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
-    """Record a queued job, then publish its command; returns the job record.
-
-    DynamoDB is written first so a job on the topic always has a record. If the broker cannot take the
-    command, the job is failed with the reason and the caller gets 503, so nothing is left queued forever.
-    """
+    """Queue the job a seed 002 request describes; returns the job record (503 if the queue is down)."""
     spec, adapters = await resolve_model(context, tenant_id, body.modelId)
-    job_id = new_job_id()
-    data = build_generation(job_id, body, spec, adapters)
-    job = await context.jobs.create(
-        {
-            "jobId": job_id,
-            "tenantId": tenant_id,
-            "kind": "generation",
-            "modelId": body.modelId,
-            "request": data.model_dump(mode="json"),
-        }
-    )
-    event = GenerationRequested(
-        subject=job_id, tenantid=tenant_id, traceparent=traceparent, source="/lorafoundry/api", data=data
-    )
+    data = build_generation(new_job_id(), body, spec, adapters)
     try:
-        await asyncio.wait_for(context.publisher.publish(GENERATION_REQUESTS, event), PUBLISH_TIMEOUT_S)
-    except (KafkaError, TimeoutError) as exc:
-        log.error("could not publish job %s: %s", job_id, exc)
-        error = JobError(code="queue_unavailable", message="the job queue is unavailable; try again later")
-        await context.jobs.advance(job_id, GenerationStatus.FAILED, {"error": error.model_dump()})
-        raise ApiError(503, "queue_unavailable", error.message, headers={"Retry-After": "5"}) from exc
-    return job
+        return await queue_generation(context, tenant_id, data, source="/lorafoundry/api", traceparent=traceparent)
+    except QueueUnavailable as exc:
+        raise ApiError(503, "queue_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
 
 
 _SEED002_STATUS = {

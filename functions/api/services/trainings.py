@@ -26,6 +26,7 @@ from functions.api.services.training_params import (
     estimated_seconds,
     resolve_parameters,
 )
+from infra.generation_queue import PUBLISH_TIMEOUT_S
 from infra.lifecycle import publish_lifecycle_once
 from infra.model_outcome import settle_model
 from infra.repositories.jobs import JOB_QUEUE_TRAINING
@@ -34,7 +35,7 @@ from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_S = 10.0
+
 TRIGGER_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -57,8 +58,10 @@ async def start_training(
     speed: str | None = None,
     request_parameters: dict[str, Any] | None = None,
     traceparent: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Queue a training of the model on its current images; returns the training record.
+    """Queue a training of the model on its current images; returns the training record (with `extra`
+    fields, written with it so nothing reacting to the training can see it without them).
 
     The model moves to `training` first, by a conditional write: of two concurrent requests one wins and
     the other gets 409. If the broker cannot take the command, training and model are failed and the
@@ -128,6 +131,7 @@ async def start_training(
             "request": data.model_dump(mode="json"),
             "epochs": {},
             "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
+            **(extra or {}),
         }
     )
     event = TrainingRequested(

@@ -1,0 +1,57 @@
+"""Seed 004 routes: `GET /v1/styles?gender=`, `POST /v1/portraits`, `GET /v1/portraits/{id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+
+from events.envelope import is_valid_traceparent
+from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.errors import ApiError
+from functions.api.schemas.common import ERROR_RESPONSES
+from functions.api.schemas.models import TrainingParametersIn
+from functions.api.schemas.portraits import CreatePortraitRequest, Gender, PortraitView, StyleList
+from functions.api.services import portraits as service
+
+router = APIRouter(prefix="/v1", tags=["portraits"], responses=ERROR_RESPONSES)
+
+PortraitIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@router.get("/styles", response_model=StyleList)
+async def list_styles(gender: Annotated[Gender, Query()], tenant: TenantDep) -> StyleList:
+    """The styles a portrait of this gender can be generated in."""
+    return StyleList(gender=gender, styles=service.styles_for(gender))
+
+
+class PortraitRequest(CreatePortraitRequest):
+    """Seed 004's body, plus optional seed 003 training `parameters` (defaults: the high-quality preset)."""
+
+    parameters: TrainingParametersIn | None = None
+
+
+@router.post("/portraits", status_code=202, response_model=PortraitView, response_model_exclude_none=True)
+async def create_portrait(
+    body: Annotated[PortraitRequest, Body()],
+    tenant: TenantDep,
+    context: ContextDep,
+    response: Response,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> PortraitView:
+    """Train a LoRA of the person in the photos, then generate each chosen style: one job to poll."""
+    parameters: dict[str, Any] | None = body.parameters.applied() if body.parameters else None
+    portrait = await service.create_portrait(
+        context, tenant, body, parameters, traceparent if is_valid_traceparent(traceparent) else None
+    )
+    response.headers["Location"] = f"/v1/portraits/{portrait['jobId']}"
+    return await service.render_portrait(context, portrait)
+
+
+@router.get("/portraits/{portraitId}", response_model=PortraitView, response_model_exclude_none=True)
+async def get_portrait(portraitId: PortraitIdPath, tenant: TenantDep, context: ContextDep) -> PortraitView:
+    """Where a portrait stands: training progress, then each style's images."""
+    portrait = await context.portraits.get_for_tenant(tenant, portraitId)
+    if portrait is None or portrait.get("kind") != "portrait":
+        raise ApiError(404, "portrait_not_found", f"portrait {portraitId!r} does not exist", field="portraitId")
+    return await service.render_portrait(context, portrait)

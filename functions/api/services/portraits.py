@@ -1,0 +1,200 @@
+"""Seed 004 portraits: photos of one person in, a trained LoRA and each chosen style's images out.
+
+The API gathers and squares the photos, creates the model and queues its training, and records the portrait
+with each style's prompt and (deterministic) generation job id. The generations are queued later by
+`functions/portraits`, when the training's completion event arrives on the lifecycle topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from events.states import PortraitStatus
+from functions.api.errors import ApiError
+from functions.api.schemas.models import CreateModelRequest
+from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyleOut, PortraitView, StyleOut
+from functions.api.services.models import create_model
+from functions.api.services.training_data import new_data_id, validate_image
+from functions.api.services.trainings import SEED001_STATUS, start_training
+from infra.egress import EgressRefused, fetch_limited, guarded_client
+from infra.images import NormalizedImage, pad_to_square
+from infra.repositories.uploads import UploadPurpose, UploadStatus
+from infra.runtime import ServiceContext
+from infra.training_images import store_training_image
+
+
+@dataclass(frozen=True)
+class Style:
+    """A portrait style: what the user picks, and the prompt it adds."""
+
+    id: str
+    name: str
+    prompt: str
+    genders: tuple[str, ...] = ("man", "woman")
+
+
+STYLES = (
+    Style("business", "Business headshot", "professional corporate headshot, suit, office background, soft light"),
+    Style("outdoor", "Outdoor", "natural light portrait outdoors, park, shallow depth of field"),
+    Style("studio", "Studio", "studio portrait, plain grey backdrop, rim light"),
+    Style("cyberpunk", "Cyberpunk", "cyberpunk portrait, neon city at night, rain"),
+    Style("watercolor", "Watercolor", "watercolor painting portrait, soft pastel colours"),
+    Style("gentleman", "Gentleman", "classic gentleman portrait, tweed jacket, library background", ("man",)),
+    Style("elegant", "Elegant", "elegant evening portrait, gown, golden hour light", ("woman",)),
+)
+
+
+def styles_for(gender: str) -> list[StyleOut]:
+    """The styles offered for a gender."""
+    return [StyleOut(id=s.id, name=s.name, gender=gender) for s in STYLES if gender in s.genders]  # type: ignore[arg-type]
+
+
+def portrait_prompt(trigger_word: str, gender: str, customizations: str, style: Style) -> str:
+    """The prompt of one style: the trained subject, their features, then the style."""
+    parts = [f"a photo of {trigger_word} {gender}", customizations, style.prompt]
+    return ", ".join(p for p in parts if p)
+
+
+def _pick_styles(body: CreatePortraitRequest) -> list[Style]:
+    offered = {s.id: s for s in STYLES if body.gender in s.genders}
+    chosen = []
+    for index, style_id in enumerate(body.styles):
+        if style_id not in offered:
+            raise ApiError(
+                422,
+                "unknown_style",
+                f"style {style_id!r} is not offered for {body.gender}; choose from: {', '.join(offered)}",
+                field=f"styles.{index}",
+            )
+        chosen.append(offered[style_id])
+    return chosen
+
+
+async def _from_url(context: ServiceContext, client: Any, index: int, url: str) -> NormalizedImage:
+    settings = context.settings
+    try:
+        fetched = await fetch_limited(client, url, settings.max_image_bytes, settings.url_fetch_timeout_seconds)
+    except EgressRefused as exc:
+        raise ApiError(422, "image_url_unusable", str(exc), field=f"imageUrls.{index}") from exc
+    return await validate_image(context, fetched.body, field=f"imageUrls.{index}")
+
+
+async def _from_key(context: ServiceContext, tenant_id: str, index: int, key: str) -> NormalizedImage:
+    field = f"imageKeys.{index}"
+    upload = await context.uploads.get_for_tenant(tenant_id, key)
+    if upload is None or upload["purpose"] != UploadPurpose.IMAGE.value:
+        raise ApiError(422, "upload_not_found", f"upload key {key!r} does not exist or has expired", field=field)
+    if upload["status"] != UploadStatus.READY.value:
+        raise ApiError(422, "upload_not_ready", f"upload key {key!r} is {upload['status']}", field=field)
+    data = await context.store.get_bytes(upload["key"])
+    if data is None:
+        raise ApiError(422, "upload_not_found", f"upload key {key!r} has expired", field=field)
+    return await validate_image(context, data, field=field)
+
+
+async def gather_photos(context: ServiceContext, tenant_id: str, body: CreatePortraitRequest) -> list[NormalizedImage]:
+    """Fetch (safely) and validate every photo, squared with white padding; the first problem is a 422."""
+    settings = context.settings
+    async with guarded_client(settings.egress_allowed_networks, settings.url_fetch_timeout_seconds) as client:
+        images = await asyncio.gather(
+            *(_from_url(context, client, i, str(url)) for i, url in enumerate(body.imageUrls)),
+            *(_from_key(context, tenant_id, i, key) for i, key in enumerate(body.imageKeys)),
+        )
+    size = settings.portrait_image_size
+    return [await asyncio.to_thread(pad_to_square, image, size) for image in images]
+
+
+def new_portrait_id() -> str:
+    """A fresh portrait id."""
+    return f"prt_{secrets.token_hex(10)}"
+
+
+async def create_portrait(
+    context: ServiceContext,
+    tenant_id: str,
+    body: CreatePortraitRequest,
+    request_parameters: dict[str, Any] | None,
+    traceparent: str | None,
+) -> dict[str, Any]:
+    """Validate everything, then model, images, training (tagged with the portrait) and the portrait."""
+    styles = _pick_styles(body)
+    photos = await gather_photos(context, tenant_id, body)
+    model = await create_model(
+        context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
+    )
+    for photo in photos:
+        await store_training_image(context, model["modelId"], tenant_id, photo, new_data_id())
+    portrait_id = new_portrait_id()
+    training = await start_training(
+        context,
+        tenant_id,
+        model,
+        speed="high_quality",
+        request_parameters=request_parameters,
+        traceparent=traceparent,
+        extra={"portraitId": portrait_id},
+    )
+    suffix = portrait_id.removeprefix("prt_")
+    return await context.portraits.create(
+        {
+            "jobId": portrait_id,
+            "tenantId": tenant_id,
+            "kind": "portrait",
+            "modelId": model["modelId"],
+            "trainingId": training["jobId"],
+            "gender": body.gender,
+            "customizations": body.customizations,
+            "imagesPerStyle": body.imagesPerStyle,
+            "styles": [
+                {
+                    "id": style.id,
+                    "name": style.name,
+                    "prompt": portrait_prompt(training["triggerWord"], body.gender, body.customizations, style),
+                    # Deterministic: a redelivered completion event queues the same jobs, never new ones.
+                    "jobId": f"job_{suffix}_{index}",
+                }
+                for index, style in enumerate(styles)
+            ],
+        },
+        PortraitStatus.TRAINING,
+    )
+
+
+async def render_portrait(context: ServiceContext, portrait: dict[str, Any]) -> PortraitView:
+    """A portrait with its training's progress and each style's images once generated."""
+    training = await context.trainings.get(portrait["trainingId"])
+    styles = []
+    expiry = context.settings.presign_expiry_seconds
+    for style in portrait["styles"]:
+        job = await context.jobs.get(style["jobId"])
+        urls = []
+        if job is not None and job["status"] == "completed":
+            urls = list(await asyncio.gather(*(context.store.presign_get(k, expiry) for k in job.get("outputs", []))))
+        styles.append(
+            PortraitStyleOut(
+                id=style["id"], name=style["name"], jobId=style["jobId"], status=job and job["status"], images=urls
+            )
+        )
+    progress = None
+    if training is not None and training.get("progress"):
+        info = training["progress"]
+        progress = round(info.get("step", 0) / max(info.get("totalSteps", 1), 1), 4)
+    return PortraitView(
+        portraitId=portrait["jobId"],
+        id=portrait["jobId"],
+        status=portrait["status"],
+        gender=portrait["gender"],
+        customizations=portrait["customizations"],
+        modelId=portrait["modelId"],
+        trainingId=portrait["trainingId"],
+        trainingStatus=SEED001_STATUS.get(training["status"]) if training else None,
+        trainingProgress=progress,
+        styles=styles,
+        createdAt=portrait["createdAt"],
+        updatedAt=portrait["updatedAt"],
+        completedAt=portrait.get("completedAt"),
+        error=portrait.get("error"),
+    )

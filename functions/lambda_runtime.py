@@ -1,0 +1,38 @@
+"""What every event-driven Lambda function here shares: one event loop and one open ServiceContext per warm
+container, created on the first invocation, and a synchronous `handler(event, context)` entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from infra.runtime import ServiceContext
+from infra.settings import Settings, get_settings
+
+Process = Callable[[ServiceContext, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class AsyncLambda:
+    """A Lambda handler running `process(context, event)` on a loop kept across invocations."""
+
+    def __init__(self, process: Process, settings_factory: Callable[[], Settings] = get_settings) -> None:
+        self.process = process
+        self.settings_factory = settings_factory
+        self.runner = asyncio.Runner()
+        self.context: ServiceContext | None = None
+
+    async def _handle(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        if self.context is None:
+            self.context = await ServiceContext(self.settings_factory()).open()
+        return await self.process(self.context, event)
+
+    def __call__(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any] | None:
+        return self.runner.run(self._handle(event))
+
+    def close(self) -> None:
+        """Close the clients and the loop (tests; a Lambda container is simply frozen)."""
+        if self.context is not None:
+            self.runner.run(self.context.close())
+            self.context = None
+        self.runner.close()

@@ -1,0 +1,98 @@
+"""Moving portraits along on lifecycle events: training done -> queue each style's generation; all
+generations done -> the portrait is complete. Every step is safe to repeat (redeliveries happen)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from events.generation import GenerationRequestedData
+from events.lifecycle import JobLifecycle
+from events.states import GENERATION, GenerationStatus, PortraitStatus, TrainingStatus
+from infra.base_models import base_model_registry
+from infra.generation_queue import queue_generation
+from infra.model_adapter import model_adapter
+from infra.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/lorafoundry/portraits"
+# A fixed seed per style index: the same portrait regenerated gives the same pictures.
+SEED_BASE = 4004
+
+
+async def _fail(context: ServiceContext, portrait: dict[str, Any], code: str, message: str) -> None:
+    await context.portraits.advance(
+        portrait["jobId"], PortraitStatus.FAILED, {"error": {"code": code, "message": message}}
+    )
+
+
+async def queue_style_generations(context: ServiceContext, portrait: dict[str, Any]) -> None:
+    """Queue one generation per style with the trained adapter (idempotent), then mark it generating."""
+    model = await context.models.get(portrait["modelId"])
+    spec = base_model_registry(context.settings).get(model["baseModel"]) if model else None
+    if model is None or spec is None or not model.get("adapterKey"):
+        await _fail(context, portrait, "model_unavailable", "the trained model or its base model is gone")
+        return
+    adapter = model_adapter(model)
+    for index, style in enumerate(portrait["styles"]):
+        data = GenerationRequestedData(
+            jobId=style["jobId"],
+            modelId=portrait["modelId"],
+            baseModel=spec.name,
+            prompt=style["prompt"],
+            width=spec.default_size,
+            height=spec.default_size,
+            guidanceScale=spec.default_guidance,
+            numOutputs=portrait.get("imagesPerStyle", 1),
+            numInferenceSteps=spec.default_steps,
+            seed=SEED_BASE + index,
+            adapters=[adapter],
+        )
+        await queue_generation(
+            context,
+            portrait["tenantId"],
+            data,
+            source=SOURCE,
+            extra={"portraitId": portrait["jobId"]},
+            republish_existing=True,
+        )
+    await context.portraits.advance(portrait["jobId"], PortraitStatus.GENERATING)
+
+
+async def finish_if_done(context: ServiceContext, portrait: dict[str, Any]) -> None:
+    """Complete the portrait once every style's job has ended (failed if none produced images)."""
+    jobs = [await context.jobs.get(style["jobId"]) for style in portrait["styles"]]
+    if any(job is None or not GENERATION.is_terminal(GenerationStatus(job["status"])) for job in jobs):
+        return
+    done = [job for job in jobs if job and job["status"] == GenerationStatus.COMPLETED.value]
+    if done:
+        await context.portraits.advance(portrait["jobId"], PortraitStatus.COMPLETED)
+    else:
+        await _fail(context, portrait, "generation_failed", "no style could be generated")
+
+
+async def on_lifecycle(context: ServiceContext, event: JobLifecycle) -> None:
+    """React to one lifecycle event if it concerns a portrait's training or generations."""
+    data = event.data
+    repository = context.trainings if data.kind == "training" else context.jobs
+    job = await repository.get(data.jobId)
+    if job is None or not job.get("portraitId"):
+        return
+    portrait = await context.portraits.get(job["portraitId"])
+    if portrait is None or portrait["status"] in (
+        PortraitStatus.COMPLETED,
+        PortraitStatus.FAILED,
+        PortraitStatus.CANCELED,
+    ):
+        return
+    if data.kind == "training":
+        if data.status == TrainingStatus.SUCCEEDED.value:
+            await queue_style_generations(context, portrait)
+        elif data.status == TrainingStatus.FAILED.value:
+            message = data.error.message if data.error else "the training failed"
+            await _fail(context, portrait, "training_failed", message)
+        elif data.status == TrainingStatus.CANCELED.value:
+            await context.portraits.advance(portrait["jobId"], PortraitStatus.CANCELED)
+    elif GENERATION.is_terminal(GenerationStatus(data.status)):
+        await finish_if_done(context, portrait)

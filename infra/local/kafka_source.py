@@ -1,0 +1,114 @@
+"""Plays Lambda's Kafka event source mapping locally: consume a topic as a consumer group, hand each batch
+to a Lambda-style handler in the event shape Lambda sends, commit only after the handler succeeded. A
+handler that raises gets the same batch again (after a pause), as Lambda retries a failed batch.
+
+The handler is named by a string (`module.attribute`), so this module imports nothing from `functions/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from infra.kafka import create_consumer
+from infra.local.sqs_poller import Handler, load_handler
+from infra.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+READY_LINE = "kafka event source ready"
+RETRY_PAUSE_S = 1.0
+
+
+def lambda_kafka_event(batch: dict[TopicPartition, list[ConsumerRecord]], bootstrap_servers: str) -> dict[str, Any]:
+    """The event Lambda builds for a batch of Kafka records (self-managed Kafka source)."""
+    return {
+        "eventSource": "SelfManagedKafka",
+        "bootstrapServers": bootstrap_servers,
+        "records": {
+            f"{tp.topic}-{tp.partition}": [
+                {
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "timestamp": r.timestamp,
+                    "timestampType": "CREATE_TIME",
+                    "key": base64.b64encode(r.key).decode() if r.key is not None else None,
+                    "value": base64.b64encode(r.value).decode() if r.value is not None else None,
+                    "headers": [{name: list(value)} for name, value in (r.headers or [])],
+                }
+                for r in records
+            ]
+            for tp, records in batch.items()
+        },
+    }
+
+
+async def run_kafka_source(
+    settings: Settings,
+    topic: str,
+    group_id: str,
+    handler: Handler,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Feed `topic` to `handler` until `stop` is set (the handler runs in a thread: it has its own loop)."""
+    consumer = create_consumer(settings, topic, group_id=group_id)
+    await consumer.start()
+    try:
+        on_ready()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=100)
+            if not batch:
+                continue
+            try:
+                await asyncio.to_thread(handler, lambda_kafka_event(batch, settings.kafka_bootstrap_servers), None)
+            except Exception:
+                log.exception("handler raised; the batch will be retried")
+                for tp, records in batch.items():
+                    consumer.seek(tp, records[0].offset)
+                await asyncio.sleep(RETRY_PAUSE_S)  # Lambda's retry back-off, not a synchronisation
+                continue
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    """`python -m infra.local.kafka_source --handler functions.portraits.handler.handler --topic T --group G`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--handler", required=True, help="dotted path of the Lambda handler")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    settings = get_settings()
+    handler = load_handler(args.handler)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_kafka_source(
+            settings,
+            args.topic,
+            args.group,
+            handler,
+            stop,
+            on_ready=lambda: log.info("%s: %s -> %s", READY_LINE, args.topic, args.handler),
+        )
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
