@@ -3,11 +3,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from events.storage_keys import model_data_key
-from infra.images import NormalizedImage
+from infra.images import NormalizedImage, normalize_image
 from infra.runtime import ServiceContext
+from infra.settings import Settings
+
+
+async def normalize_upload(settings: Settings, data: bytes, max_bytes: int) -> NormalizedImage:
+    """Validate and normalize uploaded bytes with the configured limits, off the event loop; raises
+    ImageRejected with the reason."""
+    return await asyncio.to_thread(
+        normalize_image,
+        data,
+        max_bytes=max_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.training_image_max_side,
+    )
 
 
 async def store_training_image(

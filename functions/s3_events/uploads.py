@@ -3,15 +3,14 @@ training image it stands for) ready or rejected with the reason."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
-from infra.images import ImageRejected, NormalizedImage, normalize_image
+from infra.images import ImageRejected, NormalizedImage
 from infra.repositories.uploads import UploadPurpose, UploadStatus
 from infra.runtime import ServiceContext
-from infra.training_images import store_training_image
+from infra.training_images import normalize_upload, store_training_image
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +60,8 @@ async def apply_upload(context: ServiceContext, ref: UploadRef) -> None:
     data = await context.store.get_bytes(raw_key)
     if data is None:
         return  # deleted after a first delivery processed it
-    settings = context.settings
     try:
-        image = await asyncio.to_thread(
-            normalize_image,
-            data,
-            max_bytes=settings.max_presigned_upload_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_side=settings.training_image_max_side,
-        )
+        image = await normalize_upload(context.settings, data, context.settings.max_presigned_upload_bytes)
     except ImageRejected as exc:
         await _reject(context, upload, exc.code, str(exc))
     else:

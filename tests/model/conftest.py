@@ -43,3 +43,17 @@ def random_adapter(load: PipelineFactory, seed: int, rank: int = 4) -> bytes:
         for param in params:
             param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
     return export_adapter(pipeline, train_text_encoder=False)
+
+
+def generate_latents(pipeline: StableDiffusionPipeline, prompt: str, steps: int, count: int = 1) -> torch.Tensor:
+    """The UNet's output latents at 64 px from a fixed seed (tiny-sd's random VAE makes pixels useless)."""
+    with torch.no_grad():
+        return pipeline(
+            prompt,
+            width=64,
+            height=64,
+            num_inference_steps=steps,
+            num_images_per_prompt=count,
+            generator=torch.Generator("cpu").manual_seed(0),
+            output_type="latent",
+        ).images

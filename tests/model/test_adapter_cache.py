@@ -8,7 +8,7 @@ from diffusers import StableDiffusionPipeline
 
 from events.generation import AdapterRef
 from infra.base_models import TINY_SD_TARGETS
-from tests.model.conftest import PipelineFactory, random_adapter
+from tests.model.conftest import PipelineFactory, generate_latents, random_adapter
 from workers.generator.adapters import AdapterCache, AdapterUnavailable
 from workers.trainer.lora import add_adapters, export_adapter
 
@@ -25,15 +25,7 @@ def ref(key: str, scale: float = 1.0) -> AdapterRef:
 
 
 def latents(pipeline: StableDiffusionPipeline) -> torch.Tensor:
-    with torch.no_grad():
-        return pipeline(
-            PROMPT,
-            width=64,
-            height=64,
-            num_inference_steps=4,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="latent",
-        ).images
+    return generate_latents(pipeline, PROMPT, steps=4)
 
 
 class Fetcher:

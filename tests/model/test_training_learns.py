@@ -15,7 +15,7 @@ from PIL import Image
 from events.generation import AdapterRef
 from events.training import TrainingParameters
 from infra.base_models import TINY_SD_TARGETS
-from tests.model.conftest import PipelineFactory
+from tests.model.conftest import PipelineFactory, generate_latents
 from workers.generator.adapters import AdapterCache
 from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
 
@@ -78,16 +78,7 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
     assert target is not None
 
     def generate() -> torch.Tensor:
-        with torch.no_grad():
-            return pipeline(
-                PROMPT,
-                width=64,
-                height=64,
-                num_inference_steps=10,
-                num_images_per_prompt=4,
-                generator=torch.Generator("cpu").manual_seed(0),
-                output_type="latent",
-            ).images
+        return generate_latents(pipeline, PROMPT, steps=10, count=4)
 
     before = distance(generate(), target)
     adapter = AdapterRef(modelId="mod_x", trainingId="t", key="trainings/t/adapter.safetensors")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.errors import ApiError
-from infra.images import ImageRejected, NormalizedImage, normalize_image
+from infra.images import ImageRejected, NormalizedImage
 from infra.runtime import ServiceContext
-from infra.training_images import store_training_image
+from infra.training_images import normalize_upload, store_training_image
 
 
 def new_data_id() -> str:
@@ -20,15 +19,8 @@ def new_data_id() -> str:
 
 async def validate_image(context: ServiceContext, data: bytes, field: str = "body") -> NormalizedImage:
     """The normalized image, or a 4xx naming what is wrong with it (decoding runs off the event loop)."""
-    settings = context.settings
     try:
-        return await asyncio.to_thread(
-            normalize_image,
-            data,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_side=settings.training_image_max_side,
-        )
+        return await normalize_upload(context.settings, data, context.settings.max_image_bytes)
     except ImageRejected as exc:
         raise ApiError(exc.status, exc.code, str(exc), field=field) from exc
 
