@@ -15,6 +15,7 @@ import pytest
 
 from infra.local.processes import port_open, wait_until
 from infra.local.stack import StackInfo
+from tests.journeys import QUICK, png
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +88,35 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
             image = httpx.get(view["images"][0]["url"], timeout=30)
             assert image.content.startswith(b"\x89PNG")
             assert client.get("/v1/images/jobs/job_missing").status_code == 404
+
+            # The whole seed 004 journey through the running stack: upload, train, then the portraits
+            # function (lifecycle topic) queues the style's generation with the trained adapter.
+            key = client.post("/v1/uploads", content=png((180, 130, 100)), headers={"Content-Type": "image/png"})
+            assert key.status_code == 201, key.text
+            portrait = client.post(
+                "/v1/portraits",
+                json={
+                    "gender": "woman",
+                    "styles": ["studio"],
+                    "customizations": "red hair",
+                    "imageKeys": [key.json()["key"]],
+                    "parameters": QUICK,
+                },
+            )
+            assert portrait.status_code == 202, portrait.text
+            portrait_view: dict = {}
+
+            def portrait_done() -> bool:
+                portrait_view.update(client.get(f"/v1/portraits/{portrait.json()['portraitId']}").json())
+                return portrait_view["status"] in ("completed", "failed")
+
+            wait_until(portrait_done, 240, "the portrait", interval_s=0.25)
+            assert portrait_view["status"] == "completed", json.dumps(portrait_view)
+            assert len(portrait_view["styles"][0]["images"]) == 1
         ports = _ports(info)
         assert all(port_open(p) for p in ports)
         children = _descendants(process.pid)
-        assert len(children) >= 6, children  # moto, tansu, api, poller, worker, trainer
+        assert len(children) >= 7, children  # moto, tansu, api, poller, portraits, worker, trainer
     finally:
         process.send_signal(signal.SIGINT)
         try:

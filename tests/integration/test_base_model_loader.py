@@ -13,6 +13,11 @@ from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.generator.pipelines import PipelineCache, generate
 
+
+def _no_adapters(key: str) -> bytes:
+    raise AssertionError(f"a base-model request read adapter {key}")
+
+
 pytestmark = pytest.mark.integration
 
 
@@ -51,7 +56,7 @@ async def test_local_folder_and_s3_prefix_give_the_builtin_models_images(bootstr
     cache = PipelineCache(settings)
     images = {}
     for name in ("tiny-sd", "local-sd", "remote-sd"):
-        images[name] = (await asyncio.to_thread(generate, cache, _request(name))).images[0]
+        images[name] = (await asyncio.to_thread(generate, cache, _request(name), _no_adapters)).images[0]
     # Same weights, same seed, same prompt: byte-identical output whichever way they were loaded.
     assert images["tiny-sd"] == images["local-sd"] == images["remote-sd"]
     assert (settings.model_cache_dir / "s3" / bootstrapped.bucket / prefix / "model_index.json").exists()
