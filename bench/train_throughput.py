@@ -69,7 +69,7 @@ def build_sd15_random(seed: int = 0) -> StableDiffusionPipeline:
             hidden_act="quick_gelu",
         )
     )
-    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
