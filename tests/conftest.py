@@ -6,10 +6,12 @@ Nothing here mocks S3, DynamoDB or Kafka in-process: the code under test talks H
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -177,23 +179,40 @@ def poller(bootstrapped: Settings) -> Iterator[threading.Event]:
         handler.close()
 
 
+@contextlib.asynccontextmanager
+async def running_service(
+    start: Callable[[asyncio.Event, Callable[[Any], None]], Awaitable[None]], what: str, stop_timeout_s: float
+) -> AsyncIterator[Any]:
+    """Run `start(stop, on_ready)` as a task in this loop until the block ends; yields what it was ready
+    with. A start-up failure raises its own error. The stop is bounded: a task that does not end in time
+    is canceled (every consumer here commits as it goes, so nothing is lost)."""
+    stop = asyncio.Event()
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(start(stop, ready.set_result))
+    done, _ = await asyncio.wait({task, ready}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # start-up failed: raise its error
+    assert ready in done, f"{what} did not become ready in time"
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        finished, _ = await asyncio.wait({task}, timeout=stop_timeout_s)
+        if finished:
+            task.result()
+        else:
+            # Tansu sometimes leaves a consumer's last fetch unanswered at session end, and aiokafka's stop
+            # then waits on it past any bound.
+            task.cancel()
+
+
 @pytest.fixture(scope="session")
 async def worker(bootstrapped: Settings, poller) -> AsyncIterator:
     """A generator worker consuming in this event loop, its model work in its own thread."""
     from workers.generator.__main__ import serve
 
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(bootstrapped, stop, on_ready=ready.set_result))
-    done, _ = await asyncio.wait({task, ready}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()  # start-up failed: raise its error
-    assert ready in done, "worker did not become ready in time"
-    try:
-        yield ready.result()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    async with running_service(lambda stop, ready: serve(bootstrapped, stop, on_ready=ready), "worker", 60) as loop:
+        yield loop
 
 
 @pytest.fixture(scope="session")
@@ -201,18 +220,8 @@ async def trainer(bootstrapped: Settings, poller) -> AsyncIterator:
     """A trainer worker consuming in this event loop, its training in its own thread."""
     from workers.trainer.__main__ import serve
 
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(bootstrapped, stop, on_ready=ready.set_result))
-    done, _ = await asyncio.wait({task, ready}, timeout=180, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
-    assert ready in done, "trainer did not become ready in time"
-    try:
-        yield ready.result()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 120)
+    async with running_service(lambda stop, ready: serve(bootstrapped, stop, on_ready=ready), "trainer", 120) as loop:
+        yield loop
 
 
 @pytest.fixture(scope="session")
@@ -223,28 +232,13 @@ async def portraits_source(bootstrapped: Settings, poller) -> AsyncIterator:
     from infra.local.kafka_source import run_kafka_source
 
     handler = PortraitsLambda(lambda: bootstrapped)
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        run_kafka_source(
-            bootstrapped,
-            JOB_LIFECYCLE,
-            bootstrapped.kafka_portraits_consumer_group,
-            handler,
-            stop,
-            on_ready=lambda: ready.set_result(None),
-        )
-    )
-    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        task.result()
+
+    def start(stop: asyncio.Event, ready: Callable[[Any], None]) -> Awaitable[None]:
+        group = bootstrapped.kafka_portraits_consumer_group
+        return run_kafka_source(bootstrapped, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
+
     try:
-        yield handler
+        async with running_service(start, "portraits source", 30):
+            yield handler
     finally:
-        stop.set()
-        # Tansu sometimes leaves the consumer's last fetch unanswered at session end, and aiokafka's
-        # stop then waits on it past any bound; every batch is committed, so the task is left behind.
-        done, _ = await asyncio.wait({task}, timeout=30)
-        if not done:
-            task.cancel()
         await asyncio.to_thread(handler.close)

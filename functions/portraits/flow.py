@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from events.envelope import utcnow
 from events.generation import GenerationRequestedData
 from events.lifecycle import JobLifecycle
 from events.states import GENERATION, GenerationStatus, PortraitStatus, TrainingStatus
@@ -19,12 +20,21 @@ log = logging.getLogger(__name__)
 SOURCE = "/lorafoundry/portraits"
 # A fixed seed per style index: the same portrait regenerated gives the same pictures.
 SEED_BASE = 4004
+# The API writes the portrait right after queueing its training, so an event can overtake the record: for
+# this long the event is retried rather than dropped (past it, the API died between the two writes).
+RECORD_GRACE_S = 60.0
+
+
+class PortraitNotYetRecorded(RuntimeError):
+    """A training names a portrait whose record is not written yet; the batch is retried."""
+
+
+async def _end(context: ServiceContext, portrait: dict[str, Any], status: PortraitStatus, **fields: Any) -> None:
+    await context.portraits.advance(portrait["jobId"], status, {**fields, "completedAt": utcnow().isoformat()})
 
 
 async def _fail(context: ServiceContext, portrait: dict[str, Any], code: str, message: str) -> None:
-    await context.portraits.advance(
-        portrait["jobId"], PortraitStatus.FAILED, {"error": {"code": code, "message": message}}
-    )
+    await _end(context, portrait, PortraitStatus.FAILED, error={"code": code, "message": message})
 
 
 async def queue_style_generations(context: ServiceContext, portrait: dict[str, Any]) -> None:
@@ -35,6 +45,9 @@ async def queue_style_generations(context: ServiceContext, portrait: dict[str, A
         await _fail(context, portrait, "model_unavailable", "the trained model or its base model is gone")
         return
     adapter = model_adapter(model)
+    # Generating first: a style's job may end (and its event be handled, on another partition) before the
+    # last one is queued, and finishing is only allowed from generating.
+    await context.portraits.advance(portrait["jobId"], PortraitStatus.GENERATING)
     for index, style in enumerate(portrait["styles"]):
         data = GenerationRequestedData(
             jobId=style["jobId"],
@@ -57,7 +70,6 @@ async def queue_style_generations(context: ServiceContext, portrait: dict[str, A
             extra={"portraitId": portrait["jobId"]},
             republish_existing=True,
         )
-    await context.portraits.advance(portrait["jobId"], PortraitStatus.GENERATING)
 
 
 async def finish_if_done(context: ServiceContext, portrait: dict[str, Any]) -> None:
@@ -67,7 +79,7 @@ async def finish_if_done(context: ServiceContext, portrait: dict[str, Any]) -> N
         return
     done = [job for job in jobs if job and job["status"] == GenerationStatus.COMPLETED.value]
     if done:
-        await context.portraits.advance(portrait["jobId"], PortraitStatus.COMPLETED)
+        await _end(context, portrait, PortraitStatus.COMPLETED)
     else:
         await _fail(context, portrait, "generation_failed", "no style could be generated")
 
@@ -80,7 +92,12 @@ async def on_lifecycle(context: ServiceContext, event: JobLifecycle) -> None:
     if job is None or not job.get("portraitId"):
         return
     portrait = await context.portraits.get(job["portraitId"])
-    if portrait is None or portrait["status"] in (
+    if portrait is None:
+        if (utcnow() - data.occurredAt).total_seconds() < RECORD_GRACE_S:
+            raise PortraitNotYetRecorded(job["portraitId"])
+        log.warning("portrait %s of job %s was never recorded: event dropped", job["portraitId"], data.jobId)
+        return
+    if portrait["status"] in (
         PortraitStatus.COMPLETED,
         PortraitStatus.FAILED,
         PortraitStatus.CANCELED,
@@ -93,6 +110,6 @@ async def on_lifecycle(context: ServiceContext, event: JobLifecycle) -> None:
             message = data.error.message if data.error else "the training failed"
             await _fail(context, portrait, "training_failed", message)
         elif data.status == TrainingStatus.CANCELED.value:
-            await context.portraits.advance(portrait["jobId"], PortraitStatus.CANCELED)
+            await _end(context, portrait, PortraitStatus.CANCELED)
     elif GENERATION.is_terminal(GenerationStatus(data.status)):
         await finish_if_done(context, portrait)

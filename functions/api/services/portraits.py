@@ -16,7 +16,7 @@ from events.states import PortraitStatus
 from functions.api.errors import ApiError
 from functions.api.schemas.models import CreateModelRequest
 from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyleOut, PortraitView, StyleOut
-from functions.api.services.models import create_model
+from functions.api.services.models import create_model, soft_delete_model
 from functions.api.services.training_data import new_data_id, validate_image
 from functions.api.services.trainings import SEED001_STATUS, start_training
 from infra.egress import EgressRefused, fetch_limited, guarded_client
@@ -128,15 +128,20 @@ async def create_portrait(
     for photo in photos:
         await store_training_image(context, model["modelId"], tenant_id, photo, new_data_id())
     portrait_id = new_portrait_id()
-    training = await start_training(
-        context,
-        tenant_id,
-        model,
-        speed="high_quality",
-        request_parameters=request_parameters,
-        traceparent=traceparent,
-        extra={"portraitId": portrait_id},
-    )
+    try:
+        training = await start_training(
+            context,
+            tenant_id,
+            model,
+            speed="high_quality",
+            request_parameters=request_parameters,
+            traceparent=traceparent,
+            extra={"portraitId": portrait_id},
+        )
+    except ApiError:
+        # The caller gets the error and no portrait: the model made for it must not linger in their list.
+        await soft_delete_model(context, model)
+        raise
     suffix = portrait_id.removeprefix("prt_")
     return await context.portraits.create(
         {
