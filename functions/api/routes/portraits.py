@@ -10,7 +10,6 @@ from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
 from functions.api.schemas.common import ERROR_RESPONSES
-from functions.api.schemas.models import TrainingParametersIn
 from functions.api.schemas.portraits import CreatePortraitRequest, Gender, PortraitView, StyleList
 from functions.api.services import portraits as service
 
@@ -25,15 +24,9 @@ async def list_styles(gender: Annotated[Gender, Query()], tenant: TenantDep) -> 
     return StyleList(gender=gender, styles=service.styles_for(gender))
 
 
-class PortraitRequest(CreatePortraitRequest):
-    """Seed 004's body, plus optional seed 003 training `parameters` (defaults: the high-quality preset)."""
-
-    parameters: TrainingParametersIn | None = None
-
-
 @router.post("/portraits", status_code=202, response_model=PortraitView, response_model_exclude_none=True)
 async def create_portrait(
-    body: Annotated[PortraitRequest, Body()],
+    body: Annotated[CreatePortraitRequest, Body()],
     tenant: TenantDep,
     context: ContextDep,
     response: Response,

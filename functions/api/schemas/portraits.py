@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from functions.api.schemas.models import TrainingParametersIn
+
 Gender = Literal["man", "woman"]
 MAX_PORTRAIT_IMAGES = 20
 MAX_STYLES = 10
@@ -55,6 +57,9 @@ class CreatePortraitRequest(BaseModel):
     )
     name: str | None = Field(default=None, max_length=200, description="Name of the model that is trained.")
     imagesPerStyle: int = Field(default=1, ge=1, le=4)
+    parameters: TrainingParametersIn | None = Field(
+        default=None, description="Seed 003 training parameters (extension); default: the high-quality preset."
+    )
 
     @field_validator("customizations")
     @classmethod
