@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.envelope import TYPE_PREFIX, CloudEvent
+from events.storage_keys import is_job_input_key, is_tenant_upload_image_key
 
 GENERATION_REQUESTED = f"{TYPE_PREFIX}generation.requested.v1"
 
@@ -31,6 +32,12 @@ class GenerationMode(StrEnum):
     """What kind of generation a job is."""
 
     TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    INPAINTING = "inpainting"
+
+
+# Diffusers' defaults: image-to-image keeps some of the input's structure; inpainting repaints the masked area.
+DEFAULT_STRENGTH = {GenerationMode.IMAGE_TO_IMAGE: 0.8, GenerationMode.INPAINTING: 1.0}
 
 
 class OutputFormat(StrEnum):
@@ -80,18 +87,68 @@ class GenerationRequestedData(BaseModel):
         max_length=MAX_ADAPTERS,
         description="LoRA adapters mixed by weight; all must be trained on `baseModel`. Empty = the base model.",
     )
+    initImageKey: str | None = Field(
+        default=None,
+        max_length=512,
+        description="image-to-image and inpainting: S3 key of the input image, `width` x `height` PNG: the "
+        "job's own `jobs/{jobId}/inputs/image.png` or the tenant's upload `uploads/{tenant}/{uploadId}/image.png`.",
+    )
+    maskImageKey: str | None = Field(
+        default=None,
+        max_length=512,
+        description="inpainting: S3 key of the mask (white = repaint, black = keep), same size and key rules.",
+    )
+    strength: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="image-to-image and inpainting: how much to change (0 = keep the input). Default 0.8 for "
+        "image-to-image, 1.0 for inpainting.",
+    )
 
     @model_validator(mode="after")
-    def _prompt_not_blank(self) -> GenerationRequestedData:
+    def _consistent(self) -> GenerationRequestedData:
         if not self.prompt.strip():
             raise ValueError("prompt must not be blank")
         keys = [adapter.key for adapter in self.adapters]
         if len(set(keys)) != len(keys):
             raise ValueError("an adapter is listed twice; give it one combined scale")
+        needs = {
+            GenerationMode.TEXT_TO_IMAGE: (False, False),
+            GenerationMode.IMAGE_TO_IMAGE: (True, False),
+            GenerationMode.INPAINTING: (True, True),
+        }[self.mode]
+        for field, needed in zip(("initImageKey", "maskImageKey"), needs, strict=True):
+            present = getattr(self, field) is not None
+            if present != needed:
+                raise ValueError(f"{field} is {'required' if needed else 'not allowed'} in mode {self.mode.value}")
+        if self.mode is GenerationMode.TEXT_TO_IMAGE and self.strength is not None:
+            raise ValueError("strength applies to image-to-image and inpainting only")
         return self
+
+    @property
+    def effective_strength(self) -> float:
+        """The strength the job runs with (the mode's default when none was given)."""
+        return DEFAULT_STRENGTH.get(self.mode, 1.0) if self.strength is None else self.strength
+
+    def input_keys(self) -> list[str]:
+        """The S3 keys of the images this job reads."""
+        return [key for key in (self.initImageKey, self.maskImageKey) if key is not None]
 
 
 class GenerationRequested(CloudEvent[GenerationRequestedData]):
     """CloudEvent `ai.lorafoundry.generation.requested.v1`, keyed by job id on the requests topic."""
 
     type: Literal["ai.lorafoundry.generation.requested.v1"] = GENERATION_REQUESTED
+
+    @model_validator(mode="after")
+    def _inputs_belong_to_the_job(self) -> GenerationRequested:
+        # A producer may only point a job at its own inputs or its tenant's uploads, never at another
+        # tenant's bytes: the worker reads whatever key the event names.
+        for key in self.data.input_keys():
+            if not (is_job_input_key(key, self.data.jobId) or is_tenant_upload_image_key(key, self.tenantid)):
+                raise ValueError(
+                    f"input image {key!r} is neither this job's input (jobs/{self.data.jobId}/inputs/...) "
+                    f"nor an upload of tenant {self.tenantid!r} (uploads/{self.tenantid}/upl_.../image.png)"
+                )
+        return self

@@ -25,6 +25,8 @@ class GenerationResult(BaseModel):
 
     jobId: str
     outputs: list[str] = Field(min_length=1)
+    mode: str = Field(default="text-to-image", description="text-to-image, image-to-image or inpainting.")
+    strength: float | None = Field(default=None, description="image-to-image and inpainting: the strength used.")
     width: int
     height: int
     seed: int

@@ -23,6 +23,7 @@ _EPOCH_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/checkpoi
 EPOCH_MARKER_NAME = "epoch.json"
 UPLOAD_RAW_NAME = "raw"
 _UPLOAD_RAW = re.compile(r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/raw$")
+_UPLOAD_IMAGE = re.compile(r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/image\.png$")
 
 
 def job_prefix(job_id: str) -> str:
@@ -38,6 +39,29 @@ def job_output_key(job_id: str, index: int, extension: str) -> str:
 def job_marker_key(job_id: str, marker: Marker) -> str:
     """Key of one of a job's status markers."""
     return f"{job_prefix(job_id)}{marker.value}"
+
+
+class JobInput(StrEnum):
+    """Images a modify job (image-to-image, inpainting) reads."""
+
+    IMAGE = "image"
+    MASK = "mask"
+
+
+def job_input_key(job_id: str, name: JobInput) -> str:
+    """Where the API stores a modify job's input image or mask (normalized PNG) before queueing it."""
+    return f"{job_prefix(job_id)}inputs/{name.value}.png"
+
+
+def is_job_input_key(key: str, job_id: str) -> bool:
+    """Whether `key` is one of job `job_id`'s own input images."""
+    return key in {job_input_key(job_id, name) for name in JobInput}
+
+
+def is_tenant_upload_image_key(key: str, tenant_id: str) -> bool:
+    """Whether `key` is a normalized upload (seed 004's `POST /uploads`) of `tenant_id`."""
+    match = _UPLOAD_IMAGE.match(key)
+    return match is not None and match["tenant"] == tenant_id
 
 
 def model_data_key(model_id: str, data_id: str, digest: str) -> str:

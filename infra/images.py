@@ -116,6 +116,12 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
 def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
     """The image fitted inside a `size`-pixel square on white, centred (seed 004: square 640x640, padded
     with white when not square, so nothing of the subject is cropped away)."""
@@ -128,9 +134,7 @@ def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
     )
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
-    out = io.BytesIO()
-    canvas.save(out, format="PNG")
-    png = out.getvalue()
+    png = _png(canvas)
     return NormalizedImage(
         png=png,
         width=size,
@@ -139,3 +143,41 @@ def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
         source_bytes=image.source_bytes,
         sha256=hashlib.sha256(png).hexdigest(),
     )
+
+
+def fit_for_generation(image: NormalizedImage, *, max_side: int, min_side: int, multiple: int) -> NormalizedImage:
+    """The image at a size a diffusion model can take: longer side at most `max_side`, both sides a multiple
+    of `multiple` (at most `multiple - 1` pixels trimmed by resizing), aspect ratio otherwise kept."""
+    scale = min(1.0, max_side / max(image.width, image.height))
+    width = int(image.width * scale) // multiple * multiple
+    height = int(image.height * scale) // multiple * multiple
+    if min(width, height) < min_side:
+        raise ImageRejected(
+            f"image is {image.width}x{image.height}; fitted to this model it would be {width}x{height}, and each "
+            f"side must be at least {min_side} pixels",
+            "image_too_small",
+        )
+    if (width, height) == (image.width, image.height):
+        return image
+    with Image.open(io.BytesIO(image.png)) as source:
+        png = _png(source.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
+    return NormalizedImage(
+        png=png,
+        width=width,
+        height=height,
+        source_format=image.source_format,
+        source_bytes=image.source_bytes,
+        sha256=hashlib.sha256(png).hexdigest(),
+    )
+
+
+def binary_mask(mask: NormalizedImage, size: tuple[int, int]) -> bytes:
+    """A mask as a black-and-white PNG of `size` (white = repaint: grey 128 and lighter), resized without
+    inventing grey; ImageRejected if nothing is white."""
+    with Image.open(io.BytesIO(mask.png)) as source:
+        binary = source.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    if binary.size != size:
+        binary = binary.resize(size, Image.Resampling.NEAREST)
+    if binary.getextrema()[1] == 0:
+        raise ImageRejected("the mask is all black: paint white where the image should change", "empty_mask")
+    return _png(binary)

@@ -49,3 +49,34 @@ async def wait_for_training(
         return response.json()
 
     return await eventually(probe, lambda v: v["status"] in statuses, timeout_s=120, what=f"training {training_id}")
+
+
+async def train_model(
+    client: httpx.AsyncClient,
+    key: str,
+    name: str,
+    colors: tuple[tuple[int, int, int], ...],
+    parameters: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Create a model, upload one image per colour, train it to success; returns (model id, training id)."""
+    model_id = (await create_model(client, key, name=name))["id"]
+    for color in colors:
+        await upload(client, key, model_id, png(color))
+    started = await client.post(
+        f"/v1/models/{model_id}/trainings",
+        json={"trainingSpeed": "fast", "parameters": parameters or QUICK},
+        headers=bearer(key),
+    )
+    assert started.status_code == 202, started.text
+    training_id = started.json()["trainingId"]
+    finished = await wait_for_training(client, key, model_id, training_id, ("succeeded", "failed"))
+    assert finished["status"] == "succeeded", finished
+    return model_id, training_id
+
+
+async def download(url: str) -> bytes:
+    """The bytes behind a presigned URL."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 200, response.text
+    return response.content

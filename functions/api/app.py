@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from functions.api.body_limit import BodySizeLimit
 from functions.api.dependencies import new_context_lock
 from functions.api.errors import install_error_handlers
-from functions.api.routes import health, images, models, portraits, training_data, trainings, uploads
+from functions.api.routes import (
+    health,
+    images,
+    models,
+    portraits,
+    predictions,
+    training_data,
+    trainings,
+    uploads,
+)
 from infra.settings import Settings, get_settings
 
 
@@ -44,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (r"/v1/models/[^/]+/train", settings.max_training_upload_bytes),
             # One image, raw or as a multipart form (whose framing needs a little room).
             (r"/v1/uploads", settings.max_image_bytes + 64 * 1024),
+            # An image and its mask.
+            (r"/v1/images/modify", 2 * settings.max_image_bytes + 64 * 1024),
         ),
     )
     for router in (
@@ -54,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trainings.router,
         uploads.router,
         portraits.router,
+        predictions.router,
     ):
         app.include_router(router)
     return app

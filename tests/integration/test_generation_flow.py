@@ -6,12 +6,12 @@ import io
 import json
 import secrets
 
-import httpx
 import pytest
 from PIL import Image
 
 from events.generation import GenerationRequested, GenerationRequestedData
 from events.topics import DEAD_LETTERS, GENERATION_REQUESTS, JOB_LIFECYCLE
+from tests.journeys import download
 from tests.support import bearer, eventually, read_topic, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -19,13 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 def _body(**overrides: object) -> dict:
     return {"modelId": "tiny-sd", "prompt": "a red fox in the snow", "width": 64, "height": 64, **overrides}
-
-
-async def _download(url: str) -> bytes:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(url)
-    assert response.status_code == 200, response.text
-    return response.content
 
 
 async def _lifecycle_events(settings, job_id: str, expected: int) -> list[dict]:
@@ -48,7 +41,7 @@ async def test_generate_completes_with_downloadable_png(client, api_key, setting
     assert view["timings"]["computeMs"] > 0
     assert view["startedAt"] and view["completedAt"]
     for image in view["images"]:
-        data = await _download(image["url"])
+        data = await download(image["url"])
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
         assert Image.open(io.BytesIO(data)).size == (64, 64)
 
@@ -67,7 +60,7 @@ async def test_same_seed_and_prompt_give_the_same_bytes(client, api_key) -> None
     for job_id in jobs:
         view = await wait_for_job(client, job_id, bearer(api_key))
         assert view["status"] == "completed", view
-        images.append(await _download(view["images"][0]["url"]))
+        images.append(await download(view["images"][0]["url"]))
     assert images[0] == images[1]
     assert images[0] != images[2]
 
@@ -78,7 +71,7 @@ async def test_jpeg_output(client, api_key) -> None:
     )
     view = await wait_for_job(client, response.json()["jobId"], bearer(api_key))
     assert view["status"] == "completed", view
-    data = await _download(view["images"][0]["url"])
+    data = await download(view["images"][0]["url"])
     assert data[:3] == b"\xff\xd8\xff"
     assert Image.open(io.BytesIO(data)).size == (96, 72)
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.journeys import QUICK, create_model, png, upload, wait_for_training
+from tests.journeys import QUICK, create_model, download, png, upload, wait_for_training
 from tests.support import bearer, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker", "trainer")]
-
-
-async def _download(url: str) -> bytes:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(url)
-    assert response.status_code == 200
-    return response.content
 
 
 async def _generate(client: httpx.AsyncClient, key: str, model_id: str) -> dict:
@@ -56,9 +49,9 @@ async def test_a_trained_model_generates_with_its_adapter(client, api_key) -> No
     base = await _generate(client, api_key, "tiny-sd")
     assert base["adapters"] == []
     again = await _generate(client, api_key, model_id)
-    tuned_bytes = await _download(tuned["images"][0]["url"])
-    assert tuned_bytes == await _download(again["images"][0]["url"]), "same inputs must give the same bytes"
-    assert tuned_bytes != await _download(base["images"][0]["url"]), "the adapter changed nothing"
+    tuned_bytes = await download(tuned["images"][0]["url"])
+    assert tuned_bytes == await download(again["images"][0]["url"]), "same inputs must give the same bytes"
+    assert tuned_bytes != await download(base["images"][0]["url"]), "the adapter changed nothing"
     # The second request found the adapter loaded: nothing read or injected again.
     assert again["timings"]["adapterLoadMs"] < tuned["timings"]["adapterLoadMs"]
 
@@ -67,7 +60,7 @@ async def test_a_trained_model_generates_with_its_adapter(client, api_key) -> No
     assert chosen.status_code == 200, chosen.text
     early = await _generate(client, api_key, model_id)
     assert early["adapters"][0]["epoch"] == "000001"
-    assert await _download(early["images"][0]["url"]) != tuned_bytes
+    assert await download(early["images"][0]["url"]) != tuned_bytes
 
 
 async def test_another_tenants_model_is_not_found(client, api_key, other_api_key) -> None:

@@ -54,7 +54,7 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
     params = TrainingParameters(
         learningRate=1e-3,
         learningRateTextEncoder=0,
-        maxTrainSteps=80,
+        maxTrainSteps=120,
         rank=8,
         batchSize=4,
         nbEpochs=2,
@@ -67,7 +67,7 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
     trainer.prepare(red_images(4))
     recorder = Recorder()
     outcome = trainer.run(recorder)
-    assert outcome.adapter is not None and outcome.steps == 80
+    assert outcome.adapter is not None and outcome.steps == 120
     assert [e.epoch for e in recorder.epochs] == [1, 2]
     assert recorder.losses[-1] < 0.7 * recorder.losses[0], f"loss did not fall: {recorder.losses[::10]}"
 
@@ -84,7 +84,7 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
     adapter = AdapterRef(modelId="mod_x", trainingId="t", key="trainings/t/adapter.safetensors")
     cache.activate([adapter], lambda _: outcome.adapter)
     after = distance(generate(), target)
-    # Measured: 4.42 -> 1.84 at 100 steps. Halving is a wide margin for seeds and thread counts.
+    # Measured: 4.48 -> 2.00..2.09 at 120 steps for training seeds 1..3. Under 0.6x leaves room for thread counts.
     assert after < 0.6 * before, f"generations did not move toward the training set: {before:.2f} -> {after:.2f}"
 
     # The first epoch's checkpoint is a real, loadable adapter too, and lies between base and final.

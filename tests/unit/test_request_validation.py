@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest
-from functions.api.services.generation import build_generation
+from functions.api.services.adapters import ResolvedModel
+from functions.api.services.generation import GenerationOptions, build_generation
 from infra.base_models import TINY_SD
 from infra.model_adapter import model_adapter
 
@@ -27,8 +28,12 @@ def test_seed_002_documented_body_is_accepted_verbatim() -> None:
     assert body.width == 1024 and body.numOutputs == 1
 
 
+def build(body: GenerateImageRequest):
+    return build_generation("job_1", GenerationOptions.of(body), ResolvedModel(spec=TINY_SD, adapters=[]))
+
+
 def test_defaults_come_from_the_model() -> None:
-    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p"), TINY_SD, [])
+    data = build(GenerateImageRequest(modelId="tiny-sd", prompt="p"))
     assert (data.width, data.height) == (TINY_SD.default_size, TINY_SD.default_size)
     assert data.numInferenceSteps == TINY_SD.default_steps
     assert data.guidanceScale == TINY_SD.default_guidance
@@ -36,13 +41,13 @@ def test_defaults_come_from_the_model() -> None:
 
 
 def test_explicit_zero_guidance_is_kept() -> None:
-    data = build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", guidanceScale=0), TINY_SD, [])
+    data = build(GenerateImageRequest(modelId="tiny-sd", prompt="p", guidanceScale=0))
     assert data.guidanceScale == 0
 
 
 def test_model_limits_are_checked_before_queueing() -> None:
     with pytest.raises(ApiError) as info:
-        build_generation("job_1", GenerateImageRequest(modelId="tiny-sd", prompt="p", width=1024), TINY_SD, [])
+        build(GenerateImageRequest(modelId="tiny-sd", prompt="p", width=2048))
     assert info.value.status == 422 and info.value.field == "width"
 
 

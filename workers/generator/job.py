@@ -12,7 +12,7 @@ from datetime import datetime
 from aiokafka.errors import KafkaError
 
 from events.envelope import utcnow
-from events.generation import GenerationRequested
+from events.generation import GenerationMode, GenerationRequested
 from events.lifecycle import JobError
 from events.markers import GenerationResult, JobFailure, StageTimings
 from events.states import GENERATION, GenerationStatus
@@ -22,7 +22,7 @@ from infra.repositories.jobs import JobExists
 from infra.runtime import ServiceContext
 from workers.base_models.loader import BaseModelUnavailable
 from workers.generator.adapters import AdapterUnavailable
-from workers.generator.pipelines import PipelineCache, generate
+from workers.generator.pipelines import GeneratedImages, InvalidInput, PipelineCache, decode_inputs, generate
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,21 @@ class GenerationJobRunner:
                 raise AdapterUnavailable(f"adapter {key} does not exist")
             return found
 
+        inputs = await asyncio.gather(*(self.context.store.get_bytes(key) for key in data.input_keys()))
+        missing = [key for key, found in zip(data.input_keys(), inputs, strict=True) if found is None]
+        if missing:
+            await self._fail(data.jobId, attempt, "input_unavailable", f"input image {missing[0]} does not exist")
+            return
+
+        def run() -> GeneratedImages:
+            decoded = decode_inputs(data, inputs[0], inputs[1] if len(inputs) > 1 else None) if inputs else None
+            return generate(self.cache, data, fetch_adapter, decoded)
+
         try:
-            generated = await loop.run_in_executor(self.executor, generate, self.cache, data, fetch_adapter)
+            generated = await loop.run_in_executor(self.executor, run)
+        except InvalidInput as exc:
+            await self._fail(data.jobId, attempt, "invalid_input", str(exc))
+            return
         except BaseModelUnavailable as exc:
             await self._fail(data.jobId, attempt, "model_unavailable", str(exc))
             return
@@ -108,6 +121,8 @@ class GenerationJobRunner:
         result = GenerationResult(
             jobId=data.jobId,
             outputs=keys,
+            mode=data.mode.value,
+            strength=None if data.mode is GenerationMode.TEXT_TO_IMAGE else data.effective_strength,
             width=data.width,
             height=data.height,
             seed=data.seed,

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from diffusers import DiffusionPipeline
-from PIL import Image
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
+from PIL import Image, ImageChops, ImageFilter
 
-from events.generation import GenerationRequestedData, OutputFormat
+from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
@@ -19,6 +19,53 @@ from workers.generator.adapters import AdapterCache, AdapterFetcher
 
 CONTENT_TYPES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg"}
 EXTENSIONS = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpeg"}
+# Pipelines for the other modes share the base pipeline's modules (`from_pipe`), so they cost no memory and
+# see the same loaded adapters.
+_VARIANTS = {
+    GenerationMode.IMAGE_TO_IMAGE: AutoPipelineForImage2Image,
+    GenerationMode.INPAINTING: AutoPipelineForInpainting,
+}
+
+
+class InvalidInput(ValueError):
+    """A modify job's input image or mask cannot be used."""
+
+
+@dataclass(frozen=True)
+class ModifyInputs:
+    """The decoded inputs of an image-to-image or inpainting job, at the request's size."""
+
+    image: Image.Image
+    mask: Image.Image | None  # binary "L": 255 = repaint
+
+
+def decode_inputs(request: GenerationRequestedData, image: bytes, mask: bytes | None) -> ModifyInputs:
+    """Decode a modify job's input bytes, resized to the request's size if a producer sent another size."""
+    size = (request.width, request.height)
+    try:
+        with Image.open(io.BytesIO(image)) as source:
+            picture = source.convert("RGB")
+        binary = None
+        if mask is not None:
+            with Image.open(io.BytesIO(mask)) as source:
+                binary = source.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"input image is not a readable image: {exc}") from exc
+    if picture.size != size:
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
+    if binary is not None and binary.size != size:
+        binary = binary.resize(size, Image.Resampling.NEAREST)
+    return ModifyInputs(image=picture, mask=binary)
+
+
+def keep_unmasked(original: Image.Image, generated: Image.Image, mask: Image.Image) -> Image.Image:
+    """The generated image where the mask is white, the original's exact pixels where it is black.
+
+    The VAE cannot reproduce pixels exactly, so the unmasked area is pasted back rather than trusted to the
+    model. The seam is feathered inwards only (a blur clipped by the mask), so black stays untouched."""
+    radius = max(1, min(mask.size) // 64)
+    alpha = ImageChops.darker(mask, mask.filter(ImageFilter.GaussianBlur(radius)))
+    return Image.composite(generated.convert("RGB"), original, alpha)
 
 
 @dataclass(frozen=True)
@@ -77,30 +124,42 @@ class PipelineCache:
         """The adapter cache of a loaded base pipeline."""
         return self._adapters[name]
 
+    def for_mode(self, name: str, mode: GenerationMode) -> DiffusionPipeline:
+        """The loaded base pipeline, or its image-to-image or inpainting sibling sharing its modules."""
+        pipeline, _ = self.get(name)
+        if mode is GenerationMode.TEXT_TO_IMAGE:
+            return pipeline
+        with self._lock:
+            key = f"{name}\0{mode.value}"
+            if key not in self._pipelines:
+                variant = _VARIANTS[mode].from_pipe(pipeline)
+                variant.set_progress_bar_config(disable=True)
+                self._pipelines[key] = variant
+            return self._pipelines[key]
 
-def generate(cache: PipelineCache, request: GenerationRequestedData, fetch: AdapterFetcher) -> GeneratedImages:
+
+def generate(
+    cache: PipelineCache,
+    request: GenerationRequestedData,
+    fetch: AdapterFetcher,
+    inputs: ModifyInputs | None = None,
+) -> GeneratedImages:
     """Run one request with its adapters active; blocking, so callers run it off the event loop, one at a
-    time per worker (activating adapters mutates the shared pipeline). `fetch` reads an adapter's bytes."""
+    time per worker (activating adapters mutates the shared pipeline). `fetch` reads an adapter's bytes;
+    `inputs` are the decoded images of an image-to-image or inpainting request."""
     pipeline, load_ms = cache.get(request.baseModel)
     activation = cache.adapters(request.baseModel).activate(request.adapters, fetch)
     started = time.perf_counter()
-    # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
-    generator = torch.Generator("cpu").manual_seed(request.seed)
-    with torch.inference_mode():
-        result = pipeline(
-            prompt=request.prompt,
-            negative_prompt=request.negativePrompt,
-            width=request.width,
-            height=request.height,
-            guidance_scale=request.guidanceScale,
-            num_inference_steps=request.numInferenceSteps,
-            num_images_per_prompt=request.numOutputs,
-            generator=generator,
-        )
+    if request.mode is GenerationMode.TEXT_TO_IMAGE:
+        images = _run(pipeline, request, width=request.width, height=request.height)
+    else:
+        if inputs is None:
+            raise InvalidInput(f"a {request.mode.value} job needs its input image")
+        images = _modify(cache.for_mode(request.baseModel, request.mode), request, inputs)
     computed = time.perf_counter()
-    images = [encode_image(image, request.outputFormat) for image in result.images]
+    encoded = [encode_image(image, request.outputFormat) for image in images]
     return GeneratedImages(
-        images=images,
+        images=encoded,
         content_type=CONTENT_TYPES[request.outputFormat],
         extension=EXTENSIONS[request.outputFormat],
         load_ms=load_ms,
@@ -109,3 +168,33 @@ def generate(cache: PipelineCache, request: GenerationRequestedData, fetch: Adap
         compute_ms=(computed - started) * 1000,
         encode_ms=(time.perf_counter() - computed) * 1000,
     )
+
+
+def _run(pipeline: DiffusionPipeline, request: GenerationRequestedData, **extra: object) -> list[Image.Image]:
+    # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
+    generator = torch.Generator("cpu").manual_seed(request.seed)
+    with torch.inference_mode():
+        result = pipeline(
+            prompt=request.prompt,
+            negative_prompt=request.negativePrompt,
+            guidance_scale=request.guidanceScale,
+            num_inference_steps=request.numInferenceSteps,
+            num_images_per_prompt=request.numOutputs,
+            generator=generator,
+            **extra,
+        )
+    return list(result.images)
+
+
+def _modify(pipeline: DiffusionPipeline, request: GenerationRequestedData, inputs: ModifyInputs) -> list[Image.Image]:
+    strength = request.effective_strength
+    if int(request.numInferenceSteps * strength) < 1:
+        # Diffusers runs int(steps x strength) denoising steps: none means the input itself, unchanged.
+        return [inputs.image.copy() for _ in range(request.numOutputs)]
+    extra: dict[str, object] = {"image": inputs.image, "strength": strength}
+    if inputs.mask is not None:
+        extra |= {"mask_image": inputs.mask, "width": request.width, "height": request.height}
+    generated = _run(pipeline, request, **extra)
+    if inputs.mask is None:
+        return generated
+    return [keep_unmasked(inputs.image, image.resize(inputs.image.size), inputs.mask) for image in generated]

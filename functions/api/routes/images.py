@@ -1,17 +1,17 @@
-"""Seed 002 routes: `POST /v1/images/generate`, `GET /v1/images/jobs/{jobId}`."""
+"""Seed 002 routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Form, Header, Path, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
 from functions.api.schemas.common import ERROR_RESPONSES
-from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView
-from functions.api.services.generation import render_job, submit_generation
+from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView, ModifyImageForm
+from functions.api.services.generation import render_job, submit_generation, submit_modify
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONSES)
 
@@ -30,6 +30,28 @@ async def generate_image(
     job = await submit_generation(
         context, tenant, body, traceparent=traceparent if is_valid_traceparent(traceparent) else None
     )
+    return _accepted(job, response)
+
+
+@router.post("/modify", status_code=202, response_model=JobAccepted)
+async def modify_image(
+    form: Annotated[ModifyImageForm, Form(media_type="multipart/form-data")],
+    tenant: TenantDep,
+    context: ContextDep,
+    response: Response,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> JobAccepted:
+    """Queue an image-to-image job, or inpainting when a `mask` is sent (white = repaint, black = keep
+    exactly); poll `GET /v1/images/jobs/{jobId}`."""
+    image = await form.image.read()
+    mask = await form.mask.read() if form.mask is not None else None
+    job = await submit_modify(
+        context, tenant, form, image, mask, traceparent=traceparent if is_valid_traceparent(traceparent) else None
+    )
+    return _accepted(job, response)
+
+
+def _accepted(job: dict, response: Response) -> JobAccepted:
     response.headers["Location"] = f"/v1/images/jobs/{job['jobId']}"
     return JobAccepted(jobId=job["jobId"], createdAt=job["createdAt"])
 
@@ -38,6 +60,6 @@ async def generate_image(
 async def get_job(jobId: JobIdPath, tenant: TenantDep, context: ContextDep) -> JobView:
     """A job's status and, once completed, its images (presigned URLs)."""
     job = await context.jobs.get_for_tenant(tenant, jobId)
-    if job is None or job.get("kind") != "generation":
+    if job is None or job.get("kind") != "generation" or job.get("deletedAt"):
         raise ApiError(404, "job_not_found", f"job {jobId!r} does not exist", field="jobId")
     return await render_job(context, job)

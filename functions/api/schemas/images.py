@@ -1,16 +1,40 @@
-"""Seed 002 request and response bodies: `POST /images/generate`, `GET /images/jobs/{jobId}`."""
+"""Seed 002 request and response bodies: `POST /images/generate`, `POST /images/modify`,
+`GET /images/jobs/{jobId}`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
+from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import generation as contract
 
 
-class GenerateImageRequest(BaseModel):
+class _GenerationFields(BaseModel):
+    """Fields every seed 002 generation takes."""
+
+    modelId: str = Field(
+        min_length=1, max_length=128, description="A base model name, a trained model's id or a composition's id."
+    )
+    prompt: str = Field(min_length=1, max_length=contract.MAX_PROMPT_CHARS)
+    negativePrompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
+    guidanceScale: float | None = Field(default=None, ge=0.0, le=contract.MAX_GUIDANCE)
+    numOutputs: int = Field(default=1, ge=1, le=contract.MAX_OUTPUTS)
+    numInferenceSteps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
+    seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Random when omitted.")
+    outputFormat: contract.OutputFormat = contract.OutputFormat.PNG
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+
+class GenerateImageRequest(_GenerationFields):
     """Text-to-image request, as seed 002 documents it, plus optional `seed`, steps and format."""
 
     model_config = ConfigDict(
@@ -28,9 +52,6 @@ class GenerateImageRequest(BaseModel):
         },
     )
 
-    modelId: str = Field(min_length=1, max_length=128, description="A base model name or a trained model's id.")
-    prompt: str = Field(min_length=1, max_length=contract.MAX_PROMPT_CHARS)
-    negativePrompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
     width: int | None = Field(
         default=None,
         ge=contract.MIN_SIDE,
@@ -45,18 +66,25 @@ class GenerateImageRequest(BaseModel):
         multiple_of=contract.SIDE_MULTIPLE,
         description="Defaults to the model's preferred size.",
     )
-    guidanceScale: float | None = Field(default=None, ge=0.0, le=contract.MAX_GUIDANCE)
-    numOutputs: int = Field(default=1, ge=1, le=contract.MAX_OUTPUTS)
-    numInferenceSteps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
-    seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Random when omitted.")
-    outputFormat: contract.OutputFormat = contract.OutputFormat.PNG
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
+
+class ModifyImageForm(_GenerationFields):
+    """`POST /images/modify` (multipart): image-to-image, or inpainting when a `mask` is sent. The output has
+    the image's size, fitted to the model (longest side within its maximum, sides multiples of 8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: UploadFile = Field(description="The input image (JPEG, PNG or WebP).")
+    mask: UploadFile | None = Field(
+        default=None,
+        description="Black and white, the image's size: white areas are repainted, black ones kept exactly.",
+    )
+    strength: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="How much to change, 0..1 (0 returns the input). Default 0.8, or 1.0 with a mask.",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -94,6 +122,7 @@ class JobParameters(BaseModel):
     seed: int
     outputFormat: str
     negativePrompt: str | None = None
+    strength: float | None = Field(default=None, description="image-to-image and inpainting only.")
 
 
 class AdapterUsedOut(BaseModel):

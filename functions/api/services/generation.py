@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from events.generation import AdapterRef, GenerationRequestedData
-from events.states import GenerationStatus, ModelStatus
+from events import generation as contract
+from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
+from events.states import GenerationStatus
+from events.storage_keys import JobInput, job_input_key
 from functions.api.errors import ApiError
 from functions.api.schemas.images import (
     AdapterUsedOut,
@@ -18,10 +21,11 @@ from functions.api.schemas.images import (
     JobErrorOut,
     JobParameters,
     JobView,
+    ModifyImageForm,
 )
-from infra.base_models import BaseModelSpec, base_model_registry
+from functions.api.services.adapters import ResolvedModel, resolve_model
 from infra.generation_queue import QueueUnavailable, queue_generation
-from infra.model_adapter import model_adapter
+from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -32,70 +36,168 @@ def new_job_id() -> str:
     return f"job_{secrets.token_hex(12)}"
 
 
-async def resolve_model(
-    context: ServiceContext, tenant_id: str, model_id: str
-) -> tuple[BaseModelSpec, list[AdapterRef]]:
-    """The base model and adapters a request's `modelId` means: a base model's name, or one of the
-    caller's trained models (its adapter on its base model). 404 naming the field if there is none."""
-    registry = base_model_registry(context.settings)
-    spec = registry.get(model_id)
-    if spec is not None:
-        return spec, []
-    model = await context.models.get_live(tenant_id, model_id)
-    if model is None:
-        raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field="modelId")
-    if model["status"] != ModelStatus.TRAINED.value or not model.get("adapterKey"):
-        raise ApiError(
-            409,
-            "model_not_trained",
-            f"model {model_id!r} is {model['status']}: it can generate once a training has succeeded",
-            field="modelId",
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What a request asks for, in any seed's words mapped to ours; None means the model's default."""
+
+    model_id: str
+    prompt: str
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    guidance_scale: float | None = None
+    num_outputs: int = 1
+    num_inference_steps: int | None = None
+    seed: int | None = None
+    output_format: OutputFormat = OutputFormat.PNG
+    # The request's own names for width and height, so an error points at the field the client sent.
+    size_fields: tuple[str, str] = ("width", "height")
+
+    @classmethod
+    def of(cls, body: GenerateImageRequest | ModifyImageForm) -> GenerationOptions:
+        """The options of a seed 002 request."""
+        return cls(
+            model_id=body.modelId,
+            prompt=body.prompt,
+            negative_prompt=body.negativePrompt,
+            width=getattr(body, "width", None),
+            height=getattr(body, "height", None),
+            guidance_scale=body.guidanceScale,
+            num_outputs=body.numOutputs,
+            num_inference_steps=body.numInferenceSteps,
+            seed=body.seed,
+            output_format=body.outputFormat,
         )
-    spec = registry.get(model["baseModel"])
-    if spec is None:
-        raise ApiError(
-            409, "base_model_unavailable", f"base model {model['baseModel']!r} is not served here", field="modelId"
-        )
-    return spec, [model_adapter(model)]
 
 
 def build_generation(
-    job_id: str, body: GenerateImageRequest, spec: BaseModelSpec, adapters: list[AdapterRef]
+    job_id: str,
+    options: GenerationOptions,
+    resolved: ResolvedModel,
+    *,
+    mode: GenerationMode = GenerationMode.TEXT_TO_IMAGE,
+    inputs: tuple[str | None, str | None] = (None, None),
+    strength: float | None = None,
 ) -> GenerationRequestedData:
     """The worker's command for one request: defaults from the model filled in, model limits checked."""
-    for name in ("width", "height"):
-        value = getattr(body, name)
+    spec = resolved.spec
+    for name, value in zip(options.size_fields, (options.width, options.height), strict=True):
         if value is not None and value > spec.max_side:
             raise ApiError(
                 422, "validation_error", f"{name} must be at most {spec.max_side} for model {spec.name}", field=name
             )
     return GenerationRequestedData(
         jobId=job_id,
-        modelId=body.modelId,
+        mode=mode,
+        modelId=options.model_id,
         baseModel=spec.name,
-        prompt=body.prompt,
-        negativePrompt=body.negativePrompt,
-        width=body.width or spec.default_size,
-        height=body.height or spec.default_size,
-        guidanceScale=spec.default_guidance if body.guidanceScale is None else body.guidanceScale,
-        numOutputs=body.numOutputs,
-        numInferenceSteps=body.numInferenceSteps or spec.default_steps,
-        seed=secrets.randbelow(2**32) if body.seed is None else body.seed,
-        outputFormat=body.outputFormat,
-        adapters=adapters,
+        prompt=options.prompt,
+        negativePrompt=options.negative_prompt,
+        width=options.width or spec.default_size,
+        height=options.height or spec.default_size,
+        guidanceScale=spec.default_guidance if options.guidance_scale is None else options.guidance_scale,
+        numOutputs=options.num_outputs,
+        numInferenceSteps=options.num_inference_steps or spec.default_steps,
+        seed=secrets.randbelow(2**32) if options.seed is None else options.seed,
+        outputFormat=options.output_format,
+        adapters=resolved.adapters,
+        initImageKey=inputs[0],
+        maskImageKey=inputs[1],
+        strength=strength,
     )
+
+
+async def queue(
+    context: ServiceContext,
+    tenant_id: str,
+    data: GenerationRequestedData,
+    traceparent: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Queue a built command for the API; returns the job record (503 if the queue is down)."""
+    try:
+        return await queue_generation(
+            context, tenant_id, data, source="/lorafoundry/api", traceparent=traceparent, extra=extra
+        )
+    except QueueUnavailable as exc:
+        raise ApiError(503, "queue_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
 
 
 async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
-    """Queue the job a seed 002 request describes; returns the job record (503 if the queue is down)."""
-    spec, adapters = await resolve_model(context, tenant_id, body.modelId)
-    data = build_generation(new_job_id(), body, spec, adapters)
+    """Queue the text-to-image job a seed 002 request describes; returns the job record."""
+    resolved = await resolve_model(context, tenant_id, body.modelId)
+    data = build_generation(new_job_id(), GenerationOptions.of(body), resolved)
+    return await queue(context, tenant_id, data, traceparent)
+
+
+async def _read_image(context: ServiceContext, data: bytes, field: str) -> NormalizedImage:
     try:
-        return await queue_generation(context, tenant_id, data, source="/lorafoundry/api", traceparent=traceparent)
-    except QueueUnavailable as exc:
-        raise ApiError(503, "queue_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+        # No downscaling here (the pixel limit bounds memory): the mask is checked against the image's size
+        # as sent, and fitting to the model comes after.
+        return await asyncio.to_thread(
+            normalize_image,
+            data,
+            max_bytes=context.settings.max_image_bytes,
+            max_pixels=context.settings.max_image_pixels,
+            max_side=context.settings.max_image_pixels,
+        )
+    except ImageRejected as exc:
+        raise ApiError(exc.status, exc.code, f"{field}: {exc}", field=field) from exc
+
+
+async def submit_modify(
+    context: ServiceContext,
+    tenant_id: str,
+    form: ModifyImageForm,
+    image_bytes: bytes,
+    mask_bytes: bytes | None,
+    traceparent: str | None = None,
+) -> dict[str, Any]:
+    """Queue the image-to-image (or, with a mask, inpainting) job a seed 002 modify request describes.
+
+    Everything is checked before anything is written: the model, the image, the mask's size against the
+    image's. The inputs are stored under the job's prefix, then the job is queued."""
+    resolved = await resolve_model(context, tenant_id, form.modelId)
+    image = await _read_image(context, image_bytes, "image")
+    mask = await _read_image(context, mask_bytes, "mask") if mask_bytes is not None else None
+    if mask is not None and (mask.width, mask.height) != (image.width, image.height):
+        raise ApiError(
+            422,
+            "mask_size_mismatch",
+            f"the mask is {mask.width}x{mask.height} but the image is {image.width}x{image.height}; "
+            "they must be the same size",
+            field="mask",
+        )
+    try:
+        fitted = await asyncio.to_thread(
+            fit_for_generation,
+            image,
+            max_side=resolved.spec.max_side,
+            min_side=contract.MIN_SIDE,
+            multiple=contract.SIDE_MULTIPLE,
+        )
+        mask_png = await asyncio.to_thread(binary_mask, mask, (fitted.width, fitted.height)) if mask else None
+    except ImageRejected as exc:
+        field = "mask" if exc.code == "empty_mask" else "image"
+        raise ApiError(exc.status, exc.code, str(exc), field=field) from exc
+    job_id = new_job_id()
+    image_key = job_input_key(job_id, JobInput.IMAGE)
+    mask_key = job_input_key(job_id, JobInput.MASK) if mask_png is not None else None
+    options = replace(GenerationOptions.of(form), width=fitted.width, height=fitted.height)
+    data = build_generation(
+        job_id,
+        options,
+        resolved,
+        mode=GenerationMode.INPAINTING if mask_key else GenerationMode.IMAGE_TO_IMAGE,
+        inputs=(image_key, mask_key),
+        strength=form.strength,
+    )
+    await context.store.put_bytes(image_key, fitted.png, "image/png")
+    if mask_key is not None and mask_png is not None:
+        await context.store.put_bytes(mask_key, mask_png, "image/png")
+    return await queue(context, tenant_id, data, traceparent)
 
 
 _SEED002_STATUS = {
@@ -139,13 +241,18 @@ async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
         if value is not None:
             timings[name] = value
     timings.update({k: float(v) for k, v in (job.get("result") or {}).get("timings", {}).items()})
+    strength = None
+    if request.get("mode", GenerationMode.TEXT_TO_IMAGE.value) != GenerationMode.TEXT_TO_IMAGE.value:
+        strength = GenerationRequestedData.model_validate(request).effective_strength
     return JobView(
         jobId=job["jobId"],
         status=_SEED002_STATUS[status],  # type: ignore[arg-type]
         type=request.get("mode", "text-to-image"),
         modelId=job["modelId"],
         prompt=request["prompt"],
-        parameters=JobParameters(**{k: request.get(k) for k in JobParameters.model_fields}),
+        parameters=JobParameters(
+            **{k: request.get(k) for k in JobParameters.model_fields if k != "strength"}, strength=strength
+        ),
         adapters=[
             AdapterUsedOut(**{k: a.get(k) for k in AdapterUsedOut.model_fields}) for a in request.get("adapters", [])
         ],

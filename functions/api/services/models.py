@@ -99,6 +99,10 @@ async def _check_concepts(context: ServiceContext, tenant_id: str, concepts: lis
                 f"concept model {concept.modelId!r} is not a LoRA on the same base-model family",
                 field=field,
             )
+        if concept.modelEpoch is not None:
+            await check_epoch(context, other, concept.modelEpoch, field=f"concepts.{index}.modelEpoch")
+    if len({c.modelId for c in concepts}) != len(concepts):
+        raise ApiError(422, "duplicate_concept", "a model is listed twice in concepts; list it once", field="concepts")
 
 
 async def create_model(context: ServiceContext, tenant_id: str, body: CreateModelRequest) -> dict[str, Any]:
@@ -177,7 +181,7 @@ async def update_model(
         if body.epoch is None:
             unset.append("epoch")
         else:
-            await _check_epoch(context, model, body.epoch)
+            await check_epoch(context, model, body.epoch)
             fields["epoch"] = body.epoch
     for name in ("classSlug", "thumbnail", "promptEmbedding", "negativePromptEmbedding"):
         if name in sent:
@@ -191,13 +195,24 @@ async def update_model(
     return await context.models.update_fields(model["modelId"], fields, expected_version=model["version"], remove=unset)
 
 
-async def _check_epoch(context: ServiceContext, model: dict[str, Any], epoch: str) -> None:
+async def check_epoch(context: ServiceContext, model: dict[str, Any], epoch: str, field: str = "epoch") -> None:
+    """409 unless the model is trained, 422 unless its adapter's training has that epoch."""
     if model["status"] != ModelStatus.TRAINED.value:
-        raise ApiError(409, "model_not_trained", "an epoch can only be chosen once the model is trained", field="epoch")
+        raise ApiError(
+            409,
+            "model_not_trained",
+            f"model {model['modelId']!r}: an epoch can only be chosen once it is trained",
+            field=field,
+        )
     training = await context.trainings.get(model["adapterTrainingId"]) if model.get("adapterTrainingId") else None
     if training is None or epoch not in (training.get("epochs") or {}):
         known = ", ".join(sorted((training or {}).get("epochs") or {})) or "none"
-        raise ApiError(422, "unknown_epoch", f"epoch {epoch!r} does not exist; this model has: {known}", field="epoch")
+        raise ApiError(
+            422,
+            "unknown_epoch",
+            f"epoch {epoch!r} of model {model['modelId']!r} does not exist; it has: {known}",
+            field=field,
+        )
 
 
 async def soft_delete_model(context: ServiceContext, model: dict[str, Any]) -> None:

@@ -1,0 +1,48 @@
+"""Seed 001 routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response
+
+from events.envelope import is_valid_traceparent
+from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.schemas.common import ERROR_RESPONSES
+from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
+from functions.api.services import predictions as service
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERROR_RESPONSES)
+
+PredictionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@router.post("", status_code=202, response_model=PredictionAccepted)
+async def create_prediction(
+    body: CreatePredictionRequest,
+    tenant: TenantDep,
+    context: ContextDep,
+    response: Response,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> PredictionAccepted:
+    """Generate with one or more trained models mixed by weight; poll `GET /v1/predictions/{predictionId}`."""
+    job = await service.submit_prediction(
+        context, tenant, body, traceparent=traceparent if is_valid_traceparent(traceparent) else None
+    )
+    response.headers["Location"] = f"/v1/predictions/{job['jobId']}"
+    return PredictionAccepted(predictionId=job["jobId"], createdAt=job["createdAt"])
+
+
+@router.get("/{predictionId}", response_model=PredictionView, response_model_exclude_none=True)
+async def get_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> PredictionView:
+    """A prediction's status and, once succeeded, its `outputImages` (presigned URLs)."""
+    job = await service.require_prediction(context, tenant, predictionId)
+    return await service.render_prediction(context, job)
+
+
+@router.delete("/{predictionId}", status_code=204)
+async def delete_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> Response:
+    """Seed 001's soft delete: the prediction is gone from the API; its history is kept."""
+    job = await service.require_prediction(context, tenant, predictionId)
+    await service.delete_prediction(context, job)
+    return Response(status_code=204)

@@ -1,0 +1,126 @@
+"""Seed 001 prediction bodies: `POST /predictions`, `GET /predictions/{id}`.
+
+Field names are seed 001's own (snake_case beside camelCase), so a client written against it works unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events import generation as contract
+from functions.api.schemas.images import AdapterUsedOut, JobErrorOut
+
+MIN_PREDICTION_SIDE = 512
+MAX_PREDICTION_SIDE = 1536
+MAX_GUIDANCE = 10.0
+
+
+class ScaleConfig(BaseModel):
+    """One trained model, one of its trainings, and its weight in the mix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modelId: str = Field(min_length=1, max_length=64)
+    trainingId: str = Field(min_length=1, max_length=64)
+    scale: float = Field(
+        default=1.0,
+        ge=-contract.MAX_ADAPTER_SCALE,
+        le=contract.MAX_ADAPTER_SCALE,
+        description="The adapter's weight: 0 switches it off, 1 is full strength, negative pushes away.",
+    )
+
+
+class ImageSize(BaseModel):
+    """Output dimensions (seed 001: 512 to 1536 each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(ge=MIN_PREDICTION_SIDE, le=MAX_PREDICTION_SIDE, multiple_of=contract.SIDE_MULTIPLE)
+    height: int = Field(ge=MIN_PREDICTION_SIDE, le=MAX_PREDICTION_SIDE, multiple_of=contract.SIDE_MULTIPLE)
+
+
+class CreatePredictionRequest(BaseModel):
+    """`POST /v1/predictions`: several trained models mixed by weight in `scaleConfigs`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "scaleConfigs": {"1": {"scale": 0.8, "modelId": "abc123", "trainingId": "def456"}},
+                "prompt": "A summer dress with floral pattern in style of FJA90AB",
+                "image_size": {"width": 512, "height": 512},
+                "num_images": 4,
+                "output_format": "png",
+                "guidance_scale": 7.5,
+                "num_inference_steps": 50,
+            }
+        },
+    )
+
+    scaleConfigs: dict[str, ScaleConfig] = Field(
+        min_length=1,
+        max_length=contract.MAX_ADAPTERS,
+        description="Models to mix, keyed by any label; each names one succeeded training of the model.",
+    )
+    prompt: str = Field(
+        min_length=1,
+        max_length=contract.MAX_PROMPT_CHARS,
+        description="Include a model's trigger word to bring out what it learned.",
+    )
+    negative_prompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
+    seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Same inputs, same images.")
+    image_size: ImageSize | None = Field(default=None, description="Defaults to 512x512.")
+    num_images: int = Field(default=1, ge=1, le=contract.MAX_OUTPUTS)
+    output_format: contract.OutputFormat = contract.OutputFormat.PNG
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=MAX_GUIDANCE)
+    num_inference_steps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+    @field_validator("scaleConfigs")
+    @classmethod
+    def _labels_are_short(cls, value: dict[str, ScaleConfig]) -> dict[str, ScaleConfig]:
+        for label in value:
+            if not 1 <= len(label) <= 64:
+                raise ValueError("each scaleConfigs label must be 1 to 64 characters")
+        return value
+
+
+class PredictionAccepted(BaseModel):
+    """202 body (seed 001's `predictionId`): the prediction to poll."""
+
+    predictionId: str
+    status: Literal["starting"] = "starting"
+    createdAt: datetime
+
+
+class PredictionView(BaseModel):
+    """`GET /v1/predictions/{id}`: seed 001's `status` and `outputImages`, plus what the job ran with."""
+
+    predictionId: str
+    status: Literal["starting", "processing", "succeeded", "failed", "canceled"]
+    outputImages: list[str] = Field(default_factory=list, description="Presigned URLs, once succeeded.")
+    prompt: str
+    scaleConfigs: dict[str, ScaleConfig]
+    adapters: list[AdapterUsedOut] = Field(description="The adapters applied, with their scales.")
+    baseModel: str
+    seed: int
+    image_size: dict[str, int] = Field(description="`width` and `height` of the images.")
+    num_images: int
+    output_format: str
+    guidance_scale: float
+    num_inference_steps: int
+    createdAt: datetime
+    updatedAt: datetime
+    startedAt: datetime | None = None
+    completedAt: datetime | None = None
+    error: JobErrorOut | None = None
+    timings: dict[str, float] | None = None

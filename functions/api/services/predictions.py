@@ -1,0 +1,112 @@
+"""Seed 001 predictions: several trained models mixed by weight, rendered in seed 001's words. No FastAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.envelope import utcnow
+from events.states import GenerationStatus
+from functions.api.errors import ApiError
+from functions.api.schemas.predictions import (
+    MIN_PREDICTION_SIDE,
+    CreatePredictionRequest,
+    PredictionView,
+    ScaleConfig,
+)
+from functions.api.services.adapters import combine, training_adapter
+from functions.api.services.generation import (
+    GenerationOptions,
+    build_generation,
+    new_job_id,
+    queue,
+    render_job,
+)
+from infra.runtime import ServiceContext
+
+# Seed 001 renders predictions as it renders trainings.
+SEED001_STATUS = {
+    GenerationStatus.QUEUED: "starting",
+    GenerationStatus.PROCESSING: "processing",
+    GenerationStatus.COMPLETED: "succeeded",
+    GenerationStatus.FAILED: "failed",
+    GenerationStatus.CANCELED: "canceled",
+}
+# Which job records are predictions: they keep their scaleConfigs labels, in order.
+LABELS_FIELD = "scaleConfigLabels"
+
+
+async def submit_prediction(
+    context: ServiceContext, tenant_id: str, body: CreatePredictionRequest, traceparent: str | None = None
+) -> dict[str, Any]:
+    """Check every model and training, then queue one generation mixing their adapters by weight."""
+    choices = [
+        await training_adapter(
+            context, tenant_id, config.modelId, config.trainingId, scale=config.scale, field=f"scaleConfigs.{label}"
+        )
+        for label, config in body.scaleConfigs.items()
+    ]
+    resolved = combine(context, choices, "scaleConfigs")
+    size = body.image_size
+    options = GenerationOptions(
+        # The job's model is the first model mixed: the one a listing by model shows it under.
+        model_id=choices[0].adapter.modelId,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        width=size.width if size else max(MIN_PREDICTION_SIDE, resolved.spec.default_size),
+        height=size.height if size else max(MIN_PREDICTION_SIDE, resolved.spec.default_size),
+        guidance_scale=body.guidance_scale,
+        num_outputs=body.num_images,
+        num_inference_steps=body.num_inference_steps,
+        seed=body.seed,
+        output_format=body.output_format,
+        size_fields=("image_size.width", "image_size.height"),
+    )
+    data = build_generation(new_job_id(), options, resolved)
+    return await queue(context, tenant_id, data, traceparent, extra={LABELS_FIELD: list(body.scaleConfigs)})
+
+
+async def require_prediction(context: ServiceContext, tenant_id: str, prediction_id: str) -> dict[str, Any]:
+    """The caller's live prediction, or 404 (another tenant's or a deleted one looks like none)."""
+    job = await context.jobs.get_for_tenant(tenant_id, prediction_id)
+    if job is None or LABELS_FIELD not in job or job.get("deletedAt"):
+        raise ApiError(
+            404, "prediction_not_found", f"prediction {prediction_id!r} does not exist", field="predictionId"
+        )
+    return job
+
+
+async def render_prediction(context: ServiceContext, job: dict[str, Any]) -> PredictionView:
+    """A prediction in seed 001's words, with fresh presigned URLs once it succeeded."""
+    view = await render_job(context, job)
+    request = job["request"]
+    adapters = request.get("adapters", [])
+    configs = {
+        label: ScaleConfig(modelId=a["modelId"], trainingId=a["trainingId"], scale=a["scale"])
+        for label, a in zip(job[LABELS_FIELD], adapters, strict=True)
+    }
+    return PredictionView(
+        predictionId=job["jobId"],
+        status=SEED001_STATUS[GenerationStatus(job["status"])],  # type: ignore[arg-type]
+        outputImages=[image.url for image in view.images],
+        prompt=request["prompt"],
+        scaleConfigs=configs,
+        adapters=view.adapters,
+        baseModel=request["baseModel"],
+        seed=request["seed"],
+        image_size={"width": request["width"], "height": request["height"]},
+        num_images=request["numOutputs"],
+        output_format=request["outputFormat"],
+        guidance_scale=request["guidanceScale"],
+        num_inference_steps=request["numInferenceSteps"],
+        createdAt=view.createdAt,
+        updatedAt=view.updatedAt,
+        startedAt=view.startedAt,
+        completedAt=view.completedAt,
+        error=view.error if job["status"] != GenerationStatus.CANCELED.value else None,
+        timings=view.timings,
+    )
+
+
+async def delete_prediction(context: ServiceContext, job: dict[str, Any]) -> None:
+    """Seed 001's soft delete: the prediction disappears from the API, its record and images stay."""
+    await context.jobs.update_fields(job["jobId"], {"deletedAt": utcnow().isoformat()})
