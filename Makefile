@@ -27,3 +27,4 @@ lint: setup
 bench: setup
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/adapter_switch.py

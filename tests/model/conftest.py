@@ -12,7 +12,7 @@ from diffusers import StableDiffusionPipeline
 from infra.base_models import TINY_SD_TARGETS
 from tests.conftest import MODEL_CACHE
 from workers.base_models.tiny_sd import ensure_tiny_sd
-from workers.trainer.lora import add_adapters, export_adapter
+from workers.trainer import lora
 
 PipelineFactory = Callable[[], StableDiffusionPipeline]
 
@@ -35,14 +35,8 @@ def load_tiny_sd(tiny_sd_path: Path) -> PipelineFactory:
 
 
 def random_adapter(load: PipelineFactory, seed: int, rank: int = 4) -> bytes:
-    """An adapter file with random, non-zero weights: as loadable as a trained one, made in a blink."""
-    pipeline = load()
-    params = add_adapters(pipeline, rank=rank, train_text_encoder=False, unet_targets=TINY_SD_TARGETS)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in params:
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-    return export_adapter(pipeline, train_text_encoder=False)
+    """An adapter file with random weights, made on a throwaway tiny-sd pipeline."""
+    return lora.random_adapter(load(), seed=seed, rank=rank, unet_targets=TINY_SD_TARGETS)
 
 
 def generate_latents(pipeline: StableDiffusionPipeline, prompt: str, steps: int, count: int = 1) -> torch.Tensor:

@@ -60,6 +60,17 @@ def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) 
         return (Path(tmp) / ADAPTER_FILE).read_bytes()
 
 
+def random_adapter(pipeline: StableDiffusionPipeline, seed: int, rank: int, unet_targets: tuple[str, ...]) -> bytes:
+    """An adapter file with random, non-zero weights: as loadable as a trained one, made in a blink (for tests
+    and benchmarks). Adds layers to `pipeline`, so pass one that is thrown away after."""
+    params = add_adapters(pipeline, rank=rank, train_text_encoder=False, unet_targets=unet_targets)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in params:
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    return export_adapter(pipeline, train_text_encoder=False)
+
+
 def snapshot(
     pipeline: StableDiffusionPipeline,
     train_text_encoder: bool,
