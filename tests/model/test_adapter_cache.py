@@ -139,3 +139,25 @@ def test_an_exported_adapter_reproduces_the_trained_pipeline_exactly(
     )
     # Every layer must survive the round trip: one dropped module (attention, convs, text encoder) shows here.
     assert torch.allclose(latents(served), expected, atol=1e-5)
+
+
+def test_the_same_adapters_and_weights_again_skip_set_adapters(
+    load_tiny_sd: PipelineFactory, adapter_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = load_tiny_sd()
+    cache = AdapterCache(pipeline, budget_bytes=1 << 30)
+    a, b, _ = adapter_files
+    calls: list[list[str]] = []
+    original = pipeline.set_adapters
+    monkeypatch.setattr(pipeline, "set_adapters", lambda names, **kw: (calls.append(names), original(names, **kw)))
+    fetch = Fetcher(adapter_files)
+    cache.activate([ref(a), ref(b, 0.5)], fetch)
+    first = latents(pipeline)
+    cache.activate([ref(a), ref(b, 0.5)], fetch)
+    assert len(calls) == 1, "an unchanged mix was set again"
+    assert torch.equal(latents(pipeline), first)
+    cache.activate([], fetch)  # the base model in between: LoRA off, the mix kept
+    cache.activate([ref(a), ref(b, 0.5)], fetch)
+    assert len(calls) == 1 and torch.equal(latents(pipeline), first)
+    cache.activate([ref(a), ref(b, 0.7)], fetch)  # a new weight is a new mix
+    assert len(calls) == 2 and not torch.equal(latents(pipeline), first)

@@ -49,6 +49,7 @@ class AdapterCache:
         self.budget_bytes = budget_bytes
         self._sizes: OrderedDict[str, int] = OrderedDict()  # key -> bytes of its weights
         self._enabled = True
+        self._active: tuple[tuple[str, float], ...] = ()  # what set_adapters last made active
 
     @property
     def loaded(self) -> list[str]:
@@ -71,13 +72,17 @@ class AdapterCache:
                 self._load(adapter.key, fetch, keep={a.key for a in adapters})
                 newly.append(adapter.key)
         loaded_at = time.perf_counter()
+        wanted = tuple((a.key, a.scale) for a in adapters)
         if adapters:
             if not self._enabled:
                 self.pipeline.enable_lora()
                 self._enabled = True
-            self.pipeline.set_adapters(
-                [adapter_name(a.key) for a in adapters], adapter_weights=[a.scale for a in adapters]
-            )
+            # set_adapters walks every LoRA layer: skip it when the same adapters and weights are active.
+            if wanted != self._active or newly:
+                self.pipeline.set_adapters(
+                    [adapter_name(a.key) for a in adapters], adapter_weights=[a.scale for a in adapters]
+                )
+                self._active = wanted
         elif self._sizes and self._enabled:
             # The base model alone: loaded adapters stay in memory for the next request, switched off.
             self.pipeline.disable_lora()
@@ -108,6 +113,7 @@ class AdapterCache:
                 self._unload(key)
 
     def _unload(self, key: str) -> None:
+        self._active = ()
         name = adapter_name(key)
         present = {n for names in self.pipeline.get_list_adapters().values() for n in names}
         if name in present:
