@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from events.envelope import utcnow
-from events.generation import GenerationRequestedData
+from events.generation import GenerationMode, GenerationRequestedData
 from events.lifecycle import JobLifecycle
 from events.states import GENERATION, GenerationStatus, PortraitStatus, TrainingStatus
 from infra.base_models import base_model_registry
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 SOURCE = "/lorafoundry/portraits"
 # A fixed seed per style index: the same portrait regenerated gives the same pictures.
 SEED_BASE = 4004
+# An uploaded style image is repainted this much: enough for the subject to take over, its look kept.
+STYLE_STRENGTH = 0.75
 # The API writes the portrait right after queueing its training, so an event can overtake the record: for
 # this long the event is retried rather than dropped (past it, the API died between the two writes).
 RECORD_GRACE_S = 60.0
@@ -61,6 +63,11 @@ async def queue_style_generations(context: ServiceContext, portrait: dict[str, A
             numInferenceSteps=spec.default_steps,
             seed=SEED_BASE + index,
             adapters=[adapter],
+            **(
+                {"mode": GenerationMode.IMAGE_TO_IMAGE, "initImageKey": style["imageKey"], "strength": STYLE_STRENGTH}
+                if style.get("imageKey")
+                else {}
+            ),
         )
         await queue_generation(
             context,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.local.demo_training import run_training_demo
+from infra.local.demo_training import run_training_demo, training_images
 from infra.local.stack import StackInfo
 
 PROMPTS = (
@@ -43,19 +45,63 @@ def _submit(client: httpx.Client, index: int, model_id: str, trigger: str | None
     return {**response.json(), "prompt": body["prompt"], "model": "trained" if trigger else "base"}, submitted
 
 
+def _left_half_mask(size: int) -> bytes:
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (0, 0, size // 2, size))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _submit_inpainting(client: httpx.Client, model_id: str, trigger: str) -> tuple[dict[str, Any], float]:
+    """Seed 002 modify with a mask: repaint the left half of a training-like picture, keep the right half."""
+    fields = {"modelId": model_id, "prompt": f"a disc in the style of {trigger}", "seed": "7"}
+    files = {
+        "image": ("input.png", training_images(1)[0], "image/png"),
+        "mask": ("mask.png", _left_half_mask(128), "image/png"),
+    }
+    submitted = time.perf_counter()
+    response = client.post("/v1/images/modify", data=fields, files=files)
+    response.raise_for_status()
+    return {**response.json(), "prompt": "inpaint left half: " + fields["prompt"], "model": "trained"}, submitted
+
+
+def _submit_prediction(client: httpx.Client, training: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Seed 001 prediction: the trained adapter at 0.7, at seed 001's smallest size."""
+    body = {
+        "scaleConfigs": {"1": {"modelId": training["modelId"], "trainingId": training["trainingId"], "scale": 0.7}},
+        "prompt": f"{PROMPTS[1]}, in the style of {training['triggerWord']}",
+        "image_size": {"width": 512, "height": 512},
+        "num_inference_steps": 10,
+        "seed": 5,
+    }
+    submitted = time.perf_counter()
+    response = client.post("/v1/predictions", json=body)
+    response.raise_for_status()
+    accepted = response.json()
+    # A prediction is a generation job: the seed 002 job view shows it too.
+    return {"jobId": accepted["predictionId"], "prompt": body["prompt"], "model": "trained x0.7"}, submitted
+
+
 def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3, timeout_s: float = 300) -> int:
-    """Train a model, then submit `count` generations with its adapter and one on the base model for
-    comparison; wait for them with a progress display, save the images, print timings."""
+    """Train a model, then submit `count` generations with its adapter, one on the base model for comparison,
+    an inpainting and a seed 001 prediction with the adapter; wait for them with a progress display, save the
+    images, print timings."""
     client = httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}, timeout=30.0)
     try:
         training = run_training_demo(console, client, output_dir)
     except (httpx.HTTPError, RuntimeError) as exc:
         console.print(f"[red]Training failed:[/red] {exc}")
         return 1
-    console.rule(f"Text-to-image with the trained adapter of {training['modelId']} (and the base model to compare)")
+    console.rule(f"Generate with the trained adapter of {training['modelId']} (and the base model to compare)")
     jobs = [_submit(client, i, training["modelId"], training["triggerWord"]) for i in range(count)]
     jobs.append(_submit(client, 0, "tiny-sd", None))
-    console.print(f"Submitted {count} jobs: " + ", ".join(job["jobId"] for job, _ in jobs))
+    jobs.append(_submit_inpainting(client, training["modelId"], training["triggerWord"]))
+    jobs.append(_submit_prediction(client, training))
+    console.print(
+        f"Submitted {len(jobs)} jobs ({count} with the adapter, 1 on the base model, 1 inpainting, 1 prediction "
+        "at 512 px): " + ", ".join(job["jobId"] for job, _ in jobs)
+    )
     views: dict[str, dict[str, Any]] = {}
     seen_done: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s

@@ -16,7 +16,7 @@ TRAINING_TERMINAL = {"succeeded", "failed", "canceled"}
 DEMO_PARAMETERS = {"maxTrainSteps": 120, "nbEpochs": 3, "rank": 8, "learningRate": 0.001}
 
 
-def _training_images(count: int = 4) -> list[bytes]:
+def training_images(count: int = 4) -> list[bytes]:
     """Distinctive pictures to learn from: orange discs on deep blue."""
     images = []
     for index in range(count):
@@ -36,7 +36,7 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
     model = client.post("/v1/models", json={"name": "Demo discs", "tags": ["demo"]}).raise_for_status().json()
     model_id = model["modelId"]
     console.print(f"Created model [bold]{model_id}[/bold] ({model['status']})")
-    for data in _training_images():
+    for data in training_images():
         client.post(
             f"/v1/models/{model_id}/training-data", content=data, headers={"Content-Type": "image/png"}
         ).raise_for_status()

@@ -62,9 +62,16 @@ async def test_portrait_trains_then_generates_each_style(partner_client, client,
             "/v1/uploads", content=png((180, 130, 100)), headers={**bearer(api_key), "Content-Type": "image/png"}
         )
     ).json()["key"]
+    style_key = (
+        await client.post(
+            "/v1/uploads",
+            content=png((30, 90, 200), (80, 48)),
+            headers={**bearer(api_key), "Content-Type": "image/png"},
+        )
+    ).json()["key"]
     body = {
         "gender": "man",
-        "styles": ["business", "gentleman"],
+        "styles": ["business", "gentleman", style_key],
         "customizations": "wearing glasses, thick beard, mohawk haircut",
         "imageUrls": [f"{photos.base_url}/me-1.jpg", f"{photos.base_url}/me-2.jpg"],
         "imageKeys": [key],
@@ -75,7 +82,7 @@ async def test_portrait_trains_then_generates_each_style(partner_client, client,
     portrait = response.json()
     assert portrait["status"] == "training" and portrait["portraitId"].startswith("prt_")
     assert response.headers["location"] == f"/v1/portraits/{portrait['portraitId']}"
-    assert [s["id"] for s in portrait["styles"]] == ["business", "gentleman"]
+    assert [s["id"] for s in portrait["styles"]] == ["business", "gentleman", style_key]
     assert sorted(photos.requests) == ["/me-1.jpg", "/me-2.jpg"]
 
     # Seed 004: square 640x640, white padding where the photo was not square.
@@ -106,6 +113,8 @@ async def test_portrait_trains_then_generates_each_style(partner_client, client,
         job = (await client.get(f"/v1/images/jobs/{style['jobId']}", headers=bearer(api_key))).json()
         assert "wearing glasses, thick beard, mohawk haircut" in job["prompt"]
         assert job["adapters"][0]["modelId"] == portrait["modelId"]
+        # An uploaded style image is painted over (image-to-image); listed styles are text-to-image.
+        assert job["type"] == ("image-to-image" if style["id"] == style_key else "text-to-image")
     training = (
         await client.get(
             f"/v1/models/{portrait['modelId']}/trainings/{portrait['trainingId']}", headers=bearer(api_key)
@@ -128,6 +137,7 @@ async def test_portrait_refuses_private_urls_without_contacting_them(client, api
     [
         ({"styles": ["gentleman"], "gender": "woman"}, "styles.0"),
         ({"styles": ["no-such-style"]}, "styles.0"),
+        ({"styles": ["business", "upl_00000000000000000000dead"]}, "styles.1"),
         ({"styles": []}, "styles"),
         ({"gender": "robot"}, "gender"),
         ({"customizations": "glasses,, beard"}, "customizations"),
@@ -159,6 +169,16 @@ async def test_another_tenants_upload_key_and_portrait_are_not_found(client, api
     body = {"gender": "man", "styles": ["business"], "imageKeys": [key]}
     response = await client.post("/v1/portraits", json=body, headers=bearer(other_api_key))
     assert response.status_code == 422 and response.json()["error"]["code"] == "upload_not_found"
+    as_style = {**body, "styles": [key], "imageKeys": []}
+    own_photo = (
+        await client.post(
+            "/v1/uploads", content=png((3, 3, 3)), headers={**bearer(other_api_key), "Content-Type": "image/png"}
+        )
+    ).json()["key"]
+    response = await client.post(
+        "/v1/portraits", json={**as_style, "imageKeys": [own_photo]}, headers=bearer(other_api_key)
+    )
+    assert response.status_code == 422 and response.json()["error"]["field"] == "styles.0"
     missing = await client.get("/v1/portraits/prt_00000000000000000000", headers=bearer(api_key))
     assert missing.status_code == 404
     model_id = (await create_model(client, api_key, name="x"))["id"]

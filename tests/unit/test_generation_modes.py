@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from events.generation import GenerationMode, GenerationRequested, GenerationRequestedData
+from events.generation import AdapterRef, GenerationMode, GenerationRequested, GenerationRequestedData
+from functions.api.errors import ApiError
 from functions.api.schemas.predictions import CreatePredictionRequest
+from functions.api.services.adapters import AdapterChoice, combine
 from infra.images import ImageRejected, binary_mask, fit_for_generation, normalize_image
 
 JOB = "job_abc"
@@ -149,3 +151,14 @@ def test_masks_are_binarized_resized_and_must_mark_something() -> None:
     assert values[:, 16:20].min() == 255 and values[:, 20:].max() == 0 and values[:, :16].max() == 0
     with pytest.raises(ImageRejected, match="all black"):
         binary_mask(normalized(Image.new("L", (64, 64))), (64, 64))
+
+
+def test_adapters_of_different_base_models_are_not_mixed() -> None:
+    def choice(n: int, base: str) -> AdapterChoice:
+        ref = AdapterRef(modelId=f"mod_{n}", trainingId=f"trn_{n}", key=f"trainings/trn_{n}/adapter.safetensors")
+        return AdapterChoice(adapter=ref, base_model=base, field=f"scaleConfigs.{n}")
+
+    with pytest.raises(ApiError) as info:
+        combine(None, [choice(1, "tiny-sd"), choice(2, "sd-xl")], "scaleConfigs")  # type: ignore[arg-type]
+    assert (info.value.status, info.value.code) == (422, "incompatible_base_models")
+    assert "mod_1 (tiny-sd)" in str(info.value) and "mod_2 (sd-xl)" in str(info.value)

@@ -45,7 +45,12 @@ class CreatePortraitRequest(BaseModel):
     )
 
     gender: Gender
-    styles: list[str] = Field(min_length=1, max_length=MAX_STYLES, description="Style ids of the gender's list.")
+    styles: list[str] = Field(
+        min_length=1,
+        max_length=MAX_STYLES,
+        description="Style ids of the gender's list, or keys of style images from POST /v1/uploads (the subject is "
+        "painted into the image, image-to-image).",
+    )
     customizations: str = Field(
         default="",
         max_length=MAX_CUSTOMIZATIONS_CHARS,

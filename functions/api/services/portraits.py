@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.states import PortraitStatus
+from events.storage_keys import JobInput, job_input_key
 from functions.api.errors import ApiError
 from functions.api.schemas.models import CreateModelRequest
 from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyleOut, PortraitView, StyleOut
 from functions.api.services.models import create_model, soft_delete_model
 from functions.api.services.training_data import new_data_id, validate_image
 from functions.api.services.trainings import SEED001_STATUS, start_training
+from functions.api.services.uploads import UPLOAD_KEY_PREFIX
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
 from infra.repositories.uploads import UploadPurpose, UploadStatus
@@ -34,6 +36,7 @@ class Style:
     name: str
     prompt: str
     genders: tuple[str, ...] = ("man", "woman")
+    image: NormalizedImage | None = None  # an uploaded style image: generated image-to-image from it
 
 
 STYLES = (
@@ -58,18 +61,24 @@ def portrait_prompt(trigger_word: str, gender: str, customizations: str, style: 
     return ", ".join(p for p in parts if p)
 
 
-def _pick_styles(body: CreatePortraitRequest) -> list[Style]:
+async def _pick_styles(context: ServiceContext, tenant_id: str, body: CreatePortraitRequest) -> list[Style]:
     offered = {s.id: s for s in STYLES if body.gender in s.genders}
     chosen = []
     for index, style_id in enumerate(body.styles):
-        if style_id not in offered:
+        if style_id.startswith(UPLOAD_KEY_PREFIX):
+            # Seed 004: "an uploaded style image": the subject is painted into it (image-to-image).
+            image = await _from_key(context, tenant_id, style_id, field=f"styles.{index}")
+            chosen.append(Style(style_id, "Uploaded style", "", image=image))
+        elif style_id in offered:
+            chosen.append(offered[style_id])
+        else:
             raise ApiError(
                 422,
                 "unknown_style",
-                f"style {style_id!r} is not offered for {body.gender}; choose from: {', '.join(offered)}",
+                f"style {style_id!r} is not offered for {body.gender}; choose from: {', '.join(offered)}, "
+                "or send the key of an uploaded style image",
                 field=f"styles.{index}",
             )
-        chosen.append(offered[style_id])
     return chosen
 
 
@@ -82,8 +91,7 @@ async def _from_url(context: ServiceContext, client: Any, index: int, url: str) 
     return await validate_image(context, fetched.body, field=f"imageUrls.{index}")
 
 
-async def _from_key(context: ServiceContext, tenant_id: str, index: int, key: str) -> NormalizedImage:
-    field = f"imageKeys.{index}"
+async def _from_key(context: ServiceContext, tenant_id: str, key: str, field: str) -> NormalizedImage:
     upload = await context.uploads.get_for_tenant(tenant_id, key)
     if upload is None or upload["purpose"] != UploadPurpose.IMAGE.value:
         raise ApiError(422, "upload_not_found", f"upload key {key!r} does not exist or has expired", field=field)
@@ -101,7 +109,7 @@ async def gather_photos(context: ServiceContext, tenant_id: str, body: CreatePor
     async with guarded_client(settings.egress_allowed_networks, settings.url_fetch_timeout_seconds) as client:
         images = await asyncio.gather(
             *(_from_url(context, client, i, str(url)) for i, url in enumerate(body.imageUrls)),
-            *(_from_key(context, tenant_id, i, key) for i, key in enumerate(body.imageKeys)),
+            *(_from_key(context, tenant_id, key, f"imageKeys.{i}") for i, key in enumerate(body.imageKeys)),
         )
     size = settings.portrait_image_size
     return [await asyncio.to_thread(pad_to_square, image, size) for image in images]
@@ -120,14 +128,17 @@ async def create_portrait(
     traceparent: str | None,
 ) -> dict[str, Any]:
     """Validate everything, then model, images, training (tagged with the portrait) and the portrait."""
-    styles = _pick_styles(body)
+    styles = await _pick_styles(context, tenant_id, body)
     photos = await gather_photos(context, tenant_id, body)
+    portrait_id = new_portrait_id()
+    suffix = portrait_id.removeprefix("prt_")
+    # Deterministic job ids: a redelivered completion event queues the same jobs, never new ones.
+    job_ids = [f"job_{suffix}_{index}" for index in range(len(styles))]
     model = await create_model(
         context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
     )
     for photo in photos:
         await store_training_image(context, model["modelId"], tenant_id, photo, new_data_id())
-    portrait_id = new_portrait_id()
     try:
         training = await start_training(
             context,
@@ -142,7 +153,15 @@ async def create_portrait(
         # The caller gets the error and no portrait: the model made for it must not linger in their list.
         await soft_delete_model(context, model)
         raise
-    suffix = portrait_id.removeprefix("prt_")
+    # Style images are written before the portrait record, which the flow waits for before queueing.
+    style_images: dict[int, str] = {}
+    for index, style in enumerate(styles):
+        if style.image is not None:
+            # Copied under the style's job: the upload expires after 24 h, the training may take longer.
+            key = job_input_key(job_ids[index], JobInput.IMAGE)
+            square = await asyncio.to_thread(pad_to_square, style.image, context.settings.portrait_image_size)
+            await context.store.put_bytes(key, square.png, "image/png")
+            style_images[index] = key
     return await context.portraits.create(
         {
             "jobId": portrait_id,
@@ -158,8 +177,8 @@ async def create_portrait(
                     "id": style.id,
                     "name": style.name,
                     "prompt": portrait_prompt(training["triggerWord"], body.gender, body.customizations, style),
-                    # Deterministic: a redelivered completion event queues the same jobs, never new ones.
-                    "jobId": f"job_{suffix}_{index}",
+                    "jobId": job_ids[index],
+                    **({"imageKey": style_images[index]} if index in style_images else {}),
                 }
                 for index, style in enumerate(styles)
             ],

@@ -12,10 +12,12 @@ from functions.api.services.training_data import new_data_id, validate_image
 from infra.repositories.uploads import UploadPurpose, UploadStatus, expires_at_iso
 from infra.runtime import ServiceContext
 
+UPLOAD_KEY_PREFIX = "upl_"
+
 
 def new_upload_id() -> str:
     """A fresh, unguessable upload id (the seed 004 `key`)."""
-    return f"upl_{secrets.token_hex(12)}"
+    return f"{UPLOAD_KEY_PREFIX}{secrets.token_hex(12)}"
 
 
 async def upload_image(context: ServiceContext, tenant_id: str, data: bytes, name: str | None) -> dict[str, Any]:
