@@ -133,7 +133,7 @@ async def test_an_odd_sized_image_is_fitted_and_the_mask_follows(client, api_key
         ({}, "photo", b"GIF89a not a mask", 415, "mask"),
         ({}, "photo", "small-mask", 422, "mask"),
         ({}, "photo", "black-mask", 422, "mask"),
-        ({}, None, None, 422, "image"),
+        ({}, None, None, 422, "body"),  # "send the input image as the `image` file or as an `imageKey`"
         ({"strength": "1.5"}, "photo", None, 422, "strength"),
         ({"strength": "lots"}, "photo", None, 422, "strength"),
         ({"numOutputs": "5"}, "photo", None, 422, "numOutputs"),
@@ -244,3 +244,23 @@ async def test_unknown_epochs_are_refused(client, api_key, trained_pair) -> None
     assert response.json()["error"]["field"] == "concepts.0.modelEpoch"
     response = await client.put(f"/v1/models/{reds.model_id}", json={"epoch": "000042"}, headers=bearer(api_key))
     assert response.status_code == 422 and response.json()["error"]["code"] == "unknown_epoch"
+
+
+async def test_big_inputs_can_come_as_upload_keys(client, api_key, other_api_key) -> None:
+    async def upload_key(key: str, data: bytes) -> str:
+        response = await client.post("/v1/uploads", content=data, headers={**bearer(key), "Content-Type": "image/png"})
+        assert response.status_code == 201, response.text
+        return response.json()["key"]
+
+    original = photo()
+    image_key = await upload_key(api_key, encode(original))
+    mask_key = await upload_key(api_key, encode(left_half_mask()))
+    fields = {"modelId": "tiny-sd", "prompt": "p", "imageKey": image_key, "maskKey": mask_key, "seed": "1"}
+    view, images = await completed(client, api_key, await modify(client, api_key, fields, None))
+    assert view["type"] == "inpainting"
+    assert np.array_equal(pixels(images[0])[:, WIDTH // 2 :], np.asarray(original, dtype=np.int16)[:, WIDTH // 2 :])
+
+    both = await modify(client, api_key, {**fields, "maskKey": ""}, encode(original))
+    assert both.status_code == 422
+    foreign = await modify(client, other_api_key, {"modelId": "tiny-sd", "prompt": "p", "imageKey": image_key}, None)
+    assert foreign.status_code == 422 and foreign.json()["error"]["field"] == "imageKey"

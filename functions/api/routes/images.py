@@ -43,7 +43,7 @@ async def modify_image(
 ) -> JobAccepted:
     """Queue an image-to-image job, or inpainting when a `mask` is sent (white = repaint, black = keep
     exactly); poll `GET /v1/images/jobs/{jobId}`."""
-    image = await form.image.read()
+    image = await form.image.read() if form.image is not None else None
     mask = await form.mask.read() if form.mask is not None else None
     job = await submit_modify(
         context, tenant, form, image, mask, traceparent=traceparent if is_valid_traceparent(traceparent) else None

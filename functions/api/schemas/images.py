@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from events import generation as contract
 
@@ -74,17 +74,31 @@ class ModifyImageForm(_GenerationFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: UploadFile = Field(description="The input image (JPEG, PNG or WebP).")
+    image: UploadFile | None = Field(default=None, description="The input image (JPEG, PNG or WebP).")
     mask: UploadFile | None = Field(
         default=None,
         description="Black and white, the image's size: white areas are repainted, black ones kept exactly.",
     )
+    imageKey: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Instead of `image`: a key from POST /v1/uploads(/presigned), for images too big for a request.",
+    )
+    maskKey: str | None = Field(default=None, max_length=64, description="Instead of `mask`: an upload key.")
     strength: float | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
         description="How much to change, 0..1 (0 returns the input). Default 0.8, or 1.0 with a mask.",
     )
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> ModifyImageForm:
+        if (self.image is None) == (self.imageKey is None):
+            raise ValueError("send the input image as the `image` file or as an `imageKey`, exactly one of them")
+        if self.mask is not None and self.maskKey is not None:
+            raise ValueError("send the mask as the `mask` file or as a `maskKey`, not both")
+        return self
 
 
 class JobAccepted(BaseModel):

@@ -24,6 +24,7 @@ from functions.api.schemas.images import (
     ModifyImageForm,
 )
 from functions.api.services.adapters import ResolvedModel, resolve_model
+from functions.api.services.uploads import read_upload_image
 from infra.generation_queue import QueueUnavailable, queue_generation
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
@@ -147,11 +148,20 @@ async def _read_image(context: ServiceContext, data: bytes, field: str) -> Norma
         raise ApiError(exc.status, exc.code, f"{field}: {exc}", field=field) from exc
 
 
+async def _input_image(
+    context: ServiceContext, tenant_id: str, data: bytes | None, upload_key: str | None, field: str
+) -> NormalizedImage:
+    if upload_key is not None:
+        return await read_upload_image(context, tenant_id, upload_key, f"{field}Key")
+    assert data is not None  # the form's validator requires one source
+    return await _read_image(context, data, field)
+
+
 async def submit_modify(
     context: ServiceContext,
     tenant_id: str,
     form: ModifyImageForm,
-    image_bytes: bytes,
+    image_bytes: bytes | None,
     mask_bytes: bytes | None,
     traceparent: str | None = None,
 ) -> dict[str, Any]:
@@ -160,15 +170,17 @@ async def submit_modify(
     Everything is checked before anything is written: the model, the image, the mask's size against the
     image's. The inputs are stored under the job's prefix, then the job is queued."""
     resolved = await resolve_model(context, tenant_id, form.modelId)
-    image = await _read_image(context, image_bytes, "image")
-    mask = await _read_image(context, mask_bytes, "mask") if mask_bytes is not None else None
+    image = await _input_image(context, tenant_id, image_bytes, form.imageKey, "image")
+    mask = None
+    if mask_bytes is not None or form.maskKey is not None:
+        mask = await _input_image(context, tenant_id, mask_bytes, form.maskKey, "mask")
     if mask is not None and (mask.width, mask.height) != (image.width, image.height):
         raise ApiError(
             422,
             "mask_size_mismatch",
             f"the mask is {mask.width}x{mask.height} but the image is {image.width}x{image.height}; "
             "they must be the same size",
-            field="mask",
+            field="maskKey" if form.maskKey is not None else "mask",
         )
     try:
         fitted = await asyncio.to_thread(
@@ -180,7 +192,7 @@ async def submit_modify(
         )
         mask_png = await asyncio.to_thread(binary_mask, mask, (fitted.width, fitted.height)) if mask else None
     except ImageRejected as exc:
-        field = "mask" if exc.code == "empty_mask" else "image"
+        field = ("maskKey" if form.maskKey else "mask") if exc.code == "empty_mask" else "image"
         raise ApiError(exc.status, exc.code, str(exc), field=field) from exc
     job_id = new_job_id()
     image_key = job_input_key(job_id, JobInput.IMAGE)

@@ -20,10 +20,9 @@ from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyle
 from functions.api.services.models import create_model, soft_delete_model
 from functions.api.services.training_data import new_data_id, validate_image
 from functions.api.services.trainings import SEED001_STATUS, start_training
-from functions.api.services.uploads import UPLOAD_KEY_PREFIX
+from functions.api.services.uploads import UPLOAD_KEY_PREFIX, read_upload_image
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
-from infra.repositories.uploads import UploadPurpose, UploadStatus
 from infra.runtime import ServiceContext
 from infra.training_images import store_training_image
 
@@ -67,7 +66,7 @@ async def _pick_styles(context: ServiceContext, tenant_id: str, body: CreatePort
     for index, style_id in enumerate(body.styles):
         if style_id.startswith(UPLOAD_KEY_PREFIX):
             # Seed 004: "an uploaded style image": the subject is painted into it (image-to-image).
-            image = await _from_key(context, tenant_id, style_id, field=f"styles.{index}")
+            image = await read_upload_image(context, tenant_id, style_id, field=f"styles.{index}")
             chosen.append(Style(style_id, "Uploaded style", "", image=image))
         elif style_id in offered:
             chosen.append(offered[style_id])
@@ -91,25 +90,13 @@ async def _from_url(context: ServiceContext, client: Any, index: int, url: str) 
     return await validate_image(context, fetched.body, field=f"imageUrls.{index}")
 
 
-async def _from_key(context: ServiceContext, tenant_id: str, key: str, field: str) -> NormalizedImage:
-    upload = await context.uploads.get_for_tenant(tenant_id, key)
-    if upload is None or upload["purpose"] != UploadPurpose.IMAGE.value:
-        raise ApiError(422, "upload_not_found", f"upload key {key!r} does not exist or has expired", field=field)
-    if upload["status"] != UploadStatus.READY.value:
-        raise ApiError(422, "upload_not_ready", f"upload key {key!r} is {upload['status']}", field=field)
-    data = await context.store.get_bytes(upload["key"])
-    if data is None:
-        raise ApiError(422, "upload_not_found", f"upload key {key!r} has expired", field=field)
-    return await validate_image(context, data, field=field)
-
-
 async def gather_photos(context: ServiceContext, tenant_id: str, body: CreatePortraitRequest) -> list[NormalizedImage]:
     """Fetch (safely) and validate every photo, squared with white padding; the first problem is a 422."""
     settings = context.settings
     async with guarded_client(settings.egress_allowed_networks, settings.url_fetch_timeout_seconds) as client:
         images = await asyncio.gather(
             *(_from_url(context, client, i, str(url)) for i, url in enumerate(body.imageUrls)),
-            *(_from_key(context, tenant_id, key, f"imageKeys.{i}") for i, key in enumerate(body.imageKeys)),
+            *(read_upload_image(context, tenant_id, key, f"imageKeys.{i}") for i, key in enumerate(body.imageKeys)),
         )
     size = settings.portrait_image_size
     return [await asyncio.to_thread(pad_to_square, image, size) for image in images]

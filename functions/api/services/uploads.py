@@ -6,9 +6,11 @@ import secrets
 from typing import Any
 
 from events.storage_keys import upload_image_key, upload_raw_key
+from functions.api.errors import ApiError
 from functions.api.schemas.images import JobErrorOut
 from functions.api.schemas.uploads import PresignedPost, UploadOut
 from functions.api.services.training_data import new_data_id, validate_image
+from infra.images import NormalizedImage
 from infra.repositories.uploads import UploadPurpose, UploadStatus, expires_at_iso
 from infra.runtime import ServiceContext
 
@@ -102,3 +104,16 @@ async def render_upload(
         error=JobErrorOut(**upload["error"]) if upload.get("error") else None,
         upload=post,
     )
+
+
+async def read_upload_image(context: ServiceContext, tenant_id: str, key: str, field: str) -> NormalizedImage:
+    """The image behind one of the caller's ready, unexpired upload keys; 422 naming `field` otherwise."""
+    upload = await context.uploads.get_for_tenant(tenant_id, key)
+    if upload is None or upload["purpose"] != UploadPurpose.IMAGE.value:
+        raise ApiError(422, "upload_not_found", f"upload key {key!r} does not exist or has expired", field=field)
+    if upload["status"] != UploadStatus.READY.value:
+        raise ApiError(422, "upload_not_ready", f"upload key {key!r} is {upload['status']}", field=field)
+    data = await context.store.get_bytes(upload["key"])
+    if data is None:
+        raise ApiError(422, "upload_not_found", f"upload key {key!r} has expired", field=field)
+    return await validate_image(context, data, field=field)
