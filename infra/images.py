@@ -122,6 +122,19 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
+def _derived(source: NormalizedImage, picture: Image.Image) -> NormalizedImage:
+    """`picture` as the normalized image it was made from, keeping where that came from."""
+    png = _png(picture)
+    return NormalizedImage(
+        png=png,
+        width=picture.width,
+        height=picture.height,
+        source_format=source.source_format,
+        source_bytes=source.source_bytes,
+        sha256=hashlib.sha256(png).hexdigest(),
+    )
+
+
 def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
     """The image fitted inside a `size`-pixel square on white, centred (seed 004: square 640x640, padded
     with white when not square, so nothing of the subject is cropped away)."""
@@ -134,15 +147,7 @@ def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
     )
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
-    png = _png(canvas)
-    return NormalizedImage(
-        png=png,
-        width=size,
-        height=size,
-        source_format=image.source_format,
-        source_bytes=image.source_bytes,
-        sha256=hashlib.sha256(png).hexdigest(),
-    )
+    return _derived(image, canvas)
 
 
 def fit_for_generation(image: NormalizedImage, *, max_side: int, min_side: int, multiple: int) -> NormalizedImage:
@@ -160,15 +165,7 @@ def fit_for_generation(image: NormalizedImage, *, max_side: int, min_side: int, 
     if (width, height) == (image.width, image.height):
         return image
     with Image.open(io.BytesIO(image.png)) as source:
-        png = _png(source.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
-    return NormalizedImage(
-        png=png,
-        width=width,
-        height=height,
-        source_format=image.source_format,
-        source_bytes=image.source_bytes,
-        sha256=hashlib.sha256(png).hexdigest(),
-    )
+        return _derived(image, source.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
 
 
 def binary_mask(mask: NormalizedImage, size: tuple[int, int]) -> bytes:

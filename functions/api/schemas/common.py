@@ -1,8 +1,21 @@
-"""Response schemas shared by every route."""
+"""Schemas shared by every route: error bodies, and field types several requests use."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from events.generation import MAX_PROMPT_CHARS
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must not be blank")
+    return value
+
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)]
 
 
 class ErrorDetail(BaseModel):

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events import generation as contract
+from functions.api.schemas.common import Prompt
 
 
 class _GenerationFields(BaseModel):
@@ -18,20 +19,13 @@ class _GenerationFields(BaseModel):
     modelId: str = Field(
         min_length=1, max_length=128, description="A base model name, a trained model's id or a composition's id."
     )
-    prompt: str = Field(min_length=1, max_length=contract.MAX_PROMPT_CHARS)
+    prompt: Prompt
     negativePrompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
     guidanceScale: float | None = Field(default=None, ge=0.0, le=contract.MAX_GUIDANCE)
     numOutputs: int = Field(default=1, ge=1, le=contract.MAX_OUTPUTS)
     numInferenceSteps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
     seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Random when omitted.")
     outputFormat: contract.OutputFormat = contract.OutputFormat.PNG
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
 
 
 class GenerateImageRequest(_GenerationFields):

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import generation as contract
+from functions.api.schemas.common import Prompt
 from functions.api.schemas.images import AdapterUsedOut, JobErrorOut
 
 MIN_PREDICTION_SIDE = 512
@@ -65,11 +66,7 @@ class CreatePredictionRequest(BaseModel):
         max_length=contract.MAX_ADAPTERS,
         description="Models to mix, keyed by any label; each names one succeeded training of the model.",
     )
-    prompt: str = Field(
-        min_length=1,
-        max_length=contract.MAX_PROMPT_CHARS,
-        description="Include a model's trigger word to bring out what it learned.",
-    )
+    prompt: Prompt = Field(description="Include a model's trigger word to bring out what it learned.")
     negative_prompt: str | None = Field(default=None, max_length=contract.MAX_PROMPT_CHARS)
     seed: int | None = Field(default=None, ge=0, le=contract.MAX_SEED, description="Same inputs, same images.")
     image_size: ImageSize | None = Field(default=None, description="Defaults to 512x512.")
@@ -77,13 +74,6 @@ class CreatePredictionRequest(BaseModel):
     output_format: contract.OutputFormat = contract.OutputFormat.PNG
     guidance_scale: float | None = Field(default=None, ge=0.0, le=MAX_GUIDANCE)
     num_inference_steps: int | None = Field(default=None, ge=1, le=contract.MAX_STEPS)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
 
     @field_validator("scaleConfigs")
     @classmethod
