@@ -131,6 +131,7 @@ def resources_for(settings: Settings) -> Resources:
             # One-time tokens (request signatures seen): a conditional put refuses a replay; TTL forgets them.
             TableSpec(name=settings.nonces_table, hash_key="nonce", ttl_attribute="expiresAt"),
             TableSpec(name=settings.uploads_table, hash_key="uploadId", ttl_attribute="expiresAt"),
+            TableSpec(name=settings.idempotency_table, hash_key="scope", ttl_attribute="expiresAt"),
         ),
         queues=(
             QueueSpec(

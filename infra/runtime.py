@@ -9,6 +9,7 @@ from events.states import PORTRAIT, TRAINING, PortraitStatus, TrainingStatus
 from infra.aws import AwsClients
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyRepository
+from infra.repositories.idempotency import IdempotencyRepository
 from infra.repositories.jobs import JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
@@ -73,6 +74,11 @@ class ServiceContext:
     def training_data(self) -> TrainingDataRepository:
         """Training images' records."""
         return TrainingDataRepository(self.clients.dynamodb, self.settings.training_data_table)
+
+    @property
+    def idempotency(self) -> IdempotencyRepository:
+        """Idempotency-Key records."""
+        return IdempotencyRepository(self.clients.dynamodb, self.settings.idempotency_table)
 
     @property
     def nonces(self) -> NonceRepository:

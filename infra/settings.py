@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # network, or loopback in tests), and the limits of one fetch.
     egress_allowed_networks: list[str] = Field(default_factory=list)
     url_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Idempotency-Key on creates: how long a key is remembered, how long a first request holds it (a request
+    # that died frees it after this), and how long a concurrent repeat waits for the first one's response.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    idempotency_lock_seconds: int = Field(default=60, ge=1)
+    idempotency_wait_seconds: float = Field(default=25.0, ge=0, le=300)
     # Seed 004 portraits: images are squared to this size with white padding.
     portrait_image_size: int = Field(default=640, ge=64, le=1024)
     # How old a request signature (seed 000's DELETE) may be, in seconds either way.
@@ -124,6 +129,11 @@ class Settings(BaseSettings):
     def uploads_table(self) -> str:
         """DynamoDB table of uploads (presigned or direct), forgotten by TTL when they expire."""
         return f"{self.resource_prefix}-uploads"
+
+    @property
+    def idempotency_table(self) -> str:
+        """DynamoDB table of Idempotency-Key records (TTL)."""
+        return f"{self.resource_prefix}-idempotency"
 
     @property
     def nonces_table(self) -> str:

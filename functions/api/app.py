@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from functions.api.body_limit import BodySizeLimit
-from functions.api.dependencies import new_context_lock
+from functions.api.dependencies import new_context_lock, open_context
 from functions.api.errors import install_error_handlers
+from functions.api.idempotency import IdempotencyMiddleware
 from functions.api.routes import (
     health,
     images,
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = None
     app.state.context_lock = new_context_lock()
     install_error_handlers(app)
+    # Inside the body limit (added later = outer), so an oversized body is refused before it is buffered.
+    app.add_middleware(IdempotencyMiddleware, open_context=lambda scope: open_context(scope["app"].state))
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,

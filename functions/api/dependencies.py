@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
@@ -28,7 +28,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 async def get_context(request: Request) -> ServiceContext:
     """The process's clients, opened on first use (on Lambda, once per warm container)."""
-    state = request.app.state
+    return await open_context(request.app.state)
+
+
+async def open_context(state: Any) -> ServiceContext:
+    """The app's service context (`state` is the app's state), opened once; 503 if a backend is down."""
     if state.context is None:
         async with state.context_lock:
             if state.context is None:
