@@ -105,6 +105,7 @@ JOBS_BY_TENANT_INDEX = "byTenant"
 JOBS_BY_MODEL_INDEX = "byModel"
 JOBS_QUEUE_INDEX = "byQueue"
 MODELS_BY_TENANT_INDEX = "byTenant"
+DELIVERIES_DUE_INDEX = "byDue"
 
 
 def resources_for(settings: Settings) -> Resources:
@@ -132,6 +133,13 @@ def resources_for(settings: Settings) -> Resources:
             TableSpec(name=settings.nonces_table, hash_key="nonce", ttl_attribute="expiresAt"),
             TableSpec(name=settings.uploads_table, hash_key="uploadId", ttl_attribute="expiresAt"),
             TableSpec(name=settings.idempotency_table, hash_key="scope", ttl_attribute="expiresAt"),
+            TableSpec(name=settings.webhook_secrets_table, hash_key="tenantId"),
+            TableSpec(
+                name=settings.webhook_deliveries_table,
+                hash_key="jobId",
+                range_key="deliveryId",
+                indexes=((DELIVERIES_DUE_INDEX, "due", "nextAttemptAt"),),
+            ),
         ),
         queues=(
             QueueSpec(

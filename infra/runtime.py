@@ -15,6 +15,7 @@ from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
 from infra.repositories.training_data import TrainingDataRepository
 from infra.repositories.uploads import UploadRepository
+from infra.repositories.webhooks import DeliveryRepository, WebhookSecretRepository
 from infra.settings import Settings
 from infra.storage import ArtifactStore
 
@@ -79,6 +80,16 @@ class ServiceContext:
     def idempotency(self) -> IdempotencyRepository:
         """Idempotency-Key records."""
         return IdempotencyRepository(self.clients.dynamodb, self.settings.idempotency_table)
+
+    @property
+    def webhook_secrets(self) -> WebhookSecretRepository:
+        """Tenants' webhook signing secrets."""
+        return WebhookSecretRepository(self.clients.dynamodb, self.settings.webhook_secrets_table)
+
+    @property
+    def deliveries(self) -> DeliveryRepository:
+        """Webhook deliveries."""
+        return DeliveryRepository(self.clients.dynamodb, self.settings.webhook_deliveries_table)
 
     @property
     def nonces(self) -> NonceRepository:

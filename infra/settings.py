@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     idempotency_lock_seconds: int = Field(default=60, ge=1)
     idempotency_wait_seconds: float = Field(default=25.0, ge=0, le=300)
+    # Webhooks: one delivery attempt's time limit, how long a rotated-out secret keeps signing, how long a
+    # dispatcher holds an attempt before another may take it, and (embedded stack) how often the sweep runs.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_secret_overlap_seconds: int = Field(default=24 * 3600, ge=0)
+    webhook_lease_seconds: int = Field(default=60, ge=1)
+    webhook_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    kafka_webhooks_consumer_group: str = "lorafoundry-webhooks"
     # Seed 004 portraits: images are squared to this size with white padding.
     portrait_image_size: int = Field(default=640, ge=64, le=1024)
     # How old a request signature (seed 000's DELETE) may be, in seconds either way.
@@ -134,6 +141,16 @@ class Settings(BaseSettings):
     def idempotency_table(self) -> str:
         """DynamoDB table of Idempotency-Key records (TTL)."""
         return f"{self.resource_prefix}-idempotency"
+
+    @property
+    def webhook_secrets_table(self) -> str:
+        """DynamoDB table of each tenant's webhook signing secrets."""
+        return f"{self.resource_prefix}-webhook-secrets"
+
+    @property
+    def webhook_deliveries_table(self) -> str:
+        """DynamoDB table of webhook deliveries and their retry schedule."""
+        return f"{self.resource_prefix}-webhook-deliveries"
 
     @property
     def nonces_table(self) -> str:

@@ -20,6 +20,7 @@ from functions.api.routes import (
     training_data,
     trainings,
     uploads,
+    webhooks,
 )
 from infra.settings import Settings, get_settings
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads.router,
         portraits.router,
         predictions.router,
+        webhooks.router,
     ):
         app.include_router(router)
     return app

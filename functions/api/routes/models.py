@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from events.envelope import is_valid_traceparent
@@ -13,7 +14,7 @@ from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, SignedDep, TenantDep
 from functions.api.errors import ApiError
-from functions.api.schemas.common import ERROR_RESPONSES
+from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
 from functions.api.schemas.models import (
     CreateModelRequest,
     ModelEnvelope,
@@ -27,6 +28,7 @@ from functions.api.schemas.models import (
 from functions.api.services import models as service
 from functions.api.services.training_data import new_data_id, store_image, validate_image
 from functions.api.services.trainings import estimated_completion, start_training
+from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -126,11 +128,18 @@ async def train_model(
     images: Annotated[list[UploadFile] | None, File(alias="images[]", description="Training images.")] = None,
     images_plain: Annotated[list[UploadFile] | None, File(alias="images", description="Same, without []")] = None,
     trainingParams: Annotated[str | None, Form(max_length=20_000)] = None,
+    webhook: Annotated[str | None, Form(max_length=2048)] = None,
+    webhookEvents: Annotated[list[str] | None, Form()] = None,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> TrainAccepted:
     """Seed 000: store the uploaded images and start training in one call."""
     files = [*(images or []), *(images_plain or [])]
     parameters = _training_params(trainingParams)
+    try:
+        subscription = WebhookFields.model_validate({"webhook": webhook, "webhookEvents": webhookEvents})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(), body=None) from None
+    webhook_fields = webhook_record(context, subscription)
     model = await service.require_model(context, tenant, modelId)
     if len(files) > MAX_TRAINING_IMAGES:
         raise ApiError(422, "too_many_images", f"send at most {MAX_TRAINING_IMAGES} images", field="images")
@@ -153,6 +162,7 @@ async def train_model(
         model,
         request_parameters=parameters or None,
         traceparent=traceparent if is_valid_traceparent(traceparent) else None,
+        extra=webhook_fields,
     )
     return TrainAccepted(
         modelId=modelId,

@@ -13,6 +13,7 @@ from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import StartTrainingRequest, TrainingAccepted, TrainingSummary, TrainingView
 from functions.api.services import trainings as service
 from functions.api.services.models import require_model
+from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models/{modelId}/trainings", tags=["trainings"], responses=ERROR_RESPONSES)
 
@@ -39,6 +40,7 @@ async def start_training(
         speed=body.trainingSpeed,
         request_parameters=body.parameters.applied() if body.parameters else None,
         traceparent=traceparent if is_valid_traceparent(traceparent) else None,
+        extra=webhook_record(context, body),
     )
     response.headers["Location"] = f"/v1/models/{modelId}/trainings/{training['jobId']}"
     return TrainingAccepted(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from events.generation import MAX_PROMPT_CHARS
+from events.webhooks import MAX_URL_CHARS, WebhookEvent, WebhookSubscription
 
 
 def _not_blank(value: str) -> str:
@@ -16,6 +17,63 @@ def _not_blank(value: str) -> str:
 
 
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)]
+
+
+class WebhookSubscriptionOut(BaseModel):
+    """A job's webhook, as its request set it."""
+
+    url: str
+    events: list[str]
+
+
+class WebhookFields(BaseModel):
+    """`webhook` and `webhookEvents`, accepted by every job-creating request."""
+
+    webhook: str | None = Field(
+        default=None,
+        max_length=MAX_URL_CHARS,
+        description="An http(s) URL called with a signed POST (Standard Webhooks) when the job reaches the "
+        "subscribed events. Only public addresses are called, checked at connect time and on every redirect.",
+    )
+    webhookEvents: list[WebhookEvent] | None = Field(
+        default=None,
+        description="start, progress, completed, failed, canceled, checkpoint (trainings). Default: completed, "
+        "failed, canceled. In a form: repeat the field or separate with commas.",
+    )
+
+    @field_validator("webhookEvents", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                WebhookSubscription(url=value)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> WebhookFields:
+        if self.webhookEvents is not None and self.webhook is None:
+            raise ValueError("webhookEvents needs a webhook URL")
+        return self
+
+    def subscription(self) -> WebhookSubscription | None:
+        """The webhook subscription the request asked for, if any."""
+        if self.webhook is None:
+            return None
+        fields: dict[str, object] = {"url": self.webhook}
+        if self.webhookEvents:
+            fields["events"] = self.webhookEvents
+        return WebhookSubscription.model_validate(fields)
 
 
 class ErrorDetail(BaseModel):

@@ -10,10 +10,11 @@ from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events import generation as contract
-from functions.api.schemas.common import Prompt
+from functions.api.schemas.common import Prompt, WebhookFields, WebhookSubscriptionOut
+from functions.api.schemas.webhooks import DeliveryOut
 
 
-class _GenerationFields(BaseModel):
+class _GenerationFields(WebhookFields):
     """Fields every seed 002 generation takes."""
 
     modelId: str = Field(
@@ -159,3 +160,5 @@ class JobView(BaseModel):
     images: list[ImageOut] = Field(default_factory=list)
     error: JobErrorOut | None = None
     timings: dict[str, float] | None = None
+    webhook: WebhookSubscriptionOut | None = None
+    deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")

@@ -11,8 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import generation as contract
-from functions.api.schemas.common import Prompt
+from functions.api.schemas.common import Prompt, WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.images import AdapterUsedOut, JobErrorOut
+from functions.api.schemas.webhooks import DeliveryOut
 
 MIN_PREDICTION_SIDE = 512
 MAX_PREDICTION_SIDE = 1536
@@ -43,7 +44,7 @@ class ImageSize(BaseModel):
     height: int = Field(ge=MIN_PREDICTION_SIDE, le=MAX_PREDICTION_SIDE, multiple_of=contract.SIDE_MULTIPLE)
 
 
-class CreatePredictionRequest(BaseModel):
+class CreatePredictionRequest(WebhookFields):
     """`POST /v1/predictions`: several trained models mixed by weight in `scaleConfigs`."""
 
     model_config = ConfigDict(
@@ -114,3 +115,5 @@ class PredictionView(BaseModel):
     completedAt: datetime | None = None
     error: JobErrorOut | None = None
     timings: dict[str, float] | None = None
+    webhook: WebhookSubscriptionOut | None = None
+    deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")

@@ -6,10 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.api.schemas.common import WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.models import TrainingParametersIn
+from functions.api.schemas.webhooks import DeliveryOut
 
 
-class StartTrainingRequest(BaseModel):
+class StartTrainingRequest(WebhookFields):
     """`POST /v1/models/{id}/trainings`: seed 001's preset knobs, or seed 003 `parameters`."""
 
     model_config = ConfigDict(
@@ -72,6 +74,8 @@ class TrainingView(BaseModel):
     epochs: list[TrainingEpochView] = []
     parameters: dict[str, Any]
     error: dict[str, str] | None = None
+    webhook: WebhookSubscriptionOut | None = None
+    deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")
 
 
 class TrainingSummary(BaseModel):

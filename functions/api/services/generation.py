@@ -25,6 +25,7 @@ from functions.api.schemas.images import (
 )
 from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
+from functions.api.services.webhooks import job_deliveries, webhook_record
 from infra.generation_queue import QueueUnavailable, queue_generation
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
@@ -128,9 +129,10 @@ async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
     """Queue the text-to-image job a seed 002 request describes; returns the job record."""
+    webhook = webhook_record(context, body)
     resolved = await resolve_model(context, tenant_id, body.modelId)
     data = build_generation(new_job_id(), GenerationOptions.of(body), resolved)
-    return await queue(context, tenant_id, data, traceparent)
+    return await queue(context, tenant_id, data, traceparent, extra=webhook)
 
 
 async def _read_image(context: ServiceContext, data: bytes, field: str) -> NormalizedImage:
@@ -169,6 +171,7 @@ async def submit_modify(
 
     Everything is checked before anything is written: the model, the image, the mask's size against the
     image's. The inputs are stored under the job's prefix, then the job is queued."""
+    webhook = webhook_record(context, form)
     resolved = await resolve_model(context, tenant_id, form.modelId)
     image = await _input_image(context, tenant_id, image_bytes, form.imageKey, "image")
     mask = None
@@ -209,7 +212,7 @@ async def submit_modify(
     await context.store.put_bytes(image_key, fitted.png, "image/png")
     if mask_key is not None and mask_png is not None:
         await context.store.put_bytes(mask_key, mask_png, "image/png")
-    return await queue(context, tenant_id, data, traceparent)
+    return await queue(context, tenant_id, data, traceparent, extra=webhook)
 
 
 _SEED002_STATUS = {
@@ -275,4 +278,6 @@ async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
         images=images,
         error=error,
         timings=timings or None,
+        webhook=job.get("webhook"),
+        deliveries=await job_deliveries(context, job),
     )

@@ -21,6 +21,7 @@ from functions.api.services.generation import (
     queue,
     render_job,
 )
+from functions.api.services.webhooks import webhook_record
 from infra.runtime import ServiceContext
 
 # Seed 001 renders predictions as it renders trainings.
@@ -39,6 +40,7 @@ async def submit_prediction(
     context: ServiceContext, tenant_id: str, body: CreatePredictionRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
     """Check every model and training, then queue one generation mixing their adapters by weight."""
+    webhook = webhook_record(context, body)
     choices = [
         await training_adapter(
             context, tenant_id, config.modelId, config.trainingId, scale=config.scale, field=f"scaleConfigs.{label}"
@@ -62,7 +64,7 @@ async def submit_prediction(
         size_fields=("image_size.width", "image_size.height"),
     )
     data = build_generation(new_job_id(), options, resolved)
-    return await queue(context, tenant_id, data, traceparent, extra={LABELS_FIELD: list(body.scaleConfigs)})
+    return await queue(context, tenant_id, data, traceparent, extra={LABELS_FIELD: list(body.scaleConfigs), **webhook})
 
 
 async def require_prediction(context: ServiceContext, tenant_id: str, prediction_id: str) -> dict[str, Any]:
@@ -104,6 +106,8 @@ async def render_prediction(context: ServiceContext, job: dict[str, Any]) -> Pre
         completedAt=view.completedAt,
         error=view.error if job["status"] != GenerationStatus.CANCELED.value else None,
         timings=view.timings,
+        webhook=view.webhook,
+        deliveries=view.deliveries,
     )
 
 

@@ -26,6 +26,7 @@ from functions.api.services.training_params import (
     estimated_seconds,
     resolve_parameters,
 )
+from functions.api.services.webhooks import job_deliveries
 from infra.generation_queue import PUBLISH_TIMEOUT_S
 from infra.lifecycle import publish_lifecycle_once
 from infra.model_outcome import settle_model
@@ -218,6 +219,8 @@ async def render_training(context: ServiceContext, training: dict[str, Any]) -> 
         epochs=epochs,
         parameters=training["request"]["parameters"],
         error=error,
+        webhook=training.get("webhook"),
+        deliveries=await job_deliveries(context, training),
     )
 
 

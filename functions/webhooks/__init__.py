@@ -1,0 +1,1 @@
+"""Signed webhook deliveries of job events, retried on a persisted schedule."""

@@ -1,0 +1,199 @@
+"""Webhook dispatch: lifecycle events become deliveries, deliveries become signed POSTs on a persisted schedule.
+
+Every step is safe to repeat. A delivery's id is derived from its job and event, so a redelivered lifecycle
+event finds it recorded; an attempt is taken with a conditional write before it is sent; its outcome and the
+next attempt's time are written after. The schedule lives in DynamoDB, so a dispatcher that restarts (or a
+second one) carries on where the first stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from events.lifecycle import JobLifecycle
+from events.webhooks import (
+    DEFAULT_POLICY,
+    EVENT_FOR_STATUS,
+    Decision,
+    RetryPolicy,
+    Verdict,
+    WebhookEvent,
+    WebhookSubscription,
+    decide,
+    delivery_id,
+    payload,
+)
+from infra.egress import EgressRefused, guarded_client
+from infra.repositories.webhooks import schedule_time
+from infra.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+USER_AGENT = "LoRA-Foundry-Webhooks/1"
+# What a delivery's record keeps of a receiver's answer.
+_MAX_RESPONSE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one POST got: an HTTP status, or an error without one (`refused`: never to be retried)."""
+
+    status: int | None
+    retry_after: str | None
+    error: str | None
+    elapsed_ms: float
+    refused: bool = False
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def signature_headers(delivery_id_: str, timestamp: datetime, body: str, secrets: list[str]) -> dict[str, str]:
+    """Standard Webhooks headers; during a rotation the body is signed with both secrets (space-separated)."""
+    signatures = " ".join(Webhook(secret).sign(delivery_id_, timestamp, body) for secret in secrets)
+    return {
+        "webhook-id": delivery_id_,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+class Dispatcher:
+    """Records and sends one process's deliveries. `clock` and `rng` are injectable for tests."""
+
+    def __init__(
+        self,
+        context: ServiceContext,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self.context = context
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.policy = policy
+
+    async def on_lifecycle(self, event: JobLifecycle) -> None:
+        """Record (once) the delivery a lifecycle event calls for, and attempt it at once."""
+        data = event.data
+        webhook_event = EVENT_FOR_STATUS.get(data.status)
+        if webhook_event is None:
+            return
+        job = await self.context.jobs.get(data.jobId)
+        if job is None or not job.get("webhook") or job.get("tenantId") != event.tenantid:
+            return
+        subscription = WebhookSubscription.model_validate(job["webhook"])
+        if webhook_event not in subscription.events:
+            return
+        await self.record_and_send(
+            job,
+            webhook_event,
+            payload(
+                webhook_event,
+                data.jobId,
+                data.kind,
+                data.status,
+                data.occurredAt,
+                error=data.error.model_dump() if data.error else None,
+            ),
+        )
+
+    async def record_and_send(
+        self, job: dict[str, Any], event: WebhookEvent, body: dict[str, Any], sequence: str = ""
+    ) -> None:
+        """Record a delivery of `body` for `job` (once per event and sequence) and attempt it if due."""
+        now = self.clock()
+        subscription = WebhookSubscription.model_validate(job["webhook"])
+        record = {
+            "jobId": job["jobId"],
+            "deliveryId": delivery_id(job["jobId"], event, sequence),
+            "tenantId": job["tenantId"],
+            "event": event.value,
+            "url": str(subscription.url),
+            "body": json.dumps(body, separators=(",", ":")),
+            "status": "pending",
+            "createdAt": schedule_time(now),
+            "nextAttemptAt": schedule_time(now),
+        }
+        await self.context.deliveries.create(record)
+        found = await self.context.deliveries.get(record["jobId"], record["deliveryId"])
+        if found is not None and found.get("due") and found["nextAttemptAt"] <= schedule_time(now):
+            await self.attempt(found)
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Attempt every delivery that is due; returns how many were attempted."""
+        attempted = 0
+        for delivery in await self.context.deliveries.due(self.clock(), limit):
+            attempted += await self.attempt(delivery)
+        return attempted
+
+    async def attempt(self, delivery: dict[str, Any]) -> bool:
+        """Take, send and record one attempt of `delivery`; False if another dispatcher holds it."""
+        now = self.clock()
+        lease = now + timedelta(seconds=self.context.settings.webhook_lease_seconds)
+        if not await self.context.deliveries.take(delivery, lease):
+            return False
+        outcome = await self._send(delivery, now)
+        number = len(delivery.get("attempts", [])) - int(delivery.get("scheduleStart", 0)) + 1
+        decision = decide(number, outcome.status, outcome.retry_after, self.clock(), self.policy, self.rng)
+        if outcome.refused:
+            # A forbidden address stays forbidden: retrying would only knock on the same door.
+            decision = Decision(Verdict.GAVE_UP)
+        attempt = {
+            "at": schedule_time(now),
+            "statusCode": outcome.status,
+            "error": outcome.error,
+            "durationMs": round(outcome.elapsed_ms, 1),
+            "verdict": decision.verdict.value,
+        }
+        final_status = {
+            Verdict.DELIVERED: "delivered",
+            Verdict.GONE: "gone",
+            Verdict.GAVE_UP: "failed",
+            Verdict.RETRY: "pending",
+        }[decision.verdict]
+        await self.context.deliveries.record_attempt(delivery, attempt, final_status, decision.next_attempt_at)
+        log.info(
+            "webhook %s -> %s: %s (%s)",
+            delivery["deliveryId"],
+            delivery["url"],
+            decision.verdict,
+            outcome.status or outcome.error,
+        )
+        return True
+
+    async def _send(self, delivery: dict[str, Any], now: datetime) -> Outcome:
+        settings = self.context.settings
+        secrets = await self.context.webhook_secrets.signing_secrets(delivery["tenantId"])
+        headers = {
+            **signature_headers(delivery["deliveryId"], now, delivery["body"], secrets),
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+        }
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000
+
+        try:
+            async with guarded_client(settings.egress_allowed_networks, settings.webhook_timeout_seconds) as client:
+                response = await client.post(delivery["url"], content=delivery["body"].encode(), headers=headers)
+        except EgressRefused as exc:
+            return Outcome(None, None, f"refused: {exc}", elapsed(), refused=True)
+        except httpx.HTTPError as exc:
+            return Outcome(None, None, f"{type(exc).__name__}: {exc}"[:_MAX_RESPONSE_CHARS], elapsed())
+        error = None if response.is_success else (response.text[:_MAX_RESPONSE_CHARS] or None)
+        return Outcome(response.status_code, response.headers.get("retry-after"), error, elapsed())

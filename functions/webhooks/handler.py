@@ -1,0 +1,51 @@
+"""Lambda handler of the webhooks function, with two triggers:
+
+- the lifecycle topic (an MSK / self-managed Kafka event source mapping): each event becomes the delivery
+  its job subscribed to, attempted at once;
+- a schedule (EventBridge, every minute on AWS; every few seconds in the embedded stack): every delivery
+  whose retry is due is attempted.
+An error fails the invocation; the event source retries the batch, which every step tolerates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from functions.kafka_events import lifecycle_events
+from functions.lambda_runtime import AsyncLambda
+from functions.webhooks.dispatch import Dispatcher
+from infra.runtime import ServiceContext
+from infra.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+
+
+def is_scheduled_event(event: dict[str, Any]) -> bool:
+    """Whether `event` is EventBridge's scheduled-rule event."""
+    return event.get("source") == "aws.events" and event.get("detail-type") == SCHEDULED_DETAIL_TYPE
+
+
+async def process_event(context: ServiceContext, event: dict[str, Any]) -> dict[str, Any]:
+    """Route one invocation by its trigger."""
+    dispatcher = Dispatcher(context)
+    if is_scheduled_event(event):
+        return {"attempted": await dispatcher.sweep()}
+    handled = 0
+    for lifecycle in lifecycle_events(event):
+        await dispatcher.on_lifecycle(lifecycle)
+        handled += 1
+    return {"events": handled}
+
+
+class WebhooksLambda(AsyncLambda):
+    """The webhooks function."""
+
+    def __init__(self, settings_factory: Callable[[], Settings] = get_settings) -> None:
+        super().__init__(process_event, settings_factory)
+
+
+handler = WebhooksLambda()
