@@ -23,6 +23,7 @@ from events.topics import JOB_LIFECYCLE
 from infra.bootstrap import bootstrap
 from infra.local.kafka_source import READY_LINE as KAFKA_SOURCE_READY_LINE
 from infra.local.processes import ManagedProcess, free_port, port_open
+from infra.local.scheduler import READY_LINE as SCHEDULER_READY_LINE
 from infra.repositories.api_keys import generate_api_key
 from infra.settings import Settings
 from infra.signing import generate_signing_secret
@@ -35,6 +36,7 @@ TRAINER_MODULE = "workers.trainer"
 TRAINER_READY_LINE = "trainer worker ready"
 POLLER_READY_LINE = "sqs poller ready"
 PORTRAITS_HANDLER = "functions.portraits.handler.handler"
+WEBHOOKS_HANDLER = "functions.webhooks.handler.handler"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
 
 
@@ -230,6 +232,40 @@ class EmbeddedStack:
         )
         portraits.wait_ready(lambda: portraits.log_contains(KAFKA_SOURCE_READY_LINE), 60)
         timed("portraits (lifecycle consumer)", settings.kafka_portraits_consumer_group, started)
+
+        started = time.perf_counter()
+        webhooks = self._process(
+            "webhooks",
+            [
+                sys.executable,
+                "-m",
+                "infra.local.kafka_source",
+                "--handler",
+                WEBHOOKS_HANDLER,
+                "--topic",
+                JOB_LIFECYCLE,
+                "--group",
+                settings.kafka_webhooks_consumer_group,
+            ],
+        )
+        # The retry sweep: EventBridge's schedule, played by a process invoking the same function.
+        sweep = self._process(
+            "webhooks-sweep",
+            [
+                sys.executable,
+                "-m",
+                "infra.local.scheduler",
+                "--handler",
+                WEBHOOKS_HANDLER,
+                "--every",
+                str(settings.webhook_sweep_interval_seconds),
+                "--rule",
+                "webhook-retries",
+            ],
+        )
+        webhooks.wait_ready(lambda: webhooks.log_contains(KAFKA_SOURCE_READY_LINE), 60)
+        sweep.wait_ready(lambda: sweep.log_contains(SCHEDULER_READY_LINE), 60)
+        timed("webhooks (lifecycle consumer + retry schedule)", settings.kafka_webhooks_consumer_group, started)
 
         started = time.perf_counter()
         workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]

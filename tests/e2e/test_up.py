@@ -7,14 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from infra.local.processes import port_open, wait_until
 from infra.local.stack import StackInfo
+from tests.http_server import LoopbackServer, loopback_server
 from tests.journeys import QUICK, png
 
 pytestmark = pytest.mark.e2e
@@ -52,10 +55,23 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.fixture
+def hooks() -> Iterator[LoopbackServer]:
+    """A webhook receiver on loopback."""
+    with loopback_server() as server:
+        server.routes["/hook"] = (200, {}, b"ok")
+        yield server
+
+
+def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path, hooks: LoopbackServer) -> None:
     state_file = tmp_path / "stack.json"
     log_dir = tmp_path / "logs"
-    env = {**os.environ, "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models")}
+    env = {
+        **os.environ,
+        "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models"),
+        # The operator allows loopback for outgoing calls: the test's webhook receiver listens there.
+        "LF_EGRESS_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file), "--log-dir", str(log_dir)],
         cwd=ROOT,
@@ -73,7 +89,14 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {info.api_key}"}
         with httpx.Client(base_url=info.api_url, headers=headers, timeout=30) as client:
             response = client.post(
-                "/v1/images/generate", json={"modelId": "tiny-sd", "prompt": "a red fox", "numOutputs": 1, "seed": 5}
+                "/v1/images/generate",
+                json={
+                    "modelId": "tiny-sd",
+                    "prompt": "a red fox",
+                    "numOutputs": 1,
+                    "seed": 5,
+                    "webhook": f"{hooks.base_url}/hook",
+                },
             )
             assert response.status_code == 202, response.text
             job_id = response.json()["jobId"]
@@ -88,6 +111,11 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
             image = httpx.get(view["images"][0]["url"], timeout=30)
             assert image.content.startswith(b"\x89PNG")
             assert client.get("/v1/images/jobs/job_missing").status_code == 404
+            # The webhooks function (lifecycle topic) called the job's webhook, signed with the tenant's secret.
+            wait_until(lambda: len(hooks.posts) >= 1, 60, "the webhook delivery", interval_s=0.1)
+            secret = client.get("/v1/webhooks/secret").json()["secret"]
+            delivered = Webhook(secret).verify(hooks.posts[0].body, hooks.posts[0].headers)
+            assert delivered["type"] == "job.completed" and delivered["data"]["jobId"] == job_id
 
             # The whole seed 004 journey through the running stack: upload, train, then the portraits
             # function (lifecycle topic) queues the style's generation with the trained adapter.
@@ -116,7 +144,8 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path) -> None:
         ports = _ports(info)
         assert all(port_open(p) for p in ports)
         children = _descendants(process.pid)
-        assert len(children) >= 7, children  # moto, tansu, api, poller, portraits, worker, trainer
+        # moto, tansu, api, poller, portraits, webhooks, webhooks-sweep, worker, trainer
+        assert len(children) >= 9, children
     finally:
         process.send_signal(signal.SIGINT)
         try:
