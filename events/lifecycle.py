@@ -12,7 +12,10 @@ JOB_STARTED = f"{TYPE_PREFIX}job.started.v1"
 JOB_SUCCEEDED = f"{TYPE_PREFIX}job.succeeded.v1"
 JOB_FAILED = f"{TYPE_PREFIX}job.failed.v1"
 JOB_CANCELED = f"{TYPE_PREFIX}job.canceled.v1"
-LIFECYCLE_TYPES = (JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED)
+# Not status changes: a running training's progress, and an epoch's checkpoint written.
+JOB_PROGRESS = f"{TYPE_PREFIX}job.progress.v1"
+JOB_CHECKPOINT = f"{TYPE_PREFIX}job.checkpoint.v1"
+LIFECYCLE_TYPES = (JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED, JOB_PROGRESS, JOB_CHECKPOINT)
 
 # The lifecycle event announcing that a job reached a status (statuses in internal words).
 EVENT_TYPE_FOR_STATUS = {
@@ -36,6 +39,16 @@ class JobError(BaseModel):
     message: str = Field(min_length=1, max_length=2000)
 
 
+class JobProgress(BaseModel):
+    """Where a running job is (trainings: steps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(ge=0)
+    totalSteps: int = Field(ge=1)
+    loss: float | None = None
+
+
 class JobLifecycleData(BaseModel):
     """The `data` of every lifecycle event."""
 
@@ -47,6 +60,8 @@ class JobLifecycleData(BaseModel):
     occurredAt: AwareDatetime
     outputs: list[str] = Field(default_factory=list, description="S3 keys of the outputs, on success.")
     error: JobError | None = None
+    progress: JobProgress | None = Field(default=None, description="job.progress: where the job is.")
+    epoch: str | None = Field(default=None, description="job.checkpoint: the epoch whose checkpoint was written.")
 
 
 class JobLifecycle(CloudEvent[JobLifecycleData]):
@@ -57,9 +72,12 @@ class JobLifecycle(CloudEvent[JobLifecycleData]):
         "ai.lorafoundry.job.succeeded.v1",
         "ai.lorafoundry.job.failed.v1",
         "ai.lorafoundry.job.canceled.v1",
+        "ai.lorafoundry.job.progress.v1",
+        "ai.lorafoundry.job.checkpoint.v1",
     ]
 
 
-def lifecycle_event_id(job_id: str, status: str) -> str:
-    """Deterministic event id, so a re-published transition is recognisably the same event."""
-    return f"{job_id}:{status}"
+def lifecycle_event_id(job_id: str, status: str, sequence: str = "") -> str:
+    """Deterministic event id, so a re-published transition is recognisably the same event (`sequence` tells
+    one progress or checkpoint event of a job from another)."""
+    return f"{job_id}:{status}" + (f":{sequence}" if sequence else "")

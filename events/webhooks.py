@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from events.lifecycle import JOB_CANCELED, JOB_CHECKPOINT, JOB_FAILED, JOB_PROGRESS, JOB_STARTED, JOB_SUCCEEDED
+
 
 class WebhookEvent(StrEnum):
     """What a job-creating request can subscribe its webhook to."""
@@ -28,14 +30,14 @@ class WebhookEvent(StrEnum):
 
 
 DEFAULT_EVENTS = (WebhookEvent.COMPLETED, WebhookEvent.FAILED, WebhookEvent.CANCELED)
-# The lifecycle status (internal words) each event answers to.
-EVENT_FOR_STATUS = {
-    "processing": WebhookEvent.START,
-    "running": WebhookEvent.START,
-    "completed": WebhookEvent.COMPLETED,
-    "succeeded": WebhookEvent.COMPLETED,
-    "failed": WebhookEvent.FAILED,
-    "canceled": WebhookEvent.CANCELED,
+# The lifecycle event type each webhook event answers to.
+EVENT_FOR_TYPE = {
+    JOB_STARTED: WebhookEvent.START,
+    JOB_PROGRESS: WebhookEvent.PROGRESS,
+    JOB_SUCCEEDED: WebhookEvent.COMPLETED,
+    JOB_FAILED: WebhookEvent.FAILED,
+    JOB_CANCELED: WebhookEvent.CANCELED,
+    JOB_CHECKPOINT: WebhookEvent.CHECKPOINT,
 }
 MAX_URL_CHARS = 2048
 

@@ -8,9 +8,12 @@ from typing import Any
 from events.envelope import utcnow
 from events.lifecycle import (
     EVENT_TYPE_FOR_STATUS,
+    JOB_CHECKPOINT,
+    JOB_PROGRESS,
     JobError,
     JobLifecycle,
     JobLifecycleData,
+    JobProgress,
     lifecycle_event_id,
 )
 from events.topics import JOB_LIFECYCLE
@@ -47,3 +50,38 @@ async def publish_lifecycle_once(context: ServiceContext, job: dict[str, Any], s
         return
     await context.publisher.publish(JOB_LIFECYCLE, lifecycle_event(job, status, source))
     await context.jobs.mark_published(job["jobId"], status.value)
+
+
+async def publish_progress_event(
+    context: ServiceContext,
+    job: dict[str, Any],
+    source: str,
+    *,
+    progress: JobProgress | None = None,
+    epoch: str | None = None,
+) -> None:
+    """Announce a running job's progress (`progress`) or a checkpoint written (`epoch`): not status changes,
+    so nothing is recorded; a lost one is superseded by the next."""
+    if epoch is not None:
+        event_type, name, sequence = JOB_CHECKPOINT, "checkpoint", epoch
+    else:
+        assert progress is not None
+        event_type, name, sequence = JOB_PROGRESS, "progress", str(progress.step)
+    await context.publisher.publish(
+        JOB_LIFECYCLE,
+        JobLifecycle(
+            id=lifecycle_event_id(job["jobId"], name, sequence),
+            type=event_type,  # type: ignore[arg-type]
+            subject=job["jobId"],
+            source=source,
+            tenantid=job["tenantId"],
+            data=JobLifecycleData(
+                jobId=job["jobId"],
+                kind=job.get("kind", "generation"),
+                status=job["status"],
+                occurredAt=utcnow(),
+                progress=progress,
+                epoch=epoch,
+            ),
+        ),
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.generation import GenerationMode, GenerationRequestedData
-from events.lifecycle import JobLifecycle
+from events.lifecycle import JOB_CHECKPOINT, JOB_PROGRESS, JobLifecycle
 from events.states import GENERATION, GenerationStatus, PortraitStatus, TrainingStatus
 from infra.base_models import base_model_registry
 from infra.generation_queue import queue_generation
@@ -94,6 +94,8 @@ async def finish_if_done(context: ServiceContext, portrait: dict[str, Any]) -> N
 async def on_lifecycle(context: ServiceContext, event: JobLifecycle) -> None:
     """React to one lifecycle event if it concerns a portrait's training or generations."""
     data = event.data
+    if event.type in (JOB_PROGRESS, JOB_CHECKPOINT):
+        return  # not status changes
     repository = context.trainings if data.kind == "training" else context.jobs
     job = await repository.get(data.jobId)
     if job is None or not job.get("portraitId"):

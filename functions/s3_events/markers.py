@@ -6,12 +6,15 @@ import logging
 from enum import StrEnum
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from events.envelope import utcnow
+from events.lifecycle import JobProgress
 from events.markers import GenerationResult, JobFailure
 from events.states import TRAINING, GenerationStatus, TrainingStatus
 from events.storage_keys import JobKind, JobMarkerRef, Marker
 from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
-from infra.lifecycle import publish_lifecycle_once
+from infra.lifecycle import publish_lifecycle_once, publish_progress_event
 from infra.model_outcome import settle_model
 from infra.repositories.jobs import AdvanceOutcome, JobRepository
 from infra.runtime import ServiceContext
@@ -94,17 +97,35 @@ async def _advance_and_announce(
     return advance.outcome, job
 
 
+async def _announce_progress(
+    context: ServiceContext, job_id: str, *, progress: JobProgress | None = None, epoch: str | None = None
+) -> None:
+    job = await context.trainings.get(job_id)
+    if job is None or job.get("status") != TrainingStatus.RUNNING.value:
+        return  # progress of a job that already ended (a late notification) is news to nobody
+    try:
+        await publish_progress_event(context, job, "/lorafoundry/s3-events", progress=progress, epoch=epoch)
+    except KafkaError:
+        # Progress is superseded by the next report; a status change would be retried, this is not.
+        log.warning("could not announce progress of %s", job_id, exc_info=True)
+
+
 async def _apply_training_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> StrEnum | None:
     body = await _read(context, key)
     if ref.epoch is not None:
         checkpoint = EpochCheckpoint.model_validate(body)
         info = checkpoint.model_dump(mode="json", exclude={"trainingId", "epoch"})
         recorded = await context.trainings.record_epoch(ref.job_id, checkpoint.epoch, info)
+        if recorded:
+            await _announce_progress(context, ref.job_id, epoch=checkpoint.epoch)
         return AdvanceOutcome.APPLIED if recorded else AdvanceOutcome.MISSING
     assert ref.marker is not None
     if ref.marker is Marker.PROGRESS:
         progress = TrainingProgress.model_validate(body)
         newer = await context.trainings.record_progress(ref.job_id, progress.model_dump(mode="json"))
+        if newer:
+            step = JobProgress(step=progress.step, totalSteps=progress.totalSteps, loss=progress.loss)
+            await _announce_progress(context, ref.job_id, progress=step)
         return AdvanceOutcome.APPLIED if newer else AdvanceOutcome.REJECTED
     target = _TRAINING_TARGETS[ref.marker]
     job_fields, model_fields = _training_fields(ref.marker, body)

@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 from events.lifecycle import JobLifecycle
 from events.webhooks import (
     DEFAULT_POLICY,
-    EVENT_FOR_STATUS,
+    EVENT_FOR_TYPE,
     Decision,
     RetryPolicy,
     Verdict,
@@ -89,7 +89,7 @@ class Dispatcher:
     async def on_lifecycle(self, event: JobLifecycle) -> None:
         """Record (once) the delivery a lifecycle event calls for, and attempt it at once."""
         data = event.data
-        webhook_event = EVENT_FOR_STATUS.get(data.status)
+        webhook_event = EVENT_FOR_TYPE.get(event.type)
         if webhook_event is None:
             return
         job = await self.context.jobs.get(data.jobId)
@@ -98,18 +98,18 @@ class Dispatcher:
         subscription = WebhookSubscription.model_validate(job["webhook"])
         if webhook_event not in subscription.events:
             return
-        await self.record_and_send(
-            job,
+        body = payload(
             webhook_event,
-            payload(
-                webhook_event,
-                data.jobId,
-                data.kind,
-                data.status,
-                data.occurredAt,
-                error=data.error.model_dump() if data.error else None,
-            ),
+            data.jobId,
+            data.kind,
+            data.status,
+            data.occurredAt,
+            error=data.error.model_dump() if data.error else None,
+            progress=data.progress.model_dump() if data.progress else None,
+            epoch=data.epoch,
         )
+        sequence = data.epoch or (str(data.progress.step) if data.progress else "")
+        await self.record_and_send(job, webhook_event, body, sequence)
 
     async def record_and_send(
         self, job: dict[str, Any], event: WebhookEvent, body: dict[str, Any], sequence: str = ""

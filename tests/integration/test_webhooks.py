@@ -4,6 +4,7 @@ schedule on a fake clock across a dispatcher restart, 410, Retry-After, SSRF ref
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -318,3 +319,40 @@ async def test_deliveries_are_listed_and_can_be_resent(partner_api, loopback_con
         assert foreign.status_code == 404
     missing = await partner_api.post(f"/v1/jobs/{job['jobId']}/deliveries/msg_nope/resend", headers=bearer(api_key))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "delivery_not_found"
+
+
+async def test_a_training_reports_progress_checkpoints_and_completion(
+    partner_api, api_key, hooks, trainer, webhooks_source
+) -> None:
+    from tests.journeys import QUICK, create_model, png, upload
+
+    model_id = (await create_model(partner_api, api_key, name="hooked"))["id"]
+    await upload(partner_api, api_key, model_id, png((200, 30, 30)))
+    started = await partner_api.post(
+        f"/v1/models/{model_id}/trainings",
+        json={
+            "parameters": QUICK,
+            "webhook": f"{hooks.base_url}/hook",
+            "webhookEvents": ["progress", "checkpoint", "completed"],
+        },
+        headers=bearer(api_key),
+    )
+    assert started.status_code == 202, started.text
+    training_id = started.json()["trainingId"]
+
+    async def received() -> list[dict]:
+        return [json.loads(p.body) for p in hooks.posts if training_id in p.body.decode()]
+
+    bodies = await eventually(
+        received, lambda b: any(x["type"] == "job.completed" for x in b), timeout_s=120, what="training completion"
+    )
+    secret = await secret_of(partner_api, api_key)
+    for post in (p for p in hooks.posts if training_id in p.body.decode()):
+        Webhook(secret).verify(post.body, post.headers)
+    checkpoints = sorted(b["data"]["epoch"] for b in bodies if b["type"] == "job.checkpoint")
+    assert checkpoints == ["000001", "000002"]
+    progress = [b["data"]["progress"] for b in bodies if b["type"] == "job.progress"]
+    assert progress and all(1 <= p["totalSteps"] == QUICK["maxTrainSteps"] for p in progress)
+    assert not any(b["type"] == "job.start" for b in bodies), "start was not subscribed"
+    view = (await partner_api.get(f"/v1/models/{model_id}/trainings/{training_id}", headers=bearer(api_key))).json()
+    assert {d["event"] for d in view["deliveries"]} >= {"checkpoint", "completed"}
