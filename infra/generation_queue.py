@@ -14,7 +14,7 @@ from events.generation import GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
 from events.states import GenerationStatus
 from events.topics import GENERATION_REQUESTS
-from infra.repositories.jobs import JobExists
+from infra.repositories.jobs import JOB_QUEUE_GENERATION, JobExists
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ async def queue_generation(
         "jobId": data.jobId,
         "tenantId": tenant_id,
         "kind": "generation",
+        "queue": JOB_QUEUE_GENERATION,
         "modelId": data.modelId,
         "request": data.model_dump(mode="json"),
         **(extra or {}),

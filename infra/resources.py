@@ -104,6 +104,7 @@ class Resources:
 JOBS_BY_TENANT_INDEX = "byTenant"
 JOBS_BY_MODEL_INDEX = "byModel"
 JOBS_QUEUE_INDEX = "byQueue"
+JOBS_IN_FLIGHT_INDEX = "byInFlight"
 MODELS_BY_TENANT_INDEX = "byTenant"
 DELIVERIES_DUE_INDEX = "byDue"
 
@@ -120,6 +121,7 @@ def resources_for(settings: Settings) -> Resources:
                     (JOBS_BY_TENANT_INDEX, "tenantId", "createdAt"),
                     (JOBS_BY_MODEL_INDEX, "modelId", "createdAt"),
                     (JOBS_QUEUE_INDEX, "queue", "createdAt"),
+                    (JOBS_IN_FLIGHT_INDEX, "inFlight", "createdAt"),
                 ),
             ),
             TableSpec(name=settings.api_keys_table, hash_key="keyHash"),

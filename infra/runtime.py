@@ -10,7 +10,7 @@ from infra.aws import AwsClients
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
-from infra.repositories.jobs import JobRepository
+from infra.repositories.jobs import JOB_QUEUE_TRAINING, JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
 from infra.repositories.training_data import TrainingDataRepository
@@ -59,7 +59,9 @@ class ServiceContext:
     @property
     def trainings(self) -> JobRepository:
         """Training jobs (same table as generations, their own state machine)."""
-        return JobRepository(self.clients.dynamodb, self.settings.jobs_table, TRAINING, TrainingStatus.RUNNING)
+        return JobRepository(
+            self.clients.dynamodb, self.settings.jobs_table, TRAINING, TrainingStatus.RUNNING, JOB_QUEUE_TRAINING
+        )
 
     @property
     def portraits(self) -> JobRepository:

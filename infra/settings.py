@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     webhook_lease_seconds: int = Field(default=60, ge=1)
     webhook_sweep_interval_seconds: float = Field(default=5.0, gt=0)
     kafka_webhooks_consumer_group: str = "lorafoundry-webhooks"
+    # The reconciler: a job queued this long has its command published again; a job whose worker's lease
+    # lapsed is published again, up to this many attempts, then failed; how often it runs (embedded stack).
+    reconcile_queued_after_seconds: int = Field(default=120, ge=0)
+    reconcile_max_attempts: int = Field(default=3, ge=1)
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
     # Seed 004 portraits: images are squared to this size with white padding.
     portrait_image_size: int = Field(default=640, ge=64, le=1024)
     # How old a request signature (seed 000's DELETE) may be, in seconds either way.

@@ -160,14 +160,14 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
-def poller(bootstrapped: Settings) -> Iterator[threading.Event]:
-    """The local event source mapping: SQS -> functions.s3_events, in a thread."""
+@contextlib.contextmanager
+def running_poller(settings: Settings) -> Iterator[threading.Event]:
+    """The local event source mapping SQS -> functions.s3_events, in a thread, for the block."""
     from functions.s3_events.handler import S3EventsLambda
     from infra.local.sqs_poller import SqsPoller
 
-    handler = S3EventsLambda(lambda: bootstrapped)
-    sqs_poller = SqsPoller(bootstrapped, bootstrapped.notifications_queue, handler)
+    handler = S3EventsLambda(lambda: settings)
+    sqs_poller = SqsPoller(settings, settings.notifications_queue, handler)
     stop = threading.Event()
     thread = threading.Thread(target=sqs_poller.run, args=(stop,), daemon=True)
     thread.start()
@@ -176,7 +176,17 @@ def poller(bootstrapped: Settings) -> Iterator[threading.Event]:
     finally:
         stop.set()
         thread.join(30)
-        handler.close()
+        # The handler's own loop cannot run inside a running one (async fixtures): close it from a thread.
+        closer = threading.Thread(target=handler.close)
+        closer.start()
+        closer.join(30)
+
+
+@pytest.fixture(scope="session")
+def poller(bootstrapped: Settings) -> Iterator[threading.Event]:
+    """The session's S3-notification poller."""
+    with running_poller(bootstrapped) as stop:
+        yield stop
 
 
 @contextlib.asynccontextmanager

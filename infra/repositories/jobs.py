@@ -17,13 +17,16 @@ from infra.repositories.versioned import (
     StaleWrite,
     VersionedRepository,
 )
-from infra.resources import JOBS_BY_MODEL_INDEX, JOBS_QUEUE_INDEX
+from infra.resources import JOBS_BY_MODEL_INDEX, JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
 
 JobExists = RecordExists
 
 # Set on a job while it waits (sparse index: claimed and finished jobs drop out of it).
 QUEUE_ATTRIBUTE = "queue"
+# Set on a job while a worker holds it (sparse index: where the reconciler looks for lapsed leases).
+IN_FLIGHT_ATTRIBUTE = "inFlight"
 JOB_QUEUE_TRAINING = "training"
+JOB_QUEUE_GENERATION = "generation"
 
 __all__ = ["Advance", "AdvanceOutcome", "JobExists", "JobRepository", "StaleWrite"]
 
@@ -39,13 +42,52 @@ class JobRepository(VersionedRepository):
         table: str,
         machine: StateMachine = GENERATION,
         running: StrEnum = GenerationStatus.PROCESSING,
+        queue: str = JOB_QUEUE_GENERATION,
     ) -> None:
         super().__init__(dynamodb, table, machine)
         self.running = running  # the status a claim moves a queued job to
+        self.queue = queue  # the sparse indexes' partition for these jobs
 
     def fields_to_remove(self, target: StrEnum) -> tuple[str, ...]:
-        """Leaving the queue drops `queue`, so the sparse queue index holds only waiting jobs."""
-        return () if target == self.machine.initial else (QUEUE_ATTRIBUTE,)
+        """Leaving the queue drops `queue`, ending drops `inFlight`, so the sparse indexes hold only waiting
+        and held jobs."""
+        if target == self.machine.initial:
+            return ()
+        if self.machine.is_terminal(target):
+            return (QUEUE_ATTRIBUTE, IN_FLIGHT_ATTRIBUTE)
+        return (QUEUE_ATTRIBUTE,)
+
+    async def waiting_since_before(self, created_before: str) -> list[dict[str, Any]]:
+        """Jobs of this queue still waiting that were created before `created_before` (ISO time)."""
+        return await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=JOBS_QUEUE_INDEX,
+            KeyConditionExpression="#queue = :q AND createdAt < :c",
+            FilterExpression="#status = :queued",
+            ExpressionAttributeNames={"#queue": QUEUE_ATTRIBUTE, "#status": "status"},
+            ExpressionAttributeValues={
+                ":q": serialize(self.queue),
+                ":c": serialize(created_before),
+                ":queued": serialize(self.machine.initial.value),
+            },
+        )
+
+    async def lease_lapsed(self, now_ts: float) -> list[dict[str, Any]]:
+        """Jobs of this queue held by a worker whose lease ended before `now_ts` (epoch seconds)."""
+        return await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=JOBS_IN_FLIGHT_INDEX,
+            KeyConditionExpression="#flight = :q",
+            FilterExpression="#status = :running AND leaseExpiresAt < :now",
+            ExpressionAttributeNames={"#flight": IN_FLIGHT_ATTRIBUTE, "#status": "status"},
+            ExpressionAttributeValues={
+                ":q": serialize(self.queue),
+                ":running": serialize(self.running.value),
+                ":now": serialize(now_ts),
+            },
+        )
 
     async def count_queued_before(self, created_at: str, queue: str = JOB_QUEUE_TRAINING) -> int:
         """How many jobs of `queue` still wait that were created before `created_at` (all tenants)."""
@@ -75,6 +117,7 @@ class JobRepository(VersionedRepository):
         now = utcnow()
         sets = {
             "status": self.running.value,
+            IN_FLIGHT_ATTRIBUTE: self.queue,
             "leaseOwner": worker_id,
             "leaseExpiresAt": now.timestamp() + lease_seconds,
             "updatedAt": now.isoformat(),

@@ -18,7 +18,7 @@ from events.markers import GenerationResult, JobFailure, StageTimings
 from events.states import GENERATION, GenerationStatus
 from events.storage_keys import Marker, job_marker_key, job_output_key
 from infra.lifecycle import publish_lifecycle_once
-from infra.repositories.jobs import JobExists
+from infra.repositories.jobs import JOB_QUEUE_GENERATION, JobExists
 from infra.runtime import ServiceContext
 from workers.base_models.loader import BaseModelUnavailable
 from workers.generator.adapters import AdapterUnavailable
@@ -49,6 +49,7 @@ class GenerationJobRunner:
                         "jobId": data.jobId,
                         "tenantId": event.tenantid,
                         "kind": "generation",
+                        "queue": JOB_QUEUE_GENERATION,
                         "modelId": data.modelId,
                         "request": data.model_dump(mode="json"),
                     }

@@ -1,0 +1,1 @@
+"""The scheduled safety net: jobs whose command or worker was lost are started again, or failed."""

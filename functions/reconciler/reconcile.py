@@ -1,0 +1,87 @@
+"""What the reconciler does on each run. It is what makes a lost Kafka message (or a lost worker) harmless:
+
+- a job still `queued` after `reconcile_queued_after_seconds` has its command published again (at most once
+  per that period): if the broker lost it, the job now runs; if not, the worker skips the duplicate;
+- a job whose worker's lease lapsed (the worker died, or lost the broker) has its command published again, so
+  another worker claims it (claims take over lapsed leases; trainings resume from their last checkpoint);
+  after `reconcile_max_attempts` attempts it is failed instead, by writing its `failed.json` marker, so the
+  notification path (status, model, lifecycle event, webhooks) handles it like any other failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiokafka.errors import KafkaError
+
+from events.lifecycle import JobError
+from events.markers import JobFailure
+from events.storage_keys import Marker, job_marker_key, training_marker_key
+from events.training import TrainingFailure
+from infra.commands import republish
+from infra.repositories.jobs import JobRepository
+from infra.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/lorafoundry/reconciler"
+WORKER_ID = "reconciler"
+
+
+@dataclass
+class Report:
+    """What one run did, by job id."""
+
+    republished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+async def _fail(context: ServiceContext, job: dict, now: datetime) -> None:
+    error = JobError(
+        code="worker_lost",
+        message=f"the job's worker stopped answering {job.get('attempts', 0)} times; it was given up",
+    )
+    attempt = max(1, int(job.get("attempts", 1)))
+    if job.get("kind") == "training":
+        failure = TrainingFailure(
+            trainingId=job["jobId"], error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now
+        )
+        await context.store.put_model(training_marker_key(job["jobId"], Marker.FAILED), failure)
+    else:
+        marker = JobFailure(jobId=job["jobId"], error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now)
+        await context.store.put_model(job_marker_key(job["jobId"], Marker.FAILED), marker)
+
+
+async def reconcile(context: ServiceContext, now: datetime) -> Report:
+    """One pass over waiting and held jobs of every queue."""
+    settings = context.settings
+    report = Report()
+    stale = now - timedelta(seconds=settings.reconcile_queued_after_seconds)
+    repositories: tuple[JobRepository, ...] = (context.jobs, context.trainings)
+    for repository in repositories:
+        for job in await repository.waiting_since_before(stale.isoformat()):
+            if job.get("republishedAt", "") > stale.isoformat():
+                continue  # republished recently: give the worker time before the next try
+            try:
+                await republish(context, job, SOURCE)
+            except KafkaError:
+                log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
+                continue
+            await repository.update_fields(job["jobId"], {"republishedAt": now.isoformat()})
+            report.republished.append(job["jobId"])
+        for job in await repository.lease_lapsed(now.timestamp()):
+            if int(job.get("attempts", 0)) >= settings.reconcile_max_attempts:
+                await _fail(context, job, now)
+                report.failed.append(job["jobId"])
+                continue
+            try:
+                await republish(context, job, SOURCE)
+            except KafkaError:
+                log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
+                continue
+            report.republished.append(job["jobId"])
+    if report.republished or report.failed:
+        log.info("reconciled: republished %s, failed %s", report.republished, report.failed)
+    return report

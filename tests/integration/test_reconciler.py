@@ -1,0 +1,130 @@
+"""Broker loss: the embedded broker restarts with its memory wiped while jobs are queued, and the reconciler
+brings every accepted job to completion, none lost, none run twice. On a broker of its own, so the rest of
+the session's tests keep theirs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from events.envelope import utcnow
+from functions.api.app import create_app
+from functions.reconciler.handler import process_schedule
+from functions.reconciler.reconcile import reconcile
+from infra.bootstrap import bootstrap
+from infra.runtime import ServiceContext
+from infra.settings import Settings
+from tests.conftest import Broker, make_settings, running_poller, running_service
+from tests.support import bearer, eventually
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Isolated:
+    settings: Settings
+    broker: Broker
+    context: ServiceContext
+    client: httpx.AsyncClient
+    api_key: str
+
+
+@pytest.fixture
+async def isolated(moto_endpoint: str, tmp_path) -> AsyncIterator[Isolated]:
+    broker = Broker(tmp_path)
+    broker.start()
+    settings = make_settings(
+        moto_endpoint,
+        broker,
+        f"lfr-{secrets.token_hex(3)}",
+        kafka_consumer_group=f"rec-{secrets.token_hex(3)}",
+        reconcile_queued_after_seconds=0,
+        reconcile_max_attempts=2,
+        worker_lease_seconds=30,
+    )
+    await bootstrap(settings)
+    context = await ServiceContext(settings).open()
+    api_key = f"lf_test_{secrets.token_hex(16)}"
+    await context.api_keys.put(api_key, tenant_id="tenant-r", name="reconciler")
+    app = create_app(settings)
+    try:
+        with running_poller(settings):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+                yield Isolated(settings, broker, context, client, api_key)
+    finally:
+        if app.state.context is not None:
+            await app.state.context.close()
+        await context.close()
+        broker.stop()
+
+
+async def _submit(env: Isolated, seed: int) -> str:
+    response = await env.client.post(
+        "/v1/images/generate",
+        json={"modelId": "tiny-sd", "prompt": "a fox", "numInferenceSteps": 2, "numOutputs": 2, "seed": seed},
+        headers=bearer(env.api_key),
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolated) -> None:
+    env = isolated
+    queued = [await _submit(env, seed) for seed in range(3)]
+    # Two more jobs whose worker "died": one with an attempt left, one out of attempts.
+    lapsed, exhausted = await _submit(env, 10), await _submit(env, 11)
+    assert await env.context.jobs.claim(lapsed, "dead-worker", lease_seconds=0)
+    for _ in range(2):
+        assert await env.context.jobs.claim(exhausted, "dead-worker", lease_seconds=0)
+
+    # The broker loses everything: every command published so far is gone.
+    env.broker.stop()
+    env.broker.start()
+    await bootstrap(env.settings)  # the operator's topics, as a fresh cluster gets them
+
+    from workers.generator.__main__ import serve
+
+    async with running_service(lambda stop, ready: serve(env.settings, stop, on_ready=ready), "worker", 60):
+        report = await reconcile(env.context, utcnow())
+        assert sorted(report.republished) == sorted([*queued, lapsed])
+        assert report.failed == [exhausted]
+
+        async def statuses() -> dict[str, dict]:
+            return {job_id: await env.context.jobs.get(job_id) for job_id in [*queued, lapsed, exhausted]}
+
+        jobs = await eventually(
+            statuses,
+            lambda found: all(j["status"] in ("completed", "failed") for j in found.values()),
+            timeout_s=90,
+            what="every job to end",
+        )
+        # A second pass finds nothing to do: every job ended.
+        assert await process_schedule(env.context, {"source": "aws.events"}) == {"republished": [], "failed": []}
+
+    for job_id in queued:
+        assert jobs[job_id]["status"] == "completed" and jobs[job_id]["attempts"] == 1, jobs[job_id]
+        assert len(jobs[job_id]["outputs"]) == 2
+    assert jobs[lapsed]["status"] == "completed" and jobs[lapsed]["attempts"] == 2  # its first worker died
+    assert jobs[exhausted]["status"] == "failed" and jobs[exhausted]["error"]["code"] == "worker_lost"
+    for job_id in [*queued, lapsed]:
+        listed = await env.context.store.list_keys(f"jobs/{job_id}/outputs/")
+        assert len(listed) == 2, listed  # exactly one set of outputs
+
+
+async def test_a_recently_republished_job_is_left_alone(isolated: Isolated) -> None:
+    env = isolated
+    settings = env.settings.model_copy(update={"reconcile_queued_after_seconds": 3600})
+    context = await ServiceContext(settings).open()
+    try:
+        job_id = await _submit(env, 1)
+        assert (await reconcile(context, utcnow())).republished == []  # not stale yet
+    finally:
+        await context.close()
+    first = await reconcile(env.context, utcnow())
+    assert job_id in first.republished
+    record = await env.context.jobs.get(job_id)
+    assert record["republishedAt"]
