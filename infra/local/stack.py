@@ -37,6 +37,7 @@ TRAINER_READY_LINE = "trainer worker ready"
 POLLER_READY_LINE = "sqs poller ready"
 PORTRAITS_HANDLER = "functions.portraits.handler.handler"
 WEBHOOKS_HANDLER = "functions.webhooks.handler.handler"
+RECONCILER_HANDLER = "functions.reconciler.handler.handler"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
 
 
@@ -266,6 +267,24 @@ class EmbeddedStack:
         webhooks.wait_ready(lambda: webhooks.log_contains(KAFKA_SOURCE_READY_LINE), 60)
         sweep.wait_ready(lambda: sweep.log_contains(SCHEDULER_READY_LINE), 60)
         timed("webhooks (lifecycle consumer + retry schedule)", settings.kafka_webhooks_consumer_group, started)
+
+        started = time.perf_counter()
+        reconciler = self._process(
+            "reconciler",
+            [
+                sys.executable,
+                "-m",
+                "infra.local.scheduler",
+                "--handler",
+                RECONCILER_HANDLER,
+                "--every",
+                str(settings.reconcile_interval_seconds),
+                "--rule",
+                "reconcile",
+            ],
+        )
+        reconciler.wait_ready(lambda: reconciler.log_contains(SCHEDULER_READY_LINE), 60)
+        timed("reconciler (schedule)", f"every {settings.reconcile_interval_seconds}s", started)
 
         started = time.perf_counter()
         workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]

@@ -144,8 +144,8 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path, hooks: LoopbackServer
         ports = _ports(info)
         assert all(port_open(p) for p in ports)
         children = _descendants(process.pid)
-        # moto, tansu, api, poller, portraits, webhooks, webhooks-sweep, worker, trainer
-        assert len(children) >= 9, children
+        # moto, tansu, api, poller, portraits, webhooks, webhooks-sweep, reconciler, worker, trainer
+        assert len(children) >= 10, children
     finally:
         process.send_signal(signal.SIGINT)
         try:
