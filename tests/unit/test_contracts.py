@@ -44,3 +44,15 @@ def test_schema_rejects_what_the_model_rejects() -> None:
     schema = json.loads(schema_path(event["type"]).read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(event, schema)
+
+
+def test_the_asyncapi_document_is_current_and_points_at_real_schemas() -> None:
+    from events.schema_export import ASYNCAPI_PATH, asyncapi_text
+    from events.topics import ALL_TOPICS
+
+    assert ASYNCAPI_PATH.read_text() == asyncapi_text()
+    document = json.loads(asyncapi_text())
+    assert {c["address"] for c in document["channels"].values()} == set(ALL_TOPICS)
+    for message in document["components"]["messages"].values():
+        schema = ASYNCAPI_PATH.with_name(message["payload"]["$ref"])
+        assert schema.exists(), schema
