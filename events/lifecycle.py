@@ -21,13 +21,14 @@ LIFECYCLE_TYPES = (JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED, JOB_PRO
 EVENT_TYPE_FOR_STATUS = {
     "processing": JOB_STARTED,
     "running": JOB_STARTED,
+    "training": JOB_STARTED,  # a portrait starts with its training
     "completed": JOB_SUCCEEDED,
     "succeeded": JOB_SUCCEEDED,
     "failed": JOB_FAILED,
     "canceled": JOB_CANCELED,
 }
 
-JobKind = Literal["generation", "training"]
+JobKind = Literal["generation", "training", "portrait"]
 
 
 class JobError(BaseModel):

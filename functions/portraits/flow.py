@@ -12,6 +12,7 @@ from events.lifecycle import JOB_CHECKPOINT, JOB_PROGRESS, JobLifecycle
 from events.states import GENERATION, GenerationStatus, PortraitStatus, TrainingStatus
 from infra.base_models import base_model_registry
 from infra.generation_queue import queue_generation
+from infra.lifecycle import publish_lifecycle_once
 from infra.model_adapter import model_adapter
 from infra.runtime import ServiceContext
 
@@ -32,7 +33,12 @@ class PortraitNotYetRecorded(RuntimeError):
 
 
 async def _end(context: ServiceContext, portrait: dict[str, Any], status: PortraitStatus, **fields: Any) -> None:
-    await context.portraits.advance(portrait["jobId"], status, {**fields, "completedAt": utcnow().isoformat()})
+    advance = await context.portraits.advance(
+        portrait["jobId"], status, {**fields, "completedAt": utcnow().isoformat()}
+    )
+    if advance.job is not None and advance.job["status"] == status.value:
+        # Its lifecycle event, like any job's: the webhooks function calls the portrait's webhook from it.
+        await publish_lifecycle_once(context, advance.job, status, SOURCE)
 
 
 async def _fail(context: ServiceContext, portrait: dict[str, Any], code: str, message: str) -> None:
@@ -113,7 +119,10 @@ async def on_lifecycle(context: ServiceContext, event: JobLifecycle) -> None:
     ):
         return
     if data.kind == "training":
-        if data.status == TrainingStatus.SUCCEEDED.value:
+        if data.status == TrainingStatus.RUNNING.value:
+            # The portrait starts with its training (its webhook's `start`).
+            await publish_lifecycle_once(context, portrait, PortraitStatus.TRAINING, SOURCE)
+        elif data.status == TrainingStatus.SUCCEEDED.value:
             await queue_style_generations(context, portrait)
         elif data.status == TrainingStatus.FAILED.value:
             message = data.error.message if data.error else "the training failed"

@@ -1,11 +1,20 @@
-"""Integration fixtures that cost a training: made once per session and shared by the tests that need them."""
+"""Integration fixtures shared across modules, made once per session: trained models (they cost a training),
+and an operator setup that allows loopback for outgoing calls, with the webhooks function running on it."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 
+from functions.api.app import create_app
+from infra.runtime import ServiceContext
+from tests.conftest import running_service
 from tests.journeys import QUICK, train_model
 
 
@@ -25,3 +34,52 @@ async def trained_pair(client, api_key, worker, trainer) -> tuple[TrainedModel, 
         model_id, training_id = await train_model(client, api_key, name, colors, {**QUICK, "learningRate": 0.005})
         models.append(TrainedModel(model_id, training_id))
     return models[0], models[1]
+
+
+@pytest.fixture(scope="session")
+def loopback_settings(bootstrapped):
+    """An operator who allows loopback (where the test receiver listens) for outgoing calls."""
+    return bootstrapped.model_copy(
+        update={
+            "egress_allowed_networks": ["127.0.0.0/8"],
+            "kafka_webhooks_consumer_group": f"whk-{secrets.token_hex(3)}",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def loopback_context(loopback_settings) -> AsyncIterator[ServiceContext]:
+    context = await ServiceContext(loopback_settings).open()
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@pytest.fixture(scope="session")
+async def partner_api(loopback_settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(loopback_settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
+        yield client
+    if app.state.context is not None:
+        await app.state.context.close()
+
+
+@pytest.fixture(scope="session")
+async def webhooks_source(loopback_settings, poller) -> AsyncIterator:
+    """The lifecycle topic -> functions.webhooks, fed the way Lambda's Kafka event source feeds it."""
+    from events.topics import JOB_LIFECYCLE
+    from functions.webhooks.handler import WebhooksLambda
+    from infra.local.kafka_source import run_kafka_source
+
+    handler = WebhooksLambda(lambda: loopback_settings)
+
+    def start(stop: asyncio.Event, ready: Callable[[Any], None]):
+        group = loopback_settings.kafka_webhooks_consumer_group
+        return run_kafka_source(loopback_settings, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
+
+    try:
+        async with running_service(start, "webhooks source", 30):
+            yield handler
+    finally:
+        await asyncio.to_thread(handler.close)

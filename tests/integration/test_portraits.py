@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from standardwebhooks import Webhook
 
 from functions.api.app import create_app
 from tests.http_server import LoopbackServer, loopback_server
@@ -56,7 +57,9 @@ async def test_styles_per_gender(client, api_key) -> None:
         assert response.status_code == 422 and response.json()["error"]["field"] == "gender"
 
 
-async def test_portrait_trains_then_generates_each_style(partner_client, client, api_key, photos) -> None:
+async def test_portrait_trains_then_generates_each_style(
+    partner_client, client, api_key, photos, webhooks_source
+) -> None:
     key = (
         await client.post(
             "/v1/uploads", content=png((180, 130, 100)), headers={**bearer(api_key), "Content-Type": "image/png"}
@@ -76,7 +79,10 @@ async def test_portrait_trains_then_generates_each_style(partner_client, client,
         "imageUrls": [f"{photos.base_url}/me-1.jpg", f"{photos.base_url}/me-2.jpg"],
         "imageKeys": [key],
         "parameters": QUICK,
+        "webhook": f"{photos.base_url}/hook",
+        "webhookEvents": ["start", "completed"],
     }
+    photos.routes["/hook"] = (200, {}, b"ok")
     response = await partner_client.post("/v1/portraits", json=body, headers=bearer(api_key))
     assert response.status_code == 202, response.text
     portrait = response.json()
@@ -121,6 +127,19 @@ async def test_portrait_trains_then_generates_each_style(partner_client, client,
         )
     ).json()
     assert training["triggerWord"] in job["prompt"]
+
+    # The portrait's webhook: called when its training started and when it completed, signed.
+    async def hook_posts() -> list:
+        return [p for p in photos.posts if p.path == "/hook"]
+
+    posts = await eventually(hook_posts, lambda found: len(found) == 2, what="the portrait's webhook calls")
+    secret = (await client.get("/v1/webhooks/secret", headers=bearer(api_key))).json()["secret"]
+    hooks = [Webhook(secret).verify(p.body, p.headers) for p in posts]
+    assert sorted(h["type"] for h in hooks) == ["job.completed", "job.start"]
+    assert {h["data"]["jobId"] for h in hooks} == {portrait["portraitId"]}
+    assert {h["data"]["kind"] for h in hooks} == {"portrait"}
+    shown = (await client.get(f"/v1/portraits/{portrait['portraitId']}", headers=bearer(api_key))).json()
+    assert sorted(d["event"] for d in shown["deliveries"]) == ["completed", "start"]
 
 
 async def test_portrait_refuses_private_urls_without_contacting_them(client, api_key, photos) -> None:

@@ -3,10 +3,9 @@ schedule on a fake clock across a dispatcher restart, 410, Retry-After, SSRF ref
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from standardwebhooks import Webhook
 from events.generation import GenerationRequestedData
 from events.states import GenerationStatus
 from events.webhooks import RetryPolicy
-from functions.api.app import create_app
 from functions.webhooks.dispatch import Dispatcher
 from infra.lifecycle import lifecycle_event
 from infra.runtime import ServiceContext
@@ -45,56 +43,6 @@ def hooks() -> Iterator[LoopbackServer]:
     with loopback_server() as server:
         server.routes["/hook"] = (200, {}, b"ok")
         yield server
-
-
-@pytest.fixture(scope="session")
-def loopback_settings(bootstrapped):
-    """An operator who allows loopback (where the test receiver listens) for outgoing calls."""
-    return bootstrapped.model_copy(
-        update={
-            "egress_allowed_networks": ["127.0.0.0/8"],
-            "kafka_webhooks_consumer_group": f"whk-{secrets.token_hex(3)}",
-        }
-    )
-
-
-@pytest.fixture(scope="session")
-async def loopback_context(loopback_settings) -> AsyncIterator[ServiceContext]:
-    context = await ServiceContext(loopback_settings).open()
-    try:
-        yield context
-    finally:
-        await context.close()
-
-
-@pytest.fixture(scope="session")
-async def partner_api(loopback_settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(loopback_settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
-        yield client
-    if app.state.context is not None:
-        await app.state.context.close()
-
-
-@pytest.fixture(scope="session")
-async def webhooks_source(loopback_settings, poller) -> AsyncIterator:
-    """The lifecycle topic -> functions.webhooks, fed the way Lambda's Kafka event source feeds it."""
-    from events.topics import JOB_LIFECYCLE
-    from functions.webhooks.handler import WebhooksLambda
-    from infra.local.kafka_source import run_kafka_source
-    from tests.conftest import running_service
-
-    handler = WebhooksLambda(lambda: loopback_settings)
-
-    def start(stop: asyncio.Event, ready: Callable[[Any], None]):
-        group = loopback_settings.kafka_webhooks_consumer_group
-        return run_kafka_source(loopback_settings, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
-
-    try:
-        async with running_service(start, "webhooks source", 30):
-            yield handler
-    finally:
-        await asyncio.to_thread(handler.close)
 
 
 async def make_job(context: ServiceContext, url: str, events: list[str] | None = None, tenant: str = "tenant-a"):

@@ -33,14 +33,14 @@ async def rotate_secret(tenant: TenantDep, context: ContextDep) -> WebhookSecret
 
 async def _job(context: ServiceContext, tenant: str, job_id: str) -> dict[str, Any]:
     job = await context.jobs.get_for_tenant(tenant, job_id)
-    if job is None or job.get("kind") not in ("generation", "training") or job.get("deletedAt"):
+    if job is None or job.get("kind") not in ("generation", "training", "portrait") or job.get("deletedAt"):
         raise ApiError(404, "job_not_found", f"job {job_id!r} does not exist", field="jobId")
     return job
 
 
 @router.get("/jobs/{jobId}/deliveries", response_model=list[DeliveryOut], response_model_exclude_none=True)
 async def list_deliveries(jobId: JobIdPath, tenant: TenantDep, context: ContextDep) -> list[DeliveryOut]:
-    """A job's (generation, prediction or training) webhook deliveries and every attempt's outcome."""
+    """A job's (generation, prediction, training or portrait) webhook deliveries and every attempt's outcome."""
     return await service.job_deliveries(context, await _job(context, tenant, jobId))
 
 

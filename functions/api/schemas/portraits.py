@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from functions.api.schemas.common import WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.models import TrainingParametersIn
+from functions.api.schemas.webhooks import DeliveryOut
 
 Gender = Literal["man", "woman"]
 MAX_PORTRAIT_IMAGES = 20
@@ -29,7 +31,7 @@ class StyleList(BaseModel):
     styles: list[StyleOut]
 
 
-class CreatePortraitRequest(BaseModel):
+class CreatePortraitRequest(WebhookFields):
     """`POST /v1/portraits`: photos of one person, their gender, the styles wanted and their features."""
 
     model_config = ConfigDict(
@@ -118,3 +120,5 @@ class PortraitView(BaseModel):
     updatedAt: str
     completedAt: str | None = None
     error: dict[str, str] | None = None
+    webhook: WebhookSubscriptionOut | None = None
+    deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")

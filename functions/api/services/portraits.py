@@ -21,6 +21,7 @@ from functions.api.services.models import create_model, soft_delete_model
 from functions.api.services.training_data import new_data_id, validate_image
 from functions.api.services.trainings import SEED001_STATUS, start_training
 from functions.api.services.uploads import UPLOAD_KEY_PREFIX, read_upload_image
+from functions.api.services.webhooks import job_deliveries, webhook_record
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
 from infra.runtime import ServiceContext
@@ -115,6 +116,7 @@ async def create_portrait(
     traceparent: str | None,
 ) -> dict[str, Any]:
     """Validate everything, then model, images, training (tagged with the portrait) and the portrait."""
+    webhook = webhook_record(context, body)
     styles = await _pick_styles(context, tenant_id, body)
     photos = await gather_photos(context, tenant_id, body)
     portrait_id = new_portrait_id()
@@ -158,6 +160,7 @@ async def create_portrait(
             "trainingId": training["jobId"],
             "gender": body.gender,
             "customizations": body.customizations,
+            **webhook,
             "imagesPerStyle": body.imagesPerStyle,
             "styles": [
                 {
@@ -208,4 +211,6 @@ async def render_portrait(context: ServiceContext, portrait: dict[str, Any]) -> 
         updatedAt=portrait["updatedAt"],
         completedAt=portrait.get("completedAt"),
         error=portrait.get("error"),
+        webhook=portrait.get("webhook"),
+        deliveries=await job_deliveries(context, portrait),
     )
