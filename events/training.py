@@ -86,9 +86,19 @@ class TrainingRequestedData(BaseModel):
     dataKeys: list[str] = Field(
         min_length=1,
         max_length=MAX_TRAINING_IMAGES,
-        description="S3 keys of the normalized training images, fixed when the training was requested.",
+        description="S3 keys of the normalized training images, fixed when the training was requested; all "
+        "under the model's own `models/{modelId}/data/`.",
     )
     parameters: TrainingParameters
+
+    @model_validator(mode="after")
+    def _own_images(self) -> TrainingRequestedData:
+        # A training reads only its model's images: a producer cannot point it at another model's (tenant's).
+        prefix = f"models/{self.modelId}/data/"
+        for index, key in enumerate(self.dataKeys):
+            if not key.startswith(prefix) or ".." in key:
+                raise ValueError(f"dataKeys[{index}] {key!r} is not an image of model {self.modelId} ({prefix}...)")
+        return self
 
 
 class TrainingRequested(CloudEvent[TrainingRequestedData]):

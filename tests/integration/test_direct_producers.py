@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from events.topics import DEAD_LETTERS, GENERATION_REQUESTS
+from events.topics import DEAD_LETTERS, GENERATION_REQUESTS, TRAINING_REQUESTS
+from events.training import TrainingParameters
+from tests.journeys import create_model, png, upload
 from tests.support import bearer, eventually, read_topic, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -143,3 +145,78 @@ async def test_a_direct_event_for_an_api_job_does_not_run_it_twice(client, api_k
     assert (await wait_for_direct_job(client, follower, api_key))["status"] == "completed"
     again = await wait_for_job(client, job_id, bearer(api_key))
     assert again["completedAt"] == done["completedAt"]  # not run again: the worker skipped the finished job
+
+
+def training(training_id: str, model_id: str, data_keys: list[str], tenant: str = "tenant-a") -> dict[str, Any]:
+    parameters = TrainingParameters(
+        learningRate=1e-3,
+        learningRateTextEncoder=0,
+        maxTrainSteps=6,
+        rank=4,
+        batchSize=1,
+        nbEpochs=2,
+        nbRepeats=1,
+        seed=7,
+        resolution=64,
+        conceptPrompt="ZQXWVJK",
+    )
+    return {
+        "specversion": "1.0",
+        "id": secrets.token_hex(8),
+        "source": "/partner/trainer",
+        "type": "ai.lorafoundry.training.requested.v1",
+        "subject": training_id,
+        "tenantid": tenant,
+        "data": {
+            "trainingId": training_id,
+            "modelId": model_id,
+            "baseModel": "tiny-sd",
+            "triggerWord": "ZQXWVJK",
+            "dataKeys": data_keys,
+            "parameters": parameters.model_dump(mode="json"),
+        },
+    }
+
+
+@pytest.mark.usefixtures("trainer")
+async def test_a_direct_training_runs_as_the_apis_would(client, api_key, context, producer, settings) -> None:
+    model_id = (await create_model(client, api_key, name="direct"))["id"]
+    await upload(client, api_key, model_id, png((250, 120, 10)))
+    keys = [item["key"] for item in await context.training_data.list(model_id)]
+    run = secrets.token_hex(4)
+    good, foreign, stolen = f"trn_direct_{run}", f"trn_foreign_{run}", f"trn_stolen_{run}"
+    # Another tenant naming this model: recorded for that tenant, failed, the model untouched.
+    await producer.send_and_wait(
+        TRAINING_REQUESTS, json.dumps(training(foreign, model_id, keys, tenant="tenant-b")).encode(), key=b"m"
+    )
+    # Another model's images: refused by the contract, dead-lettered.
+    other = (await create_model(client, api_key, name="other"))["id"]
+    await producer.send_and_wait(
+        TRAINING_REQUESTS, json.dumps(training(stolen, other, keys)).encode(), key=other.encode()
+    )
+    await producer.send_and_wait(
+        TRAINING_REQUESTS, json.dumps(training(good, model_id, keys)).encode(), key=model_id.encode()
+    )
+
+    async def view() -> dict[str, Any] | None:
+        response = await client.get(f"/v1/models/{model_id}/trainings/{good}", headers=bearer(api_key))
+        return response.json() if response.status_code == 200 else None
+
+    done = await eventually(
+        view, lambda v: v is not None and v["status"] in ("succeeded", "failed"), timeout_s=120, what="training"
+    )
+    assert done["status"] == "succeeded" and done["triggerWord"] == "ZQXWVJK", done
+    model = (await client.get(f"/v1/models/{model_id}", headers=bearer(api_key))).json()
+    assert model["status"] == "active"
+    generated = await client.post(
+        "/v1/images/generate", json={"modelId": model_id, "prompt": "a ZQXWVJK"}, headers=bearer(api_key)
+    )
+    assert generated.status_code == 202, generated.text
+
+    refused = await eventually(
+        lambda: context.trainings.get(foreign), lambda t: t is not None and t["status"] == "failed", what="refusal"
+    )
+    assert refused["tenantId"] == "tenant-b" and refused["error"]["code"] == "model_not_found"
+    dead = await read_topic(settings, DEAD_LETTERS, lambda r: stolen.encode() in (r.value or b""), 1)
+    assert "is not an image of model" in dict(dead[0].headers)["dlq-reason"].decode()
+    assert await context.trainings.get(stolen) is None

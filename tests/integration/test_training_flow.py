@@ -70,15 +70,27 @@ async def test_seed001_journey_trains_an_adapter_diffusers_can_load(client, api_
     assert sum(k.endswith("adapter.safetensors") and "/checkpoints/" not in k for k in keys) == 1
     assert sum(k.endswith("epoch.json") for k in keys) == 2
 
+    status_types = ("ai.lorafoundry.job.started.v1", "ai.lorafoundry.job.succeeded.v1")
     events = await read_topic(
         bootstrapped,
         JOB_LIFECYCLE,
-        lambda r: json.loads(r.value)["subject"] == training_id,
+        lambda r: json.loads(r.value)["subject"] == training_id and json.loads(r.value)["type"] in status_types,
         count=2,
     )
     types = [json.loads(r.value)["type"] for r in events]
-    assert types == ["ai.lorafoundry.job.started.v1", "ai.lorafoundry.job.succeeded.v1"]
+    assert types == list(status_types)
     assert json.loads(events[1].value)["data"]["outputs"] == [record["adapterKey"]]
+    # Between them, the training's checkpoints (and progress) were announced too.
+    checkpoints = await read_topic(
+        bootstrapped,
+        JOB_LIFECYCLE,
+        lambda r: (
+            json.loads(r.value)["subject"] == training_id
+            and json.loads(r.value)["type"] == "ai.lorafoundry.job.checkpoint.v1"
+        ),
+        count=2,
+    )
+    assert sorted(json.loads(r.value)["data"]["epoch"] for r in checkpoints) == ["000001", "000002"]
 
 
 async def test_seed000_create_and_train_in_one_multipart_call(client, api_key, trainer):

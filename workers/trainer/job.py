@@ -18,7 +18,7 @@ from PIL import Image
 
 from events.envelope import utcnow
 from events.lifecycle import JobError
-from events.states import TRAINING, TrainingStatus
+from events.states import TRAINING, ModelStatus, TrainingStatus
 from events.storage_keys import (
     EPOCH_MARKER_NAME,
     Marker,
@@ -41,7 +41,7 @@ from events.training import (
 )
 from infra.base_models import base_model_registry
 from infra.lifecycle import publish_lifecycle_once
-from infra.repositories.jobs import JOB_QUEUE_TRAINING, JobExists
+from infra.repositories.jobs import JOB_QUEUE_TRAINING, AdvanceOutcome, JobExists
 from infra.runtime import ServiceContext
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline, pick_device
 from workers.trainer.loop import EpochReport, LoraTrainer, StepReport, TrainingOutcome
@@ -130,6 +130,7 @@ class TrainingJobRunner:
         job = await repo.get(data.trainingId)
         if job is None:
             # Published straight to Kafka by a direct producer: the event is the whole request.
+            refusal = await self._take_model(event)
             with contextlib.suppress(JobExists):
                 await repo.create(
                     {
@@ -145,6 +146,10 @@ class TrainingJobRunner:
                 )
             job = await repo.get(data.trainingId)
             assert job is not None
+            if refusal is not None:
+                # Recorded, so the producer's tenant sees why in the API, then failed through its marker.
+                await self._fail(data.trainingId, 1, *refusal)
+                return
         if job["tenantId"] != event.tenantid:
             log.warning("event for training %s names another tenant: skipped", data.trainingId)
             return
@@ -167,6 +172,21 @@ class TrainingJobRunner:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    async def _take_model(self, event: TrainingRequested) -> tuple[str, str] | None:
+        """For a direct producer's training, what the API does before queueing one: the model must be the
+        tenant's and not training; it moves to `training` with this training as its current one. Returns
+        why it cannot (a failure code and message), or None."""
+        data = event.data
+        model = await self.context.models.get(data.modelId)
+        if model is None or model.get("tenantId") != event.tenantid or model.get("deletedAt"):
+            return "model_not_found", f"model {data.modelId!r} does not exist"
+        advance = await self.context.models.advance(
+            data.modelId, ModelStatus.TRAINING, {"trainingId": data.trainingId, "triggerWord": data.triggerWord}
+        )
+        if advance.outcome is not AdvanceOutcome.APPLIED and model.get("trainingId") != data.trainingId:
+            return "model_training", f"model {data.modelId!r} is already training (training {model.get('trainingId')})"
+        return None
 
     async def _watch(self, training_id: str, bridge: _Bridge) -> None:
         """Renew the lease and notice a cancel request, until the run ends."""
