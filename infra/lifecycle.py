@@ -20,23 +20,27 @@ from events.topics import JOB_LIFECYCLE
 from infra.runtime import ServiceContext
 
 
-def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLifecycle:
-    """The lifecycle event announcing that `job` reached `status`."""
-    error = JobError(**job["error"]) if job.get("error") and status.value == "failed" else None
+def _event(job: dict[str, Any], event_type: str, event_id: str, source: str, **data: Any) -> JobLifecycle:
     return JobLifecycle(
-        id=lifecycle_event_id(job["jobId"], status.value),
-        type=EVENT_TYPE_FOR_STATUS[status.value],  # type: ignore[arg-type]
+        id=event_id,
+        type=event_type,  # type: ignore[arg-type]
         subject=job["jobId"],
         source=source,
         tenantid=job["tenantId"],
-        data=JobLifecycleData(
-            jobId=job["jobId"],
-            kind=job.get("kind", "generation"),
-            status=status.value,
-            occurredAt=utcnow(),
-            outputs=job.get("outputs", []) if status.value in ("completed", "succeeded") else [],
-            error=error,
-        ),
+        data=JobLifecycleData(jobId=job["jobId"], kind=job.get("kind", "generation"), occurredAt=utcnow(), **data),
+    )
+
+
+def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLifecycle:
+    """The lifecycle event announcing that `job` reached `status`."""
+    return _event(
+        job,
+        EVENT_TYPE_FOR_STATUS[status.value],
+        lifecycle_event_id(job["jobId"], status.value),
+        source,
+        status=status.value,
+        outputs=job.get("outputs", []) if status.value in ("completed", "succeeded") else [],
+        error=JobError(**job["error"]) if job.get("error") and status.value == "failed" else None,
     )
 
 
@@ -67,21 +71,13 @@ async def publish_progress_event(
     else:
         assert progress is not None
         event_type, name, sequence = JOB_PROGRESS, "progress", str(progress.step)
-    await context.publisher.publish(
-        JOB_LIFECYCLE,
-        JobLifecycle(
-            id=lifecycle_event_id(job["jobId"], name, sequence),
-            type=event_type,  # type: ignore[arg-type]
-            subject=job["jobId"],
-            source=source,
-            tenantid=job["tenantId"],
-            data=JobLifecycleData(
-                jobId=job["jobId"],
-                kind=job.get("kind", "generation"),
-                status=job["status"],
-                occurredAt=utcnow(),
-                progress=progress,
-                epoch=epoch,
-            ),
-        ),
+    event = _event(
+        job,
+        event_type,
+        lifecycle_event_id(job["jobId"], name, sequence),
+        source,
+        status=job["status"],
+        progress=progress,
+        epoch=epoch,
     )
+    await context.publisher.publish(JOB_LIFECYCLE, event)

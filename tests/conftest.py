@@ -234,21 +234,27 @@ async def trainer(bootstrapped: Settings, poller) -> AsyncIterator:
         yield loop
 
 
-@pytest.fixture(scope="session")
-async def portraits_source(bootstrapped: Settings, poller) -> AsyncIterator:
-    """The lifecycle topic -> functions.portraits, fed the way Lambda's Kafka event source feeds it."""
+@contextlib.asynccontextmanager
+async def lifecycle_source(settings: Settings, handler: Any, group: str, what: str) -> AsyncIterator[Any]:
+    """The lifecycle topic -> a Lambda handler, fed the way Lambda's Kafka event source feeds it."""
     from events.topics import JOB_LIFECYCLE
-    from functions.portraits.handler import PortraitsLambda
     from infra.local.kafka_source import run_kafka_source
 
-    handler = PortraitsLambda(lambda: bootstrapped)
-
     def start(stop: asyncio.Event, ready: Callable[[Any], None]) -> Awaitable[None]:
-        group = bootstrapped.kafka_portraits_consumer_group
-        return run_kafka_source(bootstrapped, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
+        return run_kafka_source(settings, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
 
     try:
-        async with running_service(start, "portraits source", 30):
+        async with running_service(start, what, 30):
             yield handler
     finally:
         await asyncio.to_thread(handler.close)
+
+
+@pytest.fixture(scope="session")
+async def portraits_source(bootstrapped: Settings, poller) -> AsyncIterator:
+    """functions.portraits on the lifecycle topic."""
+    from functions.portraits.handler import PortraitsLambda
+
+    handler = PortraitsLambda(lambda: bootstrapped)
+    async with lifecycle_source(bootstrapped, handler, bootstrapped.kafka_portraits_consumer_group, "portraits"):
+        yield handler

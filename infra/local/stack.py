@@ -217,74 +217,20 @@ class EmbeddedStack:
         timed("s3-events poller", settings.notifications_queue, started)
 
         started = time.perf_counter()
-        portraits = self._process(
-            "portraits",
-            [
-                sys.executable,
-                "-m",
-                "infra.local.kafka_source",
-                "--handler",
-                PORTRAITS_HANDLER,
-                "--topic",
-                JOB_LIFECYCLE,
-                "--group",
-                settings.kafka_portraits_consumer_group,
-            ],
-        )
-        portraits.wait_ready(lambda: portraits.log_contains(KAFKA_SOURCE_READY_LINE), 60)
-        timed("portraits (lifecycle consumer)", settings.kafka_portraits_consumer_group, started)
-
-        started = time.perf_counter()
-        webhooks = self._process(
-            "webhooks",
-            [
-                sys.executable,
-                "-m",
-                "infra.local.kafka_source",
-                "--handler",
-                WEBHOOKS_HANDLER,
-                "--topic",
-                JOB_LIFECYCLE,
-                "--group",
-                settings.kafka_webhooks_consumer_group,
-            ],
-        )
-        # The retry sweep: EventBridge's schedule, played by a process invoking the same function.
-        sweep = self._process(
-            "webhooks-sweep",
-            [
-                sys.executable,
-                "-m",
-                "infra.local.scheduler",
-                "--handler",
-                WEBHOOKS_HANDLER,
-                "--every",
-                str(settings.webhook_sweep_interval_seconds),
-                "--rule",
-                "webhook-retries",
-            ],
-        )
-        webhooks.wait_ready(lambda: webhooks.log_contains(KAFKA_SOURCE_READY_LINE), 60)
-        sweep.wait_ready(lambda: sweep.log_contains(SCHEDULER_READY_LINE), 60)
-        timed("webhooks (lifecycle consumer + retry schedule)", settings.kafka_webhooks_consumer_group, started)
-
-        started = time.perf_counter()
-        reconciler = self._process(
-            "reconciler",
-            [
-                sys.executable,
-                "-m",
-                "infra.local.scheduler",
-                "--handler",
-                RECONCILER_HANDLER,
-                "--every",
-                str(settings.reconcile_interval_seconds),
-                "--rule",
-                "reconcile",
-            ],
-        )
-        reconciler.wait_ready(lambda: reconciler.log_contains(SCHEDULER_READY_LINE), 60)
-        timed("reconciler (schedule)", f"every {settings.reconcile_interval_seconds}s", started)
+        # Lambda's event sources, played locally: the lifecycle topic feeds two functions, schedules two.
+        consumers = [
+            self._topic_source("portraits", PORTRAITS_HANDLER, settings.kafka_portraits_consumer_group),
+            self._topic_source("webhooks", WEBHOOKS_HANDLER, settings.kafka_webhooks_consumer_group),
+        ]
+        schedules = [
+            self._schedule("webhooks-sweep", WEBHOOKS_HANDLER, settings.webhook_sweep_interval_seconds),
+            self._schedule("reconciler", RECONCILER_HANDLER, settings.reconcile_interval_seconds),
+        ]
+        for consumer in consumers:
+            consumer.wait_ready(lambda c=consumer: c.log_contains(KAFKA_SOURCE_READY_LINE), 60)
+        for schedule in schedules:
+            schedule.wait_ready(lambda s=schedule: s.log_contains(SCHEDULER_READY_LINE), 60)
+        timed("lifecycle consumers + schedules", "portraits, webhooks; webhook retries, reconciler", started)
 
         started = time.perf_counter()
         workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]
@@ -305,6 +251,16 @@ class EmbeddedStack:
             log_dir=str(self.log_dir),
             timings_ms=timings,
         )
+
+    def _topic_source(self, name: str, handler: str, group: str) -> ManagedProcess:
+        """A function fed by the lifecycle topic, as Lambda's Kafka event source mapping would feed it."""
+        command = ["-m", "infra.local.kafka_source", "--handler", handler, "--topic", JOB_LIFECYCLE, "--group", group]
+        return self._process(name, [sys.executable, *command])
+
+    def _schedule(self, name: str, handler: str, every_s: float) -> ManagedProcess:
+        """A function invoked on a schedule, as an EventBridge rule would invoke it."""
+        command = ["-m", "infra.local.scheduler", "--handler", handler, "--every", str(every_s), "--rule", name]
+        return self._process(name, [sys.executable, *command])
 
     def settings(self) -> Settings:
         """The settings the components run with (the environment, overridden by the stack's own)."""

@@ -3,18 +3,16 @@ and an operator setup that allows loopback for outgoing calls, with the webhooks
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
 from functions.api.app import create_app
 from infra.runtime import ServiceContext
-from tests.conftest import running_service
+from tests.conftest import lifecycle_source
 from tests.journeys import QUICK, train_model
 
 
@@ -67,19 +65,10 @@ async def partner_api(loopback_settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 async def webhooks_source(loopback_settings, poller) -> AsyncIterator:
-    """The lifecycle topic -> functions.webhooks, fed the way Lambda's Kafka event source feeds it."""
-    from events.topics import JOB_LIFECYCLE
+    """functions.webhooks on the lifecycle topic, as the loopback-allowing operator runs it."""
     from functions.webhooks.handler import WebhooksLambda
-    from infra.local.kafka_source import run_kafka_source
 
     handler = WebhooksLambda(lambda: loopback_settings)
-
-    def start(stop: asyncio.Event, ready: Callable[[Any], None]):
-        group = loopback_settings.kafka_webhooks_consumer_group
-        return run_kafka_source(loopback_settings, JOB_LIFECYCLE, group, handler, stop, on_ready=lambda: ready(handler))
-
-    try:
-        async with running_service(start, "webhooks source", 30):
-            yield handler
-    finally:
-        await asyncio.to_thread(handler.close)
+    group = loopback_settings.kafka_webhooks_consumer_group
+    async with lifecycle_source(loopback_settings, handler, group, "webhooks"):
+        yield handler

@@ -17,6 +17,7 @@ from events.states import ModelStatus, TrainingStatus
 from functions.api.errors import ApiError
 from functions.api.schemas.models import COMPOSITION_TYPES
 from functions.api.services.models import check_epoch
+from functions.api.services.trainings import require_training
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.model_adapter import model_adapter
 from infra.runtime import ServiceContext
@@ -109,19 +110,7 @@ async def training_adapter(
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=f"{field}.modelId")
-    training = await context.trainings.get_for_tenant(tenant_id, training_id)
-    if (
-        training is None
-        or training.get("kind") != "training"
-        or training.get("modelId") != model_id
-        or training.get("deletedAt")
-    ):
-        raise ApiError(
-            404,
-            "training_not_found",
-            f"model {model_id!r} has no training {training_id!r}",
-            field=f"{field}.trainingId",
-        )
+    training = await require_training(context, tenant_id, model_id, training_id, field=f"{field}.trainingId")
     if training["status"] != TrainingStatus.SUCCEEDED.value or not training.get("adapterKey"):
         raise ApiError(
             409,

@@ -154,8 +154,10 @@ def estimated_completion(training: dict[str, Any]) -> str:
     return (utcnow() + timedelta(seconds=float(training.get("estimatedSeconds", 0)))).isoformat()
 
 
-async def require_training(context: ServiceContext, tenant_id: str, model_id: str, training_id: str) -> dict[str, Any]:
-    """The caller's live training of that model, or 404."""
+async def require_training(
+    context: ServiceContext, tenant_id: str, model_id: str, training_id: str, field: str = "trainingId"
+) -> dict[str, Any]:
+    """The caller's live training of that model, or 404 naming `field`."""
     training = await context.trainings.get_for_tenant(tenant_id, training_id)
     if (
         training is None
@@ -163,7 +165,7 @@ async def require_training(context: ServiceContext, tenant_id: str, model_id: st
         or training.get("modelId") != model_id
         or training.get("deletedAt")
     ):
-        raise ApiError(404, "training_not_found", f"training {training_id!r} does not exist", field="trainingId")
+        raise ApiError(404, "training_not_found", f"model {model_id!r} has no training {training_id!r}", field=field)
     return training
 
 
