@@ -173,13 +173,19 @@ def generate(
 def _run(pipeline: DiffusionPipeline, request: GenerationRequestedData, **extra: object) -> list[Image.Image]:
     # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    count = request.numOutputs
+    prompts: dict[str, object] = {"prompt": request.prompt, "negative_prompt": request.negativePrompt}
+    if "image" in extra and count > 1:
+        # One input image per output: diffusers deprecates repeating a single image to fill the batch.
+        prompts = {k: [v] * count if v is not None else None for k, v in prompts.items()}
+        extra = {k: [v] * count if k in ("image", "mask_image") else v for k, v in extra.items()}
+        count = 1
     with torch.inference_mode():
         result = pipeline(
-            prompt=request.prompt,
-            negative_prompt=request.negativePrompt,
+            **prompts,
             guidance_scale=request.guidanceScale,
             num_inference_steps=request.numInferenceSteps,
-            num_images_per_prompt=request.numOutputs,
+            num_images_per_prompt=count,
             generator=generator,
             **extra,
         )
