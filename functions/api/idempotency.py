@@ -153,9 +153,7 @@ class _Request:
                 await self._run_first(send)
                 return
             record = await self.records.get(self.record_scope)
-            if record is None:
-                continue  # released or expired between the two calls: claim again
-            if record.fingerprint != self.fingerprint:
+            if record is not None and record.fingerprint != self.fingerprint:
                 await _error(
                     send,
                     422,
@@ -163,7 +161,7 @@ class _Request:
                     "this Idempotency-Key was already used with a different request; use a new key",
                 )
                 return
-            if record.status is IdempotencyStatus.COMPLETED and record.response is not None:
+            if record is not None and record.status is IdempotencyStatus.COMPLETED and record.response is not None:
                 stored = record.response
                 await _respond(send, stored.status, stored.body.encode(), {**stored.headers, REPLAYED_HEADER: "true"})
                 return
@@ -176,7 +174,9 @@ class _Request:
                     {"retry-after": "1"},
                 )
                 return
-            await asyncio.sleep(_POLL_S)  # the first request is running: poll its record until the deadline
+            # The first request is running (or its record was released or expired between our two calls, and
+            # the next claim takes it): poll until the deadline.
+            await asyncio.sleep(_POLL_S)
 
     async def _run_first(self, send: Send) -> None:
         started: Message = {}
