@@ -57,21 +57,24 @@ class JobRepository(VersionedRepository):
             return (QUEUE_ATTRIBUTE, IN_FLIGHT_ATTRIBUTE)
         return (QUEUE_ATTRIBUTE,)
 
-    async def waiting_since_before(self, created_before: str) -> list[dict[str, Any]]:
-        """Jobs of this queue still waiting that were created before `created_before` (ISO time)."""
-        return await query_all(
-            self.dynamodb,
-            TableName=self.table,
-            IndexName=JOBS_QUEUE_INDEX,
-            KeyConditionExpression="#queue = :q AND createdAt < :c",
-            FilterExpression="#status = :queued",
-            ExpressionAttributeNames={"#queue": QUEUE_ATTRIBUTE, "#status": "status"},
-            ExpressionAttributeValues={
-                ":q": serialize(self.queue),
+    def _waiting_query(self, queue: str, created_before: str) -> dict[str, Any]:
+        """Query arguments for the jobs of `queue` still waiting that were created before `created_before`."""
+        return {
+            "TableName": self.table,
+            "IndexName": JOBS_QUEUE_INDEX,
+            "KeyConditionExpression": "#queue = :q AND createdAt < :c",
+            "FilterExpression": "#status = :queued",
+            "ExpressionAttributeNames": {"#queue": QUEUE_ATTRIBUTE, "#status": "status"},
+            "ExpressionAttributeValues": {
+                ":q": serialize(queue),
                 ":c": serialize(created_before),
                 ":queued": serialize(self.machine.initial.value),
             },
-        )
+        }
+
+    async def waiting_since_before(self, created_before: str) -> list[dict[str, Any]]:
+        """Jobs of this queue still waiting that were created before `created_before` (ISO time)."""
+        return await query_all(self.dynamodb, **self._waiting_query(self.queue, created_before))
 
     async def lease_lapsed(self, now_ts: float) -> list[dict[str, Any]]:
         """Jobs of this queue held by a worker whose lease ended before `now_ts` (epoch seconds)."""
@@ -92,19 +95,7 @@ class JobRepository(VersionedRepository):
     async def count_queued_before(self, created_at: str, queue: str = JOB_QUEUE_TRAINING) -> int:
         """How many jobs of `queue` still wait that were created before `created_at` (all tenants)."""
         total = 0
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": JOBS_QUEUE_INDEX,
-            "KeyConditionExpression": "#queue = :q AND createdAt < :c",
-            "FilterExpression": "#status = :queued",
-            "ExpressionAttributeNames": {"#queue": QUEUE_ATTRIBUTE, "#status": "status"},
-            "ExpressionAttributeValues": {
-                ":q": serialize(queue),
-                ":c": serialize(created_at),
-                ":queued": serialize(self.machine.initial.value),
-            },
-            "Select": "COUNT",
-        }
+        kwargs = {**self._waiting_query(queue, created_at), "Select": "COUNT"}
         while True:
             response = await self.dynamodb.query(**kwargs)
             total += response.get("Count", 0)
