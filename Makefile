@@ -1,17 +1,23 @@
 # The two commands the README gives: `make demo` (the main job) and `make test` (the test suite).
-# Both set up a virtual environment from scratch on first use.
+# Both set up a virtual environment from scratch on first use, with exactly the versions in requirements.lock.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The CPU build of torch, pinned in the lock; the machine's wheel folder (PIP_FIND_LINKS) holds it.
+TORCH := $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' requirements.lock)
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch first: the project's range accepts it, so nothing pulls CUDA wheels.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	# torch first, on its own: nothing after it can pull a CUDA build.
+	$(PY) -m pip install -q "$(TORCH)"
+	# Every other package at its locked version, each checked against its locked hashes.
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
-.PHONY: setup test demo lint bench
+.PHONY: setup test test-fast demo lint bench lock
 setup: $(VENV)/.installed
 
 test: setup
@@ -28,3 +34,15 @@ bench: setup
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/adapter_switch.py
+
+# Re-resolve every dependency to the newest versions pyproject.toml allows (torch stays at its pin), with
+# hashes, for the Linux x86_64 / Python 3.11 machines the project runs on. Then run `make test` and commit.
+lock: $(VENV)/bin/uv
+	echo "$(TORCH)" | $(VENV)/bin/uv pip compile pyproject.toml - --all-extras --generate-hashes --upgrade \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(FIND_LINKS) \
+		--custom-compile-command "make lock" -o requirements.lock
+
+# uv at its locked version, without installing the rest (the lock may be the thing that is broken).
+$(VENV)/bin/uv:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$$(sed -n 's/^\(uv==[^ ]*\).*/\1/p' requirements.lock)"
