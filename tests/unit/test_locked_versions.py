@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
-MODEL_STACK = ("torch", "diffusers", "peft", "transformers", "accelerate", "huggingface-hub", "safetensors", "tokenizers")
+MODEL_STACK = (
+    "torch",
+    "diffusers",
+    "peft",
+    "transformers",
+    "accelerate",
+    "huggingface-hub",
+    "safetensors",
+    "tokenizers",
+)
 
 
 def locked_versions(text: str) -> dict[str, str]:
