@@ -157,3 +157,31 @@ async def test_free_standing_presigned_upload_and_cross_tenant_model(client, api
     assert foreign.status_code == 404
     bad = await client.post("/v1/uploads/presigned", json={"name": 5}, headers=bearer(api_key))
     assert bad.status_code == 422
+
+
+async def test_a_pending_presigned_training_image_breaks_neither_put_nor_delete(client, api_key) -> None:
+    # Found by schemathesis: both calls read the item's key, which a pending item used to lack (500).
+    model_id = (await create_model(client, api_key, name="pending key"))["id"]
+    ready = await client.post(
+        f"/v1/models/{model_id}/training-data",
+        content=png((200, 10, 10)),
+        headers={**bearer(api_key), "Content-Type": "image/png"},
+    )
+    assert ready.status_code == 201, ready.text
+    ticket = (await client.post(f"/v1/models/{model_id}/training-data/presigned", headers=bearer(api_key))).json()
+    assert ticket["status"] == "pending"
+
+    updated = await client.put(f"/v1/models/{model_id}", json={}, headers=bearer(api_key))
+    assert updated.status_code == 200, updated.text
+    model = updated.json()["model"]
+    # Both are counted; only the ready one has bytes to download.
+    assert model["trainingImagesNumber"] == 2
+    assert [i["id"] for i in model["trainingImages"]] == [ready.json()["dataId"]]
+
+    deleted = await client.delete(f"/v1/models/{model_id}/training-data/{ticket['dataId']}", headers=bearer(api_key))
+    assert deleted.status_code == 204, deleted.text
+    listed = (await client.get(f"/v1/models/{model_id}/training-data", headers=bearer(api_key))).json()
+    assert [i["dataId"] for i in listed] == [ready.json()["dataId"]]
+    # The upload is settled, so a file sent to the old ticket later does not bring the image back.
+    upload = (await client.get(f"/v1/uploads/{ticket['key']}", headers=bearer(api_key))).json()
+    assert upload["status"] == "rejected" and upload["error"]["code"] == "deleted"

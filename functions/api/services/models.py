@@ -358,7 +358,8 @@ async def render_model_detail(context: ServiceContext, model: dict[str, Any]) ->
                 assets=[AssetOut(assetId=f"{name}-{i}", url=u) for i, u in enumerate(urls)],
             )
         )
-    shown = items[:TRAINING_IMAGES_SHOWN]
+    # Only a ready image has normalized bytes to download; a pending or rejected one is counted, not shown.
+    shown = [i for i in items if i.get("status", "ready") == "ready"][:TRAINING_IMAGES_SHOWN]
     download_urls = await asyncio.gather(*(context.store.presign_get(i["key"], expiry) for i in shown))
     stats = None
     if training is not None and training.get("startedAt"):

@@ -8,6 +8,7 @@ from typing import Any
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.errors import ApiError
 from infra.images import ImageRejected, NormalizedImage
+from infra.repositories.uploads import UploadStatus
 from infra.runtime import ServiceContext
 from infra.training_images import normalize_upload, store_training_image
 
@@ -63,6 +64,13 @@ async def replace_training_image(
 
 
 async def delete_training_image(context: ServiceContext, model: dict[str, Any], item: dict[str, Any]) -> None:
-    """Remove an image for good: its record, then its bytes."""
+    """Remove an image for good: its record, then its bytes (a pending one's raw upload, if it landed)."""
+    if item.get("status") == UploadStatus.PENDING.value and item.get("uploadId"):
+        # Settled first, so bytes that land after the delete are not turned back into a training image.
+        await context.uploads.settle(
+            item["uploadId"],
+            UploadStatus.REJECTED,
+            {"error": {"code": "deleted", "message": "the training image was deleted before its file arrived"}},
+        )
     await context.training_data.delete(model["modelId"], item["dataId"])
     await context.store.delete(item["key"])

@@ -55,6 +55,7 @@ async def presign_upload(
     """Record a pending upload (and, for a model, its pending training image) and presign its POST."""
     upload_id = new_upload_id()
     settings = context.settings
+    raw_key = upload_raw_key(tenant_id, upload_id)
     record: dict[str, Any] = {
         "uploadId": upload_id,
         "tenantId": tenant_id,
@@ -71,13 +72,16 @@ async def presign_upload(
                 "dataId": data_id,
                 "tenantId": tenant_id,
                 "uploadId": upload_id,
+                # Every training image carries the key of its bytes: while pending, where the raw upload
+                # lands (deleting the item deletes that); once validated, the normalized image's key.
+                "key": raw_key,
                 "name": name,
                 "status": UploadStatus.PENDING.value,
             }
         )
     upload = await context.uploads.create(record, settings.upload_expiry_seconds)
     post = await context.store.presign_post(
-        upload_raw_key(tenant_id, upload_id), settings.max_presigned_upload_bytes, settings.presign_expiry_seconds
+        raw_key, settings.max_presigned_upload_bytes, settings.presign_expiry_seconds
     )
     return upload, PresignedPost(url=post["url"], fields=post["fields"], maxBytes=settings.max_presigned_upload_bytes)
 
