@@ -3,8 +3,9 @@
 - a job still `queued` after `reconcile_queued_after_seconds` has its command published again (at most once
   per that period): if the broker lost it, the job now runs; if not, the worker skips the duplicate;
 - a job whose worker's lease lapsed (the worker died, or lost the broker) has its command published again, so
-  another worker claims it (claims take over lapsed leases; trainings resume from their last checkpoint);
-  after `reconcile_max_attempts` attempts it is failed instead, by writing its `failed.json` marker, so the
+  another worker claims it (claims take over lapsed leases; trainings resume from their last checkpoint), at
+  most once per the same period (a command already on its way needs no twin on every pass); after
+  `reconcile_max_attempts` attempts it is failed instead, by writing its `failed.json` marker, so the
   notification path (status, model, lifecycle event, webhooks) handles it like any other failure.
 """
 
@@ -54,6 +55,22 @@ async def _fail(context: ServiceContext, job: dict, now: datetime) -> None:
         await context.store.put_model(job_marker_key(job["jobId"], Marker.FAILED), marker)
 
 
+def _recently_republished(job: dict, stale: datetime) -> bool:
+    """Whether the job's command was published again after `stale` (within the period)."""
+    return job.get("republishedAt", "") > stale.isoformat()
+
+
+async def _republish(context: ServiceContext, repository: JobRepository, job: dict, now: datetime) -> bool:
+    """Publish the job's command again and note when; False (retried next run) if the broker refused."""
+    try:
+        await republish(context, job, SOURCE)
+    except KafkaError:
+        log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
+        return False
+    await repository.update_fields(job["jobId"], {"republishedAt": now.isoformat()})
+    return True
+
+
 async def reconcile(context: ServiceContext, now: datetime) -> Report:
     """One pass over waiting and held jobs of every queue."""
     settings = context.settings
@@ -62,26 +79,21 @@ async def reconcile(context: ServiceContext, now: datetime) -> Report:
     repositories: tuple[JobRepository, ...] = (context.jobs, context.trainings)
     for repository in repositories:
         for job in await repository.waiting_since_before(stale.isoformat()):
-            if job.get("republishedAt", "") > stale.isoformat():
-                continue  # republished recently: give the worker time before the next try
-            try:
-                await republish(context, job, SOURCE)
-            except KafkaError:
-                log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
-                continue
-            await repository.update_fields(job["jobId"], {"republishedAt": now.isoformat()})
-            report.republished.append(job["jobId"])
+            if _recently_republished(job, stale):
+                continue  # give the worker time before the next try
+            if await _republish(context, repository, job, now):
+                report.republished.append(job["jobId"])
         for job in await repository.lease_lapsed(now.timestamp()):
             if int(job.get("attempts", 0)) >= settings.reconcile_max_attempts:
                 await _fail(context, job, now)
                 report.failed.append(job["jobId"])
                 continue
-            try:
-                await republish(context, job, SOURCE)
-            except KafkaError:
-                log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
+            # Throttled like queued jobs: the command republished for this lapse is still on its way (behind
+            # other jobs, or waiting for a rebalance), and a twin per pass only piles up duplicates.
+            if _recently_republished(job, stale):
                 continue
-            report.republished.append(job["jobId"])
+            if await _republish(context, repository, job, now):
+                report.republished.append(job["jobId"])
     if report.republished or report.failed:
         log.info("reconciled: republished %s, failed %s", report.republished, report.failed)
     return report

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -128,3 +129,22 @@ async def test_a_recently_republished_job_is_left_alone(isolated: Isolated) -> N
     assert job_id in first.republished
     record = await env.context.jobs.get(job_id)
     assert record["republishedAt"]
+
+
+async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: Isolated) -> None:
+    # Issue 12: every pass republished every lapsed job (20 worker kills during 100 jobs made 563 of them).
+    env = isolated
+    settings = env.settings.model_copy(update={"reconcile_queued_after_seconds": 3600, "reconcile_max_attempts": 5})
+    context = await ServiceContext(settings).open()
+    try:
+        job_id = await _submit(env, 2)
+        assert await env.context.jobs.claim(job_id, "dead-worker", lease_seconds=0)
+        now = utcnow()
+        assert (await reconcile(context, now)).republished == [job_id]
+        # The next passes within the period leave it alone: its command is on its way.
+        for later in (1, 60, 3599):
+            assert (await reconcile(context, now + timedelta(seconds=later))).republished == []
+        # Once the period is over and the lease is still lapsed, it is tried again.
+        assert (await reconcile(context, now + timedelta(seconds=3601))).republished == [job_id]
+    finally:
+        await context.close()
