@@ -51,7 +51,8 @@ def _print_summary(info: StackInfo) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start the stack, print where everything listens, run until Ctrl-C or a component dies."""
+    """Start the stack, print where everything listens, run until Ctrl-C or the storage or the broker dies
+    (other components are restarted)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -64,13 +65,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         info.save(state_file)
         _print_summary(info)
         console.print("Press Ctrl-C to stop.")
-        while not stop.wait(0.5):
-            dead = stack.dead()
-            if dead:
-                for process in dead:
-                    console.print(f"[red]{process.name} exited[/red]; last log lines:\n{process.log_tail()}")
-                code = 1
-                break
+        # A component that dies is restarted with backoff, and the stack keeps serving; only the storage or
+        # the broker dying ends it.
+        fatal = stack.supervisor(lambda message: console.print(f"[yellow]supervisor:[/yellow] {message}")).run(stop)
+        if fatal is not None:
+            tail = next((p.log_tail() for p in stack.processes if p.name == fatal.name), "")
+            console.print(
+                f"[red]{fatal.name} died ({fatal.reason})[/red]: the stack cannot go on without it; "
+                f"last log lines:\n{tail}"
+            )
+            code = 1
     except Exception as exc:
         console.print(f"[red]start-up failed:[/red] {exc}")
         code = 1

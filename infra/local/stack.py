@@ -24,6 +24,8 @@ from infra.bootstrap import bootstrap
 from infra.local.kafka_source import READY_LINE as KAFKA_SOURCE_READY_LINE
 from infra.local.processes import ManagedProcess, free_port, port_open
 from infra.local.scheduler import READY_LINE as SCHEDULER_READY_LINE
+from infra.local.supervision import Backoff, RestartPolicy
+from infra.local.supervisor import ProcessSupervisor
 from infra.repositories.api_keys import generate_api_key
 from infra.settings import Settings
 from infra.signing import generate_signing_secret
@@ -39,6 +41,8 @@ PORTRAITS_HANDLER = "functions.portraits.handler.handler"
 WEBHOOKS_HANDLER = "functions.webhooks.handler.handler"
 RECONCILER_HANDLER = "functions.reconciler.handler.handler"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
+# Their state lives in their memory only: a restart would not bring it back, so their death ends the stack.
+ESSENTIAL = frozenset({"moto", "tansu"})
 
 
 def tansu_binary() -> str:
@@ -274,6 +278,11 @@ class EmbeddedStack:
     def dead(self) -> list[ManagedProcess]:
         """Components that have exited."""
         return [p for p in self.processes if not p.running]
+
+    def supervisor(self, report: Callable[[str], None], backoff: Backoff | None = None) -> ProcessSupervisor:
+        """A supervisor of the started components: restarts all but the storage and the broker."""
+        policy = RestartPolicy(essential=ESSENTIAL, backoff=backoff or Backoff())
+        return ProcessSupervisor(lambda: list(self.processes), policy, report)
 
     def stop(self) -> None:
         """Stop everything, consumers first and storage last, leaving no process behind."""
