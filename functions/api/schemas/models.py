@@ -124,7 +124,8 @@ class TrainingParametersIn(BaseModel):
         return value
 
     def applied(self) -> dict[str, Any]:
-        """The fields that take effect, aliases folded in, unset ones left out."""
+        """The fields that take effect, aliases folded in, unset ones left out: what is stored and trained on
+        (so ignored fields such as the `wandbKey` secret are never kept nor shown)."""
         values = self.model_dump(exclude_none=True, exclude={*IGNORED_PARAMETERS, "steps", "learningRateUnet"})
         if self.steps is not None and self.maxTrainSteps is None:
             values["maxTrainSteps"] = self.steps
@@ -134,6 +135,18 @@ class TrainingParametersIn(BaseModel):
             values.pop("validationPrompt")
             values["samplePrompts"] = [*values.get("samplePrompts", []), self.validationPrompt]
         return values
+
+
+def canonical_parameters(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """Stored parameters in canonical form. Records written before parameters were stored canonically may
+    hold aliases and ignored fields (a `wandbKey` among them): fold and drop them on the way out too."""
+    if not stored:
+        return {}
+    try:
+        return TrainingParametersIn.model_validate(stored).applied()
+    except ValueError:
+        # Not valid any more (a limit tightened since): keep what applies, never an ignored field.
+        return {name: value for name, value in stored.items() if name not in IGNORED_PARAMETERS}
 
 
 class Concept(BaseModel):
@@ -204,20 +217,19 @@ class CreateModelRequest(_NamedInput):
     concepts: list[Concept] | None = Field(default=None, max_length=10)
 
 
-class RenameModelRequest(_NamedInput):
-    """`PATCH /v1/models/{id}`: seed 001's rename (`updatedDisplayName`); `name`/`displayName`/`tags` too."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"updatedDisplayName": "Summer Dresses"}})
+class _RenameInput(_NamedInput):
+    """The name fields of an update, seed 001's rename spelling (`updatedDisplayName`) among them."""
 
     updatedDisplayName: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
-    tags: Tags = None
 
     @model_validator(mode="after")
-    def _has_a_change(self) -> RenameModelRequest:
-        if self.updatedDisplayName is not None and not self.updatedDisplayName.strip():
-            raise ValueError("updatedDisplayName must not be blank")
-        if not self.model_fields_set:
-            raise ValueError("nothing to change: send updatedDisplayName (or name, description, tags)")
+    def _one_new_name(self) -> _RenameInput:
+        if self.updatedDisplayName is not None:
+            if not self.updatedDisplayName.strip():
+                raise ValueError("updatedDisplayName must not be blank")
+            other = super().resolved_name
+            if other is not None and other != self.updatedDisplayName.strip():
+                raise ValueError("updatedDisplayName and name/displayName must be equal when both are given")
         return self
 
     @property
@@ -226,8 +238,23 @@ class RenameModelRequest(_NamedInput):
         return (self.updatedDisplayName or "").strip() or super().resolved_name
 
 
-class UpdateModelRequest(_NamedInput):
-    """`PUT /v1/models/{id}`: seed 003's update. Only fields present change; `null` unsets where seed 003 says so."""
+class RenameModelRequest(_RenameInput):
+    """`PATCH /v1/models/{id}`: seed 001's rename (`updatedDisplayName`); `name`/`displayName`/`tags` too."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"updatedDisplayName": "Summer Dresses"}})
+
+    tags: Tags = None
+
+    @model_validator(mode="after")
+    def _has_a_change(self) -> RenameModelRequest:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send updatedDisplayName (or name, description, tags)")
+        return self
+
+
+class UpdateModelRequest(_RenameInput):
+    """`PUT /v1/models/{id}`: seed 003's update (and seed 001's rename, whose method the seed leaves open).
+    Only fields present change; `null` unsets where seed 003 says so."""
 
     model_config = ConfigDict(
         extra="forbid",

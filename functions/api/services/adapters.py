@@ -110,7 +110,10 @@ async def training_adapter(
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=f"{field}.modelId")
-    training = await require_training(context, tenant_id, model_id, training_id, field=f"{field}.trainingId")
+    # A soft-deleted training only leaves the listings: its adapter keeps serving.
+    training = await require_training(
+        context, tenant_id, model_id, training_id, field=f"{field}.trainingId", include_deleted=True
+    )
     if training["status"] != TrainingStatus.SUCCEEDED.value or not training.get("adapterKey"):
         raise ApiError(
             409,

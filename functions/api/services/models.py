@@ -24,6 +24,7 @@ from functions.api.schemas.models import (
     TrainingProgressOut,
     TrainingStatsOut,
     UpdateModelRequest,
+    canonical_parameters,
 )
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.runtime import ServiceContext
@@ -120,7 +121,7 @@ async def create_model(context: ServiceContext, tenant_id: str, body: CreateMode
         "type": model_type,
         "customModelType": body.customModelType,
         "tags": body.tags or [],
-        "parameters": body.parameters.model_dump(exclude_none=True) if body.parameters else {},
+        "parameters": body.parameters.applied() if body.parameters else {},
         "concepts": [c.model_dump(exclude_none=True) for c in body.concepts] if body.concepts else None,
     }
     return await context.models.create(record)
@@ -170,7 +171,8 @@ async def update_model(
             raise ApiError(
                 409, "model_training", "parameters cannot change while the model is training", field="parameters"
             )
-        fields["parameters"] = body.parameters.model_dump(exclude_none=True)
+        # Canonical only: aliases folded in, ignored fields (the wandbKey secret among them) dropped.
+        fields["parameters"] = body.parameters.applied()
     if "concepts" in sent:
         if body.concepts:
             await _check_concepts(context, tenant_id, body.concepts, spec)
@@ -387,7 +389,7 @@ async def render_model_detail(context: ServiceContext, model: dict[str, Any]) ->
         baseModel=model["baseModel"],
         ownerId=model["tenantId"],
         modelKeyword=model.get("triggerWord"),
-        parameters=model.get("parameters") or {},
+        parameters=canonical_parameters(model.get("parameters")),
         concepts=model.get("concepts"),
         epoch=model.get("epoch"),
         epochs=epochs,

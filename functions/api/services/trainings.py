@@ -17,7 +17,7 @@ from events.states import ModelStatus, TrainingStatus
 from events.topics import TRAINING_REQUESTS
 from events.training import TrainingRequested, TrainingRequestedData
 from functions.api.errors import ApiError
-from functions.api.schemas.models import COMPOSITION_TYPES
+from functions.api.schemas.models import COMPOSITION_TYPES, canonical_parameters
 from functions.api.schemas.trainings import TrainingEpochView, TrainingProgressView, TrainingView
 from functions.api.services.models import queue_position, resolve_base_model
 from functions.api.services.training_params import (
@@ -95,7 +95,7 @@ async def start_training(
             base=BaseDefaults(resolution=spec.default_size, sample_steps=spec.default_steps),
             strength=strength,
             speed=speed,
-            model_parameters=model.get("parameters"),
+            model_parameters=canonical_parameters(model.get("parameters")),
             request_parameters=request_parameters,
         )
     except ParameterError as exc:
@@ -155,15 +155,22 @@ def estimated_completion(training: dict[str, Any]) -> str:
 
 
 async def require_training(
-    context: ServiceContext, tenant_id: str, model_id: str, training_id: str, field: str = "trainingId"
+    context: ServiceContext,
+    tenant_id: str,
+    model_id: str,
+    training_id: str,
+    field: str = "trainingId",
+    *,
+    include_deleted: bool = False,
 ) -> dict[str, Any]:
-    """The caller's live training of that model, or 404 naming `field`."""
+    """The caller's live training of that model, or 404 naming `field`. `include_deleted`: a soft-deleted one
+    too, for what names its adapter (seed 001: the soft delete "preserves the trained model")."""
     training = await context.trainings.get_for_tenant(tenant_id, training_id)
     if (
         training is None
         or training.get("kind") != "training"
         or training.get("modelId") != model_id
-        or training.get("deletedAt")
+        or (training.get("deletedAt") and not include_deleted)
     ):
         raise ApiError(404, "training_not_found", f"model {model_id!r} has no training {training_id!r}", field=field)
     return training
