@@ -1,11 +1,13 @@
 """Which base models exist and where their weights are: metadata only (the loader lives in workers/).
 
-The API uses this to validate a request before it queues a job; workers use it to load the weights.
+The API uses this to validate a request before it queues a job and to list the catalog
+(`GET /v1/base-models`); workers use it to load the weights. No torch here: the API must not import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from infra.settings import Settings
 
@@ -30,6 +32,22 @@ TINY_SD_TARGETS = (
 )
 
 
+class Capability(StrEnum):
+    """What a base model can be used for."""
+
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    INPAINTING = "inpainting"
+    TRAINING = "training"
+
+
+# Every Stable Diffusion checkpoint generates in the three modes (diffusers derives the image-to-image and
+# inpainting pipelines from the text-to-image one). The trainer drives an SD 1.5 UNet with one text encoder,
+# so only that family trains.
+GENERATION_CAPABILITIES = (Capability.TEXT_TO_IMAGE, Capability.IMAGE_TO_IMAGE, Capability.INPAINTING)
+SD15_CAPABILITIES = (*GENERATION_CAPABILITIES, Capability.TRAINING)
+
+
 @dataclass(frozen=True)
 class BaseModelSpec:
     """A base model: its registry name, where its weights are, and the defaults requests inherit."""
@@ -45,6 +63,12 @@ class BaseModelSpec:
     lora_targets: tuple[str, ...] = ATTENTION_TARGETS
     # Typical training speed (steps per second at the default size), for `estimatedCompletion` only.
     train_steps_per_second: float = 1.0
+    capabilities: tuple[Capability, ...] = SD15_CAPABILITIES
+
+    @property
+    def family(self) -> str:
+        """The model family in seed 003's words (`sd-1_5`, `sd-xl`): adapters only mix within one."""
+        return self.model_type.removesuffix("-lora")
 
     @property
     def is_builtin(self) -> bool:
@@ -65,7 +89,13 @@ TINY_SD = BaseModelSpec(
 
 # Defaults for well-known families when an operator points a name at their weights.
 _FAMILY_DEFAULTS = {
-    "sd-xl": dict(model_type="sd-xl-lora", default_size=1024, max_side=2048, default_steps=30),
+    "sd-xl": dict(
+        model_type="sd-xl-lora",
+        default_size=1024,
+        max_side=2048,
+        default_steps=30,
+        capabilities=GENERATION_CAPABILITIES,
+    ),
 }
 _SD15_DEFAULTS = dict(model_type="sd-1_5-lora", default_size=512, max_side=1536, default_steps=30)
 
@@ -80,3 +110,25 @@ def base_model_registry(settings: Settings) -> dict[str, BaseModelSpec]:
         if target in registry and alias not in registry:
             registry[alias] = registry[target]
     return registry
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A base model as clients see it: the spec and every other name that reaches it."""
+
+    spec: BaseModelSpec
+    aliases: tuple[str, ...]
+    is_default: bool
+
+
+def base_model_catalog(settings: Settings) -> list[CatalogEntry]:
+    """The base models this deployment offers, each once (aliases listed with their target), by name."""
+    registry = base_model_registry(settings)
+    entries = []
+    for name, spec in sorted(registry.items()):
+        if spec.name != name:
+            continue  # an alias: listed under the model it names
+        aliases = tuple(sorted(alias for alias, target in registry.items() if target is spec and alias != name))
+        default = settings.default_base_model in (name, *aliases)
+        entries.append(CatalogEntry(spec=spec, aliases=aliases, is_default=default))
+    return entries

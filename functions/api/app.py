@@ -12,6 +12,7 @@ from functions.api.dependencies import new_context_lock, open_context
 from functions.api.errors import install_error_handlers
 from functions.api.idempotency import IdempotencyMiddleware
 from functions.api.routes import (
+    base_models,
     health,
     images,
     models,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (
         health.router,
+        base_models.router,
         images.router,
         models.router,
         training_data.router,

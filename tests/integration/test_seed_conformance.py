@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from functions.api.app import create_app
 from tests.journeys import QUICK, create_model, png, train_model, upload
 from tests.support import bearer, eventually, wait_for_job
 
@@ -156,3 +157,54 @@ async def test_a_soft_deleted_training_leaves_the_listings_and_its_adapter_keeps
         "/v1/images/generate", json={"modelId": mix["id"], **generation}, headers=bearer(api_key)
     )
     assert (await _completed(client, api_key, composed))["adapters"][0]["modelId"] == model_id
+
+
+# Seed 000's create body, verbatim: its base model belongs to another service.
+SEED000_CREATE = {
+    "name": "My Custom Model",
+    "description": "A model specialized for cyberpunk aesthetics",
+    "baseModel": "realm-base-v2.1",
+    "tags": ["cyberpunk", "female", "photorealistic"],
+}
+
+
+async def test_an_unknown_base_model_is_refused_with_the_ones_this_deployment_has(bootstrapped, api_key) -> None:
+    # The session's operator aliases realm-base-v2.1; this one does not.
+    app = create_app(bootstrapped.model_copy(update={"base_model_aliases": {}}))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as plain:
+            response = await plain.post("/v1/models", json=SEED000_CREATE, headers=bearer(api_key))
+            catalog = await plain.get("/v1/base-models", headers=bearer(api_key))
+    finally:
+        if app.state.context is not None:
+            await app.state.context.close()
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("unknown_base_model", "baseModel")
+    assert error["baseModels"] == ["broken", "tiny-sd"]
+    assert "broken, tiny-sd" in error["message"] and "GET /v1/base-models" in error["message"]
+    assert catalog.status_code == 200 and [m["name"] for m in catalog.json()["data"]] == error["baseModels"]
+
+
+async def test_base_models_are_listed_with_sizes_capabilities_and_aliases(client, api_key) -> None:
+    response = await client.get("/v1/base-models", headers=bearer(api_key))
+    assert response.status_code == 200, response.text
+    models = {m["name"]: m for m in response.json()["data"]}
+    assert set(models) == {"broken", "tiny-sd"}, "an alias is listed under its model, not as one"
+    assert models["tiny-sd"] == {
+        "name": "tiny-sd",
+        "aliases": ["realm-base-v2.1"],
+        "family": "sd-1_5",
+        "type": "sd-1_5-lora",
+        "default": True,
+        "defaultSize": {"width": 64, "height": 64},
+        "maxSize": {"width": 1536, "height": 1536},
+        "defaultSteps": 10,
+        "defaultGuidanceScale": 7.5,
+        "capabilities": ["text-to-image", "image-to-image", "inpainting", "training"],
+    }
+    assert models["broken"]["default"] is False and models["broken"]["defaultSize"] == {"width": 512, "height": 512}
+    assert (await client.get("/v1/base-models")).status_code == 401
+    # With the alias, seed 000's body works unchanged.
+    created = await client.post("/v1/models", json=SEED000_CREATE, headers=bearer(api_key))
+    assert created.status_code == 201 and created.json()["baseModel"] == "tiny-sd"

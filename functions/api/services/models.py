@@ -49,12 +49,14 @@ def resolve_base_model(context: ServiceContext, name: str | None) -> BaseModelSp
     name = name or context.settings.default_base_model
     spec = registry.get(name)
     if spec is None:
-        choices = ", ".join(sorted(registry))
+        choices = sorted(registry)
         raise ApiError(
             422,
             "unknown_base_model",
-            f"base model {name!r} does not exist; choose one of: {choices}",
+            f"base model {name!r} does not exist here; choose one of: {', '.join(choices)} "
+            "(GET /v1/base-models describes them)",
             field="baseModel",
+            extra={"baseModels": choices},
         )
     return spec
 

@@ -1,0 +1,33 @@
+"""`GET /v1/base-models`: the base models this deployment offers, so a client can pick a `baseModel`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from functions.api.dependencies import SettingsDep, TenantDep
+from functions.api.schemas.base_models import BaseModelList, BaseModelOut, SizeOut
+from infra.base_models import CatalogEntry, base_model_catalog
+
+router = APIRouter(prefix="/v1/base-models", tags=["base models"])
+
+
+def _entry_out(entry: CatalogEntry) -> BaseModelOut:
+    spec = entry.spec
+    return BaseModelOut(
+        name=spec.name,
+        aliases=list(entry.aliases),
+        family=spec.family,
+        type=spec.model_type,
+        default=entry.is_default,
+        defaultSize=SizeOut(width=spec.default_size, height=spec.default_size),
+        maxSize=SizeOut(width=spec.max_side, height=spec.max_side),
+        defaultSteps=spec.default_steps,
+        defaultGuidanceScale=spec.default_guidance,
+        capabilities=[c.value for c in spec.capabilities],
+    )
+
+
+@router.get("", response_model=BaseModelList)
+async def list_base_models(tenant: TenantDep, settings: SettingsDep) -> BaseModelList:
+    """Every base model a model can be created on (`baseModel`) or generated with (`modelId`), by name."""
+    return BaseModelList(data=[_entry_out(entry) for entry in base_model_catalog(settings)])
