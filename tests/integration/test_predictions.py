@@ -37,8 +37,9 @@ async def wait_for_prediction(client: httpx.AsyncClient, key: str, prediction_id
         assert response.status_code == 200, response.text
         return response.json()
 
+    # Seed 001's own body is 4 x 512 px at 50 steps: half a minute alone, minutes on a busy 2-core machine.
     return await eventually(
-        probe, lambda v: v["status"] in ("succeeded", "failed", "canceled"), timeout_s=120, what="prediction"
+        probe, lambda v: v["status"] in ("succeeded", "failed", "canceled"), timeout_s=300, what="prediction"
     )
 
 
