@@ -31,8 +31,13 @@ class AsyncLambda:
         return self.runner.run(self._handle(event))
 
     def close(self) -> None:
-        """Close the clients and the loop (tests; a Lambda container is simply frozen)."""
-        if self.context is not None:
-            self.runner.run(self.context.close())
-            self.context = None
-        self.runner.close()
+        """Close the clients, then the loop: at the end of a process that ran this handler (the local event
+        sources do it on SIGTERM, tests at the end of a block). On AWS a container is frozen and discarded
+        instead; nothing is lost there, as every send was awaited in its invocation."""
+        try:
+            if self.context is not None:
+                context, self.context = self.context, None
+                self.runner.run(context.close())
+        finally:
+            # Even when a client failed to close: the loop's other tasks are cancelled and awaited here.
+            self.runner.close()

@@ -19,7 +19,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.kafka import create_consumer
-from infra.local.sqs_poller import Handler, load_handler
+from infra.local.sqs_poller import Handler, process_handler
 from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = get_settings()
-    handler = load_handler(args.handler)
 
-    async def serve() -> None:
+    async def serve(handler: Handler) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +120,10 @@ def main() -> None:
             on_ready=lambda: log.info("%s: %s -> %s", READY_LINE, args.topic, args.handler),
         )
 
-    asyncio.run(serve())
+    # The handler is closed once this loop has ended: closing runs the handler's own loop, which cannot run
+    # inside another.
+    with process_handler(args.handler) as handler:
+        asyncio.run(serve(handler))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from events.envelope import utcnow
-from infra.local.sqs_poller import Handler, load_handler
+from infra.local.sqs_poller import Handler, process_handler
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,12 @@ def main() -> None:
     parser.add_argument("--rule", default="schedule")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = load_handler(args.handler)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("%s: %s every %ss", READY_LINE, args.handler, args.every)
-    run_schedule(handler, args.every, args.rule, stop)
+    with process_handler(args.handler) as handler:
+        log.info("%s: %s every %ss", READY_LINE, args.handler, args.every)
+        run_schedule(handler, args.every, args.rule, stop)
 
 
 if __name__ == "__main__":

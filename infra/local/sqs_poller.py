@@ -8,12 +8,13 @@ imports nothing from `functions/`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.session
@@ -30,6 +31,28 @@ def load_handler(path: str) -> Handler:
     """Import `package.module.attribute` and return the attribute."""
     module_name, _, attribute = path.rpartition(".")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+@contextlib.contextmanager
+def process_handler(path: str) -> Iterator[Handler]:
+    """The handler named by `path` for this process's life, closed when the block ends.
+
+    A handler opens its clients once per process (an `AsyncLambda`'s context: a Kafka producer, aiohttp
+    sessions, an event loop). Left open at exit, the interpreter reports `Unclosed AIOKafkaProducer`,
+    `Unclosed client session` and `Task was destroyed but it is pending!`; closed here, they are flushed and
+    shut down in order. Call it where no event loop runs (closing runs the handler's own loop).
+    """
+    handler = load_handler(path)
+    try:
+        yield handler
+    finally:
+        close = getattr(handler, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                # The process is stopping either way: say what could not be closed, do not fail the stop.
+                log.exception("closing %s failed", path)
 
 
 def lambda_sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -114,12 +137,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = get_settings()
-    poller = SqsPoller(settings, args.queue or settings.notifications_queue, load_handler(args.handler))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("%s: %s -> %s", READY_LINE, poller.queue_url, args.handler)
-    poller.run(stop)
+    with process_handler(args.handler) as handler:
+        poller = SqsPoller(settings, args.queue or settings.notifications_queue, handler)
+        log.info("%s: %s -> %s", READY_LINE, poller.queue_url, args.handler)
+        poller.run(stop)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """Direct producers: an external Kafka producer publishes CloudEvents straight to the command topic. Valid ones
 run exactly as the API would run them and show in the API; invalid ones land in the DLQ with their reason and
-never block the partition."""
+never block the partition. Two clients: aiokafka (pure Python) and librdkafka (through confluent-kafka), the
+client most non-Java producers are built on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import confluent_kafka
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -29,6 +32,24 @@ async def producer(settings) -> AsyncIterator[AIOKafkaProducer]:
         yield producer
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+def librdkafka_producer(settings) -> Iterator[confluent_kafka.Producer]:
+    """A producer of another team on librdkafka (confluent-kafka; see docs/events.md for the versions that work
+    with the embedded broker)."""
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "acks": "all",
+            # Tansu has no InitProducerId (as for the service's own producers: LF_KAFKA_IDEMPOTENCE=false).
+            "enable.idempotence": False,
+        }
+    )
+    try:
+        yield producer
+    finally:
+        producer.flush(10)
 
 
 def generation(job_id: str, tenant: str = "tenant-a", **data: Any) -> dict[str, Any]:
@@ -77,6 +98,43 @@ async def send(producer: AIOKafkaProducer, event: dict[str, Any] | bytes, key: s
         key=key.encode(),
         headers=[("content-type", b"application/cloudevents+json")],
     )
+
+
+async def produce(producer: confluent_kafka.Producer, value: bytes, key: str, headers: list[tuple[str, bytes]]) -> None:
+    """Produce one generation command with librdkafka and wait for the broker's acknowledgement."""
+    errors: list[Any] = []
+    producer.produce(
+        GENERATION_REQUESTS, value=value, key=key.encode(), headers=headers, on_delivery=lambda e, _: errors.append(e)
+    )
+    # librdkafka delivers from its own thread; flush (which runs the delivery callback) blocks, so not in this loop.
+    left = await asyncio.to_thread(producer.flush, 30)
+    assert left == 0 and errors == [None], f"not acknowledged: {errors}"
+
+
+async def test_a_librdkafka_producers_events_run_or_are_dead_lettered(
+    client, api_key, librdkafka_producer, settings
+) -> None:
+    run = secrets.token_hex(4)
+    structured, binary, invalid = f"job_rdk_{run}_1", f"job_rdk_{run}_2", f"job_bad_rdk_{run}"
+    content_type = [("content-type", b"application/cloudevents+json")]
+    bad = generation(invalid, numInferenceSteps=500)
+    await produce(librdkafka_producer, json.dumps(bad).encode(), invalid, content_type)
+    await produce(librdkafka_producer, json.dumps(generation(structured)).encode(), structured, content_type)
+    envelope = generation(binary, seed=6)
+    ce_headers = [(f"ce_{k}", str(v).encode()) for k, v in envelope.items() if k != "data"]
+    await produce(librdkafka_producer, json.dumps(envelope["data"]).encode(), binary, ce_headers)
+
+    for job_id in (structured, binary):
+        view = await wait_for_direct_job(client, job_id, api_key)
+        assert view["status"] == "completed", view
+        assert view["prompt"] == "a lighthouse at dawn" and len(view["images"]) == 1
+    dead = await read_topic(settings, DEAD_LETTERS, lambda r: r.key == invalid.encode(), 1)
+    headers = dict(dead[0].headers)
+    assert "numInferenceSteps" in headers["dlq-reason"].decode()
+    assert headers["dlq-topic"] == GENERATION_REQUESTS.encode()
+    assert json.loads(dead[0].value) == bad  # unchanged
+    missing = await client.get(f"/v1/images/jobs/{invalid}", headers=bearer(api_key))
+    assert missing.status_code == 404
 
 
 async def test_valid_events_run_and_invalid_ones_are_dead_lettered(client, api_key, producer, settings) -> None:
