@@ -36,6 +36,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def public_time(value: str | datetime) -> str:
+    """A time as clients see it (API views, webhook bodies): UTC, to the millisecond, with `Z`
+    (`2023-02-03T11:19:41.579Z`).
+
+    Milliseconds, not seconds: a job on a small model, or a webhook's retries, can start and end within one
+    second, and the views must still show them in order. Seed 003 writes this form; seed 000's
+    `2024-03-10T12:00:00Z` is the same RFC 3339 form without the fraction, which every parser reads. Fixed
+    width, so the strings sort as the times do. Stored records keep `isoformat()` (their ordering queries
+    compare those strings), so this applies on the way out only.
+    """
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # every stored time is UTC
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
     """A CloudEvents 1.0 envelope; `subject` is the job id, `tenantid` the owning tenant."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from events.envelope import public_time
 from events.lifecycle import JOB_CANCELED, JOB_CHECKPOINT, JOB_FAILED, JOB_PROGRESS, JOB_STARTED, JOB_SUCCEEDED
 
 
@@ -75,7 +76,7 @@ def payload(event: WebhookEvent, job_id: str, kind: str, status: str, occurred_a
     """The JSON body of a delivery."""
     return {
         "type": f"job.{event.value}",
-        "timestamp": occurred_at.isoformat(),
+        "timestamp": public_time(occurred_at),
         "data": {"jobId": job_id, "kind": kind, "status": status, **{k: v for k, v in data.items() if v is not None}},
     }
 

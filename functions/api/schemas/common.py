@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from events.envelope import public_time
 from events.generation import MAX_PROMPT_CHARS
 from events.webhooks import MAX_URL_CHARS, WebhookEvent, WebhookSubscription
+
+# Every timestamp of every view has this type, so none can slip out in another form.
+ApiTime = Annotated[
+    str,
+    BeforeValidator(public_time),
+    Field(json_schema_extra={"format": "date-time", "example": "2023-02-03T11:19:41.579Z"}),
+]
 
 
 def _not_blank(value: str) -> str:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events import generation as contract
-from functions.api.schemas.common import Prompt, WebhookFields, WebhookSubscriptionOut
+from functions.api.schemas.common import ApiTime, Prompt, WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.webhooks import DeliveryOut
 
 
@@ -101,7 +100,7 @@ class JobAccepted(BaseModel):
 
     jobId: str
     status: Literal["queued"] = "queued"
-    createdAt: datetime
+    createdAt: ApiTime
 
 
 class ImageOut(BaseModel):
@@ -153,10 +152,10 @@ class JobView(BaseModel):
     prompt: str
     parameters: JobParameters
     adapters: list[AdapterUsedOut] = Field(default_factory=list, description="Empty: the base model alone.")
-    createdAt: datetime
-    updatedAt: datetime
-    startedAt: datetime | None = None
-    completedAt: datetime | None = None
+    createdAt: ApiTime
+    updatedAt: ApiTime
+    startedAt: ApiTime | None = None
+    completedAt: ApiTime | None = None
     images: list[ImageOut] = Field(default_factory=list)
     error: JobErrorOut | None = None
     timings: dict[str, float] | None = None

@@ -21,6 +21,7 @@ from events.training import (
     MIN_RESOLUTION,
     LrScheduler,
 )
+from functions.api.schemas.common import ApiTime
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
@@ -291,9 +292,9 @@ class ModelOut(BaseModel):
     baseModel: str
     type: str
     tags: list[str]
-    createdAt: str
-    updatedAt: str
-    lastTrainedAt: str | None = None
+    createdAt: ApiTime
+    updatedAt: ApiTime
+    lastTrainedAt: ApiTime | None = None
     triggerWord: str | None = None
     trainingId: str | None = Field(default=None, description="The latest training.")
     trainingImagesNumber: int = 0
@@ -313,7 +314,7 @@ class TrainAccepted(BaseModel):
     status: Literal["training_queued"] = "training_queued"
     trainingJobId: str
     trainingId: str = Field(description="Same as trainingJobId (seed 001).")
-    estimatedCompletion: str
+    estimatedCompletion: ApiTime
     dataIds: list[str]
 
 
@@ -336,7 +337,7 @@ class TrainingImageOut(BaseModel):
 
     id: str
     automaticCaptioning: str = ""
-    createdAt: str
+    createdAt: ApiTime
     description: str = ""
     downloadUrl: str
     name: str
@@ -356,8 +357,8 @@ class TrainingProgressOut(BaseModel):
 class TrainingStatsOut(BaseModel):
     """Seed 003's trainingStats (durations in seconds)."""
 
-    startedAt: str | None = None
-    endedAt: str | None = None
+    startedAt: ApiTime | None = None
+    endedAt: ApiTime | None = None
     queueDuration: float | None = None
     trainDuration: float | None = None
 
@@ -369,8 +370,8 @@ class ModelDetailOut(BaseModel):
     modelId: str
     capabilities: list[str]
     collectionIds: list[str] = []
-    createdAt: str
-    updatedAt: str
+    createdAt: ApiTime
+    updatedAt: ApiTime
     custom: bool = False
     exampleAssetIds: list[str] = []
     privacy: Literal["private"] = "private"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-from functions.api.schemas.common import WebhookFields, WebhookSubscriptionOut
+from functions.api.schemas.common import ApiTime, WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.models import TrainingParametersIn
 from functions.api.schemas.webhooks import DeliveryOut
 
@@ -116,9 +116,9 @@ class PortraitView(BaseModel):
     trainingStatus: str | None = None
     trainingProgress: float | None = Field(default=None, description="0..1 while training.")
     styles: list[PortraitStyleOut]
-    createdAt: str
-    updatedAt: str
-    completedAt: str | None = None
+    createdAt: ApiTime
+    updatedAt: ApiTime
+    completedAt: ApiTime | None = None
     error: dict[str, str] | None = None
     webhook: WebhookSubscriptionOut | None = None
     deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")

@@ -5,13 +5,12 @@ Field names are seed 001's own (snake_case beside camelCase), so a client writte
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import generation as contract
-from functions.api.schemas.common import Prompt, WebhookFields, WebhookSubscriptionOut
+from functions.api.schemas.common import ApiTime, Prompt, WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.images import AdapterUsedOut, JobErrorOut
 from functions.api.schemas.webhooks import DeliveryOut
 
@@ -90,7 +89,7 @@ class PredictionAccepted(BaseModel):
 
     predictionId: str
     status: Literal["starting"] = "starting"
-    createdAt: datetime
+    createdAt: ApiTime
 
 
 class PredictionView(BaseModel):
@@ -109,10 +108,10 @@ class PredictionView(BaseModel):
     output_format: str
     guidance_scale: float
     num_inference_steps: int
-    createdAt: datetime
-    updatedAt: datetime
-    startedAt: datetime | None = None
-    completedAt: datetime | None = None
+    createdAt: ApiTime
+    updatedAt: ApiTime
+    startedAt: ApiTime | None = None
+    completedAt: ApiTime | None = None
     error: JobErrorOut | None = None
     timings: dict[str, float] | None = None
     webhook: WebhookSubscriptionOut | None = None

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.api.schemas.common import WebhookFields, WebhookSubscriptionOut
+from functions.api.schemas.common import ApiTime, WebhookFields, WebhookSubscriptionOut
 from functions.api.schemas.models import TrainingParametersIn
 from functions.api.schemas.webhooks import DeliveryOut
 
@@ -44,7 +44,7 @@ class TrainingProgressView(BaseModel):
     loss: float | None = None
     stepsPerSecond: float | None = None
     remainingTimeMs: int | None = None
-    updatedAt: str
+    updatedAt: ApiTime
 
 
 class TrainingEpochView(BaseModel):
@@ -64,10 +64,10 @@ class TrainingView(BaseModel):
     modelId: str
     status: Literal["starting", "processing", "succeeded", "failed", "canceled"]
     triggerWord: str
-    createdAt: str
-    updatedAt: str
-    startedAt: str | None = None
-    completedAt: str | None = None
+    createdAt: ApiTime
+    updatedAt: ApiTime
+    startedAt: ApiTime | None = None
+    completedAt: ApiTime | None = None
     cancelRequested: bool = False
     queuePosition: int | None = None
     progress: TrainingProgressView | None = None
@@ -83,7 +83,7 @@ class TrainingSummary(BaseModel):
 
     id: str
     status: str
-    createdAt: str
+    createdAt: ApiTime
 
 
 class DataAccepted(BaseModel):
@@ -108,8 +108,8 @@ class DataItemOut(BaseModel):
     bytes: int | None = None
     name: str | None = None
     error: dict[str, str] | None = None
-    createdAt: str
-    updatedAt: str
+    createdAt: ApiTime
+    updatedAt: ApiTime
 
 
 class DataItemWithData(DataItemOut):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.api.schemas.common import ApiTime
 from functions.api.schemas.images import JobErrorOut
 
 
@@ -32,7 +33,7 @@ class UploadOut(BaseModel):
     uploadId: str
     status: Literal["pending", "ready", "rejected"]
     purpose: Literal["training-data", "image"]
-    expiresAt: str = Field(description="After this the key no longer works and the bytes are deleted (24 h).")
+    expiresAt: ApiTime = Field(description="After this the key no longer works and the bytes are deleted (24 h).")
     url: str | None = Field(default=None, description="Presigned GET of the normalized image, once ready.")
     width: int | None = None
     height: int | None = None

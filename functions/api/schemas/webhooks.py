@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+from functions.api.schemas.common import ApiTime
 
 
 class WebhookSecretOut(BaseModel):
@@ -14,13 +14,13 @@ class WebhookSecretOut(BaseModel):
     previousSecret: str | None = Field(
         default=None, description="After a rotation: deliveries are signed with both until previousValidUntil."
     )
-    previousValidUntil: datetime | None = None
+    previousValidUntil: ApiTime | None = None
 
 
 class DeliveryAttemptOut(BaseModel):
     """One POST of a delivery and what came of it."""
 
-    at: str
+    at: ApiTime
     statusCode: int | None = Field(default=None, description="None: no HTTP answer (refused, timed out).")
     error: str | None = None
     durationMs: float
@@ -34,6 +34,6 @@ class DeliveryOut(BaseModel):
     event: str
     url: str
     status: str = Field(description="pending (a retry is scheduled), delivered, gone, failed.")
-    createdAt: str
-    nextAttemptAt: str | None = None
+    createdAt: ApiTime
+    nextAttemptAt: ApiTime | None = None
     attempts: list[DeliveryAttemptOut]
