@@ -11,6 +11,7 @@ from functions.api.body_limit import BodySizeLimit
 from functions.api.dependencies import new_context_lock, open_context
 from functions.api.errors import install_error_handlers
 from functions.api.idempotency import IdempotencyMiddleware
+from functions.api.openapi import install_openapi
 from functions.api.routes import (
     base_models,
     health,
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
     ):
         app.include_router(router)
+    install_openapi(app)
     return app

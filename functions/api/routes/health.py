@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.dependencies import ContextDep
+from functions.api.openapi import error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -15,7 +16,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(context: ContextDep) -> dict[str, str]:
     """The process can reach its table and bucket."""
     await context.clients.dynamodb.describe_table(TableName=context.settings.jobs_table)

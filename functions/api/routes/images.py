@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Header, Path, Response
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
+from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView, ModifyImageForm
 from functions.api.services.generation import render_job, submit_generation, submit_modify
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONS
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-@router.post("/generate", status_code=202, response_model=JobAccepted)
+@router.post("/generate", status_code=202, response_model=JobAccepted, responses=error_responses(404, 409))
 async def generate_image(
     body: GenerateImageRequest,
     tenant: TenantDep,
@@ -33,7 +34,7 @@ async def generate_image(
     return _accepted(job, response)
 
 
-@router.post("/modify", status_code=202, response_model=JobAccepted)
+@router.post("/modify", status_code=202, response_model=JobAccepted, responses=error_responses(404, 409, 413, 415))
 async def modify_image(
     form: Annotated[ModifyImageForm, Form(media_type="multipart/form-data")],
     tenant: TenantDep,

@@ -14,6 +14,7 @@ from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, SignedDep, TenantDep
 from functions.api.errors import ApiError
+from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
 from functions.api.schemas.models import (
     CreateModelRequest,
@@ -71,7 +72,7 @@ async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep
     return await service.render_model(context, model)
 
 
-@router.put("/{modelId}", response_model=ModelEnvelope)
+@router.put("/{modelId}", response_model=ModelEnvelope, responses=error_responses(409))
 async def update_model(
     modelId: ModelIdPath, body: UpdateModelRequest, tenant: TenantDep, context: ContextDep
 ) -> ModelEnvelope:
@@ -91,7 +92,7 @@ async def rename_model(
     return await service.render_model(context, updated)
 
 
-@router.delete("/{modelId}", status_code=204, dependencies=[SignedDep])
+@router.delete("/{modelId}", status_code=204, dependencies=[SignedDep], responses=error_responses(403))
 async def delete_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> Response:
     """Delete a model for good (API key and request signature). Its history is kept, out of the user's sight."""
     model = await service.require_model(context, tenant, modelId)
@@ -120,7 +121,9 @@ def _training_params(raw: str | None) -> dict:
         raise ApiError(422, "validation_error", f"{field}: {message}", field=field) from exc
 
 
-@router.post("/{modelId}/train", status_code=202, response_model=TrainAccepted)
+@router.post(
+    "/{modelId}/train", status_code=202, response_model=TrainAccepted, responses=error_responses(409, 413, 415)
+)
 async def train_model(
     modelId: ModelIdPath,
     tenant: TenantDep,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
+from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.portraits import CreatePortraitRequest, Gender, PortraitView, StyleList
 from functions.api.services import portraits as service
@@ -24,7 +25,13 @@ async def list_styles(gender: Annotated[Gender, Query()], tenant: TenantDep) -> 
     return StyleList(gender=gender, styles=service.styles_for(gender))
 
 
-@router.post("/portraits", status_code=202, response_model=PortraitView, response_model_exclude_none=True)
+@router.post(
+    "/portraits",
+    status_code=202,
+    response_model=PortraitView,
+    response_model_exclude_none=True,
+    responses=error_responses(404, 409, 413, 415),
+)
 async def create_portrait(
     body: Annotated[CreatePortraitRequest, Body()],
     tenant: TenantDep,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Path, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
 from functions.api.services import predictions as service
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERR
 PredictionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-@router.post("", status_code=202, response_model=PredictionAccepted)
+@router.post("", status_code=202, response_model=PredictionAccepted, responses=error_responses(404, 409))
 async def create_prediction(
     body: CreatePredictionRequest,
     tenant: TenantDep,

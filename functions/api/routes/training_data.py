@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
+from functions.api.openapi import error_responses
 from functions.api.routes.models import ModelIdPath
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import DataAccepted, DataItemOut, DataItemWithData
@@ -49,7 +50,13 @@ def _item_out(item: dict) -> DataItemOut:
     )
 
 
-@router.post("", status_code=201, response_model=DataAccepted, openapi_extra=_RAW_IMAGE_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_model=DataAccepted,
+    openapi_extra=_RAW_IMAGE_BODY,
+    responses=error_responses(409, 413, 415),
+)
 async def upload_training_image(
     modelId: ModelIdPath, request: Request, tenant: TenantDep, context: ContextDep
 ) -> DataAccepted:
@@ -83,7 +90,7 @@ async def list_training_images(modelId: ModelIdPath, tenant: TenantDep, context:
     return [_item_out(i) for i in await context.training_data.list(model["modelId"])]
 
 
-@router.get("/{dataId}", response_model=DataItemWithData)
+@router.get("/{dataId}", response_model=DataItemWithData, responses=error_responses(409))
 async def get_training_image(
     modelId: ModelIdPath, dataId: DataIdPath, tenant: TenantDep, context: ContextDep
 ) -> DataItemWithData:
@@ -100,7 +107,9 @@ async def get_training_image(
     return DataItemWithData(**_item_out(item).model_dump(), dataUrl=data_url(png))
 
 
-@router.put("/{dataId}", response_model=DataAccepted, openapi_extra=_RAW_IMAGE_BODY)
+@router.put(
+    "/{dataId}", response_model=DataAccepted, openapi_extra=_RAW_IMAGE_BODY, responses=error_responses(413, 415)
+)
 async def replace_training_image(
     modelId: ModelIdPath, dataId: DataIdPath, request: Request, tenant: TenantDep, context: ContextDep
 ) -> DataAccepted:

@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 
 from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.errors import ApiError
+from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.uploads import PresignedUploadRequest, UploadOut
 from functions.api.services import uploads as service
@@ -47,7 +48,14 @@ async def _image_from(request: Request) -> tuple[bytes, str | None]:
     return await request.body(), request.headers.get("x-file-name")
 
 
-@router.post("", status_code=201, response_model=UploadOut, response_model_exclude_none=True, openapi_extra=_IMAGE_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadOut,
+    response_model_exclude_none=True,
+    openapi_extra=_IMAGE_BODY,
+    responses=error_responses(413, 415),
+)
 async def upload_image(request: Request, tenant: TenantDep, context: ContextDep) -> UploadOut:
     """Upload an image (webp, png, jpeg; 10 MB max); its `key` works in other requests for 24 hours."""
     data, name = await _image_from(request)

@@ -106,9 +106,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# Every /v1 route's: the API key is checked and the backing services are reached on every call. The rest is
+# declared by functions.api.openapi (from each operation's shape) and by each route (what its code raises).
 ERROR_RESPONSES = {
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
-    404: {"model": ErrorResponse, "description": "Not found (or another tenant's)"},
-    413: {"model": ErrorResponse, "description": "Request body too large"},
-    422: {"model": ErrorResponse, "description": "Invalid request"},
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key (or request signature)"},
+    503: {"model": ErrorResponse, "description": "A backing service is unavailable; retry after Retry-After"},
 }
