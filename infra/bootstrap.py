@@ -177,6 +177,7 @@ async def bootstrap(settings: Settings, *, kafka: bool = True) -> Resources:
                 tenant_id=DEV_TENANT,
                 name="development key",
                 signing_secret=settings.dev_signing_secret.get_secret_value() if settings.dev_signing_secret else None,
+                require_signed_deletes=settings.dev_require_signed_deletes,
             )
     if kafka:
         await ensure_topics(settings, resources)

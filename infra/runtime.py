@@ -8,7 +8,7 @@ from __future__ import annotations
 from events.states import PORTRAIT, TRAINING, PortraitStatus, TrainingStatus
 from infra.aws import AwsClients
 from infra.kafka import EventPublisher, create_producer
-from infra.repositories.api_keys import ApiKeyRepository
+from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
 from infra.repositories.jobs import JOB_QUEUE_TRAINING, JobRepository
 from infra.repositories.models import ModelRepository
@@ -28,6 +28,8 @@ class ServiceContext:
         self.clients = AwsClients(settings)
         self.producer = create_producer(settings)
         self.publisher = EventPublisher(self.producer)
+        # Every API request reads its key: this process trusts a read for a few seconds (bounded staleness).
+        self.api_key_cache = ApiKeyCache(settings.api_key_cache_seconds)
         self._kafka_started = False
 
     async def open(self, *, kafka: bool = True) -> ServiceContext:
@@ -105,8 +107,8 @@ class ServiceContext:
 
     @property
     def api_keys(self) -> ApiKeyRepository:
-        """Hashed API keys."""
-        return ApiKeyRepository(self.clients.dynamodb, self.settings.api_keys_table)
+        """Hashed API keys, looked up through this process's cache."""
+        return ApiKeyRepository(self.clients.dynamodb, self.settings.api_keys_table, self.api_key_cache)
 
     @property
     def store(self) -> ArtifactStore:

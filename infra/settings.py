@@ -5,6 +5,7 @@ Endpoints are overridable so the same code targets moto, LocalStack or AWS, and 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,6 +94,13 @@ class Settings(BaseSettings):
     dev_signing_secret: SecretStr | None = Field(
         default=None, description="The dev key's signing secret (for signed calls such as DELETE /v1/models/{id})."
     )
+    # Whether the dev key must prove its signing secret to delete a model (seed 000: a signature, or Basic
+    # auth with the secret); false lets a seed 001 client delete with the key alone.
+    dev_require_signed_deletes: bool = True
+    # How long the API trusts an API-key lookup: a revoked key keeps working for at most this long (0: no cache).
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # API worker processes in the embedded stack (uvicorn --workers); default: one per CPU.
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
 
     # Workers.
     worker_id: str | None = None

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
 from functions.api.errors import ApiError
+from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from infra.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
@@ -51,26 +52,28 @@ async def open_context(state: Any) -> ServiceContext:
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
-_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+# Both schemes we accept, Bearer first (what our own documents show).
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer, Basic realm="lorafoundry"'}
 
 
-async def get_tenant(request: Request, context: ContextDep) -> str:
-    """The tenant of the request's `Authorization: Bearer <api key>`; 401 otherwise."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <api key>' header", headers=_UNAUTHORIZED)
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401, "unauthorized", "the Authorization header must be 'Bearer <api key>'", headers=_UNAUTHORIZED
-        )
-    if len(token) > 256:
-        raise ApiError(401, "unauthorized", "invalid API key", headers=_UNAUTHORIZED)
-    record = await context.api_keys.lookup(token)
+async def authenticate(request: Request, context: ContextDep) -> dict[str, Any]:
+    """The active API key record of the request's `Authorization` (Bearer key, or Basic key:secret); 401
+    otherwise. Kept on `request.state` for the checks of destructive calls."""
+    try:
+        credentials = parse_authorization(request.headers.get("authorization"))
+    except InvalidCredentials as exc:
+        raise ApiError(401, "unauthorized", str(exc), headers=_UNAUTHORIZED) from exc
+    record = await context.api_keys.authenticate(credentials)
     if record is None:
-        raise ApiError(401, "unauthorized", "invalid API key", headers=_UNAUTHORIZED)
-    request.state.api_key = record  # for the signature check of destructive calls
+        message = "invalid API key or signing secret" if credentials.secret is not None else "invalid API key"
+        raise ApiError(401, "unauthorized", message, headers=_UNAUTHORIZED)
+    request.state.api_key = record
+    request.state.credentials = credentials
+    return record
+
+
+async def get_tenant(record: Annotated[dict[str, Any], Depends(authenticate)]) -> str:
+    """The caller's tenant; 401 without valid credentials."""
     return record["tenantId"]
 
 
@@ -78,22 +81,36 @@ TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 async def require_signature(request: Request, tenant: TenantDep, context: ContextDep, settings: SettingsDep) -> None:
-    """Seed 000's signature on destructive calls: fresh, valid for this key's secret, never seen before."""
+    """Proof of the key's signing secret on `DELETE /v1/models/{id}`, as the key's policy asks.
+
+    - A request that carries a signature (seed 000) has it checked, whatever the policy: fresh, valid for
+      this key's secret, never seen before.
+    - Basic credentials with the secret (seed 003), already checked by `authenticate`, are proof enough.
+    - Otherwise the key's `requireSignedDeletes` decides: absent or true (as every key before the policy)
+      refuses the call; false (keys issued to seed 001 clients) lets the key alone delete.
+    See docs/api-compat.md, "Deleting a model".
+    """
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
-    if not timestamp or not signature:
+    record = request.state.api_key
+    if not timestamp and not signature:
+        if request.state.credentials.secret is not None or not record.get("requireSignedDeletes", True):
+            return
         raise ApiError(
             401,
             "signature_required",
-            f"this call must be signed: send {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} (see docs/api-compat.md)",
+            f"this call must be signed: send {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}, or authenticate with "
+            "'Basic base64(<api key>:<signing secret>)' (see docs/api-compat.md)",
         )
+    if not timestamp or not signature:
+        raise ApiError(401, "signature_required", f"a signed call sends both {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}")
     if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.signature_tolerance_seconds:
         raise ApiError(
             401,
             "signature_expired",
             f"{TIMESTAMP_HEADER} must be Unix seconds within {settings.signature_tolerance_seconds} s of now",
         )
-    secret = request.state.api_key.get("signingSecret")
+    secret = record.get("signingSecret")
     if not secret:
         raise ApiError(403, "signing_not_enabled", "this API key has no signing secret and cannot sign calls")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")

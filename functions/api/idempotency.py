@@ -23,6 +23,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.api.errors import error_body
+from infra.repositories.api_keys import parse_authorization
 from infra.repositories.idempotency import IdempotencyRepository, IdempotencyStatus, StoredResponse
 from infra.runtime import ServiceContext
 
@@ -89,7 +90,9 @@ class IdempotencyMiddleware:
             return
         try:
             context = await self.open_context(scope)
-            tenant = await context.api_keys.lookup(headers.get("authorization", "").partition(" ")[2].strip())
+            # The same parser and check as the app's own authentication (Bearer or Basic), so a key is
+            # scoped to exactly the tenant the route will see.
+            tenant = await context.api_keys.authenticate(parse_authorization(headers.get("authorization")))
         except Exception:  # the app itself answers (401, 503): nothing is claimed for it
             tenant = None
         if tenant is None:
@@ -143,16 +146,16 @@ class _Request:
     async def run(self, send: Send) -> None:
         deadline = time.monotonic() + self.settings.idempotency_wait_seconds
         while True:
-            claimed = await self.records.claim(
+            claim = await self.records.claim(
                 self.record_scope,
                 self.fingerprint,
                 self.settings.idempotency_ttl_seconds,
                 self.settings.idempotency_lock_seconds,
             )
-            if claimed:
+            if claim.owned:
                 await self._run_first(send)
                 return
-            record = await self.records.get(self.record_scope)
+            record = claim.record
             if record is not None and record.fingerprint != self.fingerprint:
                 await _error(
                     send,

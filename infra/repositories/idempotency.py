@@ -42,6 +42,28 @@ class IdempotencyRecord:
     response: StoredResponse | None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim: owned by this request, or held by another (`record`; None if it was released
+    or expired in between, so the next claim may take it)."""
+
+    owned: bool
+    record: IdempotencyRecord | None
+
+
+def _record(raw: dict[str, Any]) -> IdempotencyRecord | None:
+    """A stored item as a record; None once past `expiresAt`."""
+    item = from_item(raw)
+    if int(item["expiresAt"]) < time.time():
+        return None
+    stored = item.get("response")
+    return IdempotencyRecord(
+        fingerprint=item["fingerprint"],
+        status=IdempotencyStatus(item["status"]),
+        response=StoredResponse(int(stored["status"]), dict(stored["headers"]), stored["body"]) if stored else None,
+    )
+
+
 class IdempotencyRepository:
     """Idempotency keys, scoped by the caller (tenant) and the endpoint."""
 
@@ -49,9 +71,10 @@ class IdempotencyRepository:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def claim(self, scope: str, fingerprint: str, ttl_seconds: int, lock_seconds: int) -> bool:
-        """Claim `scope` for a first request: True if this call owns it now (no live record, an expired
-        one, or an in-progress one whose lock lapsed)."""
+    async def claim(self, scope: str, fingerprint: str, ttl_seconds: int, lock_seconds: int) -> Claim:
+        """Claim `scope` for a first request, in one conditional write: owned if this call holds it now (no
+        live record, an expired one, or an in-progress one whose lock lapsed); else the record that holds it,
+        returned by the failed write itself, so a repeat costs one round trip."""
         now = int(time.time())
         item = {
             "scope": scope,
@@ -73,29 +96,22 @@ class IdempotencyRepository:
                     ":now": serialize(now),
                     ":in_progress": serialize(IdempotencyStatus.IN_PROGRESS.value),
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+            if not is_condition_failure(exc):
+                raise
+            held = exc.response.get("Item")
+            # A store that does not return the item on a failed condition costs one more read.
+            return Claim(False, _record(held) if held else await self.get(scope))
+        return Claim(True, None)
 
     async def get(self, scope: str) -> IdempotencyRecord | None:
         """The live record of `scope`, if any."""
         response = await self.dynamodb.get_item(
             TableName=self.table, Key={"scope": serialize(scope)}, ConsistentRead=True
         )
-        if "Item" not in response:
-            return None
-        item = from_item(response["Item"])
-        if int(item["expiresAt"]) < time.time():
-            return None
-        stored = item.get("response")
-        return IdempotencyRecord(
-            fingerprint=item["fingerprint"],
-            status=IdempotencyStatus(item["status"]),
-            response=StoredResponse(int(stored["status"]), dict(stored["headers"]), stored["body"]) if stored else None,
-        )
+        return _record(response["Item"]) if "Item" in response else None
 
     async def complete(self, scope: str, fingerprint: str, response: StoredResponse) -> None:
         """Store the first request's response (only the claimant, identified by its fingerprint, does)."""
