@@ -99,8 +99,10 @@ class Settings(BaseSettings):
     dev_require_signed_deletes: bool = True
     # How long the API trusts an API-key lookup: a revoked key keeps working for at most this long (0: no cache).
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
-    # API worker processes in the embedded stack (uvicorn --workers); default: one per CPU.
-    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # API worker processes in the embedded stack (uvicorn --workers). Default: one per CPU but one, because
+    # moto and Tansu run on the same machine; on 2 cores 1 worker made 1.7x the creations/s of 2 (the API
+    # processes and moto competed for the cores; bench/api_throughput.py).
+    api_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), ge=1, le=64)
 
     # Workers.
     worker_id: str | None = None
