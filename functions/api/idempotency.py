@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.api.errors import error_body
 from infra.repositories.api_keys import parse_authorization
-from infra.repositories.idempotency import IdempotencyRepository, IdempotencyStatus, StoredResponse
+from infra.repositories.idempotency import Claim, IdempotencyRepository, IdempotencyStatus, StoredResponse
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class _Request:
                 self.settings.idempotency_lock_seconds,
             )
             if claim.owned:
-                await self._run_first(send)
+                await self._run_first(send, claim)
                 return
             record = claim.record
             if record is not None and record.fingerprint != self.fingerprint:
@@ -181,7 +181,7 @@ class _Request:
             # the next claim takes it): poll until the deadline.
             await asyncio.sleep(_POLL_S)
 
-    async def _run_first(self, send: Send) -> None:
+    async def _run_first(self, send: Send, claim: Claim) -> None:
         started: Message = {}
         chunks: list[bytes] = []
         replayed = False
@@ -218,5 +218,5 @@ class _Request:
             if k.decode("latin-1").lower() in _REPLAYED_HEADERS
         }
         await self.records.complete(
-            self.record_scope, self.fingerprint, StoredResponse(status, headers, body.decode("utf-8", "replace"))
+            self.record_scope, claim, self.fingerprint, StoredResponse(status, headers, body.decode("utf-8", "replace"))
         )

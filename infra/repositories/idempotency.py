@@ -49,6 +49,14 @@ class Claim:
 
     owned: bool
     record: IdempotencyRecord | None
+    expires_at: int | None = None  # when an owned claim's record expires (kept when its response is stored)
+
+
+def _takeable(item: dict[str, Any], now: int) -> bool:
+    """Whether a record found in the way may be claimed anyway: expired, or in progress with a lapsed lock."""
+    if int(item["expiresAt"]) < now:
+        return True
+    return item["status"] == IdempotencyStatus.IN_PROGRESS.value and int(item.get("lockedUntil", 0)) < now
 
 
 def _record(raw: dict[str, Any]) -> IdempotencyRecord | None:
@@ -72,39 +80,57 @@ class IdempotencyRepository:
         self.table = table
 
     async def claim(self, scope: str, fingerprint: str, ttl_seconds: int, lock_seconds: int) -> Claim:
-        """Claim `scope` for a first request, in one conditional write: owned if this call holds it now (no
-        live record, an expired one, or an in-progress one whose lock lapsed); else the record that holds it,
-        returned by the failed write itself, so a repeat costs one round trip."""
+        """Claim `scope` for a first request: owned if this call holds it now (no live record, an expired
+        one, or an in-progress one whose lock lapsed); else the record that holds it, returned by the failed
+        write itself, so a repeat costs one round trip.
+
+        The common case (a new key) is one write with the simplest condition; only a record found expired or
+        with a lapsed lock is taken over by a second write, conditional on exactly that (two racing takeovers:
+        one wins)."""
         now = int(time.time())
-        item = {
-            "scope": scope,
-            "fingerprint": fingerprint,
-            "status": IdempotencyStatus.IN_PROGRESS.value,
-            "lockedUntil": now + lock_seconds,
-            "expiresAt": now + ttl_seconds,
-        }
+        item = to_item(
+            {
+                "scope": scope,
+                "fingerprint": fingerprint,
+                "status": IdempotencyStatus.IN_PROGRESS.value,
+                "lockedUntil": now + lock_seconds,
+                "expiresAt": now + ttl_seconds,
+            }
+        )
+        held = await self._put_unless(item, "attribute_not_exists(#scope)", {"#scope": "scope"}, {})
+        if held is None:
+            return Claim(True, None, now + ttl_seconds)
+        if held and not _takeable(from_item(held), now):
+            return Claim(False, _record(held), None)
+        held = await self._put_unless(
+            item,
+            "attribute_not_exists(#scope) OR expiresAt < :now OR (#status = :in_progress AND lockedUntil < :now)",
+            {"#scope": "scope", "#status": "status"},
+            {":now": serialize(now), ":in_progress": serialize(IdempotencyStatus.IN_PROGRESS.value)},
+        )
+        if held is None:
+            return Claim(True, None, now + ttl_seconds)
+        return Claim(False, _record(held) if held else await self.get(scope), None)
+
+    async def _put_unless(
+        self, item: dict[str, Any], condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Put `item` if `condition` holds: None if written, else the item that stood in the way ({} if the
+        store does not return it on a failed condition)."""
         try:
             await self.dynamodb.put_item(
                 TableName=self.table,
-                Item=to_item(item),
-                ConditionExpression=(
-                    "attribute_not_exists(#scope) OR expiresAt < :now "
-                    "OR (#status = :in_progress AND lockedUntil < :now)"
-                ),
-                ExpressionAttributeNames={"#scope": "scope", "#status": "status"},
-                ExpressionAttributeValues={
-                    ":now": serialize(now),
-                    ":in_progress": serialize(IdempotencyStatus.IN_PROGRESS.value),
-                },
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                **({"ExpressionAttributeValues": values} if values else {}),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
-            held = exc.response.get("Item")
-            # A store that does not return the item on a failed condition costs one more read.
-            return Claim(False, _record(held) if held else await self.get(scope))
-        return Claim(True, None)
+            return exc.response.get("Item") or {}
+        return None
 
     async def get(self, scope: str) -> IdempotencyRecord | None:
         """The live record of `scope`, if any."""
@@ -113,19 +139,22 @@ class IdempotencyRepository:
         )
         return _record(response["Item"]) if "Item" in response else None
 
-    async def complete(self, scope: str, fingerprint: str, response: StoredResponse) -> None:
-        """Store the first request's response (only the claimant, identified by its fingerprint, does)."""
-        await self.dynamodb.update_item(
+    async def complete(self, scope: str, claim: Claim, fingerprint: str, response: StoredResponse) -> None:
+        """Store the first request's response, as one put of the whole record (cheaper than an update) on
+        the condition that the record is still this request's (its fingerprint)."""
+        await self.dynamodb.put_item(
             TableName=self.table,
-            Key={"scope": serialize(scope)},
-            UpdateExpression="SET #status = :completed, #response = :response REMOVE lockedUntil",
+            Item=to_item(
+                {
+                    "scope": scope,
+                    "fingerprint": fingerprint,
+                    "status": IdempotencyStatus.COMPLETED.value,
+                    "expiresAt": claim.expires_at,
+                    "response": {"status": response.status, "headers": response.headers, "body": response.body},
+                }
+            ),
             ConditionExpression="fingerprint = :fingerprint",
-            ExpressionAttributeNames={"#status": "status", "#response": "response"},
-            ExpressionAttributeValues={
-                ":completed": serialize(IdempotencyStatus.COMPLETED.value),
-                ":response": serialize({"status": response.status, "headers": response.headers, "body": response.body}),
-                ":fingerprint": serialize(fingerprint),
-            },
+            ExpressionAttributeValues={":fingerprint": serialize(fingerprint)},
         )
 
     async def release(self, scope: str) -> None:

@@ -151,3 +151,26 @@ async def test_an_oversized_body_with_a_key_is_413(client, api_key) -> None:
         headers={**with_key(api_key, "big"), "Content-Type": "application/json"},
     )
     assert response.status_code == 413
+
+
+async def test_a_claim_whose_first_request_died_is_taken_over_after_its_lock(client, context, fresh_key) -> None:
+    api_key, tenant = fresh_key
+    now = int(time.time())
+    # What a first request leaves when it dies mid-run: in progress, its lock lapsed, no response.
+    await context.clients.dynamodb.put_item(
+        TableName=context.settings.idempotency_table,
+        Item=to_item(
+            {
+                "scope": f"{tenant}\0POST /v1/images/generate\0died",
+                "fingerprint": "from-the-request-that-died",
+                "status": "in_progress",
+                "lockedUntil": now - 1,
+                "expiresAt": now + 3600,
+            }
+        ),
+    )
+    first = await client.post("/v1/images/generate", json=BODY, headers=with_key(api_key, "died"))
+    assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+    again = await client.post("/v1/images/generate", json=BODY, headers=with_key(api_key, "died"))
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    assert len(await jobs_of(context, tenant)) == 1

@@ -37,7 +37,7 @@ async def test_a_creation_is_one_write_and_an_idempotent_one_three(counted, api_
     calls.clear()
     headers = {**bearer(api_key), "Idempotency-Key": "round-trips"}
     assert (await client.post("/v1/images/generate", json=BODY, headers=headers)).status_code == 202
-    assert calls == ["PutItem", "PutItem", "UpdateItem"]  # claim, job, stored response
+    assert calls == ["PutItem", "PutItem", "PutItem"]  # claim, job, stored response
     calls.clear()
     replay = await client.post("/v1/images/generate", json=BODY, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
