@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
 from events.topics import DEAD_LETTERS
@@ -96,7 +96,8 @@ class ConsumerLoop:
             log.exception(
                 "handling %s@%s:%d failed; retrying from the same offset", tp.topic, tp.partition, record.offset
             )
-            self.consumer.seek(tp, record.offset)
+            if tp in self.consumer.assignment():  # else it moved: its new owner reads it from the commit
+                self.consumer.seek(tp, record.offset)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_backoff_s)
             return
@@ -127,8 +128,9 @@ class ConsumerLoop:
     async def _commit(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         try:
             await self.consumer.commit({tp: record.offset + 1})
-        except CommitFailedError:
-            # The partition moved to another member meanwhile; it will see the job is done and skip it.
+        except (CommitFailedError, IllegalStateError):
+            # The partition moved to another member meanwhile (during the group's rebalance, or already assigned
+            # elsewhere, which aiokafka raises as IllegalStateError): it will see the job is done and skip it.
             log.warning("commit of %s:%d@%d lost to a rebalance", tp.topic, tp.partition, record.offset)
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
