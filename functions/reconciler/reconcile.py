@@ -3,8 +3,9 @@
 - a job still `queued` after `reconcile_queued_after_seconds` has its command published again (at most once
   per that period): if the broker lost it, the job now runs; if not, the worker skips the duplicate;
 - a job whose worker's lease lapsed (the worker died, or lost the broker) has its command published again, so
-  another worker claims it (claims take over lapsed leases; trainings resume from their last checkpoint), at
-  most once per the same period (a command already on its way needs no twin on every pass); after
+  another worker claims it (claims take over lapsed leases; trainings resume from their last checkpoint): once
+  for each claim that lapsed, then at most once per the same period (a command already on its way needs no
+  twin on every pass); after
   `reconcile_max_attempts` attempts it is failed instead, by writing its `failed.json` marker, so the
   notification path (status, model, lifecycle event, webhooks) handles it like any other failure.
 """
@@ -67,7 +68,8 @@ async def _republish(context: ServiceContext, repository: JobRepository, job: di
     except KafkaError:
         log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
         return False
-    await repository.update_fields(job["jobId"], {"republishedAt": now.isoformat()})
+    fields = {"republishedAt": now.isoformat(), "republishedAttempt": int(job.get("attempts", 0))}
+    await repository.update_fields(job["jobId"], fields)
     return True
 
 
@@ -89,8 +91,10 @@ async def reconcile(context: ServiceContext, now: datetime) -> Report:
                 report.failed.append(job["jobId"])
                 continue
             # Throttled like queued jobs: the command republished for this lapse is still on its way (behind
-            # other jobs, or waiting for a rebalance), and a twin per pass only piles up duplicates.
-            if _recently_republished(job, stale):
+            # other jobs, or waiting for a rebalance), and a twin per pass only piles up duplicates. A claim
+            # made since then (another attempt) that lapsed too is a new loss: that one goes out at once.
+            same_attempt = int(job.get("republishedAttempt", -1)) == int(job.get("attempts", 0))
+            if same_attempt and _recently_republished(job, stale):
                 continue
             if await _republish(context, repository, job, now):
                 report.republished.append(job["jobId"])

@@ -146,5 +146,10 @@ async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: I
             assert (await reconcile(context, now + timedelta(seconds=later))).republished == []
         # Once the period is over and the lease is still lapsed, it is tried again.
         assert (await reconcile(context, now + timedelta(seconds=3601))).republished == [job_id]
+        assert (await reconcile(context, now + timedelta(seconds=3602))).republished == []
+        # Another worker claimed it meanwhile and died too: a new loss, republished at once, then throttled.
+        assert await env.context.jobs.claim(job_id, "second-dead-worker", lease_seconds=0)
+        assert (await reconcile(context, now + timedelta(seconds=3603))).republished == [job_id]
+        assert (await reconcile(context, now + timedelta(seconds=3604))).republished == []
     finally:
         await context.close()
