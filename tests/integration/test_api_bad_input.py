@@ -25,7 +25,9 @@ def _assert_error(response, status: int, code: str, field: str | None = None) ->
     "headers, message",
     [
         ({}, "missing"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+        # Basic is accepted (seed 003), but only as an active key and its signing secret.
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "invalid API key or signing secret"),
+        ({"Authorization": "Token lf_abc"}, "Bearer"),
         ({"Authorization": "Bearer "}, "Bearer"),
         ({"Authorization": "Bearer lf_not_a_real_key"}, "invalid API key"),
         ({"Authorization": "Bearer " + "x" * 5000}, "invalid API key"),
@@ -39,7 +41,7 @@ async def test_missing_or_wrong_api_key_is_401(client, headers, message) -> None
         response = await client.request(method, path, headers=headers, **kwargs)
         error = _assert_error(response, 401, "unauthorized")
         assert message in error["message"]
-        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["www-authenticate"] == 'Bearer, Basic realm="lorafoundry"'
 
 
 @pytest.mark.parametrize(
