@@ -50,12 +50,16 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 2_000,
+        # The session timeout bounds how long a dead member's partitions wait for another member.
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
         "max_poll_interval_ms": 60_000,
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         **overrides,
     }
+    if settings.kafka_group_instance_id and "group_instance_id" not in overrides:
+        # Static membership: instance ids need only be unique within a group, so one per process will do.
+        kwargs["group_instance_id"] = settings.kafka_group_instance_id
     return AIOKafkaConsumer(*topics, **kwargs)
 
 

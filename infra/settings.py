@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     # How long the broker may hold an empty fetch. Tansu answers only when it expires, not when a record
     # arrives, so this bounds how long a new job waits on an idle worker (measured by bench/pipeline_overhead.py).
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=0, le=5000)
+    # How soon the group notices a member that died without leaving (SIGKILL, OOM) and hands its partitions to
+    # the others: a takeover takes the session timeout plus a rebalance (about 4 s on Tansu, which holds every
+    # follower's JoinGroup 3 s); measured by bench/worker_takeover.py. 6 s is the least a Kafka broker accepts
+    # by default (group.min.session.timeout.ms); heartbeats come from a task of their own, so a long job running
+    # off the event loop does not miss them.
+    kafka_session_timeout_ms: int = Field(default=6_000, ge=1_000, le=300_000)
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=100_000)
+    # Static membership (KIP-345), one id per consumer process: a member that comes back under its id within the
+    # session timeout takes its partitions back without a rebalance. Unset by default: on Tansu 0.6 (which
+    # accepts it) every static JoinGroup is held 3 s, so a takeover by a survivor is slower (bench).
+    kafka_group_instance_id: str | None = None
 
     # API.
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
