@@ -54,7 +54,9 @@ def tansu_binary() -> str:
 
 def start_moto(host: str, port: int, log_path: Path) -> ManagedProcess:
     """A moto server (S3, DynamoDB, SQS) on `host:port`, ready when it returns."""
-    moto = ManagedProcess("moto", [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)], log_path)
+    moto = ManagedProcess(
+        "moto", [sys.executable, "-m", "infra.local.moto_server", "-H", host, "-p", str(port)], log_path
+    )
     moto.start().wait_ready(lambda: port_open(port, host), 60)
     return moto
 
