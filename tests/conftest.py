@@ -10,6 +10,7 @@ import contextlib
 import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,45 @@ async def portraits_source(bootstrapped: Settings, poller) -> AsyncIterator:
     handler = PortraitsLambda(lambda: bootstrapped)
     async with lifecycle_source(bootstrapped, handler, bootstrapped.kafka_portraits_consumer_group, "portraits"):
         yield handler
+
+
+@dataclass
+class IsolatedApi:
+    """The API on resources and a broker of its own, with one tenant's key and the S3-notification poller."""
+
+    settings: Settings
+    broker: Broker
+    context: Any
+    client: httpx.AsyncClient
+    api_key: str
+
+
+@contextlib.asynccontextmanager
+async def isolated_api(
+    moto_endpoint: str, log_dir: Path, prefix: str, tenant: str, **overrides: object
+) -> AsyncIterator[IsolatedApi]:
+    """For tests that restart or flood a broker, or run workers of their own: the command topics are shared by
+    name, so the session's workers must not see these jobs. Everything is closed and stopped after."""
+    from functions.api.app import create_app
+    from infra.bootstrap import bootstrap
+    from infra.runtime import ServiceContext
+
+    broker = Broker(log_dir)
+    broker.start()
+    try:
+        settings = make_settings(moto_endpoint, broker, f"{prefix}-{secrets.token_hex(3)}", **overrides)
+        await bootstrap(settings)
+        context = await ServiceContext(settings).open()
+        app = create_app(settings)
+        try:
+            api_key = f"lf_test_{secrets.token_hex(16)}"
+            await context.api_keys.put(api_key, tenant_id=tenant, name=prefix)
+            with running_poller(settings):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+                    yield IsolatedApi(settings, broker, context, c, api_key)
+        finally:
+            if app.state.context is not None:
+                await app.state.context.close()
+            await context.close()
+    finally:
+        broker.stop()

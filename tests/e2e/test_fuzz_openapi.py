@@ -11,7 +11,6 @@ so the jobs the fuzzer creates cost nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sys
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from infra.local.stack import API_APP, api_healthy
 from infra.settings import Settings
 from tests.conftest import Broker, make_settings
 from tests.journeys import png
-from tests.support import bearer
+from tests.support import bearer, settings_env
 
 pytestmark = pytest.mark.e2e
 
@@ -49,19 +48,6 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The `LF_` environment that makes a component's own `Settings()` equal the explicitly set `settings`."""
-    env = {}
-    for name, value in settings.model_dump(mode="json", exclude_unset=True).items():
-        if value is None:
-            continue
-        secret = getattr(settings, name)
-        if hasattr(secret, "get_secret_value"):
-            value = secret.get_secret_value()
-        env[f"LF_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    return env
 
 
 class FuzzTarget:

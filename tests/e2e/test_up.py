@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,11 +16,11 @@ from standardwebhooks import Webhook
 
 from infra.local.processes import port_open, wait_until
 from infra.local.stack import StackInfo
+from tests.e2e.up_process import alive, descendants, launch_up
 from tests.http_server import LoopbackServer, loopback_server
 from tests.journeys import QUICK, png
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ports(info: StackInfo) -> list[int]:
@@ -29,30 +28,6 @@ def _ports(info: StackInfo) -> list[int]:
     if info.aws_endpoint_url:
         ports.append(urlparse(info.aws_endpoint_url).port)
     return [p for p in ports if p]
-
-
-def _descendants(root: int) -> set[int]:
-    """Every process below `root`, read from /proc (children run in sessions of their own)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -65,27 +40,10 @@ def hooks() -> Iterator[LoopbackServer]:
 
 def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path, hooks: LoopbackServer) -> None:
     state_file = tmp_path / "stack.json"
-    log_dir = tmp_path / "logs"
-    env = {
-        **os.environ,
-        "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models"),
-        # The operator allows loopback for outgoing calls: the test's webhook receiver listens there.
-        "LF_EGRESS_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file), "--log-dir", str(log_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # The operator allows loopback for outgoing calls: the test's webhook receiver listens there.
+    process, info = launch_up(tmp_path, LF_EGRESS_ALLOWED_NETWORKS='["127.0.0.0/8"]')
     output = ""
     try:
-        wait_until(lambda: state_file.exists() or process.poll() is not None, 240, "the stack's state file")
-        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-        info = StackInfo.load(state_file)
-        assert info is not None
         headers = {"Authorization": f"Bearer {info.api_key}"}
         with httpx.Client(base_url=info.api_url, headers=headers, timeout=30) as client:
             response = client.post(
@@ -143,7 +101,7 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path, hooks: LoopbackServer
             assert len(portrait_view["styles"][0]["images"]) == 1
         ports = _ports(info)
         assert all(port_open(p) for p in ports)
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         # moto, tansu, api, poller, portraits, webhooks, webhooks-sweep, reconciler, worker, trainer
         assert len(children) >= 10, children
     finally:
@@ -158,6 +116,6 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path: Path, hooks: LoopbackServer
     for needle in ("LoRA Foundry is up", "Dev API key", "/docs", "Stopped; nothing left running."):
         assert needle in output, output
     assert all(not port_open(p) for p in ports), "a component still listens after shutdown"
-    survivors = [pid for pid in children if _alive(pid)]
+    survivors = [pid for pid in children if alive(pid)]
     assert not survivors, f"processes of the stack outlived it: {survivors}"
     assert not state_file.exists()

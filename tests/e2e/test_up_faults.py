@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from infra.local.processes import wait_until
-from infra.local.stack import StackInfo
-from tests.e2e.test_up import ROOT, _alive, _descendants
+from tests.e2e.up_process import alive, descendants, launch_up
 from tests.journeys import png
 
 pytestmark = pytest.mark.e2e
@@ -23,36 +20,21 @@ pytestmark = pytest.mark.e2e
 
 def _component(root: int, needle: str) -> int | None:
     """The pid of the stack's process whose command line contains `needle`."""
-    for pid in _descendants(root):
+    for pid in descendants(root):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in cmdline and _alive(pid):
+        if needle in cmdline and alive(pid):
             return pid
     return None
 
 
 def test_killed_workers_are_restarted_their_jobs_complete_and_a_dead_broker_stops_the_stack(tmp_path: Path) -> None:
-    state_file = tmp_path / "stack.json"
-    env = {
-        **os.environ,
-        "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models"),
-        # A killed worker's job is free again after 5 s, and the reconciler looks every second.
-        "LF_WORKER_LEASE_SECONDS": "5",
-        "LF_RECONCILE_INTERVAL_SECONDS": "1",
-    }
-    argv = [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file)]
-    argv += ["--log-dir", str(tmp_path / "logs")]
-    process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    # A killed worker's job is free again after 5 s, and the reconciler looks every second.
+    process, info = launch_up(tmp_path, LF_WORKER_LEASE_SECONDS="5", LF_RECONCILE_INTERVAL_SECONDS="1")
     output = ""
     try:
-        wait_until(lambda: state_file.exists() or process.poll() is not None, 240, "the stack's state file")
-        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-        info = StackInfo.load(state_file)
-        assert info is not None
         with httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}) as client:
             model_id = client.post("/v1/models", json={"name": "survives"}).json()["id"]
             uploaded = client.post(
@@ -95,7 +77,7 @@ def test_killed_workers_are_restarted_their_jobs_complete_and_a_dead_broker_stop
         # The broker holds every topic and offset in memory: without it nothing can go on.
         broker = _component(process.pid, "broker --listener-url")
         assert broker is not None
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         os.kill(broker, signal.SIGKILL)
         wait_until(lambda: process.poll() is not None, 60, "up to stop after the broker died")
         output = process.communicate(timeout=10)[0].decode()
@@ -113,5 +95,5 @@ def test_killed_workers_are_restarted_their_jobs_complete_and_a_dead_broker_stop
         "Stopped; nothing left running.",
     ):
         assert needle in output, output
-    survivors = [pid for pid in children if _alive(pid)]
+    survivors = [pid for pid in children if alive(pid)]
     assert not survivors, f"processes of the stack outlived it: {survivors}"

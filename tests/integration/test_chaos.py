@@ -23,15 +23,13 @@ import pytest
 
 from events.envelope import utcnow
 from events.states import GENERATION, GenerationStatus, StateMachine
-from functions.api.app import create_app
 from functions.reconciler.reconcile import reconcile
-from infra.bootstrap import bootstrap
 from infra.local.processes import ManagedProcess
 from infra.local.supervision import Backoff, RestartPolicy
 from infra.local.supervisor import ProcessSupervisor
 from infra.runtime import ServiceContext
 from infra.settings import Settings
-from tests.conftest import Broker, make_settings, running_poller
+from tests.conftest import isolated_api
 from tests.support import bearer, eventually, settings_env
 
 pytestmark = pytest.mark.integration
@@ -79,33 +77,19 @@ class Chaos:
 
 @pytest.fixture
 async def chaos(moto_endpoint: str, tmp_path: Path) -> AsyncIterator[Chaos]:
-    broker = Broker(tmp_path)
-    broker.start()
-    settings = make_settings(
+    async with isolated_api(
         moto_endpoint,
-        broker,
-        f"lfx-{secrets.token_hex(3)}",
+        tmp_path,
+        "lfx",
+        "tenant-chaos",
         kafka_consumer_group=f"chaos-{secrets.token_hex(3)}",
         worker_lease_seconds=5,  # the least allowed: a dead worker's job is free again soon
         # Longer than a takeover: a queued job's command is only late, not lost, and a twin of each on every
         # pass would bury the partitions in duplicates. Lapsed leases are republished once per this period.
         reconcile_queued_after_seconds=30,
         reconcile_max_attempts=10,  # a job may be killed more than once; it must still complete
-    )
-    await bootstrap(settings)
-    context = await ServiceContext(settings).open()
-    key = f"lf_test_{secrets.token_hex(16)}"
-    await context.api_keys.put(key, tenant_id="tenant-chaos", name="chaos")
-    app = create_app(settings)
-    try:
-        with running_poller(settings):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
-                yield Chaos(settings, context, client, key, tmp_path)
-    finally:
-        if app.state.context is not None:
-            await app.state.context.close()
-        await context.close()
-        broker.stop()
+    ) as env:
+        yield Chaos(env.settings, env.context, env.client, env.api_key, tmp_path)
 
 
 def ready(worker: ManagedProcess) -> bool:

@@ -6,64 +6,37 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from events.envelope import utcnow
-from functions.api.app import create_app
 from functions.reconciler.handler import process_schedule
 from functions.reconciler.reconcile import reconcile
 from infra.bootstrap import bootstrap
 from infra.runtime import ServiceContext
-from infra.settings import Settings
-from tests.conftest import Broker, make_settings, running_poller, running_service
+from tests.conftest import IsolatedApi, isolated_api, running_service
 from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Isolated:
-    settings: Settings
-    broker: Broker
-    context: ServiceContext
-    client: httpx.AsyncClient
-    api_key: str
-
-
 @pytest.fixture
-async def isolated(moto_endpoint: str, tmp_path) -> AsyncIterator[Isolated]:
-    broker = Broker(tmp_path)
-    broker.start()
-    settings = make_settings(
+async def isolated(moto_endpoint: str, tmp_path) -> AsyncIterator[IsolatedApi]:
+    async with isolated_api(
         moto_endpoint,
-        broker,
-        f"lfr-{secrets.token_hex(3)}",
+        tmp_path,
+        "lfr",
+        "tenant-r",
         kafka_consumer_group=f"rec-{secrets.token_hex(3)}",
         reconcile_queued_after_seconds=0,
         reconcile_max_attempts=2,
         worker_lease_seconds=30,
-    )
-    await bootstrap(settings)
-    context = await ServiceContext(settings).open()
-    api_key = f"lf_test_{secrets.token_hex(16)}"
-    await context.api_keys.put(api_key, tenant_id="tenant-r", name="reconciler")
-    app = create_app(settings)
-    try:
-        with running_poller(settings):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
-                yield Isolated(settings, broker, context, client, api_key)
-    finally:
-        if app.state.context is not None:
-            await app.state.context.close()
-        await context.close()
-        broker.stop()
+    ) as env:
+        yield env
 
 
-async def _submit(env: Isolated, seed: int) -> str:
+async def _submit(env: IsolatedApi, seed: int) -> str:
     response = await env.client.post(
         "/v1/images/generate",
         json={"modelId": "tiny-sd", "prompt": "a fox", "numInferenceSteps": 2, "numOutputs": 2, "seed": seed},
@@ -73,7 +46,7 @@ async def _submit(env: Isolated, seed: int) -> str:
     return response.json()["jobId"]
 
 
-async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolated) -> None:
+async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: IsolatedApi) -> None:
     env = isolated
     queued = [await _submit(env, seed) for seed in range(3)]
     # Two more jobs whose worker "died": one with an attempt left, one out of attempts.
@@ -116,7 +89,7 @@ async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolate
         assert len(listed) == 2, listed  # exactly one set of outputs
 
 
-async def test_a_recently_republished_job_is_left_alone(isolated: Isolated) -> None:
+async def test_a_recently_republished_job_is_left_alone(isolated: IsolatedApi) -> None:
     env = isolated
     settings = env.settings.model_copy(update={"reconcile_queued_after_seconds": 3600})
     context = await ServiceContext(settings).open()
@@ -131,7 +104,7 @@ async def test_a_recently_republished_job_is_left_alone(isolated: Isolated) -> N
     assert record["republishedAt"]
 
 
-async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: Isolated) -> None:
+async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: IsolatedApi) -> None:
     # Issue 12: every pass republished every lapsed job (20 worker kills during 100 jobs made 563 of them).
     env = isolated
     settings = env.settings.model_copy(update={"reconcile_queued_after_seconds": 3600, "reconcile_max_attempts": 5})
