@@ -12,9 +12,14 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+# DynamoDB's smallest positive number is 1e-130; a float closer to zero is refused by the SDK (decimal Underflow).
+# Any such value (a fuzzer's scale of -3.6e-275) is zero for every quantity stored here, so it is stored as 0.
+DYNAMODB_SMALLEST = 1e-130
+
+
 def _to_dynamo(value: Any) -> Any:
     if isinstance(value, float):
-        return Decimal(repr(value))
+        return Decimal(0) if abs(value) < DYNAMODB_SMALLEST else Decimal(repr(value))
     if isinstance(value, dict):
         return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):

@@ -14,6 +14,7 @@ from infra.aws import client_kwargs
 from infra.base_models import BaseModelSpec
 from infra.settings import Settings
 from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.module_construction import MODULE_CONSTRUCTION
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def load_pipeline(spec: BaseModelSpec, settings: Settings) -> DiffusionPipeline:
     """Load a text-to-image pipeline for a base model, on the configured device."""
     device, dtype = pick_device(settings.torch_device)
     try:
-        pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
+        with MODULE_CONSTRUCTION:
+            pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
     except BaseModelUnavailable:
         raise
     except (OSError, ValueError, KeyError) as exc:

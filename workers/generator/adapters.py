@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from events.generation import AdapterRef
+from workers.module_construction import MODULE_CONSTRUCTION
 
 AdapterFetcher = Callable[[str], bytes]
 
@@ -98,7 +99,8 @@ class AdapterCache:
         size = sum(t.numel() * t.element_size() for t in state.values())
         self._evict(size, keep)
         try:
-            self.pipeline.load_lora_weights(state, adapter_name=adapter_name(key))
+            with MODULE_CONSTRUCTION:
+                self.pipeline.load_lora_weights(state, adapter_name=adapter_name(key))
         except (ValueError, KeyError, RuntimeError) as exc:
             # A half-injected adapter must not linger in the pipeline.
             self._unload(key)

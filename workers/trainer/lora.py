@@ -12,6 +12,8 @@ from diffusers import StableDiffusionPipeline
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
+from workers.module_construction import MODULE_CONSTRUCTION
+
 # The CLIP attention projections, as diffusers' train_dreambooth_lora.py adapts them (the UNet's targets
 # come from the base model's registry entry).
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -25,15 +27,16 @@ def add_adapters(
     pipeline.unet.requires_grad_(False)
     pipeline.vae.requires_grad_(False)
     pipeline.text_encoder.requires_grad_(False)
-    pipeline.unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(unet_targets))
-    )
     modules: list[torch.nn.Module] = [pipeline.unet]
-    if train_text_encoder:
-        pipeline.text_encoder.add_adapter(
-            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS)
+    with MODULE_CONSTRUCTION:
+        pipeline.unet.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(unet_targets))
         )
-        modules.append(pipeline.text_encoder)
+        if train_text_encoder:
+            pipeline.text_encoder.add_adapter(
+                LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS)
+            )
+            modules.append(pipeline.text_encoder)
     params = [p for module in modules for p in module.parameters() if p.requires_grad]
     for param in params:
         # Master copies of the trained weights stay in float32 even when the base runs in half precision.
