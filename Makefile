@@ -34,6 +34,8 @@ bench: setup
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/adapter_switch.py
+	$(PY) -m bench.api_throughput
+	$(PY) bench/worker_takeover.py
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows (torch stays at its pin), with
 # hashes, for the Linux x86_64 / Python 3.11 machines the project runs on. Then run `make test` and commit.
