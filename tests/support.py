@@ -81,3 +81,13 @@ def settings_env(settings: Any, **overrides: Any) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"LF_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return env
+
+
+class FakeClock:
+    """A clock of seconds (as `time.monotonic` gives them) that a test sets by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

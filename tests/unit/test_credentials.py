@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from infra.repositories.api_keys import ApiKeyCache, Credentials, InvalidCredentials, parse_authorization
+from tests.support import FakeClock
 
 
 def basic(user_pass: str) -> str:
@@ -50,14 +51,6 @@ def test_accepted_forms(header: str, expected: Credentials) -> None:
 def test_refused_forms(header: str | None) -> None:
     with pytest.raises(InvalidCredentials):
         parse_authorization(header)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_cached_record_is_trusted_for_the_ttl_only() -> None:

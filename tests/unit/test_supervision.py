@@ -11,16 +11,9 @@ import pytest
 from infra.local.processes import ManagedProcess, wait_until
 from infra.local.supervision import Backoff, Fatal, Restart, RestartPolicy, describe_exit
 from infra.local.supervisor import ProcessSupervisor
+from tests.support import FakeClock
 
 BACKOFF = Backoff(initial_s=1.0, factor=2.0, max_s=8.0, healthy_after_s=60.0)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_exits_are_described_in_words() -> None:
