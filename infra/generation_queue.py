@@ -8,10 +8,9 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from events.generation import GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
+from events.persistence import PublishFailed
 from events.states import GenerationStatus
 from events.topics import GENERATION_REQUESTS
 from infra.repositories.jobs import JOB_QUEUE_GENERATION, JobExists
@@ -64,7 +63,7 @@ async def queue_generation(
     )
     try:
         await asyncio.wait_for(context.publisher.publish(GENERATION_REQUESTS, event), PUBLISH_TIMEOUT_S)
-    except (KafkaError, TimeoutError) as exc:
+    except (PublishFailed, TimeoutError) as exc:
         log.error("could not publish job %s: %s", data.jobId, exc)
         error = JobError(code="queue_unavailable", message="the job queue is unavailable; try again later")
         await context.jobs.advance(data.jobId, GenerationStatus.FAILED, {"error": error.model_dump()})

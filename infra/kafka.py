@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from events.envelope import CloudEvent, kafka_headers
+from events.persistence import PublishFailed
 from infra.settings import Settings
 
 
@@ -70,10 +72,13 @@ class EventPublisher:
         self.producer = producer
 
     async def publish(self, topic: str, event: CloudEvent[Any], key: str | None = None) -> None:
-        """Send one event and wait for the broker's acknowledgement."""
-        await self.producer.send_and_wait(
-            topic,
-            value=event.to_json_bytes(),
-            key=(key or event.subject).encode(),
-            headers=kafka_headers(),
-        )
+        """Send one event and wait for the broker's acknowledgement; PublishFailed if the broker did not take it."""
+        try:
+            await self.producer.send_and_wait(
+                topic,
+                value=event.to_json_bytes(),
+                key=(key or event.subject).encode(),
+                headers=kafka_headers(),
+            )
+        except KafkaError as exc:
+            raise PublishFailed(f"{topic}: {exc}") from exc

@@ -16,10 +16,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiokafka.errors import KafkaError
-
 from events.lifecycle import JobError
 from events.markers import JobFailure
+from events.persistence import PublishFailed
 from events.storage_keys import Marker, job_marker_key, training_marker_key
 from events.training import TrainingFailure
 from infra.commands import republish
@@ -65,7 +64,7 @@ async def _republish(context: ServiceContext, repository: JobRepository, job: di
     """Publish the job's command again and note when; False (retried next run) if the broker refused."""
     try:
         await republish(context, job, SOURCE)
-    except KafkaError:
+    except PublishFailed:
         log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
         return False
     fields = {"republishedAt": now.isoformat(), "republishedAttempt": int(job.get("attempts", 0))}

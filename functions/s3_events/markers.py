@@ -6,11 +6,10 @@ import logging
 from enum import StrEnum
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from events.envelope import utcnow
 from events.lifecycle import JobProgress
 from events.markers import GenerationResult, JobFailure
+from events.persistence import PublishFailed
 from events.states import TRAINING, GenerationStatus, TrainingStatus
 from events.storage_keys import JobKind, JobMarkerRef, Marker
 from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
@@ -105,7 +104,7 @@ async def _announce_progress(
         return  # progress of a job that already ended (a late notification) is news to nobody
     try:
         await publish_progress_event(context, job, "/lorafoundry/s3-events", progress=progress, epoch=epoch)
-    except KafkaError:
+    except PublishFailed:
         # Progress is superseded by the next report; a status change would be retried, this is not.
         log.warning("could not announce progress of %s", job_id, exc_info=True)
 

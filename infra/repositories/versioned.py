@@ -3,45 +3,17 @@ conditional, versioned writes (so duplicate or reordered events cannot move them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from events.envelope import utcnow
+from events.persistence import Advance, AdvanceOutcome, RecordExists, StaleWrite
 from events.states import StateMachine
 from infra.repositories.dynamo import from_item, is_condition_failure, serialize, to_item
 
-
-class RecordExists(Exception):
-    """A record with this id was already created."""
-
-
-class StaleWrite(Exception):
-    """A conditional write lost: the record changed since it was read."""
-
-
-class AdvanceOutcome(StrEnum):
-    """What an attempt to move a record to a status did."""
-
-    APPLIED = "applied"
-    ALREADY = "already"  # the record was already in the (terminal) target status: a duplicate
-    REJECTED = "rejected"  # the state machine forbids it (out of order, or terminal)
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class Advance:
-    """The outcome of `advance`, with the record as it now stands."""
-
-    outcome: AdvanceOutcome
-    record: dict[str, Any] | None
-
-    @property
-    def job(self) -> dict[str, Any] | None:
-        """The record, named for job callers."""
-        return self.record
+__all__ = ["Advance", "AdvanceOutcome", "RecordExists", "StaleWrite", "VersionedRepository"]
 
 
 class VersionedRepository:

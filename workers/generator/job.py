@@ -9,12 +9,11 @@ import time
 from concurrent.futures import Executor
 from datetime import datetime
 
-from aiokafka.errors import KafkaError
-
 from events.envelope import utcnow
 from events.generation import GenerationMode, GenerationRequested
 from events.lifecycle import JobError
 from events.markers import GenerationResult, JobFailure, StageTimings
+from events.persistence import PublishFailed
 from events.states import GENERATION, GenerationStatus
 from events.storage_keys import Marker, job_marker_key, job_output_key
 from infra.lifecycle import publish_lifecycle_once
@@ -160,7 +159,7 @@ class GenerationJobRunner:
     async def _announce_start(self, job: dict) -> None:
         try:
             await publish_lifecycle_once(self.context, job, GenerationStatus.PROCESSING, source="/lorafoundry/worker")
-        except KafkaError:
+        except PublishFailed:
             # The status is recorded; a missing "started" event must not stop the job itself.
             log.warning("could not publish the start of job %s", job["jobId"], exc_info=True)
 

@@ -13,11 +13,11 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from PIL import Image
 
 from events.envelope import utcnow
 from events.lifecycle import JobError
+from events.persistence import PublishFailed
 from events.states import TRAINING, ModelStatus, TrainingStatus
 from events.storage_keys import (
     EPOCH_MARKER_NAME,
@@ -162,7 +162,7 @@ class TrainingJobRunner:
             return
         try:
             await publish_lifecycle_once(self.context, claimed, TrainingStatus.RUNNING, source="/lorafoundry/worker")
-        except KafkaError:
+        except PublishFailed:
             log.warning("could not publish the start of training %s", data.trainingId, exc_info=True)
         bridge = _Bridge(self, data, claimed["attempts"], datetime.fromisoformat(claimed["startedAt"]))
         watcher = asyncio.create_task(self._watch(data.trainingId, bridge))

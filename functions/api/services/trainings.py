@@ -9,10 +9,9 @@ import string
 from datetime import timedelta
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from events.envelope import utcnow
 from events.lifecycle import JobError
+from events.persistence import PublishFailed
 from events.states import ModelStatus, TrainingStatus
 from events.topics import TRAINING_REQUESTS
 from events.training import TrainingRequested, TrainingRequestedData
@@ -140,7 +139,7 @@ async def start_training(
     )
     try:
         await asyncio.wait_for(context.publisher.publish(TRAINING_REQUESTS, event, key=model_id), PUBLISH_TIMEOUT_S)
-    except (KafkaError, TimeoutError) as exc:
+    except (PublishFailed, TimeoutError) as exc:
         log.error("could not publish training %s: %s", training_id, exc)
         error = JobError(code="queue_unavailable", message="the training queue is unavailable; try again later")
         await context.trainings.advance(training_id, TrainingStatus.FAILED, {"error": error.model_dump()})
