@@ -1,14 +1,17 @@
-"""aiokafka producer, consumer and admin factories, and the one way the service publishes an event."""
+"""aiokafka producer, consumer and admin factories, the one way the service publishes an event, and the one
+way it dead-letters a record it cannot use."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from events.envelope import CloudEvent, kafka_headers
 from events.persistence import PublishFailed
+from events.topics import DEAD_LETTERS
 from infra.settings import Settings
 
 
@@ -82,3 +85,51 @@ class EventPublisher:
             )
         except KafkaError as exc:
             raise PublishFailed(f"{topic}: {exc}") from exc
+
+
+# A reason is a validation message and can be long; a header that big would make the broker refuse the record.
+_MAX_REASON_CHARS = 4000
+
+
+class ReceivedRecord(Protocol):
+    """A record as it was read from a topic: aiokafka's ConsumerRecord, or one record of a Lambda Kafka event
+    decoded back to bytes."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+def dead_letter_headers(record: ReceivedRecord, reason: str) -> list[tuple[str, bytes]]:
+    """The record's own headers plus why it was dead-lettered and where it was read from."""
+    return [
+        *list(record.headers or ()),
+        ("dlq-reason", reason[:_MAX_REASON_CHARS].encode()),
+        ("dlq-topic", record.topic.encode()),
+        ("dlq-partition", str(record.partition).encode()),
+        ("dlq-offset", str(record.offset).encode()),
+    ]
+
+
+async def dead_letter(producer: AIOKafkaProducer, record: ReceivedRecord, reason: str) -> None:
+    """Copy a record that can never be used (not a CloudEvent, or not a valid one of its type) to the DLQ
+    topic, key and value unchanged, and wait for the broker's acknowledgement.
+
+    Raises PublishFailed if the broker did not take it: the caller must then not commit past the record, or it
+    would be lost.
+    """
+    try:
+        await producer.send_and_wait(
+            DEAD_LETTERS, value=record.value, key=record.key, headers=dead_letter_headers(record, reason)
+        )
+    except KafkaError as exc:
+        raise PublishFailed(f"{DEAD_LETTERS}: {exc}") from exc

@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
-from events.topics import DEAD_LETTERS
+from events.persistence import PublishFailed
+from infra.kafka import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,9 @@ class ConsumerLoop:
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
         log.warning("dead-lettering %s:%d@%d: %s", tp.topic, tp.partition, record.offset, reason)
-        headers = [
-            *list(record.headers or ()),
-            ("dlq-reason", reason[:4000].encode()),
-            ("dlq-topic", tp.topic.encode()),
-            ("dlq-partition", str(tp.partition).encode()),
-            ("dlq-offset", str(record.offset).encode()),
-        ]
         try:
-            await self.producer.send_and_wait(DEAD_LETTERS, value=record.value, key=record.key, headers=headers)
-        except KafkaError:
+            await dead_letter(self.producer, record, reason)
+        except PublishFailed:
             log.exception("could not dead-letter %s:%d@%d", tp.topic, tp.partition, record.offset)
             raise
         self.dead_lettered += 1

@@ -1,7 +1,7 @@
 """Lambda handler fed by the lifecycle topic (an MSK / self-managed Kafka event source mapping).
 
 The event is Lambda's Kafka batch: records grouped by "topic-partition", values base64-encoded. A record
-that is not a lifecycle event is logged and skipped (it cannot become one by retrying); an error while
+that is not a lifecycle event is dead-lettered (it cannot become one by retrying); an error while
 acting on one fails the invocation, and the event source retries the batch, which every step tolerates.
 """
 
@@ -19,7 +19,7 @@ from infra.settings import Settings, get_settings
 
 async def process_kafka_event(context: ServiceContext, event: dict[str, Any]) -> None:
     """Act on every lifecycle event of the batch, in partition order."""
-    for lifecycle in lifecycle_events(event):
+    for lifecycle in await lifecycle_events(context.producer, event):
         await on_lifecycle(context, lifecycle)
 
 

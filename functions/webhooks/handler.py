@@ -35,7 +35,7 @@ async def process_event(context: ServiceContext, event: dict[str, Any]) -> dict[
     if is_scheduled_event(event):
         return {"attempted": await dispatcher.sweep()}
     handled = 0
-    for lifecycle in lifecycle_events(event):
+    for lifecycle in await lifecycle_events(context.producer, event):
         await dispatcher.on_lifecycle(lifecycle)
         handled += 1
     return {"events": handled}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 from typing import Any
 
 import pytest
 from mangum import Mangum
 
+from events.topics import JOB_LIFECYCLE
 from functions.api.app import create_app
+from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +123,61 @@ def test_handler_module_exposes_a_mangum_handler(monkeypatch) -> None:
     import functions.api.handler as module
 
     assert isinstance(importlib.reload(module).handler, Mangum)
+
+
+def msk_event(*records: dict[str, Any]) -> dict[str, Any]:
+    """Lambda's event for an MSK event source mapping: one partition's records, values base64-encoded."""
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/lorafoundry/abc",
+        "bootstrapServers": "b-1.lorafoundry.kafka.us-east-1.amazonaws.com:9098",
+        "records": {f"{JOB_LIFECYCLE}-0": list(records)},
+    }
+
+
+def msk_record(offset: int, value: bytes, key: bytes, headers: list[tuple[str, bytes]] = ()) -> dict[str, Any]:
+    """One record of an MSK event, headers in Lambda's form (a name to its bytes as a list of ints)."""
+    return {
+        "topic": JOB_LIFECYCLE,
+        "partition": 0,
+        "offset": offset,
+        "timestamp": 1795000000000,
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(key).decode(),
+        "value": base64.b64encode(value).decode(),
+        "headers": [{name: list(data)} for name, data in headers],
+    }
+
+
+async def test_a_kafka_batch_handles_its_lifecycle_events_and_dead_letters_the_rest(bootstrapped) -> None:
+    from events.envelope import kafka_headers
+    from events.states import GenerationStatus
+    from events.topics import DEAD_LETTERS
+    from functions.webhooks.handler import WebhooksLambda
+    from infra.lifecycle import lifecycle_event
+
+    marker = secrets.token_hex(6)
+    job = {"jobId": f"job-{marker}", "tenantId": "tenant-dlq"}
+    structured = lifecycle_event(job, GenerationStatus.COMPLETED, "/test")
+    # The same kind of event in binary mode (attributes as ce_* headers), as a direct producer may write it.
+    binary = lifecycle_event(job, GenerationStatus.PROCESSING, "/test")
+    envelope = binary.model_dump(mode="json", exclude_none=True)
+    ce_headers = [(f"ce_{name}", str(value).encode()) for name, value in envelope.items() if name != "data"]
+    event = msk_event(
+        msk_record(7, b"garbage " + marker.encode(), f"bad-{marker}".encode()),
+        msk_record(8, structured.to_json_bytes(), job["jobId"].encode(), kafka_headers()),
+        msk_record(9, json.dumps(envelope["data"]).encode(), job["jobId"].encode(), ce_headers),
+    )
+
+    handler = WebhooksLambda(lambda: bootstrapped)
+    try:
+        assert await asyncio.to_thread(handler, event, LambdaContext()) == {"events": 2}
+    finally:
+        await asyncio.to_thread(handler.close)
+
+    dead = await read_topic(bootstrapped, DEAD_LETTERS, lambda r: r.key == f"bad-{marker}".encode(), 1)
+    assert dead[0].value == b"garbage " + marker.encode()
+    headers = dict(dead[0].headers)
+    assert "not JSON" in headers["dlq-reason"].decode()
+    assert headers["dlq-topic"] == JOB_LIFECYCLE.encode()
+    assert (headers["dlq-partition"], headers["dlq-offset"]) == (b"0", b"7")
