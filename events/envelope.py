@@ -15,6 +15,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from events.validation import describe_errors
+
 DataT = TypeVar("DataT", bound=BaseModel)
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -119,7 +121,4 @@ def parse_event(envelope: dict[str, Any], model: type[CloudEvent[Any]], expected
     try:
         return model.model_validate(envelope)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise EnvelopeError(f"invalid {expected_type}: {problems}") from exc
+        raise EnvelopeError(f"invalid {expected_type}: {describe_errors(exc)}") from exc

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from events.validation import error_message
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ def _message_of(error: dict[str, Any]) -> str:
         return "unknown field"
     if error.get("type") == "model_attributes_type":
         return "request body must be a JSON object"
-    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return error_message(error)
 
 
 _STATUS_CODES = {

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from events.envelope import is_valid_traceparent
 from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
+from events.validation import error_message, error_path
 from functions.api.dependencies import ContextDep, SignedDep, TenantDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
@@ -115,9 +116,9 @@ def _training_params(raw: str | None) -> dict:
         return TrainingParametersIn.model_validate(parsed).applied()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = error_path(first)
         field = f"trainingParams.{where}" if where else "trainingParams"
-        message = str(first["msg"]).removeprefix("Value error, ")
+        message = error_message(first)
         raise ApiError(422, "validation_error", f"{field}: {message}", field=field) from exc
 
 

@@ -16,6 +16,7 @@ from pydantic import (
 
 from events.envelope import public_time
 from events.generation import MAX_PROMPT_CHARS
+from events.validation import error_message
 from events.webhooks import MAX_URL_CHARS, WebhookEvent, WebhookSubscription
 
 # Every timestamp of every view has this type, so none can slip out in another form.
@@ -73,7 +74,7 @@ class WebhookFields(BaseModel):
             try:
                 WebhookSubscription(url=value)  # type: ignore[arg-type]
             except ValidationError as exc:
-                raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+                raise ValueError(error_message(exc.errors()[0])) from None
         return value
 
     @model_validator(mode="after")

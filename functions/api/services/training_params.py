@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from events.training import TrainingParameters
+from events.validation import error_message, error_path
 
 TrainingSpeed = Literal["fast", "high_quality"]
 DEFAULT_STRENGTH = 5
@@ -116,8 +117,8 @@ def resolve_parameters(
         return TrainingParameters.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or None
-        message = str(first.get("msg", "invalid parameters")).removeprefix("Value error, ")
+        field = error_path(first) or None
+        message = error_message(first, "invalid parameters")
         raise ParameterError(f"parameters{'.' + field if field else ''}: {message}", field) from exc
 
 
