@@ -1,4 +1,5 @@
-"""FastAPI dependencies, as `Annotated` aliases: settings, the service context, the caller's tenant."""
+"""FastAPI dependencies, as `Annotated` aliases: settings, the service context, the caller's tenant, the trace
+context, and the path parameters that name a resource."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Path, Request
 
+from events.envelope import is_valid_traceparent
 from functions.api.errors import ApiError
 from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
@@ -17,6 +19,15 @@ from infra.settings import Settings
 from infra.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
 
 log = logging.getLogger(__name__)
+
+
+# Every id the service issues (and every id a client may choose) is URL-safe: anything else is no resource.
+_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+# The resources' own names for it, so that a route's signature says which id it takes.
+ModelIdPath = JobIdPath = TrainingIdPath = PredictionIdPath = PortraitIdPath = DataIdPath = UploadKeyPath = IdPath
+# A webhook delivery's id is its job's id, the event and a sequence: longer than the ids it is made of.
+DeliveryIdPath = Annotated[str, Path(min_length=1, max_length=160, pattern=_ID_PATTERN)]
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -51,6 +62,15 @@ async def open_context(state: Any) -> ServiceContext:
 
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def valid_traceparent(traceparent: Annotated[str | None, Header()] = None) -> str | None:
+    """The request's W3C `traceparent` header when it is well formed, else None: a malformed one is dropped,
+    not refused, as W3C trace context asks of a receiver (the job then starts a trace of its own)."""
+    return traceparent if is_valid_traceparent(traceparent) else None
+
+
+TraceparentDep = Annotated[str | None, Depends(valid_traceparent)]
 
 # Both schemes we accept, Bearer first (what our own documents show).
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer, Basic realm="lorafoundry"'}

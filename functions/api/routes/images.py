@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Path, Response
+from fastapi import APIRouter, Form, Response
 
-from events.envelope import is_valid_traceparent
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, JobIdPath, TenantDep, TraceparentDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -16,8 +15,6 @@ from functions.api.services.generation import render_job, submit_generation, sub
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONSES)
 
-JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
 
 @router.post("/generate", status_code=202, response_model=JobAccepted, responses=error_responses(404, 409))
 async def generate_image(
@@ -25,12 +22,10 @@ async def generate_image(
     tenant: TenantDep,
     context: ContextDep,
     response: Response,
-    traceparent: Annotated[str | None, Header()] = None,
+    traceparent: TraceparentDep,
 ) -> JobAccepted:
     """Queue a text-to-image job; poll `GET /v1/images/jobs/{jobId}` for the result."""
-    job = await submit_generation(
-        context, tenant, body, traceparent=traceparent if is_valid_traceparent(traceparent) else None
-    )
+    job = await submit_generation(context, tenant, body, traceparent=traceparent)
     return _accepted(job, response)
 
 
@@ -40,15 +35,13 @@ async def modify_image(
     tenant: TenantDep,
     context: ContextDep,
     response: Response,
-    traceparent: Annotated[str | None, Header()] = None,
+    traceparent: TraceparentDep,
 ) -> JobAccepted:
     """Queue an image-to-image job, or inpainting when a `mask` is sent (white = repaint, black = keep
     exactly); poll `GET /v1/images/jobs/{jobId}`."""
     image = await form.image.read() if form.image is not None else None
     mask = await form.mask.read() if form.mask is not None else None
-    job = await submit_modify(
-        context, tenant, form, image, mask, traceparent=traceparent if is_valid_traceparent(traceparent) else None
-    )
+    job = await submit_modify(context, tenant, form, image, mask, traceparent=traceparent)
     return _accepted(job, response)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -13,7 +13,7 @@ from events.envelope import is_valid_traceparent
 from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
 from events.validation import error_message, error_path
-from functions.api.dependencies import ContextDep, SignedDep, TenantDep
+from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
@@ -33,8 +33,6 @@ from functions.api.services.trainings import estimated_completion, start_trainin
 from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
-
-ModelIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.post("", status_code=201, response_model=ModelOut)

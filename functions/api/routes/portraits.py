@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
-from events.envelope import is_valid_traceparent
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, PortraitIdPath, TenantDep, TraceparentDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -15,8 +14,6 @@ from functions.api.schemas.portraits import CreatePortraitRequest, Gender, Portr
 from functions.api.services import portraits as service
 
 router = APIRouter(prefix="/v1", tags=["portraits"], responses=ERROR_RESPONSES)
-
-PortraitIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.get("/styles", response_model=StyleList)
@@ -37,13 +34,11 @@ async def create_portrait(
     tenant: TenantDep,
     context: ContextDep,
     response: Response,
-    traceparent: Annotated[str | None, Header()] = None,
+    traceparent: TraceparentDep,
 ) -> PortraitView:
     """Train a LoRA of the person in the photos, then generate each chosen style: one job to poll."""
     parameters: dict[str, Any] | None = body.parameters.applied() if body.parameters else None
-    portrait = await service.create_portrait(
-        context, tenant, body, parameters, traceparent if is_valid_traceparent(traceparent) else None
-    )
+    portrait = await service.create_portrait(context, tenant, body, parameters, traceparent)
     response.headers["Location"] = f"/v1/portraits/{portrait['jobId']}"
     return await service.render_portrait(context, portrait)
 

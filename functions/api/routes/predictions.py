@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Header, Path, Response
-
-from events.envelope import is_valid_traceparent
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, PredictionIdPath, TenantDep, TraceparentDep
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
 from functions.api.services import predictions as service
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERROR_RESPONSES)
-
-PredictionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.post("", status_code=202, response_model=PredictionAccepted, responses=error_responses(404, 409))
@@ -24,12 +19,10 @@ async def create_prediction(
     tenant: TenantDep,
     context: ContextDep,
     response: Response,
-    traceparent: Annotated[str | None, Header()] = None,
+    traceparent: TraceparentDep,
 ) -> PredictionAccepted:
     """Generate with one or more trained models mixed by weight; poll `GET /v1/predictions/{predictionId}`."""
-    job = await service.submit_prediction(
-        context, tenant, body, traceparent=traceparent if is_valid_traceparent(traceparent) else None
-    )
+    job = await service.submit_prediction(context, tenant, body, traceparent=traceparent)
     response.headers["Location"] = f"/v1/predictions/{job['jobId']}"
     return PredictionAccepted(predictionId=job["jobId"], createdAt=job["createdAt"])
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from events.training import MAX_TRAINING_IMAGES
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, DataIdPath, ModelIdPath, TenantDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
-from functions.api.routes.models import ModelIdPath
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import DataAccepted, DataItemOut, DataItemWithData
 from functions.api.schemas.uploads import PresignedUploadRequest, UploadOut
@@ -21,7 +18,6 @@ from infra.images import data_url
 
 router = APIRouter(prefix="/v1/models/{modelId}/training-data", tags=["training data"], responses=ERROR_RESPONSES)
 
-DataIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 _RAW_IMAGE_BODY = {
     "requestBody": {

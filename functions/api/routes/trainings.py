@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path, Response
+from fastapi import APIRouter, Body, Response
 
-from events.envelope import is_valid_traceparent
-from functions.api.dependencies import ContextDep, TenantDep
-from functions.api.routes.models import ModelIdPath
+from functions.api.dependencies import ContextDep, ModelIdPath, TenantDep, TraceparentDep, TrainingIdPath
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import StartTrainingRequest, TrainingAccepted, TrainingSummary, TrainingView
 from functions.api.services import trainings as service
@@ -17,8 +15,6 @@ from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models/{modelId}/trainings", tags=["trainings"], responses=ERROR_RESPONSES)
 
-TrainingIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
 
 @router.post("", status_code=202, response_model=TrainingAccepted)
 async def start_training(
@@ -26,8 +22,8 @@ async def start_training(
     tenant: TenantDep,
     context: ContextDep,
     response: Response,
+    traceparent: TraceparentDep,
     body: Annotated[StartTrainingRequest | None, Body()] = None,
-    traceparent: Annotated[str | None, Header()] = None,
 ) -> TrainingAccepted:
     """Train the model on its images: `trainingStrength`/`trainingSpeed` presets or seed 003 `parameters`."""
     body = body or StartTrainingRequest()
@@ -39,7 +35,7 @@ async def start_training(
         strength=body.trainingStrength,
         speed=body.trainingSpeed,
         request_parameters=body.parameters.applied() if body.parameters else None,
-        traceparent=traceparent if is_valid_traceparent(traceparent) else None,
+        traceparent=traceparent,
         extra=webhook_record(context, body),
     )
     response.headers["Location"] = f"/v1/models/{modelId}/trainings/{training['jobId']}"

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, TenantDep, UploadKeyPath
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -17,7 +15,6 @@ from functions.api.services import uploads as service
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=ERROR_RESPONSES)
 
-UploadKeyPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 FILE_FIELDS = ("file", "image", "style")
 
 _IMAGE_BODY = {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
-from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dependencies import ContextDep, DeliveryIdPath, JobIdPath, TenantDep
 from functions.api.errors import ApiError
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.webhooks import DeliveryOut, WebhookSecretOut
@@ -14,9 +14,6 @@ from functions.api.services import webhooks as service
 from infra.runtime import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=ERROR_RESPONSES)
-
-JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-DeliveryIdPath = Annotated[str, Path(min_length=1, max_length=160, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecretOut, response_model_exclude_none=True)
