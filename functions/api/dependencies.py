@@ -64,7 +64,7 @@ async def open_context(state: Any) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-def valid_traceparent(traceparent: Annotated[str | None, Header()] = None) -> str | None:
+async def valid_traceparent(traceparent: Annotated[str | None, Header()] = None) -> str | None:
     """The request's W3C `traceparent` header when it is well formed, else None: a malformed one is dropped,
     not refused, as W3C trace context asks of a receiver (the job then starts a trace of its own)."""
     return traceparent if is_valid_traceparent(traceparent) else None
