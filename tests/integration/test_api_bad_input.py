@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support import bearer
@@ -160,3 +162,22 @@ async def test_openapi_documents_the_routes(client) -> None:
     assert "/v1/images/generate" in spec["paths"]
     assert "/v1/images/jobs/{jobId}" in spec["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_a_malformed_traceparent_is_dropped_and_a_valid_one_carried(client, api_key, settings) -> None:
+    from events.topics import GENERATION_REQUESTS
+    from tests.support import read_topic
+
+    valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    jobs: dict[str, str] = {}
+    for name, header in (("valid", valid), ("malformed", "not-a-trace-context")):
+        response = await client.post(
+            "/v1/images/generate", json=GOOD, headers={**bearer(api_key), "traceparent": header}
+        )
+        assert response.status_code == 202, response.text
+        jobs[name] = response.json()["jobId"]
+
+    wanted = {job_id.encode() for job_id in jobs.values()}
+    found = await read_topic(settings, GENERATION_REQUESTS, lambda r: r.key in wanted, 2)
+    traceparents = {r.key.decode(): json.loads(r.value).get("traceparent") for r in found}
+    assert traceparents == {jobs["valid"]: valid, jobs["malformed"]: None}
