@@ -160,4 +160,3 @@ class ConsumerLoop:
             log.exception("could not dead-letter %s:%d@%d", tp.topic, tp.partition, record.offset)
             raise
         self.dead_lettered += 1
-

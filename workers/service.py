@@ -105,4 +105,3 @@ def run_worker(spec: WorkerSpec) -> None:
         await serve(spec, settings=get_settings(), stop=stop)
 
     asyncio.run(run())
-
