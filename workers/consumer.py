@@ -15,7 +15,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -24,17 +23,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
 from events.persistence import PublishFailed
 from infra.kafka import dead_letter
+from workers.worker_state import WorkerLifecycle, WorkerState
 
 log = logging.getLogger(__name__)
-
-
-class WorkerState(StrEnum):
-    """Where a worker is in its life (cog's model: set up once, then serve many)."""
-
-    STARTING = "starting"
-    READY = "ready"
-    BUSY = "busy"
-    STOPPING = "stopping"
 
 
 @dataclass(frozen=True)
@@ -57,6 +48,7 @@ class ConsumerLoop:
         poll_timeout_ms: int = 500,
         keepalive_s: float = 1.0,
         retry_backoff_s: float = 2.0,
+        name: str = "worker",
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -64,21 +56,44 @@ class ConsumerLoop:
         self.poll_timeout_ms = poll_timeout_ms
         self.keepalive_s = keepalive_s
         self.retry_backoff_s = retry_backoff_s
-        self.state = WorkerState.STARTING
+        self.lifecycle = WorkerLifecycle(name)
         self.handled = 0
         self.dead_lettered = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the record in hand is finished first."""
-        self.state = WorkerState.READY
-        while not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=1)
-            for tp, records in batch.items():
-                for record in records:
-                    await self._process(tp, record, stop)
-        self.state = WorkerState.STOPPING
+    @property
+    def state(self) -> WorkerState:
+        """Where this worker is in its life: starting until `run`, then ready or busy, then stopping."""
+        return self.lifecycle.state
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[ConsumerLoop], None] | None = None) -> None:
+        """Consume until `stop` is set; the record in hand is finished first. `on_ready` is called once the
+        loop is ready to take records. Ends in the stopping state, whatever ended it."""
+        self.lifecycle.move(WorkerState.READY)  # refuses a loop that already ran, or one stopping
+        try:
+            if on_ready:
+                on_ready(self)
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=1)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._process(tp, record, stop)
+        finally:
+            # Always from ready: _process leaves busy (even when canceled) before anything reaches here.
+            self.lifecycle.move(WorkerState.STOPPING)
+
+    def stopped(self) -> None:
+        """Record that the worker's clients are closed: nothing more will run."""
+        self.lifecycle.move(WorkerState.STOPPED)
 
     async def _process(self, tp: TopicPartition, record: ConsumerRecord, stop: asyncio.Event) -> None:
+        # Refused unless ready: one record at a time, and none before set-up ended or after a stop.
+        self.lifecycle.move(WorkerState.BUSY)
+        try:
+            await self._handle(tp, record, stop)
+        finally:
+            self.lifecycle.move(WorkerState.READY)
+
+    async def _handle(self, tp: TopicPartition, record: ConsumerRecord, stop: asyncio.Event) -> None:
         try:
             envelope = decode_envelope(record.value, record.headers)
             route = self.routes.get(str(envelope.get("type")))
@@ -90,7 +105,6 @@ class ConsumerLoop:
             await self._commit(tp, record)
             return
 
-        self.state = WorkerState.BUSY
         try:
             await self._run_keeping_membership(route.handle(event))
         except Exception:
@@ -102,8 +116,6 @@ class ConsumerLoop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_backoff_s)
             return
-        finally:
-            self.state = WorkerState.READY
         self.handled += 1
         await self._commit(tp, record)
 
@@ -142,23 +154,3 @@ class ConsumerLoop:
             log.exception("could not dead-letter %s:%d@%d", tp.topic, tp.partition, record.offset)
             raise
         self.dead_lettered += 1
-
-
-def run_worker(serve: Callable[[Any, asyncio.Event], Awaitable[None]]) -> None:
-    """A worker process's main: logging, then `serve(settings, stop)` until SIGTERM or SIGINT sets `stop`
-    (the job in hand is finished first; a killed worker's job is reclaimed after its lease)."""
-    import logging as logging_module
-    import signal
-
-    from infra.settings import get_settings
-
-    logging_module.basicConfig(level=logging_module.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging_module.getLogger("aiokafka").setLevel(logging_module.WARNING)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(get_settings(), stop)
-
-    asyncio.run(run())

@@ -14,13 +14,10 @@ from infra.aws import client_kwargs
 from infra.base_models import BaseModelSpec
 from infra.settings import Settings
 from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.job_errors import BaseModelUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 
 log = logging.getLogger(__name__)
-
-
-class BaseModelUnavailable(RuntimeError):
-    """The weights of a base model cannot be found or loaded."""
 
 
 def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:

@@ -18,13 +18,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from events.generation import AdapterRef
+from workers.job_errors import AdapterUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 
 AdapterFetcher = Callable[[str], bytes]
-
-
-class AdapterUnavailable(RuntimeError):
-    """An adapter's file is missing, unreadable, or does not fit its base model."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Running one generation job: claim it, generate off the event loop, write outputs then the marker."""
+"""Running one generation job: claim it, load its inputs, generate off the event loop, write outputs then the
+marker."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import logging
 import time
 from concurrent.futures import Executor
 from datetime import datetime
+from typing import Any
 
 from events.envelope import utcnow
-from events.generation import GenerationMode, GenerationRequested
+from events.generation import GenerationMode, GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
 from events.markers import GenerationResult, JobFailure, StageTimings
 from events.persistence import PublishFailed
@@ -19,9 +21,8 @@ from events.storage_keys import Marker, job_marker_key, job_output_key
 from infra.lifecycle import publish_lifecycle_once
 from infra.repositories.jobs import JOB_QUEUE_GENERATION, JobExists
 from infra.runtime import ServiceContext
-from workers.base_models.loader import BaseModelUnavailable
-from workers.generator.adapters import AdapterUnavailable
-from workers.generator.pipelines import GeneratedImages, InvalidInput, PipelineCache, decode_inputs, generate
+from workers.generator.pipelines import GeneratedImages, PipelineCache, decode_inputs, generate
+from workers.job_errors import GENERATION_FAILED, AdapterUnavailable, InputUnavailable, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +40,7 @@ class GenerationJobRunner:
     async def __call__(self, event: GenerationRequested) -> None:
         """Run the job the event names, unless it is done or held by a live worker."""
         data = event.data
-        job = await self.context.jobs.get(data.jobId)
-        if job is None:
-            # Published straight to Kafka by a direct producer: the event is the whole request.
-            with contextlib.suppress(JobExists):
-                await self.context.jobs.create(
-                    {
-                        "jobId": data.jobId,
-                        "tenantId": event.tenantid,
-                        "kind": "generation",
-                        "queue": JOB_QUEUE_GENERATION,
-                        "modelId": data.modelId,
-                        "request": data.model_dump(mode="json"),
-                    }
-                )
-            job = await self.context.jobs.get(data.jobId)
-            assert job is not None
+        job = await self._job_of(event)
         if job["tenantId"] != event.tenantid:
             log.warning("event for job %s names tenant %s, job belongs to another: skipped", data.jobId, event.tenantid)
             return
@@ -74,8 +60,55 @@ class GenerationJobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:
+    async def _job_of(self, event: GenerationRequested) -> dict[str, Any]:
+        """The job record the event names, created from the event when it has none."""
         data = event.data
+        job = await self.context.jobs.get(data.jobId)
+        if job is None:
+            # Published straight to Kafka by a direct producer: the event is the whole request.
+            with contextlib.suppress(JobExists):
+                await self.context.jobs.create(
+                    {
+                        "jobId": data.jobId,
+                        "tenantId": event.tenantid,
+                        "kind": "generation",
+                        "queue": JOB_QUEUE_GENERATION,
+                        "modelId": data.modelId,
+                        "request": data.model_dump(mode="json"),
+                    }
+                )
+            job = await self.context.jobs.get(data.jobId)
+            assert job is not None
+        return job
+
+    async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:
+        """Load the inputs, generate, then write the outputs and the result marker; a job error (or a model
+        failure) writes the failure marker instead. Storage failures propagate: the record is retried."""
+        data = event.data
+        inputs = await self._load_inputs(data)
+        try:
+            generated = await self._generate(data, inputs)
+        except Exception as exc:  # the job failed (see job_errors): its marker says why, the worker goes on
+            reason = failure_reason(exc, GENERATION_FAILED)
+            if not reason.expected:
+                log.exception("job %s failed", data.jobId)
+            await self._fail(data.jobId, attempt, reason.code, reason.message)
+            return
+        await self._write_outputs(data, generated, attempt, started_at)
+
+    async def _load_inputs(self, data: GenerationRequestedData) -> dict[str, bytes | None]:
+        """The bytes of a modify job's input image and mask by key (None where missing); none for a
+        text-to-image job."""
+        keys = data.input_keys()
+        found = await asyncio.gather(*(self.context.store.get_bytes(key) for key in keys))
+        return dict(zip(keys, found, strict=True))
+
+    async def _generate(self, data: GenerationRequestedData, inputs: dict[str, bytes | None]) -> GeneratedImages:
+        """Decode the inputs and run the pipeline on the model thread; raises the job's errors."""
+        missing = [key for key, found in inputs.items() if found is None]
+        if missing:
+            raise InputUnavailable(f"input image {missing[0]} does not exist")
+        blobs = [found for found in inputs.values() if found is not None]
         loop = asyncio.get_running_loop()
 
         def fetch_adapter(key: str) -> bytes:
@@ -85,31 +118,16 @@ class GenerationJobRunner:
                 raise AdapterUnavailable(f"adapter {key} does not exist")
             return found
 
-        inputs = await asyncio.gather(*(self.context.store.get_bytes(key) for key in data.input_keys()))
-        missing = [key for key, found in zip(data.input_keys(), inputs, strict=True) if found is None]
-        if missing:
-            await self._fail(data.jobId, attempt, "input_unavailable", f"input image {missing[0]} does not exist")
-            return
-
         def run() -> GeneratedImages:
-            decoded = decode_inputs(data, inputs[0], inputs[1] if len(inputs) > 1 else None) if inputs else None
+            decoded = decode_inputs(data, blobs[0], blobs[1] if len(blobs) > 1 else None) if blobs else None
             return generate(self.cache, data, fetch_adapter, decoded)
 
-        try:
-            generated = await loop.run_in_executor(self.executor, run)
-        except InvalidInput as exc:
-            await self._fail(data.jobId, attempt, "invalid_input", str(exc))
-            return
-        except BaseModelUnavailable as exc:
-            await self._fail(data.jobId, attempt, "model_unavailable", str(exc))
-            return
-        except AdapterUnavailable as exc:
-            await self._fail(data.jobId, attempt, "adapter_unavailable", str(exc))
-            return
-        except Exception as exc:  # the model code failed for this input: the job fails, the worker goes on
-            log.exception("job %s failed", data.jobId)
-            await self._fail(data.jobId, attempt, "generation_failed", f"{type(exc).__name__}: {exc}")
-            return
+        return await loop.run_in_executor(self.executor, run)
+
+    async def _write_outputs(
+        self, data: GenerationRequestedData, generated: GeneratedImages, attempt: int, started_at: datetime
+    ) -> None:
+        """The images, then the result marker."""
         upload_started = time.perf_counter()
         keys = [job_output_key(data.jobId, i, generated.extension) for i in range(len(generated.images))]
         await asyncio.gather(

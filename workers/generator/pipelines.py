@@ -16,6 +16,7 @@ from infra.base_models import BaseModelSpec, base_model_registry
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.generator.adapters import AdapterCache, AdapterFetcher
+from workers.job_errors import InvalidInput
 
 CONTENT_TYPES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg"}
 EXTENSIONS = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpeg"}
@@ -25,10 +26,6 @@ _VARIANTS = {
     GenerationMode.IMAGE_TO_IMAGE: AutoPipelineForImage2Image,
     GenerationMode.INPAINTING: AutoPipelineForInpainting,
 }
-
-
-class InvalidInput(ValueError):
-    """A modify job's input image or mask cannot be used."""
 
 
 @dataclass(frozen=True)

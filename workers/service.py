@@ -1,0 +1,107 @@
+"""The one way a worker process is served: set up once, then consume its topic until asked to stop.
+
+Each worker (`python -m workers.generator`, `python -m workers.trainer`) describes only what is its own in a
+`WorkerSpec`: the topic and consumer group it reads, and a set-up that warms what it needs and returns its
+routes. Everything else (clients, the single model thread, the consumer loop, the ready line, a clean stop) is
+here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from infra.kafka import create_consumer
+from infra.runtime import ServiceContext
+from infra.settings import Settings
+from workers.consumer import ConsumerLoop, Route
+from workers.worker_state import WorkerState
+
+log = logging.getLogger(__name__)
+
+OnReady = Callable[[ConsumerLoop], None]
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker's set-up is given: the service's adapters, its single model thread and its id."""
+
+    settings: Settings
+    context: ServiceContext
+    executor: Executor
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What differs between workers."""
+
+    name: str  # "generator": the logger, the model thread's name and the state log
+    topic: str
+    group: Callable[[Settings], str]  # the consumer group, from the settings
+    ready_line: str  # logged once ready; the local stack waits for it in the process's log
+    setup: Callable[[WorkerSetup], Awaitable[dict[str, Route]]]  # warm up, then the routes
+
+
+def default_worker_id() -> str:
+    """Host, process and a random suffix: unique even when a pid is reused."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_ready: OnReady | None = None) -> None:
+    """Set up once (clients, then the worker's own warm-up), then consume until `stop` is set. A job in
+    progress when `stop` is set runs to its end; a killed worker's job is reclaimed after its lease."""
+    worker_log = logging.getLogger(f"workers.{spec.name}")
+    worker_id = settings.worker_id or default_worker_id()
+    context = await ServiceContext(settings).open()
+    # One thread: a pipeline is not safe to run twice at once, and one job at a time saturates a device.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=spec.name)
+    consumer = create_consumer(settings, spec.topic, group_id=spec.group(settings))
+    consumer_loop: ConsumerLoop | None = None
+    try:
+        routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id))
+        await consumer.start()
+        consumer_loop = ConsumerLoop(consumer, context.producer, routes, name=f"{spec.name} {worker_id}")
+
+        def ready(loop: ConsumerLoop) -> None:
+            worker_log.info("%s: %s", spec.ready_line, worker_id)
+            if on_ready:
+                on_ready(loop)
+
+        await consumer_loop.run(stop, on_ready=ready)
+    finally:
+        await consumer.stop()
+        await context.close()
+        executor.shutdown(wait=True)
+        if consumer_loop is not None and consumer_loop.state is WorkerState.STOPPING:
+            consumer_loop.stopped()
+            worker_log.info(
+                "%s stopped: %d handled, %d dead-lettered",
+                worker_id,
+                consumer_loop.handled,
+                consumer_loop.dead_lettered,
+            )
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """A worker process's main: logging, then `serve` until SIGTERM or SIGINT sets its stop event."""
+    import signal
+
+    from infra.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await serve(spec, settings=get_settings(), stop=stop)
+
+    asyncio.run(run())
