@@ -77,6 +77,7 @@ async def reconcile(context: ServiceContext, now: datetime) -> Report:
     settings = context.settings
     report = Report()
     stale = now - timedelta(seconds=settings.reconcile_queued_after_seconds)
+    # MERGE: one `context.jobs`, asked per queue (generation, training).
     repositories: tuple[JobRepository, ...] = (context.jobs, context.trainings)
     for repository in repositories:
         for job in await repository.waiting_since_before(stale.isoformat()):
