@@ -15,8 +15,8 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from functions.api.app import create_app
 from events.usecases.errors import UseCaseError
+from functions.api.app import create_app
 from functions.api.errors import ApiError, use_case_status
 from infra.settings import Settings
 
