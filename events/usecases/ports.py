@@ -138,8 +138,6 @@ class SettingsValues(Protocol):
 
     @property
     def default_base_model(self) -> str: ...
-    @property
-    def portrait_image_size(self) -> int: ...
 
 
 class NormalizedImage(Protocol):
