@@ -7,13 +7,18 @@ refused because it is fully decoded once. What is stored is a plain RGB PNG, EXI
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 ACCEPTED_FORMATS = ("webp", "png", "jpeg")
 MIN_SIDE = 32
@@ -178,3 +183,15 @@ def binary_mask(mask: NormalizedImage, size: tuple[int, int]) -> bytes:
     if binary.getextrema()[1] == 0:
         raise ImageRejected("the mask is all black: paint white where the image should change", "empty_mask")
     return _png(binary)
+
+
+async def normalize_upload(settings: Settings, data: bytes, max_bytes: int) -> NormalizedImage:
+    """Validate and normalize uploaded training-image bytes with the configured limits, off the event loop;
+    raises ImageRejected with the reason."""
+    return await asyncio.to_thread(
+        normalize_image,
+        data,
+        max_bytes=max_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.training_image_max_side,
+    )

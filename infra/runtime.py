@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from events.states import PORTRAIT, TRAINING, PortraitStatus, TrainingStatus
 from infra.aws import AwsClients
+from infra.base_models import BaseModelSpec, base_model_registry
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
@@ -69,6 +70,11 @@ class ServiceContext:
     def portraits(self) -> JobRepository:
         """Seed 004 portrait jobs (same table, their own state machine)."""
         return JobRepository(self.clients.dynamodb, self.settings.jobs_table, PORTRAIT, PortraitStatus.GENERATING)
+
+    @property
+    def base_models(self) -> dict[str, BaseModelSpec]:
+        """The base models this deployment offers, by name and alias."""
+        return base_model_registry(self.settings)
 
     @property
     def models(self) -> ModelRepository:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.validation import error_message
+from events.usecases.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable, UseCaseError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,30 @@ class ApiError(Exception):
         self.headers = headers
         # More members of the error object, for what a client can act on (e.g. the valid choices).
         self.extra = extra or {}
+
+
+# The HTTP status of each kind of use-case refusal: the one place the API decides it.
+USE_CASE_STATUSES: dict[type[UseCaseError], int] = {
+    Invalid: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unavailable: 503,
+}
+
+
+def use_case_status(kind: type[UseCaseError]) -> int:
+    """The HTTP status a use-case error of `kind` is answered with."""
+    for cls in kind.__mro__:
+        if cls in USE_CASE_STATUSES:
+            return USE_CASE_STATUSES[cls]
+    return 500
+
+
+def api_error_of(exc: UseCaseError) -> ApiError:
+    """The API's rendering of a use-case refusal: its status from the table, `Retry-After` when it says."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    return ApiError(use_case_status(type(exc)), exc.code, exc.message, exc.field, headers, dict(exc.details))
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -82,6 +107,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         body = error_body(exc.code, exc.message, exc.field, **exc.extra)
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(UseCaseError)
+    async def _use_case_error(request: Request, exc: UseCaseError) -> JSONResponse:
+        return await _api_error(request, api_error_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from events.usecases.portraits import on_lifecycle
 from functions.kafka_events import lifecycle_events
 from functions.lambda_runtime import AsyncLambda
-from functions.portraits.flow import on_lifecycle
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
 

@@ -21,7 +21,7 @@ from events.markers import JobFailure
 from events.persistence import PublishFailed
 from events.storage_keys import Marker, job_marker_key, training_marker_key
 from events.training import TrainingFailure
-from infra.commands import republish
+from events.usecases import jobs
 from infra.repositories.jobs import JobRepository
 from infra.runtime import ServiceContext
 
@@ -63,7 +63,7 @@ def _recently_republished(job: dict, stale: datetime) -> bool:
 async def _republish(context: ServiceContext, repository: JobRepository, job: dict, now: datetime) -> bool:
     """Publish the job's command again and note when; False (retried next run) if the broker refused."""
     try:
-        await republish(context, job, SOURCE)
+        await jobs.republish(context, job, SOURCE)
     except PublishFailed:
         log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
         return False
@@ -77,6 +77,7 @@ async def reconcile(context: ServiceContext, now: datetime) -> Report:
     settings = context.settings
     report = Report()
     stale = now - timedelta(seconds=settings.reconcile_queued_after_seconds)
+    # MERGE: one `context.jobs`, asked per queue (generation, training).
     repositories: tuple[JobRepository, ...] = (context.jobs, context.trainings)
     for repository in repositories:
         for job in await repository.waiting_since_before(stale.isoformat()):

@@ -13,8 +13,8 @@ from events.persistence import PublishFailed
 from events.states import TRAINING, GenerationStatus, TrainingStatus
 from events.storage_keys import JobKind, JobMarkerRef, Marker
 from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
-from infra.lifecycle import publish_lifecycle_once, publish_progress_event
-from infra.model_outcome import settle_model
+from events.usecases.lifecycle import publish_lifecycle_once, publish_progress_event
+from events.usecases.trainings import settle_model
 from infra.repositories.jobs import AdvanceOutcome, JobRepository
 from infra.runtime import ServiceContext
 

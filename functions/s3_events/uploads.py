@@ -7,10 +7,10 @@ import logging
 from typing import Any
 
 from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
-from infra.images import ImageRejected, NormalizedImage
+from events.usecases.training_data import store_training_image
+from infra.images import ImageRejected, NormalizedImage, normalize_upload
 from infra.repositories.uploads import UploadPurpose, UploadStatus
 from infra.runtime import ServiceContext
-from infra.training_images import normalize_upload, store_training_image
 
 log = logging.getLogger(__name__)
 

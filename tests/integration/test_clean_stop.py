@@ -26,9 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from events.states import GenerationStatus
 from events.topics import JOB_LIFECYCLE
+from events.usecases.lifecycle import lifecycle_event
 from infra.bootstrap import bootstrap
 from infra.kafka import admin_kwargs
-from infra.lifecycle import lifecycle_event
 from infra.local.kafka_source import READY_LINE as SOURCE_READY
 from infra.local.processes import ManagedProcess
 from infra.local.scheduler import READY_LINE as SCHEDULER_READY_LINE

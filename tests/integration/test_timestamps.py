@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from events.states import GenerationStatus
+from events.usecases.lifecycle import lifecycle_event
 from functions.webhooks.dispatch import Dispatcher
-from infra.lifecycle import lifecycle_event
 from tests.http_server import loopback_server
 from tests.journeys import QUICK, create_model, png, upload
 from tests.support import bearer, eventually, wait_for_job

@@ -15,9 +15,9 @@ from standardwebhooks import Webhook
 
 from events.generation import GenerationRequestedData
 from events.states import GenerationStatus
+from events.usecases.lifecycle import lifecycle_event
 from events.webhooks import RetryPolicy
 from functions.webhooks.dispatch import Dispatcher
-from infra.lifecycle import lifecycle_event
 from infra.runtime import ServiceContext
 from tests.http_server import LoopbackServer, loopback_server
 from tests.support import bearer, eventually

@@ -1,6 +1,7 @@
 """The served OpenAPI document declares every status each operation can answer (issue 12: a fuzzer met 16
 undeclared ones). What a route raises is read from its code: the endpoint, its dependencies and every
-function of functions.api they call, down to each `ApiError(status, …)`."""
+function of functions.api and events.usecases they call, down to each `ApiError(status, …)` and each
+use-case error raised (a `Conflict(…)` counts as the status the API's one table maps it to)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
+from events.usecases.errors import UseCaseError
 from functions.api.app import create_app
-from functions.api.errors import ApiError
+from functions.api.errors import ApiError, use_case_status
 from infra.settings import Settings
 
 # `ApiError(exc.status, …)` re-raises an ImageRejected: an empty body, too big, not an image, or unusable.
 IMAGE_REJECTION_STATUSES = {400, 413, 415, 422}
+
+# Where the walk follows calls: the API's own code and the use cases it runs.
+FOLLOWED_MODULES = ("functions.api", "events.usecases")
 
 APP = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
 SCHEMA = APP.openapi()
@@ -48,9 +53,9 @@ def _target(node: ast.expr, namespace: dict[str, Any]) -> Any:
 
 
 def raised_statuses(function: Any, seen: set[Any]) -> set[int]:
-    """The statuses `function` and the functions.api functions it calls raise."""
+    """The statuses `function` and the functions.api and events.usecases functions it calls raise."""
     function = inspect.unwrap(function)
-    if not inspect.isfunction(function) or function in seen or not function.__module__.startswith("functions.api"):
+    if not inspect.isfunction(function) or function in seen or not function.__module__.startswith(FOLLOWED_MODULES):
         return set()
     seen.add(function)
     statuses: set[int] = set()
@@ -61,6 +66,8 @@ def raised_statuses(function: Any, seen: set[Any]) -> set[int]:
         if target is ApiError:
             first = node.args[0] if node.args else None
             statuses |= {first.value} if isinstance(first, ast.Constant) else IMAGE_REJECTION_STATUSES
+        elif inspect.isclass(target) and issubclass(target, UseCaseError):
+            statuses.add(use_case_status(target))
         elif target is RequestValidationError:
             statuses.add(422)
         else:
@@ -111,6 +118,8 @@ def test_the_walk_finds_what_routes_raise() -> None:
     assert {409, 422, 503} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/trainings")])
     assert {404, 413, 415} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/training-data")])
     assert {401, 403} <= route_statuses(by_name[("DELETE", "/v1/models/{modelId}")])
+    assert {409, 422, 503} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/train")])
+    assert {409} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/trainings/{trainingId}/cancel")])
 
 
 def test_the_error_shape_is_a_component() -> None:

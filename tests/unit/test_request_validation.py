@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from events.usecases.adapters import model_adapter
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest
 from functions.api.services.adapters import ResolvedModel
 from functions.api.services.generation import GenerationOptions, build_generation
 from infra.base_models import TINY_SD
-from infra.model_adapter import model_adapter
 
 
 def test_seed_002_documented_body_is_accepted_verbatim() -> None:

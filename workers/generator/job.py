@@ -18,8 +18,8 @@ from events.markers import GenerationResult, JobFailure, StageTimings
 from events.persistence import PublishFailed
 from events.states import GENERATION, GenerationStatus
 from events.storage_keys import Marker, job_marker_key, job_output_key
-from infra.lifecycle import publish_lifecycle_once
-from infra.repositories.jobs import JOB_QUEUE_GENERATION, JobExists
+from events.usecases import jobs
+from events.usecases.lifecycle import publish_lifecycle_once
 from infra.runtime import ServiceContext
 from workers.generator.pipelines import GeneratedImages, PipelineCache, decode_inputs, generate
 from workers.job_errors import GENERATION_FAILED, AdapterUnavailable, InputUnavailable, failure_reason
@@ -66,19 +66,7 @@ class GenerationJobRunner:
         job = await self.context.jobs.get(data.jobId)
         if job is None:
             # Published straight to Kafka by a direct producer: the event is the whole request.
-            with contextlib.suppress(JobExists):
-                await self.context.jobs.create(
-                    {
-                        "jobId": data.jobId,
-                        "tenantId": event.tenantid,
-                        "kind": "generation",
-                        "queue": JOB_QUEUE_GENERATION,
-                        "modelId": data.modelId,
-                        "request": data.model_dump(mode="json"),
-                    }
-                )
-            job = await self.context.jobs.get(data.jobId)
-            assert job is not None
+            job = await jobs.record_job(self.context, jobs.generation_record(event.tenantid, data), existing_ok=True)
         return job
 
     async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:

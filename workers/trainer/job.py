@@ -13,7 +13,7 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.lifecycle import JobError
-from events.persistence import PublishFailed
+from events.persistence import AdvanceOutcome, PublishFailed
 from events.states import TRAINING, ModelStatus, TrainingStatus
 from events.storage_keys import Marker, training_marker_key
 from events.training import (
@@ -24,9 +24,9 @@ from events.training import (
     TrainingResult,
     TrainingStage,
 )
+from events.usecases import jobs
+from events.usecases.lifecycle import publish_lifecycle_once
 from infra.base_models import base_model_registry
-from infra.lifecycle import publish_lifecycle_once
-from infra.repositories.jobs import JOB_QUEUE_TRAINING, AdvanceOutcome, JobExists
 from infra.runtime import ServiceContext
 from workers.base_models.loader import load_pipeline, pick_device
 from workers.job_errors import TRAINING_FAILED, BaseModelUnavailable, failure_reason
@@ -87,21 +87,7 @@ class TrainingJobRunner:
         if job is None:
             # Published straight to Kafka by a direct producer: the event is the whole request.
             refusal = await self._take_model(event)
-            with contextlib.suppress(JobExists):
-                await repo.create(
-                    {
-                        "jobId": data.trainingId,
-                        "tenantId": event.tenantid,
-                        "kind": "training",
-                        "modelId": data.modelId,
-                        "queue": JOB_QUEUE_TRAINING,
-                        "triggerWord": data.triggerWord,
-                        "request": data.model_dump(mode="json"),
-                        "epochs": {},
-                    }
-                )
-            job = await repo.get(data.trainingId)
-            assert job is not None
+            job = await jobs.record_job(self.context, jobs.training_record(event.tenantid, data), existing_ok=True)
             if refusal is not None:
                 # Recorded, so the producer's tenant sees why in the API, then failed through its marker.
                 await self._fail(data.trainingId, 1, *refusal)

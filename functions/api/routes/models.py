@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from events.envelope import is_valid_traceparent
 from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
+from events.usecases import trainings
 from events.validation import error_message, error_path
 from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep
 from functions.api.errors import ApiError
@@ -26,10 +27,12 @@ from functions.api.schemas.models import (
     TrainAccepted,
     TrainingParametersIn,
     UpdateModelRequest,
+    canonical_parameters,
 )
 from functions.api.services import models as service
-from functions.api.services.training_data import new_data_id, store_image, validate_image
-from functions.api.services.trainings import estimated_completion, start_training
+from functions.api.services.training_data import validate_image
+from functions.api.services.trainings import SOURCE as TRAINING_SOURCE
+from functions.api.services.trainings import estimated_completion
 from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -143,25 +146,19 @@ async def train_model(
         raise RequestValidationError(exc.errors(), body=None) from None
     webhook_fields = webhook_record(context, subscription)
     model = await service.require_model(context, tenant, modelId)
-    if len(files) > MAX_TRAINING_IMAGES:
-        raise ApiError(422, "too_many_images", f"send at most {MAX_TRAINING_IMAGES} images", field="images")
-    if model["status"] == ModelStatus.TRAINING.value:
-        raise ApiError(409, "model_training", f"model {modelId!r} is already training (training {model['trainingId']})")
-    data_ids = []
+    trainings.check_trainable_now(model, len(files))
     # Validate every file before storing any, so a bad file leaves nothing half-written.
     validated = []
     for index, upload in enumerate(files):
         data = await upload.read()
         validated.append((await validate_image(context, data, field=f"images[{index}]"), upload.filename))
-    if not validated and not await context.training_data.list(modelId):
-        raise ApiError(422, "validation_error", "send at least one image in images[]", field="images")
-    for image, filename in validated:
-        item = await store_image(context, model, image, new_data_id(), filename)
-        data_ids.append(item["dataId"])
-    training = await start_training(
+    training, data_ids = await trainings.train_with_images(
         context,
         tenant,
         model,
+        validated,
+        source=TRAINING_SOURCE,
+        model_parameters=canonical_parameters(model.get("parameters")),
         request_parameters=parameters or None,
         traceparent=traceparent if is_valid_traceparent(traceparent) else None,
         extra=webhook_fields,

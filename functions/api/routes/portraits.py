@@ -47,6 +47,7 @@ async def create_portrait(
 async def get_portrait(portraitId: PortraitIdPath, tenant: TenantDep, context: ContextDep) -> PortraitView:
     """Where a portrait stands: training progress, then each style's images."""
     portrait = await context.portraits.get_for_tenant(tenant, portraitId)
-    if portrait is None or portrait.get("kind") != "portrait":
+    # A deleted one is a portrait whose training could not be started: its caller was told, and got no id.
+    if portrait is None or portrait.get("kind") != "portrait" or portrait.get("deletedAt"):
         raise ApiError(404, "portrait_not_found", f"portrait {portraitId!r} does not exist", field="portraitId")
     return await service.render_portrait(context, portrait)

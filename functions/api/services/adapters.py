@@ -14,12 +14,12 @@ from typing import Any
 
 from events.generation import AdapterRef
 from events.states import ModelStatus, TrainingStatus
+from events.usecases.adapters import model_adapter
 from functions.api.errors import ApiError
 from functions.api.schemas.models import COMPOSITION_TYPES
 from functions.api.services.models import check_epoch
 from functions.api.services.trainings import require_training
 from infra.base_models import BaseModelSpec, base_model_registry
-from infra.model_adapter import model_adapter
 from infra.runtime import ServiceContext
 
 

@@ -13,6 +13,7 @@ from events import generation as contract
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
 from events.states import GenerationStatus
 from events.storage_keys import JobInput, job_input_key
+from events.usecases import jobs
 from functions.api.errors import ApiError
 from functions.api.schemas.images import (
     AdapterUsedOut,
@@ -26,11 +27,12 @@ from functions.api.schemas.images import (
 from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
 from functions.api.services.webhooks import job_deliveries, webhook_record
-from infra.generation_queue import QueueUnavailable, queue_generation
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
+
+SOURCE = "/lorafoundry/api"
 
 
 def new_job_id() -> str:
@@ -116,13 +118,8 @@ async def queue(
     traceparent: str | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Queue a built command for the API; returns the job record (503 if the queue is down)."""
-    try:
-        return await queue_generation(
-            context, tenant_id, data, source="/lorafoundry/api", traceparent=traceparent, extra=extra
-        )
-    except QueueUnavailable as exc:
-        raise ApiError(503, "queue_unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    """Queue a built command for the API; returns the job record (`Unavailable` if the queue is down)."""
+    return await jobs.queue_generation(context, tenant_id, data, source=SOURCE, traceparent=traceparent, extra=extra)
 
 
 async def submit_generation(

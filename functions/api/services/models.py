@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from events.states import ModelStatus, TrainingStatus
+from events.usecases.trainings import base_model_of
 from functions.api.errors import ApiError
 from functions.api.schemas.models import (
     COMPOSITION_TYPES,
@@ -26,7 +27,7 @@ from functions.api.schemas.models import (
     UpdateModelRequest,
     canonical_parameters,
 )
-from infra.base_models import BaseModelSpec, base_model_registry
+from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
 
 CAPABILITIES = ["txt2img", "img2img", "inpaint"]
@@ -45,20 +46,7 @@ def _family(model_type: str) -> str:
 
 def resolve_base_model(context: ServiceContext, name: str | None) -> BaseModelSpec:
     """The base model a create request names (or the default); 422 naming the choices otherwise."""
-    registry = base_model_registry(context.settings)
-    name = name or context.settings.default_base_model
-    spec = registry.get(name)
-    if spec is None:
-        choices = sorted(registry)
-        raise ApiError(
-            422,
-            "unknown_base_model",
-            f"base model {name!r} does not exist here; choose one of: {', '.join(choices)} "
-            "(GET /v1/base-models describes them)",
-            field="baseModel",
-            extra={"baseModels": choices},
-        )
-    return spec
+    return cast(BaseModelSpec, base_model_of(context, name))
 
 
 def check_model_type(model_type: str, spec: BaseModelSpec) -> str:

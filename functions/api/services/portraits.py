@@ -12,8 +12,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from events.states import PortraitStatus
 from events.storage_keys import JobInput, job_input_key
+from events.usecases import portraits
+from events.usecases.errors import UseCaseError
+from events.usecases.training_data import store_training_image
+from events.usecases.trainings import name_training
 from functions.api.errors import ApiError
 from functions.api.schemas.models import CreateModelRequest
 from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyleOut, PortraitView, StyleOut
@@ -25,7 +28,6 @@ from functions.api.services.webhooks import job_deliveries, webhook_record
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
 from infra.runtime import ServiceContext
-from infra.training_images import store_training_image
 
 
 @dataclass(frozen=True)
@@ -115,34 +117,18 @@ async def create_portrait(
     request_parameters: dict[str, Any] | None,
     traceparent: str | None,
 ) -> dict[str, Any]:
-    """Validate everything, then model, images, training (tagged with the portrait) and the portrait."""
+    """Validate everything, then model, images, the portrait record, and last its training (tagged with the
+    portrait, so whatever the training's events cause finds the portrait written)."""
     webhook = webhook_record(context, body)
     styles = await _pick_styles(context, tenant_id, body)
     photos = await gather_photos(context, tenant_id, body)
     portrait_id = new_portrait_id()
-    suffix = portrait_id.removeprefix("prt_")
-    # Deterministic job ids: a redelivered completion event queues the same jobs, never new ones.
-    job_ids = [f"job_{suffix}_{index}" for index in range(len(styles))]
+    job_ids = portraits.style_job_ids(portrait_id, len(styles))
     model = await create_model(
         context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
     )
     for photo in photos:
         await store_training_image(context, model["modelId"], tenant_id, photo, new_data_id())
-    try:
-        training = await start_training(
-            context,
-            tenant_id,
-            model,
-            speed="high_quality",
-            request_parameters=request_parameters,
-            traceparent=traceparent,
-            extra={"portraitId": portrait_id},
-        )
-    except ApiError:
-        # The caller gets the error and no portrait: the model made for it must not linger in their list.
-        await soft_delete_model(context, model)
-        raise
-    # Style images are written before the portrait record, which the flow waits for before queueing.
     style_images: dict[int, str] = {}
     for index, style in enumerate(styles):
         if style.image is not None:
@@ -151,13 +137,15 @@ async def create_portrait(
             square = await asyncio.to_thread(pad_to_square, style.image, context.settings.portrait_image_size)
             await context.store.put_bytes(key, square.png, "image/png")
             style_images[index] = key
-    return await context.portraits.create(
+    name = name_training(model, request_parameters)
+    portrait = await portraits.record_portrait(
+        context,
         {
             "jobId": portrait_id,
             "tenantId": tenant_id,
             "kind": "portrait",
             "modelId": model["modelId"],
-            "trainingId": training["jobId"],
+            "trainingId": name.training_id,
             "gender": body.gender,
             "customizations": body.customizations,
             **webhook,
@@ -166,15 +154,31 @@ async def create_portrait(
                 {
                     "id": style.id,
                     "name": style.name,
-                    "prompt": portrait_prompt(training["triggerWord"], body.gender, body.customizations, style),
+                    "prompt": portrait_prompt(name.trigger_word, body.gender, body.customizations, style),
                     "jobId": job_ids[index],
                     **({"imageKey": style_images[index]} if index in style_images else {}),
                 }
                 for index, style in enumerate(styles)
             ],
         },
-        PortraitStatus.TRAINING,
     )
+    try:
+        await start_training(
+            context,
+            tenant_id,
+            model,
+            speed="high_quality",
+            request_parameters=request_parameters,
+            traceparent=traceparent,
+            extra={"portraitId": portrait_id},
+            name=name,
+        )
+    except (ApiError, UseCaseError) as exc:
+        # The caller gets the error and no portrait: neither it nor the model made for it may linger.
+        await portraits.abandon_portrait(context, portrait_id, exc if isinstance(exc, UseCaseError) else None)
+        await soft_delete_model(context, model)
+        raise
+    return portrait
 
 
 async def render_portrait(context: ServiceContext, portrait: dict[str, Any]) -> PortraitView:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from events.training import MAX_TRAINING_IMAGES
+from events.usecases.training_data import new_data_id, store_training_image
 from functions.api.errors import ApiError
-from infra.images import ImageRejected, NormalizedImage
+from infra.images import ImageRejected, NormalizedImage, normalize_upload
 from infra.repositories.uploads import UploadStatus
 from infra.runtime import ServiceContext
-from infra.training_images import normalize_upload, store_training_image
-
-
-def new_data_id() -> str:
-    """A fresh training-image id."""
-    return f"dat_{secrets.token_hex(8)}"
 
 
 async def validate_image(context: ServiceContext, data: bytes, field: str = "body") -> NormalizedImage:

@@ -4,49 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import string
 from datetime import timedelta
 from typing import Any
 
 from events.envelope import utcnow
-from events.lifecycle import JobError
-from events.persistence import PublishFailed
-from events.states import ModelStatus, TrainingStatus
-from events.topics import TRAINING_REQUESTS
-from events.training import TrainingRequested, TrainingRequestedData
+from events.states import TrainingStatus
+from events.usecases import trainings as usecase
 from functions.api.errors import ApiError
-from functions.api.schemas.models import COMPOSITION_TYPES, canonical_parameters
+from functions.api.schemas.models import canonical_parameters
 from functions.api.schemas.trainings import TrainingEpochView, TrainingProgressView, TrainingView
-from functions.api.services.models import queue_position, resolve_base_model
-from functions.api.services.training_params import (
-    BaseDefaults,
-    ParameterError,
-    estimated_seconds,
-    resolve_parameters,
-)
+from functions.api.services.models import queue_position
 from functions.api.services.webhooks import job_deliveries
-from infra.generation_queue import PUBLISH_TIMEOUT_S
-from infra.lifecycle import publish_lifecycle_once
-from infra.model_outcome import settle_model
-from infra.repositories.jobs import JOB_QUEUE_TRAINING
-from infra.repositories.versioned import AdvanceOutcome, StaleWrite
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
 
-TRIGGER_ALPHABET = string.ascii_uppercase + string.digits
-
-
-def new_training_id() -> str:
-    """A fresh, unguessable training id."""
-    return f"trn_{secrets.token_hex(10)}"
-
-
-def new_trigger_word() -> str:
-    """A rare token that names the model in prompts (seed 001's `FJA90AB` shape)."""
-    return "".join(secrets.choice(TRIGGER_ALPHABET) for _ in range(7))
+SOURCE = "/lorafoundry/api"
 
 
 async def start_training(
@@ -59,93 +33,23 @@ async def start_training(
     request_parameters: dict[str, Any] | None = None,
     traceparent: str | None = None,
     extra: dict[str, Any] | None = None,
+    name: usecase.TrainingName | None = None,
 ) -> dict[str, Any]:
-    """Queue a training of the model on its current images; returns the training record (with `extra`
-    fields, written with it so nothing reacting to the training can see it without them).
-
-    The model moves to `training` first, by a conditional write: of two concurrent requests one wins and
-    the other gets 409. If the broker cannot take the command, training and model are failed and the
-    caller gets 503, so nothing waits forever.
-    """
-    model_id = model["modelId"]
-    if model["type"] in COMPOSITION_TYPES:
-        raise ApiError(422, "not_trainable", "a composition model combines trained models and is not trained itself")
-    spec = resolve_base_model(context, model["baseModel"])
-    all_items = await context.training_data.list(model_id)
-    pending = [i["dataId"] for i in all_items if i.get("status") == "pending"]
-    if pending:
-        raise ApiError(
-            409,
-            "training_data_pending",
-            f"{len(pending)} training image(s) are still being processed ({', '.join(pending[:5])}); "
-            "start the training once they read ready or rejected",
-            field="modelId",
-        )
-    items = [i for i in all_items if i.get("status", "ready") == "ready"]
-    if not items:
-        raise ApiError(
-            409, "no_training_data", f"model {model_id!r} has no training images; upload some first", field="modelId"
-        )
-    trigger_word = model.get("triggerWord") or new_trigger_word()
-    try:
-        parameters = resolve_parameters(
-            image_count=len(items),
-            trigger_word=trigger_word,
-            base=BaseDefaults(resolution=spec.default_size, sample_steps=spec.default_steps),
-            strength=strength,
-            speed=speed,
-            model_parameters=canonical_parameters(model.get("parameters")),
-            request_parameters=request_parameters,
-        )
-    except ParameterError as exc:
-        raise ApiError(422, "validation_error", str(exc), field=exc.field or "parameters") from exc
-    if request_parameters and request_parameters.get("conceptPrompt"):
-        trigger_word = request_parameters["conceptPrompt"]
-    elif (model.get("parameters") or {}).get("conceptPrompt"):
-        trigger_word = model["parameters"]["conceptPrompt"]
-
-    training_id = new_training_id()
-    advance = await context.models.advance(
-        model_id, ModelStatus.TRAINING, {"trainingId": training_id, "triggerWord": trigger_word}
+    """Queue a training of the model on its current images (`events.usecases.trainings.start_training`),
+    with the model's stored parameters read in canonical form; returns the training record."""
+    return await usecase.start_training(
+        context,
+        tenant_id,
+        model,
+        source=SOURCE,
+        model_parameters=canonical_parameters(model.get("parameters")),
+        strength=strength,
+        speed=speed,
+        request_parameters=request_parameters,
+        traceparent=traceparent,
+        extra=extra,
+        name=name,
     )
-    if advance.outcome is not AdvanceOutcome.APPLIED:
-        current = (advance.record or {}).get("trainingId")
-        raise ApiError(409, "model_training", f"model {model_id!r} is already training (training {current})")
-    data = TrainingRequestedData(
-        trainingId=training_id,
-        modelId=model_id,
-        baseModel=spec.name,
-        triggerWord=trigger_word,
-        dataKeys=[i["key"] for i in items],
-        parameters=parameters,
-    )
-    training = await context.trainings.create(
-        {
-            "jobId": training_id,
-            "tenantId": tenant_id,
-            "kind": "training",
-            "modelId": model_id,
-            "queue": JOB_QUEUE_TRAINING,
-            "triggerWord": trigger_word,
-            "dataIds": [i["dataId"] for i in items],
-            "request": data.model_dump(mode="json"),
-            "epochs": {},
-            "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
-            **(extra or {}),
-        }
-    )
-    event = TrainingRequested(
-        subject=training_id, tenantid=tenant_id, traceparent=traceparent, source="/lorafoundry/api", data=data
-    )
-    try:
-        await asyncio.wait_for(context.publisher.publish(TRAINING_REQUESTS, event, key=model_id), PUBLISH_TIMEOUT_S)
-    except (PublishFailed, TimeoutError) as exc:
-        log.error("could not publish training %s: %s", training_id, exc)
-        error = JobError(code="queue_unavailable", message="the training queue is unavailable; try again later")
-        await context.trainings.advance(training_id, TrainingStatus.FAILED, {"error": error.model_dump()})
-        await context.models.advance(model_id, ModelStatus.FAILED)
-        raise ApiError(503, "queue_unavailable", error.message, headers={"Retry-After": "5"}) from exc
-    return training
 
 
 def estimated_completion(training: dict[str, Any]) -> str:
@@ -175,14 +79,8 @@ async def require_training(
     return training
 
 
-# Seed 001 renders trainings as it renders predictions.
-SEED001_STATUS = {
-    TrainingStatus.QUEUED: "starting",
-    TrainingStatus.RUNNING: "processing",
-    TrainingStatus.SUCCEEDED: "succeeded",
-    TrainingStatus.FAILED: "failed",
-    TrainingStatus.CANCELED: "canceled",
-}
+# Seed 001 renders trainings as it renders predictions (and the use case words its refusals so too).
+SEED001_STATUS = usecase.FINISHED_WORDS
 
 
 async def render_training(context: ServiceContext, training: dict[str, Any]) -> TrainingView:
@@ -234,36 +132,7 @@ async def render_training(context: ServiceContext, training: dict[str, Any]) -> 
 
 async def cancel_training(context: ServiceContext, training: dict[str, Any]) -> dict[str, Any]:
     """Cancel a queued training at once, or ask the worker running it to stop at the next step."""
-    status = TrainingStatus(training["status"])
-    training_id = training["jobId"]
-    if status is TrainingStatus.QUEUED:
-        advance = await context.trainings.advance(
-            training_id, TrainingStatus.CANCELED, {"completedAt": utcnow().isoformat(), "canceledBy": "user"}
-        )
-        if advance.outcome is AdvanceOutcome.APPLIED:
-            assert advance.record is not None
-            await settle_model(context, advance.record, TrainingStatus.CANCELED)
-            await publish_lifecycle_once(context, advance.record, TrainingStatus.CANCELED, source="/lorafoundry/api")
-            return advance.record
-        training = advance.record or training  # a worker claimed it meanwhile: ask it to stop
-        status = TrainingStatus(training["status"])
-    if status is TrainingStatus.RUNNING:
-        try:
-            return await context.trainings.update_fields(
-                training_id,
-                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
-                condition="#status = :running",
-                values={":running": TrainingStatus.RUNNING.value},
-            )
-        except StaleWrite:
-            training = await context.trainings.get(training_id) or training
-            status = TrainingStatus(training["status"])
-    raise ApiError(
-        409,
-        "training_finished",
-        f"training {training_id!r} already {SEED001_STATUS[status]}; there is nothing to cancel",
-        field="trainingId",
-    )
+    return await usecase.cancel_training(context, training, source=SOURCE)
 
 
 async def soft_delete_training(context: ServiceContext, training: dict[str, Any]) -> None:

@@ -17,10 +17,10 @@ from events.lifecycle import (
     lifecycle_event_id,
 )
 from events.topics import JOB_LIFECYCLE
-from infra.runtime import ServiceContext
+from events.usecases.ports import Backends, Record
 
 
-def _event(job: dict[str, Any], event_type: str, event_id: str, source: str, **data: Any) -> JobLifecycle:
+def _event(job: Record, event_type: str, event_id: str, source: str, **data: Any) -> JobLifecycle:
     return JobLifecycle(
         id=event_id,
         type=event_type,  # type: ignore[arg-type]
@@ -31,7 +31,7 @@ def _event(job: dict[str, Any], event_type: str, event_id: str, source: str, **d
     )
 
 
-def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLifecycle:
+def lifecycle_event(job: Record, status: StrEnum, source: str) -> JobLifecycle:
     """The lifecycle event announcing that `job` reached `status`."""
     return _event(
         job,
@@ -44,7 +44,7 @@ def lifecycle_event(job: dict[str, Any], status: StrEnum, source: str) -> JobLif
     )
 
 
-async def publish_lifecycle_once(context: ServiceContext, job: dict[str, Any], status: StrEnum, source: str) -> None:
+async def publish_lifecycle_once(backends: Backends, job: Record, status: StrEnum, source: str) -> None:
     """Publish the event for `status` unless the job records it as already sent.
 
     Called after the status write: if the send fails, a redelivery of whatever caused it finds the status
@@ -52,13 +52,13 @@ async def publish_lifecycle_once(context: ServiceContext, job: dict[str, Any], s
     """
     if status.value in (job.get("publishedEvents") or set()):
         return
-    await context.publisher.publish(JOB_LIFECYCLE, lifecycle_event(job, status, source))
-    await context.jobs.mark_published(job["jobId"], status.value)
+    await backends.publisher.publish(JOB_LIFECYCLE, lifecycle_event(job, status, source))
+    await backends.jobs.mark_published(job["jobId"], status.value)
 
 
 async def publish_progress_event(
-    context: ServiceContext,
-    job: dict[str, Any],
+    backends: Backends,
+    job: Record,
     source: str,
     *,
     progress: JobProgress | None = None,
@@ -80,4 +80,4 @@ async def publish_progress_event(
         progress=progress,
         epoch=epoch,
     )
-    await context.publisher.publish(JOB_LIFECYCLE, event)
+    await backends.publisher.publish(JOB_LIFECYCLE, event)

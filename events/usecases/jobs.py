@@ -1,0 +1,170 @@
+"""The one way a job comes to exist and to be started, whoever asks (the API for a user, the portrait flow
+for a finished training, a worker adopting a direct producer's command, the reconciler): record it, publish
+its command, fail it with one error shape, or publish its command again from the record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from events.envelope import CloudEvent
+from events.generation import GenerationRequested, GenerationRequestedData
+from events.lifecycle import JobError
+from events.persistence import Advance, PublishFailed, RecordExists
+from events.states import GenerationStatus, TrainingStatus
+from events.topics import GENERATION_REQUESTS, TRAINING_REQUESTS
+from events.training import TrainingRequested, TrainingRequestedData
+from events.usecases.errors import Unavailable
+from events.usecases.ports import Backends, JobStore, Record
+
+log = logging.getLogger(__name__)
+
+# How long a caller waits for the broker before the job is failed and the caller told to retry.
+PUBLISH_TIMEOUT_S = 10.0
+# The sparse indexes' partition for waiting jobs of each kind (`queue` on the record).
+QUEUE_GENERATION = "generation"
+QUEUE_TRAINING = "training"
+
+_FAILED = {"generation": GenerationStatus.FAILED, "training": TrainingStatus.FAILED}
+_QUEUE_NAME = {"generation": "job queue", "training": "training queue"}
+
+
+def kind_of(job: Record) -> str:
+    """The job's kind; records written before kinds were stored are generations."""
+    return str(job.get("kind", "generation"))
+
+
+def repository_for(backends: Backends, kind: str) -> JobStore:
+    """The repository that moves jobs of `kind`."""
+    # MERGE: one `backends.jobs` for every kind (the status enum passed to `advance` picks the machine).
+    if kind == "training":
+        return backends.trainings
+    if kind == "portrait":
+        return backends.portraits
+    return backends.jobs
+
+
+def generation_record(tenant_id: str, data: GenerationRequestedData, extra: dict[str, Any] | None = None) -> Record:
+    """The record of a generation job that `data` describes."""
+    return {
+        "jobId": data.jobId,
+        "tenantId": tenant_id,
+        "kind": "generation",
+        "queue": QUEUE_GENERATION,
+        "modelId": data.modelId,
+        "request": data.model_dump(mode="json"),
+        **(extra or {}),
+    }
+
+
+def training_record(tenant_id: str, data: TrainingRequestedData, extra: dict[str, Any] | None = None) -> Record:
+    """The record of a training job that `data` describes."""
+    return {
+        "jobId": data.trainingId,
+        "tenantId": tenant_id,
+        "kind": "training",
+        "modelId": data.modelId,
+        "queue": QUEUE_TRAINING,
+        "triggerWord": data.triggerWord,
+        "request": data.model_dump(mode="json"),
+        "epochs": {},
+        **(extra or {}),
+    }
+
+
+async def record_job(backends: Backends, record: Record, *, existing_ok: bool = False) -> Record:
+    """Write a new job in its kind's initial status; returns the stored record.
+
+    With `existing_ok`, a job id that already exists (a retried caller with a deterministic id, or a worker
+    adopting a command twice) returns the stored record instead of raising `RecordExists`.
+    """
+    repository = repository_for(backends, kind_of(record))
+    if not existing_ok:
+        return await repository.create(record)
+    with contextlib.suppress(RecordExists):
+        return await repository.create(record)
+    job = await repository.get(record["jobId"])
+    assert job is not None  # it existed a moment ago and jobs are never deleted
+    return job
+
+
+def command_for(job: Record, source: str, traceparent: str | None = None) -> tuple[str, CloudEvent[Any], str]:
+    """The topic, event and message key that start `job` (a generation or a training), rebuilt from its
+    record: the record is the source of truth, so whatever Kafka lost can be published again from it."""
+    if kind_of(job) == "training":
+        training = TrainingRequestedData.model_validate(job["request"])
+        event: CloudEvent[Any] = TrainingRequested(
+            subject=job["jobId"], tenantid=job["tenantId"], traceparent=traceparent, source=source, data=training
+        )
+        # One model never trains twice at once: its trainings share a partition.
+        return TRAINING_REQUESTS, event, training.modelId
+    generation = GenerationRequestedData.model_validate(job["request"])
+    event = GenerationRequested(
+        subject=job["jobId"], tenantid=job["tenantId"], traceparent=traceparent, source=source, data=generation
+    )
+    return GENERATION_REQUESTS, event, job["jobId"]
+
+
+async def fail_job(backends: Backends, job: Record, code: str, message: str) -> Advance[Record]:
+    """Move the job to its kind's `failed` status with the one error shape, `{"code", "message"}`."""
+    kind = kind_of(job)
+    error = JobError(code=code, message=message[:2000])
+    return await repository_for(backends, kind).advance(job["jobId"], _FAILED[kind], {"error": error.model_dump()})
+
+
+async def publish_command(backends: Backends, job: Record, source: str, traceparent: str | None = None) -> None:
+    """Publish the job's command, waiting at most PUBLISH_TIMEOUT_S for the broker.
+
+    If the broker does not take it, the job is failed (`queue_unavailable`) so nothing stays queued forever,
+    and `Unavailable` is raised for the caller to retry.
+    """
+    topic, event, key = command_for(job, source, traceparent)
+    try:
+        await asyncio.wait_for(backends.publisher.publish(topic, event, key=key), PUBLISH_TIMEOUT_S)
+    except (PublishFailed, TimeoutError) as exc:
+        log.error("could not publish job %s: %s", job["jobId"], exc)
+        message = f"the {_QUEUE_NAME.get(kind_of(job), 'job queue')} is unavailable; try again later"
+        await fail_job(backends, job, "queue_unavailable", message)
+        raise Unavailable("queue_unavailable", message, retry_after_s=5) from exc
+
+
+async def queue_job(
+    backends: Backends,
+    record: Record,
+    *,
+    source: str,
+    traceparent: str | None = None,
+    existing_ok: bool = False,
+) -> Record:
+    """Record a queued job, then publish its command; returns the job record.
+
+    The record is written first so a job on the topic always has one. With `existing_ok`, an existing job
+    is published again: workers skip a job that is running or done, so at-least-once is safe.
+    """
+    job = await record_job(backends, record, existing_ok=existing_ok)
+    await publish_command(backends, job, source, traceparent)
+    return job
+
+
+async def queue_generation(
+    backends: Backends,
+    tenant_id: str,
+    data: GenerationRequestedData,
+    *,
+    source: str,
+    extra: dict[str, Any] | None = None,
+    traceparent: str | None = None,
+    republish_existing: bool = False,
+) -> Record:
+    """Queue the generation job `data` describes (see `queue_job`)."""
+    record = generation_record(tenant_id, data, extra)
+    return await queue_job(backends, record, source=source, traceparent=traceparent, existing_ok=republish_existing)
+
+
+async def republish(backends: Backends, job: Record, source: str) -> None:
+    """Publish `job`'s command again (workers skip a job that is done or held, so this is always safe);
+    raises `PublishFailed` when the broker refuses, leaving the job as it is."""
+    topic, event, key = command_for(job, source)
+    await backends.publisher.publish(topic, event, key=key)

@@ -1,0 +1,238 @@
+"""Trainings: the decisions of starting one (alone or with new images), canceling one, and what a
+training's end does to its model."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from events.envelope import utcnow
+from events.persistence import Advance, AdvanceOutcome, StaleWrite
+from events.states import MODEL_STATUS_AFTER_TRAINING, ModelStatus, TrainingStatus
+from events.training import MAX_TRAINING_IMAGES, TrainingRequestedData
+from events.usecases import jobs
+from events.usecases.errors import Conflict, Invalid, Unavailable
+from events.usecases.lifecycle import publish_lifecycle_once
+from events.usecases.ports import Backends, BaseModelSpec, NormalizedImage, Record
+from events.usecases.training_data import new_data_id, store_training_image
+from events.usecases.training_params import BaseDefaults, ParameterError, estimated_seconds, resolve_parameters
+
+log = logging.getLogger(__name__)
+
+TRIGGER_ALPHABET = string.ascii_uppercase + string.digits
+# Words a training's status is told in when a cancel comes too late (the custom-models API's words).
+FINISHED_WORDS = {
+    TrainingStatus.QUEUED: "starting",
+    TrainingStatus.RUNNING: "processing",
+    TrainingStatus.SUCCEEDED: "succeeded",
+    TrainingStatus.FAILED: "failed",
+    TrainingStatus.CANCELED: "canceled",
+}
+
+
+def new_training_id() -> str:
+    """A fresh, unguessable training id."""
+    return f"trn_{secrets.token_hex(10)}"
+
+
+def new_trigger_word() -> str:
+    """A rare token that names the model in prompts (the custom-models API's `FJA90AB` shape)."""
+    return "".join(secrets.choice(TRIGGER_ALPHABET) for _ in range(7))
+
+
+def base_model_of(backends: Backends, name: str | None) -> BaseModelSpec:
+    """The base model `name` names (or the deployment's default); `Invalid` naming the choices otherwise."""
+    registry = backends.base_models
+    name = name or backends.settings.default_base_model
+    spec = registry.get(name)
+    if spec is None:
+        choices = sorted(registry)
+        raise Invalid(
+            "unknown_base_model",
+            f"base model {name!r} does not exist here; choose one of: {', '.join(choices)} "
+            "(GET /v1/base-models describes them)",
+            field="baseModel",
+            details={"baseModels": choices},
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class TrainingName:
+    """How a training to come is named, decided before anything is written (a portrait records it first)."""
+
+    training_id: str
+    subject_word: str  # names the subject in the resolved parameters' prompts
+    trigger_word: str  # what prompts use to call the trained subject (a concept prompt wins)
+
+
+def name_training(model: Record, request_parameters: dict[str, Any] | None = None) -> TrainingName:
+    """A new training id and the words the model's next training is known by."""
+    subject_word = model.get("triggerWord") or new_trigger_word()
+    trigger_word = subject_word
+    if request_parameters and request_parameters.get("conceptPrompt"):
+        trigger_word = request_parameters["conceptPrompt"]
+    elif (model.get("parameters") or {}).get("conceptPrompt"):
+        trigger_word = model["parameters"]["conceptPrompt"]
+    return TrainingName(new_training_id(), subject_word, trigger_word)
+
+
+async def start_training(
+    backends: Backends,
+    tenant_id: str,
+    model: Record,
+    *,
+    source: str,
+    model_parameters: dict[str, Any],
+    strength: int | None = None,
+    speed: str | None = None,
+    request_parameters: dict[str, Any] | None = None,
+    traceparent: str | None = None,
+    extra: dict[str, Any] | None = None,
+    name: TrainingName | None = None,
+) -> Record:
+    """Queue a training of the model on its current images; returns the training record (with `extra`
+    fields, written with it so nothing reacting to the training can see it without them).
+
+    `model_parameters` are the model's stored parameters in canonical form. The model moves to `training`
+    first, by a conditional write: of two concurrent requests one wins and the other gets `Conflict`. If the
+    broker cannot take the command, training and model are failed and `Unavailable` raised, so nothing
+    waits forever.
+    """
+    model_id = model["modelId"]
+    if str(model["type"]).endswith("-composition"):
+        raise Invalid("not_trainable", "a composition model combines trained models and is not trained itself")
+    spec = base_model_of(backends, model["baseModel"])
+    all_items = await backends.training_data.list(model_id)
+    pending = [i["dataId"] for i in all_items if i.get("status") == "pending"]
+    if pending:
+        raise Conflict(
+            "training_data_pending",
+            f"{len(pending)} training image(s) are still being processed ({', '.join(pending[:5])}); "
+            "start the training once they read ready or rejected",
+            field="modelId",
+        )
+    items = [i for i in all_items if i.get("status", "ready") == "ready"]
+    if not items:
+        raise Conflict("no_training_data", f"model {model_id!r} has no training images; upload some first", "modelId")
+    name = name or name_training(model, request_parameters)
+    try:
+        parameters = resolve_parameters(
+            image_count=len(items),
+            trigger_word=name.subject_word,
+            base=BaseDefaults(resolution=spec.default_size, sample_steps=spec.default_steps),
+            strength=strength,
+            speed=speed,
+            model_parameters=model_parameters,
+            request_parameters=request_parameters,
+        )
+    except ParameterError as exc:
+        raise Invalid("validation_error", str(exc), field=exc.field or "parameters") from exc
+    advance = await backends.models.advance(
+        model_id, ModelStatus.TRAINING, {"trainingId": name.training_id, "triggerWord": name.trigger_word}
+    )
+    if advance.outcome is not AdvanceOutcome.APPLIED:
+        current = (advance.record or {}).get("trainingId")
+        raise Conflict("model_training", f"model {model_id!r} is already training (training {current})")
+    data = TrainingRequestedData(
+        trainingId=name.training_id,
+        modelId=model_id,
+        baseModel=spec.name,
+        triggerWord=name.trigger_word,
+        dataKeys=[i["key"] for i in items],
+        parameters=parameters,
+    )
+    record = jobs.training_record(
+        tenant_id,
+        data,
+        {
+            "dataIds": [i["dataId"] for i in items],
+            "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
+            **(extra or {}),
+        },
+    )
+    try:
+        return await jobs.queue_job(backends, record, source=source, traceparent=traceparent)
+    except Unavailable:
+        await backends.models.advance(model_id, ModelStatus.FAILED)
+        raise
+
+
+def check_trainable_now(model: Record, new_image_count: int) -> None:
+    """What refuses a train-with-images request before its files are read: too many files, or a model
+    already training."""
+    if new_image_count > MAX_TRAINING_IMAGES:
+        raise Invalid("too_many_images", f"send at most {MAX_TRAINING_IMAGES} images", field="images")
+    if model["status"] == ModelStatus.TRAINING.value:
+        raise Conflict(
+            "model_training", f"model {model['modelId']!r} is already training (training {model['trainingId']})"
+        )
+
+
+async def train_with_images(
+    backends: Backends,
+    tenant_id: str,
+    model: Record,
+    images: Sequence[tuple[NormalizedImage, str | None]],
+    **training: Any,
+) -> tuple[Record, list[str]]:
+    """Store the (already validated) images, then start a training on everything the model holds; returns
+    the training and the new images' ids. `training` is passed on to `start_training`."""
+    check_trainable_now(model, len(images))
+    if not images and not await backends.training_data.list(model["modelId"]):
+        raise Invalid("validation_error", "send at least one image in images[]", field="images")
+    data_ids = []
+    for image, filename in images:
+        item = await store_training_image(backends, model["modelId"], tenant_id, image, new_data_id(), filename)
+        data_ids.append(item["dataId"])
+    return await start_training(backends, tenant_id, model, **training), data_ids
+
+
+async def settle_model(
+    backends: Backends, training: Record, outcome: TrainingStatus, fields: dict[str, Any] | None = None
+) -> Advance[Record] | None:
+    """Move the model out of `training` to the status `outcome` implies, if this training is still the
+    model's current one (a late marker of an older training must not touch a newer one's model)."""
+    model = await backends.models.get(training["modelId"])
+    if model is None or model.get("trainingId") != training["jobId"]:
+        return None
+    return await backends.models.advance(model["modelId"], MODEL_STATUS_AFTER_TRAINING[outcome], fields)
+
+
+async def cancel_training(backends: Backends, training: Record, *, source: str) -> Record:
+    """Cancel a queued training at once, or ask the worker running it to stop at the next step; `Conflict`
+    if it already ended."""
+    repository = backends.trainings  # MERGE: backends.jobs
+    status = TrainingStatus(training["status"])
+    training_id = training["jobId"]
+    if status is TrainingStatus.QUEUED:
+        advance = await repository.advance(
+            training_id, TrainingStatus.CANCELED, {"completedAt": utcnow().isoformat(), "canceledBy": "user"}
+        )
+        if advance.outcome is AdvanceOutcome.APPLIED:
+            assert advance.record is not None
+            await settle_model(backends, advance.record, TrainingStatus.CANCELED)
+            await publish_lifecycle_once(backends, advance.record, TrainingStatus.CANCELED, source=source)
+            return advance.record
+        training = advance.record or training  # a worker claimed it meanwhile: ask it to stop
+        status = TrainingStatus(training["status"])
+    if status is TrainingStatus.RUNNING:
+        try:
+            return await repository.update_fields(
+                training_id,
+                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
+                condition="#status = :running",
+                values={":running": TrainingStatus.RUNNING.value},
+            )
+        except StaleWrite:
+            training = await repository.get(training_id) or training
+            status = TrainingStatus(training["status"])
+    raise Conflict(
+        "training_finished",
+        f"training {training_id!r} already {FINISHED_WORDS[status]}; there is nothing to cancel",
+        field="trainingId",
+    )
