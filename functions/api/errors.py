@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.validation import error_message
 from events.usecases.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable, UseCaseError
+from events.validation import error_message
 
 log = logging.getLogger(__name__)
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from events.envelope import is_valid_traceparent
-from events.states import ModelStatus
-from events.training import MAX_TRAINING_IMAGES
 from events.usecases import trainings
 from events.validation import error_message, error_path
-from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep
+from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep, TraceparentDep
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
@@ -130,12 +127,12 @@ async def train_model(
     modelId: ModelIdPath,
     tenant: TenantDep,
     context: ContextDep,
+    traceparent: TraceparentDep,
     images: Annotated[list[UploadFile] | None, File(alias="images[]", description="Training images.")] = None,
     images_plain: Annotated[list[UploadFile] | None, File(alias="images", description="Same, without []")] = None,
     trainingParams: Annotated[str | None, Form(max_length=20_000)] = None,
     webhook: Annotated[str | None, Form(max_length=2048)] = None,
     webhookEvents: Annotated[list[str] | None, Form()] = None,
-    traceparent: Annotated[str | None, Header()] = None,
 ) -> TrainAccepted:
     """Seed 000: store the uploaded images and start training in one call."""
     files = [*(images or []), *(images_plain or [])]
@@ -160,7 +157,7 @@ async def train_model(
         source=TRAINING_SOURCE,
         model_parameters=canonical_parameters(model.get("parameters")),
         request_parameters=parameters or None,
-        traceparent=traceparent if is_valid_traceparent(traceparent) else None,
+        traceparent=traceparent,
         extra=webhook_fields,
     )
     return TrainAccepted(
