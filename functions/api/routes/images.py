@@ -8,11 +8,12 @@ from fastapi import APIRouter, Form, Header, Path, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dialects.realm_style import render_job
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView, ModifyImageForm
-from functions.api.services.generation import render_job, submit_generation, submit_modify
+from functions.api.services.generation import submit_generation, submit_modify
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONSES)
 

@@ -13,6 +13,8 @@ from events.envelope import is_valid_traceparent
 from events.states import ModelStatus
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, SignedDep, TenantDep
+from functions.api.dialects import realm_style, scenario_style
+from functions.api.dialects.realm_style import estimated_completion
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
@@ -28,7 +30,7 @@ from functions.api.schemas.models import (
 )
 from functions.api.services import models as service
 from functions.api.services.training_data import new_data_id, store_image, validate_image
-from functions.api.services.trainings import estimated_completion, start_training
+from functions.api.services.trainings import start_training
 from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -43,7 +45,7 @@ async def create_model(
     """Create a model on a base model (seed 000 `name`, seed 001 `displayName`); it starts `pending_training`."""
     model = await service.create_model(context, tenant, body)
     response.headers["Location"] = f"/v1/models/{model['modelId']}"
-    return service.model_out(model, None, 0)
+    return realm_style.model_out(model, None, 0)
 
 
 @router.get("", response_model=ModelList)
@@ -55,21 +57,21 @@ async def list_models(
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ModelList:
     """The caller's models, newest first; `status` takes seed 000's or seed 003's words."""
-    if status is not None and status not in service.STATUS_FILTERS:
+    if status is not None and status not in realm_style.STATUS_FILTERS:
         raise ApiError(
             422,
             "validation_error",
-            f"status must be one of: {', '.join(service.STATUS_FILTERS)}",
+            f"status must be one of: {', '.join(realm_style.STATUS_FILTERS)}",
             field="status",
         )
-    return await service.list_models(context, tenant, limit, offset, status)
+    return await realm_style.list_models(context, tenant, limit, offset, status)
 
 
 @router.get("/{modelId}", response_model=ModelOut)
 async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> ModelOut:
     """One model (seeds 000 and 001)."""
     model = await service.require_model(context, tenant, modelId)
-    return await service.render_model(context, model)
+    return await realm_style.render_model(context, model)
 
 
 @router.put("/{modelId}", response_model=ModelEnvelope, responses=error_responses(409))
@@ -79,7 +81,7 @@ async def update_model(
     """Seed 003's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.update_model(context, tenant, model, body)
-    return ModelEnvelope(model=await service.render_model_detail(context, updated))
+    return ModelEnvelope(model=await scenario_style.render_model_detail(context, updated))
 
 
 @router.patch("/{modelId}", response_model=ModelOut)
@@ -89,7 +91,7 @@ async def rename_model(
     """Seed 001's rename (`updatedDisplayName`)."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.rename_model(context, tenant, model, body)
-    return await service.render_model(context, updated)
+    return await realm_style.render_model(context, updated)
 
 
 @router.delete("/{modelId}", status_code=204, dependencies=[SignedDep], responses=error_responses(403))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dialects.headshot import render_portrait, styles_for
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -22,7 +23,7 @@ PortraitIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-
 @router.get("/styles", response_model=StyleList)
 async def list_styles(gender: Annotated[Gender, Query()], tenant: TenantDep) -> StyleList:
     """The styles a portrait of this gender can be generated in."""
-    return StyleList(gender=gender, styles=service.styles_for(gender))
+    return StyleList(gender=gender, styles=styles_for(gender))
 
 
 @router.post(
@@ -45,7 +46,7 @@ async def create_portrait(
         context, tenant, body, parameters, traceparent if is_valid_traceparent(traceparent) else None
     )
     response.headers["Location"] = f"/v1/portraits/{portrait['jobId']}"
-    return await service.render_portrait(context, portrait)
+    return await render_portrait(context, portrait)
 
 
 @router.get("/portraits/{portraitId}", response_model=PortraitView, response_model_exclude_none=True)
@@ -54,4 +55,4 @@ async def get_portrait(portraitId: PortraitIdPath, tenant: TenantDep, context: C
     portrait = await context.portraits.get_for_tenant(tenant, portraitId)
     if portrait is None or portrait.get("kind") != "portrait":
         raise ApiError(404, "portrait_not_found", f"portrait {portraitId!r} does not exist", field="portraitId")
-    return await service.render_portrait(context, portrait)
+    return await render_portrait(context, portrait)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Path, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dialects.custom_models import render_prediction
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
@@ -38,7 +39,7 @@ async def create_prediction(
 async def get_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> PredictionView:
     """A prediction's status and, once succeeded, its `outputImages` (presigned URLs)."""
     job = await service.require_prediction(context, tenant, predictionId)
-    return await service.render_prediction(context, job)
+    return await render_prediction(context, job)
 
 
 @router.delete("/{predictionId}", status_code=204)

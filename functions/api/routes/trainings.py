@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, Path, Response
 
 from events.envelope import is_valid_traceparent
 from functions.api.dependencies import ContextDep, TenantDep
+from functions.api.dialects.custom_models import render_training, training_status
 from functions.api.routes.models import ModelIdPath
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import StartTrainingRequest, TrainingAccepted, TrainingSummary, TrainingView
@@ -46,7 +47,7 @@ async def start_training(
     return TrainingAccepted(
         trainingId=training["jobId"],
         id=training["jobId"],
-        status=service.SEED001_STATUS[service.TrainingStatus(training["status"])],
+        status=training_status(training),
         triggerWord=training["triggerWord"],
     )
 
@@ -58,7 +59,7 @@ async def list_trainings(modelId: ModelIdPath, tenant: TenantDep, context: Conte
     return [
         TrainingSummary(
             id=t["jobId"],
-            status=service.SEED001_STATUS[service.TrainingStatus(t["status"])],
+            status=training_status(t),
             createdAt=t["createdAt"],
         )
         for t in await service.list_trainings(context, tenant, modelId)
@@ -72,7 +73,7 @@ async def get_training(
     """A training's status, trigger word, progress and epochs."""
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
-    return await service.render_training(context, training)
+    return await render_training(context, training)
 
 
 @router.post("/{trainingId}/cancel", status_code=202, response_model=TrainingView, response_model_exclude_none=True)
@@ -83,7 +84,7 @@ async def cancel_training(
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
     updated = await service.cancel_training(context, training)
-    return await service.render_training(context, updated)
+    return await render_training(context, updated)
 
 
 @router.delete("/{trainingId}", status_code=204)

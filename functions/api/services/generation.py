@@ -1,4 +1,4 @@
-"""Submitting generation jobs and rendering them in seed 002's words. Plain functions, no FastAPI."""
+"""Submitting generation jobs. Plain functions, no FastAPI; the job view is in functions/api/dialects/realm_style.py."""
 
 from __future__ import annotations
 
@@ -6,26 +6,16 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 from events import generation as contract
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
-from events.states import GenerationStatus
 from events.storage_keys import JobInput, job_input_key
 from functions.api.errors import ApiError
-from functions.api.schemas.images import (
-    AdapterUsedOut,
-    GenerateImageRequest,
-    ImageOut,
-    JobErrorOut,
-    JobParameters,
-    JobView,
-    ModifyImageForm,
-)
+from functions.api.schemas.images import GenerateImageRequest, ModifyImageForm
 from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
-from functions.api.services.webhooks import job_deliveries, webhook_record
+from functions.api.services.webhooks import webhook_record
 from infra.generation_queue import QueueUnavailable, queue_generation
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
@@ -213,71 +203,3 @@ async def submit_modify(
     if mask_key is not None and mask_png is not None:
         await context.store.put_bytes(mask_key, mask_png, "image/png")
     return await queue(context, tenant_id, data, traceparent, extra=webhook)
-
-
-_SEED002_STATUS = {
-    GenerationStatus.QUEUED: "queued",
-    GenerationStatus.PROCESSING: "processing",
-    GenerationStatus.COMPLETED: "completed",
-    GenerationStatus.FAILED: "failed",
-    # Seed 002 has no canceled status: a canceled job reads as failed with error code "canceled".
-    GenerationStatus.CANCELED: "failed",
-}
-
-
-def _ms_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000, 1)
-
-
-async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
-    """A job as seed 002 shows it, with fresh presigned URLs for completed images."""
-    status = GenerationStatus(job["status"])
-    request = job["request"]
-    images: list[ImageOut] = []
-    if status is GenerationStatus.COMPLETED:
-        expiry = context.settings.presign_expiry_seconds
-        urls = await asyncio.gather(*(context.store.presign_get(key, expiry) for key in job.get("outputs", [])))
-        images = [
-            ImageOut(url=url, width=request["width"], height=request["height"], format=request["outputFormat"])
-            for url in urls
-        ]
-    error = None
-    if status is GenerationStatus.CANCELED:
-        error = JobErrorOut(code="canceled", message="the job was canceled")
-    elif job.get("error"):
-        error = JobErrorOut(**job["error"])
-    timings: dict[str, float] = {}
-    for name, value in (
-        ("queueMs", _ms_between(job.get("createdAt"), job.get("startedAt"))),
-        ("totalMs", _ms_between(job.get("createdAt"), job.get("completedAt"))),
-    ):
-        if value is not None:
-            timings[name] = value
-    timings.update({k: float(v) for k, v in (job.get("result") or {}).get("timings", {}).items()})
-    strength = None
-    if request.get("mode", GenerationMode.TEXT_TO_IMAGE.value) != GenerationMode.TEXT_TO_IMAGE.value:
-        strength = GenerationRequestedData.model_validate(request).effective_strength
-    return JobView(
-        jobId=job["jobId"],
-        status=_SEED002_STATUS[status],  # type: ignore[arg-type]
-        type=request.get("mode", "text-to-image"),
-        modelId=job["modelId"],
-        prompt=request["prompt"],
-        parameters=JobParameters(
-            **{k: request.get(k) for k in JobParameters.model_fields if k != "strength"}, strength=strength
-        ),
-        adapters=[
-            AdapterUsedOut(**{k: a.get(k) for k in AdapterUsedOut.model_fields}) for a in request.get("adapters", [])
-        ],
-        createdAt=job["createdAt"],
-        updatedAt=job["updatedAt"],
-        startedAt=job.get("startedAt"),
-        completedAt=job.get("completedAt"),
-        images=images,
-        error=error,
-        timings=timings or None,
-        webhook=job.get("webhook"),
-        deliveries=await job_deliveries(context, job),
-    )
