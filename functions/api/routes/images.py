@@ -1,4 +1,4 @@
-"""Seed 002 routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
+"""Realm-style images routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Model routes (seeds 000, 001, 003): create, list, get, update, rename, delete, train in one call."""
+"""Model routes (Realm-style, custom-models and Scenario-style): create, list, get, update, rename, delete, train
+in one call."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ ModelIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-
 async def create_model(
     body: CreateModelRequest, tenant: TenantDep, context: ContextDep, response: Response
 ) -> ModelOut:
-    """Create a model on a base model (seed 000 `name`, seed 001 `displayName`); it starts `pending_training`."""
+    """Create a model on a base model (Realm-style `name`, custom-models `displayName`); it starts
+    `pending_training`."""
     model = await service.create_model(context, tenant, body)
     response.headers["Location"] = f"/v1/models/{model['modelId']}"
     return realm_style.model_out(model, None, 0)
@@ -56,7 +58,7 @@ async def list_models(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ModelList:
-    """The caller's models, newest first; `status` takes seed 000's or seed 003's words."""
+    """The caller's models, newest first; `status` takes the Realm-style or the Scenario-style words."""
     if status is not None and status not in realm_style.STATUS_FILTERS:
         raise ApiError(
             422,
@@ -69,7 +71,7 @@ async def list_models(
 
 @router.get("/{modelId}", response_model=ModelOut)
 async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> ModelOut:
-    """One model (seeds 000 and 001)."""
+    """One model (the Realm-style and custom-models APIs)."""
     model = await service.require_model(context, tenant, modelId)
     return await realm_style.render_model(context, model)
 
@@ -78,7 +80,7 @@ async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep
 async def update_model(
     modelId: ModelIdPath, body: UpdateModelRequest, tenant: TenantDep, context: ContextDep
 ) -> ModelEnvelope:
-    """Seed 003's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
+    """The Scenario-style API's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.update_model(context, tenant, model, body)
     return ModelEnvelope(model=await scenario_style.render_model_detail(context, updated))
@@ -88,7 +90,7 @@ async def update_model(
 async def rename_model(
     modelId: ModelIdPath, body: RenameModelRequest, tenant: TenantDep, context: ContextDep
 ) -> ModelOut:
-    """Seed 001's rename (`updatedDisplayName`)."""
+    """The custom-models API's rename (`updatedDisplayName`)."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.rename_model(context, tenant, model, body)
     return await realm_style.render_model(context, updated)
@@ -137,7 +139,7 @@ async def train_model(
     webhookEvents: Annotated[list[str] | None, Form()] = None,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> TrainAccepted:
-    """Seed 000: store the uploaded images and start training in one call."""
+    """The Realm-style API: store the uploaded images and start training in one call."""
     files = [*(images or []), *(images_plain or [])]
     parameters = _training_params(trainingParams)
     try:

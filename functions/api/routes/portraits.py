@@ -1,4 +1,4 @@
-"""Seed 004 routes: `GET /v1/styles?gender=`, `POST /v1/portraits`, `GET /v1/portraits/{id}`."""
+"""Headshot routes: `GET /v1/styles?gender=`, `POST /v1/portraits`, `GET /v1/portraits/{id}`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 001 routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
+"""Custom-models routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def get_prediction(predictionId: PredictionIdPath, tenant: TenantDep, cont
 
 @router.delete("/{predictionId}", status_code=204)
 async def delete_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> Response:
-    """Seed 001's soft delete: the prediction is gone from the API; its history is kept."""
+    """The custom-models API's soft delete: the prediction is gone from the API; its history is kept."""
     job = await service.require_prediction(context, tenant, predictionId)
     await service.delete_prediction(context, job)
     return Response(status_code=204)

@@ -1,4 +1,4 @@
-"""Seed 001 training-data routes: one image per request as the raw body."""
+"""Custom-models training-data routes: one image per request as the raw body."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 001 training routes: start, list, status, cancel, soft delete."""
+"""Custom-models training routes: start, list, status, cancel, soft delete."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def start_training(
     body: Annotated[StartTrainingRequest | None, Body()] = None,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> TrainingAccepted:
-    """Train the model on its images: `trainingStrength`/`trainingSpeed` presets or seed 003 `parameters`."""
+    """Train the model on its images: `trainingStrength`/`trainingSpeed` presets or Scenario-style `parameters`."""
     body = body or StartTrainingRequest()
     model = await require_model(context, tenant, modelId)
     training = await service.start_training(
@@ -91,7 +91,7 @@ async def cancel_training(
 async def delete_training(
     modelId: ModelIdPath, trainingId: TrainingIdPath, tenant: TenantDep, context: ContextDep
 ) -> Response:
-    """Hide a training (seed 001's soft delete: it is not canceled, and its adapter keeps serving)."""
+    """Hide a training (the custom-models API's soft delete: it is not canceled, and its adapter keeps serving)."""
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
     await service.soft_delete_training(context, training)

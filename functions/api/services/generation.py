@@ -30,7 +30,7 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """What a request asks for, in any seed's words mapped to ours; None means the model's default."""
+    """What a request asks for, in any dialect's words mapped to ours; None means the model's default."""
 
     model_id: str
     prompt: str
@@ -47,7 +47,7 @@ class GenerationOptions:
 
     @classmethod
     def of(cls, body: GenerateImageRequest | ModifyImageForm) -> GenerationOptions:
-        """The options of a seed 002 request."""
+        """The options of a Realm-style images request."""
         return cls(
             model_id=body.modelId,
             prompt=body.prompt,
@@ -118,7 +118,7 @@ async def queue(
 async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
-    """Queue the text-to-image job a seed 002 request describes; returns the job record."""
+    """Queue the text-to-image job a Realm-style images request describes; returns the job record."""
     webhook = webhook_record(context, body)
     resolved = await resolve_model(context, tenant_id, body.modelId)
     data = build_generation(new_job_id(), GenerationOptions.of(body), resolved)
@@ -157,7 +157,7 @@ async def submit_modify(
     mask_bytes: bytes | None,
     traceparent: str | None = None,
 ) -> dict[str, Any]:
-    """Queue the image-to-image (or, with a mask, inpainting) job a seed 002 modify request describes.
+    """Queue the image-to-image (or, with a mask, inpainting) job a Realm-style images modify request describes.
 
     Everything is checked before anything is written: the model, the image, the mask's size against the
     image's. The inputs are stored under the job's prefix, then the job is queued."""

@@ -22,7 +22,7 @@ DEFAULT_NAME = "Untitled model"
 
 
 def new_model_id() -> str:
-    """A fresh, unguessable model id (seed 000's `mod_…`)."""
+    """A fresh, unguessable model id (the Realm-style API's `mod_…`)."""
     return f"mod_{secrets.token_hex(10)}"
 
 
@@ -49,7 +49,7 @@ def resolve_base_model(context: ServiceContext, name: str | None) -> BaseModelSp
 
 
 def check_model_type(model_type: str, spec: BaseModelSpec) -> str:
-    """A seed 003 type this service supports on `spec`'s family; 422 with the reason otherwise."""
+    """A Scenario-style type this service supports on `spec`'s family; 422 with the reason otherwise."""
     if model_type not in SUPPORTED_TYPES:
         raise ApiError(
             422,
@@ -119,7 +119,7 @@ async def create_model(context: ServiceContext, tenant_id: str, body: CreateMode
 async def rename_model(
     context: ServiceContext, tenant_id: str, model: dict[str, Any], body: RenameModelRequest
 ) -> dict[str, Any]:
-    """Seed 001's rename (and name/description/tags)."""
+    """The custom-models API's rename (and name/description/tags)."""
     fields: dict[str, Any] = {}
     if body.resolved_name:
         fields["name"] = body.resolved_name
@@ -135,7 +135,7 @@ async def rename_model(
 async def update_model(
     context: ServiceContext, tenant_id: str, model: dict[str, Any], body: UpdateModelRequest
 ) -> dict[str, Any]:
-    """Seed 003's update: fields present in the body change; `type` only while the model is `new`."""
+    """The Scenario-style API's update: fields present in the body change; `type` only while the model is `new`."""
     spec = resolve_base_model(context, model["baseModel"])
     sent = body.model_fields_set
     fields: dict[str, Any] = {}

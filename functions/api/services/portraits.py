@@ -1,4 +1,4 @@
-"""Seed 004 portraits: photos of one person in, a trained LoRA and each chosen style's images out.
+"""Headshot portraits: photos of one person in, a trained LoRA and each chosen style's images out.
 
 The API gathers and squares the photos, creates the model and queues its training, and records the portrait
 with each style's prompt and (deterministic) generation job id. The generations are queued later by
@@ -61,7 +61,7 @@ async def _pick_styles(context: ServiceContext, tenant_id: str, body: CreatePort
     chosen = []
     for index, style_id in enumerate(body.styles):
         if style_id.startswith(UPLOAD_KEY_PREFIX):
-            # Seed 004: "an uploaded style image": the subject is painted into it (image-to-image).
+            # The headshot API's "uploaded style image": the subject is painted into it (image-to-image).
             image = await read_upload_image(context, tenant_id, style_id, field=f"styles.{index}")
             chosen.append(Style(style_id, "Uploaded style", "", image=image))
         elif style_id in offered:

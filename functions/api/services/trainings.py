@@ -47,7 +47,7 @@ def new_training_id() -> str:
 
 
 def new_trigger_word() -> str:
-    """A rare token that names the model in prompts (seed 001's `FJA90AB` shape)."""
+    """A rare token that names the model in prompts (the custom-models API's `FJA90AB` shape)."""
     return "".join(secrets.choice(TRIGGER_ALPHABET) for _ in range(7))
 
 
@@ -160,7 +160,7 @@ async def require_training(
     include_deleted: bool = False,
 ) -> dict[str, Any]:
     """The caller's live training of that model, or 404 naming `field`. `include_deleted`: a soft-deleted one
-    too, for what names its adapter (seed 001: the soft delete "preserves the trained model")."""
+    too, for what names its adapter (the custom-models API: the soft delete "preserves the trained model")."""
     training = await context.trainings.get_for_tenant(tenant_id, training_id)
     if (
         training is None
@@ -207,7 +207,7 @@ async def cancel_training(context: ServiceContext, training: dict[str, Any]) -> 
 
 
 async def soft_delete_training(context: ServiceContext, training: dict[str, Any]) -> None:
-    """Hide a training from lists (seed 001: it is not canceled, and its adapter keeps serving)."""
+    """Hide a training from lists (the custom-models API: it is not canceled, and its adapter keeps serving)."""
     await context.trainings.update_fields(training["jobId"], {"deletedAt": utcnow().isoformat()})
 
 
