@@ -43,7 +43,7 @@ def public_time(value: str | datetime) -> str:
     (`2023-02-03T11:19:41.579Z`).
 
     Milliseconds, not seconds: a job on a small model, or a webhook's retries, can start and end within one
-    second, and the views must still show them in order. Seed 003 writes this form; seed 000's
+    second, and the views must still show them in order. The Scenario-style API writes this form; the Realm-style API's
     `2024-03-10T12:00:00Z` is the same RFC 3339 form without the fraction, which every parser reads. Fixed
     width, so the strings sort as the times do. Stored records keep `isoformat()` (their ordering queries
     compare those strings), so this applies on the way out only.

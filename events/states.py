@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class GenerationStatus(StrEnum):
-    """Life of a generation job, in the seed 002 words (plus canceled)."""
+    """Life of a generation job, in the Realm-style images API's words (plus canceled)."""
 
     QUEUED = "queued"
     PROCESSING = "processing"
@@ -21,7 +21,7 @@ class GenerationStatus(StrEnum):
 
 
 class TrainingStatus(StrEnum):
-    """Life of a training job (internal words; seed 001 renders them as predictions do)."""
+    """Life of a training job (internal words; the custom-models API renders them as predictions do)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -31,7 +31,7 @@ class TrainingStatus(StrEnum):
 
 
 class ModelStatus(StrEnum):
-    """Life of a model, in seed 003's words."""
+    """Life of a model, in the Scenario-style API's words."""
 
     NEW = "new"
     TRAINING = "training"
@@ -41,7 +41,7 @@ class ModelStatus(StrEnum):
 
 
 class PortraitStatus(StrEnum):
-    """Life of a seed 004 portrait job: train the person's LoRA, then generate each chosen style."""
+    """Life of a headshot portrait job: train the person's LoRA, then generate each chosen style."""
 
     TRAINING = "training"
     GENERATING = "generating"

@@ -59,7 +59,7 @@ def is_job_input_key(key: str, job_id: str) -> bool:
 
 
 def is_tenant_upload_image_key(key: str, tenant_id: str) -> bool:
-    """Whether `key` is a normalized upload (seed 004's `POST /uploads`) of `tenant_id`."""
+    """Whether `key` is a normalized upload (the headshot API's `POST /uploads`) of `tenant_id`."""
     match = _UPLOAD_IMAGE.match(key)
     return match is not None and match["tenant"] == tenant_id
 
@@ -76,7 +76,7 @@ def upload_raw_key(tenant_id: str, upload_id: str) -> str:
 
 
 def upload_image_key(tenant_id: str, upload_id: str) -> str:
-    """An upload's normalized image (seed 004 upload keys point here)."""
+    """An upload's normalized image (headshot upload keys point here)."""
     return f"uploads/{tenant_id}/{upload_id}/image.png"
 
 

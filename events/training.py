@@ -16,7 +16,7 @@ from events.lifecycle import JobError
 
 TRAINING_REQUESTED = f"{TYPE_PREFIX}training.requested.v1"
 
-MAX_TRAIN_STEPS = 40_000  # seed 003: SD 1.5 and SDXL accept [0, 40000]
+MAX_TRAIN_STEPS = 40_000  # the Scenario-style API: SD 1.5 and SDXL accept [0, 40000]
 MAX_TRAINING_IMAGES = 200
 MAX_EPOCHS = 100
 MAX_RANK = 128
@@ -29,7 +29,7 @@ MAX_CLASS_IMAGES = 200
 
 
 class LrScheduler(StrEnum):
-    """Learning-rate schedules of seed 003 (names map onto diffusers' `get_scheduler`)."""
+    """Learning-rate schedules of the Scenario-style API (names map onto diffusers' `get_scheduler`)."""
 
     CONSTANT = "constant"
     CONSTANT_WITH_WARMUP = "constant-with-warmup"
@@ -40,7 +40,7 @@ class LrScheduler(StrEnum):
 
 
 class TrainingParameters(BaseModel):
-    """Concrete hyper-parameters of one training (seed 003's names where it has one)."""
+    """Concrete hyper-parameters of one training (the Scenario-style API's names where it has one)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -108,7 +108,7 @@ class TrainingRequested(CloudEvent[TrainingRequestedData]):
 
 
 class TrainingStage(StrEnum):
-    """Where a running training is (seed 003's trainingProgress stages, from the worker's side)."""
+    """Where a running training is (the Scenario-style API's trainingProgress stages, from the worker's side)."""
 
     STARTING = "starting-train"
     RUNNING = "running-train"
@@ -191,5 +191,5 @@ class TrainingCanceled(BaseModel):
 
 
 def epoch_name(index: int) -> str:
-    """Seed 003's epoch ids: "000001" for the first."""
+    """The Scenario-style API's epoch ids: "000001" for the first."""
     return f"{index:06d}"

@@ -54,7 +54,7 @@ class BaseModelSpec:
 
     name: str
     source: str  # "builtin:<name>", a local folder, or an s3:// prefix
-    model_type: str  # seed 003's words, e.g. "sd-1_5-lora"
+    model_type: str  # the Scenario-style API's words, e.g. "sd-1_5-lora"
     default_size: int
     max_side: int
     default_steps: int
@@ -67,7 +67,7 @@ class BaseModelSpec:
 
     @property
     def family(self) -> str:
-        """The model family in seed 003's words (`sd-1_5`, `sd-xl`): adapters only mix within one."""
+        """The model family in the Scenario-style API's words (`sd-1_5`, `sd-xl`): adapters only mix within one."""
         return self.model_type.removesuffix("-lora")
 
     @property

@@ -141,7 +141,7 @@ def _derived(source: NormalizedImage, picture: Image.Image) -> NormalizedImage:
 
 
 def pad_to_square(image: NormalizedImage, size: int) -> NormalizedImage:
-    """The image fitted inside a `size`-pixel square on white, centred (seed 004: square 640x640, padded
+    """The image fitted inside a `size`-pixel square on white, centred (the headshot API: square 640x640, padded
     with white when not square, so nothing of the subject is cropped away)."""
     with Image.open(io.BytesIO(image.png)) as source:
         picture = source.convert("RGB")

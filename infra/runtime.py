@@ -68,7 +68,7 @@ class ServiceContext:
 
     @property
     def portraits(self) -> JobRepository:
-        """Seed 004 portrait jobs (same table, their own state machine)."""
+        """Headshot portrait jobs (same table, their own state machine)."""
         return JobRepository(self.clients.dynamodb, self.settings.jobs_table, PORTRAIT, PortraitStatus.GENERATING)
 
     @property

@@ -63,17 +63,17 @@ class Settings(BaseSettings):
     # API.
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
-    # One training image (seed 001: 10 MB) and a whole multipart training request (seed 000).
+    # One training image (the custom-models API: 10 MB) and a whole multipart training request (the Realm-style API).
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_training_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     # Decoded size limit: a bigger image is refused before its pixels are decoded (decompression bombs).
     max_image_pixels: int = Field(default=40_000_000, ge=4096)
     # Training images are stored with their longer side at most this (they are resized for training anyway).
     training_image_max_side: int = Field(default=1024, ge=64)
-    # Presigned uploads (bigger than an API Gateway + Lambda body can carry, 6 MB) and seed 004's upload keys.
+    # Presigned uploads (bigger than an API Gateway + Lambda body can carry, 6 MB) and the headshot API's upload keys.
     max_presigned_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
-    upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="Seed 004: upload keys last 24 h.")
-    # Fetching user-given URLs (seed 004 imageUrls): networks allowed despite being private (e.g. a partner
+    upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="The headshot API: upload keys last 24 h.")
+    # Fetching user-given URLs (headshot imageUrls): networks allowed despite being private (e.g. a partner
     # network, or loopback in tests), and the limits of one fetch.
     egress_allowed_networks: list[str] = Field(default_factory=list)
     url_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
@@ -94,9 +94,9 @@ class Settings(BaseSettings):
     reconcile_queued_after_seconds: int = Field(default=120, ge=0)
     reconcile_max_attempts: int = Field(default=3, ge=1)
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)
-    # Seed 004 portraits: images are squared to this size with white padding.
+    # Headshot portraits: images are squared to this size with white padding.
     portrait_image_size: int = Field(default=640, ge=64, le=1024)
-    # How old a request signature (seed 000's DELETE) may be, in seconds either way.
+    # How old a request signature (the Realm-style API's DELETE) may be, in seconds either way.
     signature_tolerance_seconds: int = Field(default=300, ge=10)
     default_base_model: str = "tiny-sd"
     dev_api_key: SecretStr | None = Field(
@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     dev_signing_secret: SecretStr | None = Field(
         default=None, description="The dev key's signing secret (for signed calls such as DELETE /v1/models/{id})."
     )
-    # Whether the dev key must prove its signing secret to delete a model (seed 000: a signature, or Basic
-    # auth with the secret); false lets a seed 001 client delete with the key alone.
+    # Whether the dev key must prove its signing secret to delete a model (the Realm-style API: a signature, or Basic
+    # auth with the secret); false lets a custom-models client delete with the key alone.
     dev_require_signed_deletes: bool = True
     # How long the API trusts an API-key lookup: a revoked key keeps working for at most this long (0: no cache).
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)

@@ -1,4 +1,4 @@
-"""Request signatures for destructive calls (seed 000's "API Key + Signature Authentication").
+"""Request signatures for destructive calls (the Realm-style API's "API Key + Signature Authentication").
 
 The client signs `METHOD\\nPATH\\nTIMESTAMP\\nSHA256(body)` with its key's signing secret (HMAC-SHA256) and
 sends `X-LF-Timestamp` and `X-LF-Signature: v1=<hex>`. The server refuses a timestamp outside its

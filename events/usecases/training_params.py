@@ -1,10 +1,10 @@
 """Turning what a user asked for into the concrete parameters of one training. Pure.
 
 Two ways in, documented in docs/api-compat.md:
-- seed 001: `trainingStrength` (0..10) and `trainingSpeed` (fast, high_quality) pick a preset;
-- seed 003: explicit `parameters` (stored on the model by PUT, or sent with the training request), whose
-  unset fields take seed 003's documented defaults.
-Precedence, lowest first: defaults (preset or seed 003) < the model's stored parameters < the request's.
+- the custom-models API: `trainingStrength` (0..10) and `trainingSpeed` (fast, high_quality) pick a preset;
+- the Scenario-style API: explicit `parameters` (stored on the model by PUT, or sent with the training request), whose
+  unset fields take the Scenario-style API's documented defaults.
+Precedence, lowest first: defaults (preset or the Scenario-style API) < the model's stored parameters < the request's.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def strength_factor(strength: int) -> float:
     return 0.4 + 0.12 * strength
 
 
-def seed003_default_steps(image_count: int) -> int:
-    """Seed 003's default for SD 1.5: round((number of training images * 225) / 3)."""
+def scenario_style_default_steps(image_count: int) -> int:
+    """The Scenario-style API's default for SD 1.5: round((number of training images * 225) / 3)."""
     return round(image_count * 225 / 3)
 
 
@@ -91,10 +91,10 @@ def resolve_parameters(
         }
     else:
         defaults = {
-            "learningRate": 5e-6,  # seed 003's SD 1.5 default
+            "learningRate": 5e-6,  # the Scenario-style API's SD 1.5 default
             "rank": 16,
             "lrScheduler": "constant",
-            "maxTrainSteps": max(1, seed003_default_steps(image_count)),
+            "maxTrainSteps": max(1, scenario_style_default_steps(image_count)),
         }
     steps = int(explicit.get("maxTrainSteps", defaults["maxTrainSteps"]))
     concept = explicit.get("conceptPrompt") or trigger_word

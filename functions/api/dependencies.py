@@ -103,11 +103,11 @@ TenantDep = Annotated[str, Depends(get_tenant)]
 async def require_signature(request: Request, tenant: TenantDep, context: ContextDep, settings: SettingsDep) -> None:
     """Proof of the key's signing secret on `DELETE /v1/models/{id}`, as the key's policy asks.
 
-    - A request that carries a signature (seed 000) has it checked, whatever the policy: fresh, valid for
+    - A request that carries a signature (the Realm-style API) has it checked, whatever the policy: fresh, valid for
       this key's secret, never seen before.
-    - Basic credentials with the secret (seed 003), already checked by `authenticate`, are proof enough.
+    - Basic credentials with the secret (the Scenario-style API), already checked by `authenticate`, are proof enough.
     - Otherwise the key's `requireSignedDeletes` decides: absent or true (as every key before the policy)
-      refuses the call; false (keys issued to seed 001 clients) lets the key alone delete.
+      refuses the call; false (keys issued to custom-models clients) lets the key alone delete.
     See docs/api-compat.md, "Deleting a model".
     """
     timestamp = request.headers.get(TIMESTAMP_HEADER)

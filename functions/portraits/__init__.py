@@ -1,1 +1,1 @@
-"""Seed 004's follow-up: a portrait's generations start when its training's completion event arrives."""
+"""The headshot API's follow-up: a portrait's generations start when its training's completion event arrives."""

@@ -54,7 +54,7 @@ def _left_half_mask(size: int) -> bytes:
 
 
 def _submit_inpainting(client: httpx.Client, model_id: str, trigger: str) -> tuple[dict[str, Any], float]:
-    """Seed 002 modify with a mask: repaint the left half of a training-like picture, keep the right half."""
+    """Realm-style images modify with a mask: repaint the left half of a training-like picture, keep the right half."""
     fields = {"modelId": model_id, "prompt": f"a disc in the style of {trigger}", "seed": "7"}
     files = {
         "image": ("input.png", training_images(1)[0], "image/png"),
@@ -67,7 +67,7 @@ def _submit_inpainting(client: httpx.Client, model_id: str, trigger: str) -> tup
 
 
 def _submit_prediction(client: httpx.Client, training: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """Seed 001 prediction: the trained adapter at 0.7, at seed 001's smallest size."""
+    """Custom-models prediction: the trained adapter at 0.7, at the custom-models API's smallest size."""
     body = {
         "scaleConfigs": {"1": {"modelId": training["modelId"], "trainingId": training["trainingId"], "scale": 0.7}},
         "prompt": f"{PROMPTS[1]}, in the style of {training['triggerWord']}",
@@ -79,13 +79,13 @@ def _submit_prediction(client: httpx.Client, training: dict[str, Any]) -> tuple[
     response = client.post("/v1/predictions", json=body)
     response.raise_for_status()
     accepted = response.json()
-    # A prediction is a generation job: the seed 002 job view shows it too.
+    # A prediction is a generation job: the Realm-style images job view shows it too.
     return {"jobId": accepted["predictionId"], "prompt": body["prompt"], "model": "trained x0.7"}, submitted
 
 
 def run_demo(console: Console, info: StackInfo, output_dir: Path, count: int = 3, timeout_s: float = 300) -> int:
     """Train a model, then submit `count` generations with its adapter, one on the base model for comparison,
-    an inpainting and a seed 001 prediction with the adapter; wait for them with a progress display, save the
+    an inpainting and a custom-models prediction with the adapter; wait for them with a progress display, save the
     images, print timings."""
     client = httpx.Client(base_url=info.api_url, headers={"Authorization": f"Bearer {info.api_key}"}, timeout=30.0)
     try:

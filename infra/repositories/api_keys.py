@@ -48,7 +48,7 @@ class InvalidCredentials(ValueError):
 
 
 def parse_authorization(header: str | None) -> Credentials:
-    """`Bearer <api key>` or `Basic base64(<api key>:<signing secret>)` (seed 003's `curl -u KEY:SECRET`).
+    """`Bearer <api key>` or `Basic base64(<api key>:<signing secret>)` (the Scenario-style API's `curl -u KEY:SECRET`).
 
     Raises InvalidCredentials for anything else: no header, another scheme, an empty or oversized key, a
     Basic value that is not base64 of `key:secret` with both parts present.
@@ -141,7 +141,7 @@ class ApiKeyRepository:
         table is encrypted at rest); without one, the key cannot make signed calls. `require_signed_deletes`
         is the key's delete policy (docs/api-compat.md, "Deleting a model"): True, as before this policy
         existed, means `DELETE /v1/models/{id}` must prove the secret; False lets the key alone delete
-        (seed 001's clients).
+        (the custom-models API's clients).
         """
         key_hash = hash_api_key(raw_key)
         key_id = f"key_{key_hash[:12]}"

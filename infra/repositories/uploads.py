@@ -27,7 +27,7 @@ class UploadStatus(StrEnum):
 
 
 class UploadPurpose(StrEnum):
-    """What an upload is for: a model's training image, or a free-standing image key (seed 004)."""
+    """What an upload is for: a model's training image, or a free-standing image key (the headshot API)."""
 
     TRAINING_DATA = "training-data"
     IMAGE = "image"

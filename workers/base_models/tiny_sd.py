@@ -46,7 +46,7 @@ def build_tiny_sd(seed: int = DEFAULT_SEED) -> StableDiffusionPipeline:
     tokenizer = _tokenizer()
     torch.manual_seed(seed)
     # SD's shape at a fraction of its width: a VAE that downscales 8x (so 512 px is a 64x64 latent, as in
-    # SD 1.5) and attention only at 1/2 and 1/4 of the latent, so seed 001's 512..1536 px requests take
+    # SD 1.5) and attention only at 1/2 and 1/4 of the latent, so the custom-models API's 512..1536 px requests take
     # seconds on a CPU. (Diffusers' test model downscales 2x, which put 16k-token self-attention into a
     # 512 px image: 22 s per step.)
     unet = UNet2DConditionModel(

@@ -1,4 +1,4 @@
-"""Seed 002 routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
+"""Realm-style images routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Response
 
 from functions.api.dependencies import ContextDep, JobIdPath, TenantDep, TraceparentDep
+from functions.api.dialects.realm_style import render_job
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView, ModifyImageForm
-from functions.api.services.generation import render_job, submit_generation, submit_modify
+from functions.api.services.generation import submit_generation, submit_modify
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONSES)
 

@@ -1,4 +1,5 @@
-"""Model routes (seeds 000, 001, 003): create, list, get, update, rename, delete, train in one call."""
+"""Model routes (Realm-style, custom-models and Scenario-style): create, list, get, update, rename, delete, train
+in one call."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 from events.usecases import trainings
 from events.validation import error_message, error_path
 from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep, TraceparentDep
+from functions.api.dialects import realm_style, scenario_style
+from functions.api.dialects.realm_style import estimated_completion
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES, WebhookFields
@@ -29,7 +32,6 @@ from functions.api.schemas.models import (
 from functions.api.services import models as service
 from functions.api.services.training_data import validate_image
 from functions.api.services.trainings import SOURCE as TRAINING_SOURCE
-from functions.api.services.trainings import estimated_completion
 from functions.api.services.webhooks import webhook_record
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -39,10 +41,11 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONS
 async def create_model(
     body: CreateModelRequest, tenant: TenantDep, context: ContextDep, response: Response
 ) -> ModelOut:
-    """Create a model on a base model (seed 000 `name`, seed 001 `displayName`); it starts `pending_training`."""
+    """Create a model on a base model (Realm-style `name`, custom-models `displayName`); it starts
+    `pending_training`."""
     model = await service.create_model(context, tenant, body)
     response.headers["Location"] = f"/v1/models/{model['modelId']}"
-    return service.model_out(model, None, 0)
+    return realm_style.model_out(model, None, 0)
 
 
 @router.get("", response_model=ModelList)
@@ -53,42 +56,42 @@ async def list_models(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ModelList:
-    """The caller's models, newest first; `status` takes seed 000's or seed 003's words."""
-    if status is not None and status not in service.STATUS_FILTERS:
+    """The caller's models, newest first; `status` takes the Realm-style or the Scenario-style words."""
+    if status is not None and status not in realm_style.STATUS_FILTERS:
         raise ApiError(
             422,
             "validation_error",
-            f"status must be one of: {', '.join(service.STATUS_FILTERS)}",
+            f"status must be one of: {', '.join(realm_style.STATUS_FILTERS)}",
             field="status",
         )
-    return await service.list_models(context, tenant, limit, offset, status)
+    return await realm_style.list_models(context, tenant, limit, offset, status)
 
 
 @router.get("/{modelId}", response_model=ModelOut)
 async def get_model(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> ModelOut:
-    """One model (seeds 000 and 001)."""
+    """One model (the Realm-style and custom-models APIs)."""
     model = await service.require_model(context, tenant, modelId)
-    return await service.render_model(context, model)
+    return await realm_style.render_model(context, model)
 
 
 @router.put("/{modelId}", response_model=ModelEnvelope, responses=error_responses(409))
 async def update_model(
     modelId: ModelIdPath, body: UpdateModelRequest, tenant: TenantDep, context: ContextDep
 ) -> ModelEnvelope:
-    """Seed 003's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
+    """The Scenario-style API's update; returns `{"model": {...}}` with progress, stats, epochs and training images."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.update_model(context, tenant, model, body)
-    return ModelEnvelope(model=await service.render_model_detail(context, updated))
+    return ModelEnvelope(model=await scenario_style.render_model_detail(context, updated))
 
 
 @router.patch("/{modelId}", response_model=ModelOut)
 async def rename_model(
     modelId: ModelIdPath, body: RenameModelRequest, tenant: TenantDep, context: ContextDep
 ) -> ModelOut:
-    """Seed 001's rename (`updatedDisplayName`)."""
+    """The custom-models API's rename (`updatedDisplayName`)."""
     model = await service.require_model(context, tenant, modelId)
     updated = await service.rename_model(context, tenant, model, body)
-    return await service.render_model(context, updated)
+    return await realm_style.render_model(context, updated)
 
 
 @router.delete("/{modelId}", status_code=204, dependencies=[SignedDep], responses=error_responses(403))
@@ -134,7 +137,7 @@ async def train_model(
     webhook: Annotated[str | None, Form(max_length=2048)] = None,
     webhookEvents: Annotated[list[str] | None, Form()] = None,
 ) -> TrainAccepted:
-    """Seed 000: store the uploaded images and start training in one call."""
+    """The Realm-style API: store the uploaded images and start training in one call."""
     files = [*(images or []), *(images_plain or [])]
     parameters = _training_params(trainingParams)
     try:

@@ -1,4 +1,4 @@
-"""Seed 004 routes: `GET /v1/styles?gender=`, `POST /v1/portraits`, `GET /v1/portraits/{id}`."""
+"""Headshot routes: `GET /v1/styles?gender=`, `POST /v1/portraits`, `GET /v1/portraits/{id}`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 
 from functions.api.dependencies import ContextDep, PortraitIdPath, TenantDep, TraceparentDep
+from functions.api.dialects.headshot import render_portrait, styles_for
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["portraits"], responses=ERROR_RESPONSES)
 @router.get("/styles", response_model=StyleList)
 async def list_styles(gender: Annotated[Gender, Query()], tenant: TenantDep) -> StyleList:
     """The styles a portrait of this gender can be generated in."""
-    return StyleList(gender=gender, styles=service.styles_for(gender))
+    return StyleList(gender=gender, styles=styles_for(gender))
 
 
 @router.post(
@@ -40,7 +41,7 @@ async def create_portrait(
     parameters: dict[str, Any] | None = body.parameters.applied() if body.parameters else None
     portrait = await service.create_portrait(context, tenant, body, parameters, traceparent)
     response.headers["Location"] = f"/v1/portraits/{portrait['jobId']}"
-    return await service.render_portrait(context, portrait)
+    return await render_portrait(context, portrait)
 
 
 @router.get("/portraits/{portraitId}", response_model=PortraitView, response_model_exclude_none=True)
@@ -50,4 +51,4 @@ async def get_portrait(portraitId: PortraitIdPath, tenant: TenantDep, context: C
     # A deleted one is a portrait whose training could not be started: its caller was told, and got no id.
     if portrait is None or portrait.get("kind") != "portrait" or portrait.get("deletedAt"):
         raise ApiError(404, "portrait_not_found", f"portrait {portraitId!r} does not exist", field="portraitId")
-    return await service.render_portrait(context, portrait)
+    return await render_portrait(context, portrait)

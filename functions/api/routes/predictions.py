@@ -1,10 +1,11 @@
-"""Seed 001 routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
+"""Custom-models routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
 from functions.api.dependencies import ContextDep, PredictionIdPath, TenantDep, TraceparentDep
+from functions.api.dialects.custom_models import render_prediction
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
@@ -31,12 +32,12 @@ async def create_prediction(
 async def get_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> PredictionView:
     """A prediction's status and, once succeeded, its `outputImages` (presigned URLs)."""
     job = await service.require_prediction(context, tenant, predictionId)
-    return await service.render_prediction(context, job)
+    return await render_prediction(context, job)
 
 
 @router.delete("/{predictionId}", status_code=204)
 async def delete_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> Response:
-    """Seed 001's soft delete: the prediction is gone from the API; its history is kept."""
+    """The custom-models API's soft delete: the prediction is gone from the API; its history is kept."""
     job = await service.require_prediction(context, tenant, predictionId)
     await service.delete_prediction(context, job)
     return Response(status_code=204)

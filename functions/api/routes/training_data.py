@@ -1,4 +1,4 @@
-"""Seed 001 training-data routes: one image per request as the raw body."""
+"""Custom-models training-data routes: one image per request as the raw body."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, DataIdPath, ModelIdPath, TenantDep
+from functions.api.dialects.custom_models import training_image_out
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -28,22 +29,6 @@ _RAW_IMAGE_BODY = {
         },
     }
 }
-
-
-def _item_out(item: dict) -> DataItemOut:
-    return DataItemOut(
-        dataId=item["dataId"],
-        id=item["dataId"],
-        status=item.get("status", "ready"),
-        width=item.get("width"),
-        height=item.get("height"),
-        format=item.get("format"),
-        bytes=item.get("bytes"),
-        name=item.get("name"),
-        error=item.get("error"),
-        createdAt=item["createdAt"],
-        updatedAt=item["updatedAt"],
-    )
 
 
 @router.post(
@@ -83,7 +68,7 @@ async def presign_training_image(
 async def list_training_images(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> list[DataItemOut]:
     """Every training image of the model, oldest first."""
     model = await require_model(context, tenant, modelId)
-    return [_item_out(i) for i in await context.training_data.list(model["modelId"])]
+    return [training_image_out(i) for i in await context.training_data.list(model["modelId"])]
 
 
 @router.get("/{dataId}", response_model=DataItemWithData, responses=error_responses(409))
@@ -100,7 +85,7 @@ async def get_training_image(
     png = await context.store.get_bytes(item["key"])
     if png is None:
         raise ApiError(404, "data_not_found", f"training image {dataId!r} has no stored bytes", field="dataId")
-    return DataItemWithData(**_item_out(item).model_dump(), dataUrl=data_url(png))
+    return DataItemWithData(**training_image_out(item).model_dump(), dataUrl=data_url(png))
 
 
 @router.put(

@@ -1,4 +1,4 @@
-"""Seed 001 training routes: start, list, status, cancel, soft delete."""
+"""Custom-models training routes: start, list, status, cancel, soft delete."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 
 from functions.api.dependencies import ContextDep, ModelIdPath, TenantDep, TraceparentDep, TrainingIdPath
+from functions.api.dialects.custom_models import render_training, training_status
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.trainings import StartTrainingRequest, TrainingAccepted, TrainingSummary, TrainingView
 from functions.api.services import trainings as service
@@ -25,7 +26,7 @@ async def start_training(
     traceparent: TraceparentDep,
     body: Annotated[StartTrainingRequest | None, Body()] = None,
 ) -> TrainingAccepted:
-    """Train the model on its images: `trainingStrength`/`trainingSpeed` presets or seed 003 `parameters`."""
+    """Train the model on its images: `trainingStrength`/`trainingSpeed` presets or Scenario-style `parameters`."""
     body = body or StartTrainingRequest()
     model = await require_model(context, tenant, modelId)
     training = await service.start_training(
@@ -42,7 +43,7 @@ async def start_training(
     return TrainingAccepted(
         trainingId=training["jobId"],
         id=training["jobId"],
-        status=service.SEED001_STATUS[service.TrainingStatus(training["status"])],
+        status=training_status(training),
         triggerWord=training["triggerWord"],
     )
 
@@ -54,7 +55,7 @@ async def list_trainings(modelId: ModelIdPath, tenant: TenantDep, context: Conte
     return [
         TrainingSummary(
             id=t["jobId"],
-            status=service.SEED001_STATUS[service.TrainingStatus(t["status"])],
+            status=training_status(t),
             createdAt=t["createdAt"],
         )
         for t in await service.list_trainings(context, tenant, modelId)
@@ -68,7 +69,7 @@ async def get_training(
     """A training's status, trigger word, progress and epochs."""
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
-    return await service.render_training(context, training)
+    return await render_training(context, training)
 
 
 @router.post("/{trainingId}/cancel", status_code=202, response_model=TrainingView, response_model_exclude_none=True)
@@ -79,14 +80,14 @@ async def cancel_training(
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
     updated = await service.cancel_training(context, training)
-    return await service.render_training(context, updated)
+    return await render_training(context, updated)
 
 
 @router.delete("/{trainingId}", status_code=204)
 async def delete_training(
     modelId: ModelIdPath, trainingId: TrainingIdPath, tenant: TenantDep, context: ContextDep
 ) -> Response:
-    """Hide a training (seed 001's soft delete: it is not canceled, and its adapter keeps serving)."""
+    """Hide a training (the custom-models API's soft delete: it is not canceled, and its adapter keeps serving)."""
     await require_model(context, tenant, modelId)
     training = await service.require_training(context, tenant, modelId, trainingId)
     await service.soft_delete_training(context, training)

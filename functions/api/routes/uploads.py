@@ -1,4 +1,4 @@
-"""Uploads: `POST /v1/uploads` (seed 004's image upload: an image in, a key out that lasts 24 h),
+"""Uploads: `POST /v1/uploads` (the headshot API's image upload: an image in, a key out that lasts 24 h),
 `POST /v1/uploads/presigned` (files too big for a Lambda body go straight to S3), `GET /v1/uploads/{key}`."""
 
 from __future__ import annotations

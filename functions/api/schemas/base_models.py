@@ -18,7 +18,7 @@ class BaseModelOut(BaseModel):
     name: str = Field(description="What `baseModel` and `modelId` take.")
     aliases: list[str] = Field(description="Other names that reach the same model (LF_BASE_MODEL_ALIASES).")
     family: str = Field(description="sd-1_5 or sd-xl: adapters and compositions mix within one family only.")
-    type: str = Field(description="The seed 003 type of a LoRA model created on it.")
+    type: str = Field(description="The Scenario-style type of a LoRA model created on it.")
     default: bool = Field(description="Used when a model is created without `baseModel`.")
     defaultSize: SizeOut = Field(description="A generation's size when the request gives none.")
     maxSize: SizeOut = Field(description="The largest width and height a generation may ask for.")

@@ -1,4 +1,4 @@
-"""Seed 002 request and response bodies: `POST /images/generate`, `POST /images/modify`,
+"""Realm-style images request and response bodies: `POST /images/generate`, `POST /images/modify`,
 `GET /images/jobs/{jobId}`."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functions.api.schemas.webhooks import DeliveryOut
 
 
 class _GenerationFields(WebhookFields):
-    """Fields every seed 002 generation takes."""
+    """Fields every Realm-style images generation takes."""
 
     modelId: str = Field(
         min_length=1, max_length=128, description="A base model name, a trained model's id or a composition's id."
@@ -29,7 +29,7 @@ class _GenerationFields(WebhookFields):
 
 
 class GenerateImageRequest(_GenerationFields):
-    """Text-to-image request, as seed 002 documents it, plus optional `seed`, steps and format."""
+    """Text-to-image request, as the Realm-style images API documents it, plus optional `seed`, steps and format."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -143,7 +143,8 @@ class AdapterUsedOut(BaseModel):
 
 
 class JobView(BaseModel):
-    """`GET /images/jobs/{jobId}`: status in seed 002 words, images once completed, error once failed."""
+    """`GET /images/jobs/{jobId}`: status in the Realm-style images API's words, images once completed, error
+    once failed."""
 
     jobId: str
     status: Literal["queued", "processing", "completed", "failed"]

@@ -1,6 +1,7 @@
-"""Model request and response bodies for seeds 000, 001 and 003: one record, every seed's spelling.
+"""Model request and response bodies of the Realm-style, custom-models and Scenario-style APIs: one record, every
+dialect's spelling.
 
-Inputs accept each seed's names for the same thing (`name`/`displayName`, `description`/`shortDescription`);
+Inputs accept each dialect's names for the same thing (`name`/`displayName`, `description`/`shortDescription`);
 outputs carry all of them. The canonical forms are listed in docs/api-compat.md.
 """
 
@@ -28,14 +29,14 @@ MAX_DESCRIPTION = 2000
 MAX_TAGS = 20
 MAX_TAG = 50
 
-# Seed 003 types this service trains or composes; everything else in seed 003's list is refused.
+# Scenario-style types this service trains or composes; everything else in its list is refused.
 TRAINABLE_TYPES = ("sd-1_5-lora", "sd-xl-lora")
 COMPOSITION_TYPES = ("sd-1_5-composition", "sd-xl-composition")
 SUPPORTED_TYPES = TRAINABLE_TYPES + COMPOSITION_TYPES
 
-# Seed 003 parameters that only make sense for voice cloning: refused, not silently dropped.
+# Scenario-style parameters that only make sense for voice cloning: refused, not silently dropped.
 VOICE_PARAMETERS = ("age", "cloneType", "gender", "language", "removeBackgroundNoise", "voiceDescription")
-# Accepted so seed 003 clients work unchanged, but without effect here (docs/api-compat.md says why).
+# Accepted so Scenario-style clients work unchanged, but without effect here (docs/api-compat.md says why).
 IGNORED_PARAMETERS = (
     "scaleLr",
     "wandbKey",
@@ -67,7 +68,7 @@ Tags = Annotated[list[str] | None, Field(default=None, max_length=MAX_TAGS), Aft
 
 
 class TrainingParametersIn(BaseModel):
-    """Seed 003 `parameters` (every field optional; SD-family LoRA ones are applied)."""
+    """Scenario-style `parameters` (every field optional; SD-family LoRA ones are applied)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -90,7 +91,7 @@ class TrainingParametersIn(BaseModel):
     randomCrop: bool | None = None
     samplePrompts: list[str] | None = Field(default=None, max_length=MAX_SAMPLE_PROMPTS)
     validationPrompt: str | None = Field(default=None, min_length=1, max_length=500)
-    # Seed 000's `trainingParams` spelling of maxTrainSteps.
+    # The Realm-style API's `trainingParams` spelling of maxTrainSteps.
     steps: int | None = Field(default=None, ge=1, le=MAX_TRAIN_STEPS, description="Alias of maxTrainSteps.")
 
     # Accepted, without effect (see IGNORED_PARAMETERS).
@@ -151,7 +152,7 @@ def canonical_parameters(stored: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class Concept(BaseModel):
-    """One LoRA of a composition model (seed 003)."""
+    """One LoRA of a composition model (the Scenario-style API)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -161,7 +162,7 @@ class Concept(BaseModel):
 
 
 class _NamedInput(BaseModel):
-    """Name and description fields in every seed's spelling; conflicting spellings are refused."""
+    """Name and description fields in every dialect's spelling; conflicting spellings are refused."""
 
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     displayName: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
@@ -195,8 +196,8 @@ class _NamedInput(BaseModel):
 
 
 class CreateModelRequest(_NamedInput):
-    """`POST /v1/models`: seed 000 (`name`, `description`, `baseModel`, `tags`), seed 001 (`displayName`,
-    `customModelType`) and seed 003 (`type`)."""
+    """`POST /v1/models`: the Realm-style API (`name`, `description`, `baseModel`, `tags`), the custom-models API
+    (`displayName`, `customModelType`) and the Scenario-style API (`type`)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -213,13 +214,13 @@ class CreateModelRequest(_NamedInput):
     baseModel: str | None = Field(default=None, min_length=1, max_length=128)
     tags: Tags = None
     type: str | None = Field(default=None, max_length=64)
-    customModelType: str | None = Field(default=None, max_length=64, description="Seed 001: reserved.")
+    customModelType: str | None = Field(default=None, max_length=64, description="The custom-models API: reserved.")
     parameters: TrainingParametersIn | None = None
     concepts: list[Concept] | None = Field(default=None, max_length=10)
 
 
 class _RenameInput(_NamedInput):
-    """The name fields of an update, seed 001's rename spelling (`updatedDisplayName`) among them."""
+    """The name fields of an update, the custom-models API's rename spelling (`updatedDisplayName`) among them."""
 
     updatedDisplayName: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
 
@@ -240,7 +241,7 @@ class _RenameInput(_NamedInput):
 
 
 class RenameModelRequest(_RenameInput):
-    """`PATCH /v1/models/{id}`: seed 001's rename (`updatedDisplayName`); `name`/`displayName`/`tags` too."""
+    """`PATCH /v1/models/{id}`: the custom-models rename (`updatedDisplayName`); `name`/`displayName`/`tags` too."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"updatedDisplayName": "Summer Dresses"}})
 
@@ -254,8 +255,8 @@ class RenameModelRequest(_RenameInput):
 
 
 class UpdateModelRequest(_RenameInput):
-    """`PUT /v1/models/{id}`: seed 003's update (and seed 001's rename, whose method the seed leaves open).
-    Only fields present change; `null` unsets where seed 003 says so."""
+    """`PUT /v1/models/{id}`: the Scenario-style update (and the custom-models rename, whose method that API leaves
+    open). Only fields present change; `null` unsets where the Scenario-style API says so."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -281,14 +282,14 @@ class UpdateModelRequest(_RenameInput):
 
 
 class ModelOut(BaseModel):
-    """A model as `POST`, `GET` and `PATCH` return it: seed 000's fields plus seed 001's names."""
+    """A model as `POST`, `GET` and `PATCH` return it: the Realm-style fields plus the custom-models names."""
 
     modelId: str
-    id: str = Field(description="Same as modelId (seed 001).")
+    id: str = Field(description="Same as modelId (the custom-models API).")
     name: str
-    displayName: str = Field(description="Same as name (seed 001).")
+    displayName: str = Field(description="Same as name (the custom-models API).")
     description: str | None = None
-    status: str = Field(description="Seed 000's words: pending_training, training_queued, training, active, failed.")
+    status: str = Field(description="Realm-style words: pending_training, training_queued, training, active, failed.")
     baseModel: str
     type: str
     tags: list[str]
@@ -301,39 +302,39 @@ class ModelOut(BaseModel):
 
 
 class ModelList(BaseModel):
-    """Seed 000's list: `data` and `pagination`."""
+    """The Realm-style API's list: `data` and `pagination`."""
 
     data: list[ModelOut]
     pagination: dict[str, int]
 
 
 class TrainAccepted(BaseModel):
-    """Seed 000's `POST /models/{id}/train` answer (202)."""
+    """The Realm-style API's `POST /models/{id}/train` answer (202)."""
 
     modelId: str
     status: Literal["training_queued"] = "training_queued"
     trainingJobId: str
-    trainingId: str = Field(description="Same as trainingJobId (seed 001).")
+    trainingId: str = Field(description="Same as trainingJobId (the custom-models API).")
     estimatedCompletion: ApiTime
     dataIds: list[str]
 
 
 class AssetOut(BaseModel):
-    """A sample image of an epoch (seed 003)."""
+    """A sample image of an epoch (the Scenario-style API)."""
 
     assetId: str
     url: str
 
 
 class EpochOut(BaseModel):
-    """One epoch of the model's latest training (seed 003)."""
+    """One epoch of the model's latest training (the Scenario-style API)."""
 
     epoch: str
     assets: list[AssetOut] = []
 
 
 class TrainingImageOut(BaseModel):
-    """One training image as seed 003 lists it."""
+    """One training image as the Scenario-style API lists it."""
 
     id: str
     automaticCaptioning: str = ""
@@ -344,7 +345,7 @@ class TrainingImageOut(BaseModel):
 
 
 class TrainingProgressOut(BaseModel):
-    """Seed 003's trainingProgress (timestamps in milliseconds)."""
+    """The Scenario-style API's trainingProgress (timestamps in milliseconds)."""
 
     stage: Literal["pending", "queued-for-train", "starting-train", "running-train"]
     updatedAt: int
@@ -355,7 +356,7 @@ class TrainingProgressOut(BaseModel):
 
 
 class TrainingStatsOut(BaseModel):
-    """Seed 003's trainingStats (durations in seconds)."""
+    """The Scenario-style API's trainingStats (durations in seconds)."""
 
     startedAt: ApiTime | None = None
     endedAt: ApiTime | None = None
@@ -364,7 +365,8 @@ class TrainingStatsOut(BaseModel):
 
 
 class ModelDetailOut(BaseModel):
-    """The model object seed 003's `PUT /models/{id}` returns, with seed 000/001 names alongside."""
+    """The model object the Scenario-style `PUT /models/{id}` returns, with the Realm-style and custom-models names
+    alongside."""
 
     id: str
     modelId: str
@@ -376,7 +378,7 @@ class ModelDetailOut(BaseModel):
     exampleAssetIds: list[str] = []
     privacy: Literal["private"] = "private"
     source: Literal["other"] = "other"
-    status: str = Field(description="Seed 003's words: new, training, trained, failed, training-canceled.")
+    status: str = Field(description="Scenario-style words: new, training, trained, failed, training-canceled.")
     tags: list[str]
     trainingImagesNumber: int
     type: str
@@ -401,6 +403,6 @@ class ModelDetailOut(BaseModel):
 
 
 class ModelEnvelope(BaseModel):
-    """`{"model": {...}}` (seed 003)."""
+    """`{"model": {...}}` (the Scenario-style API)."""
 
     model: ModelDetailOut

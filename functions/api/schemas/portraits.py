@@ -1,4 +1,4 @@
-"""Seed 004 bodies: styles per gender, and the portrait request that trains then generates."""
+"""Headshot bodies: styles per gender, and the portrait request that trains then generates."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class CreatePortraitRequest(WebhookFields):
     name: str | None = Field(default=None, max_length=200, description="Name of the model that is trained.")
     imagesPerStyle: int = Field(default=1, ge=1, le=4)
     parameters: TrainingParametersIn | None = Field(
-        default=None, description="Seed 003 training parameters (extension); default: the high-quality preset."
+        default=None, description="Scenario-style training parameters (extension); default: the high-quality preset."
     )
 
     @field_validator("customizations")

@@ -1,6 +1,7 @@
-"""Seed 001 prediction bodies: `POST /predictions`, `GET /predictions/{id}`.
+"""Custom-models prediction bodies: `POST /predictions`, `GET /predictions/{id}`.
 
-Field names are seed 001's own (snake_case beside camelCase), so a client written against it works unchanged.
+Field names are the custom-models API's own (snake_case beside camelCase), so a client written against it works
+unchanged.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ScaleConfig(BaseModel):
 
 
 class ImageSize(BaseModel):
-    """Output dimensions (seed 001: 512 to 1536 each)."""
+    """Output dimensions (the custom-models API: 512 to 1536 each)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,7 +86,7 @@ class CreatePredictionRequest(WebhookFields):
 
 
 class PredictionAccepted(BaseModel):
-    """202 body (seed 001's `predictionId`): the prediction to poll."""
+    """202 body (the custom-models API's `predictionId`): the prediction to poll."""
 
     predictionId: str
     status: Literal["starting"] = "starting"
@@ -93,7 +94,7 @@ class PredictionAccepted(BaseModel):
 
 
 class PredictionView(BaseModel):
-    """`GET /v1/predictions/{id}`: seed 001's `status` and `outputImages`, plus what the job ran with."""
+    """`GET /v1/predictions/{id}`: the custom-models API's `status` and `outputImages`, plus what the job ran with."""
 
     predictionId: str
     status: Literal["starting", "processing", "succeeded", "failed", "canceled"]

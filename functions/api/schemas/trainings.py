@@ -1,4 +1,4 @@
-"""Seed 001 training and training-data bodies."""
+"""Custom-models training and training-data bodies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from functions.api.schemas.webhooks import DeliveryOut
 
 
 class StartTrainingRequest(WebhookFields):
-    """`POST /v1/models/{id}/trainings`: seed 001's preset knobs, or seed 003 `parameters`."""
+    """`POST /v1/models/{id}/trainings`: the custom-models API's preset knobs, or Scenario-style `parameters`."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"trainingStrength": 7, "trainingSpeed": "high_quality"}}
@@ -24,7 +24,7 @@ class StartTrainingRequest(WebhookFields):
 
 
 class TrainingAccepted(BaseModel):
-    """Seed 001's answer: `{"trainingId"}` (plus where to poll)."""
+    """The custom-models API's answer: `{"trainingId"}` (plus where to poll)."""
 
     trainingId: str
     id: str
@@ -57,7 +57,7 @@ class TrainingEpochView(BaseModel):
 
 
 class TrainingView(BaseModel):
-    """Seed 001's training status (`status`, `triggerWord`) with the details a user watching it wants."""
+    """The custom-models API's training status (`status`, `triggerWord`) with the details a user watching it wants."""
 
     id: str
     trainingId: str
@@ -79,7 +79,7 @@ class TrainingView(BaseModel):
 
 
 class TrainingSummary(BaseModel):
-    """One entry of seed 001's training list."""
+    """One entry of the custom-models API's training list."""
 
     id: str
     status: str
@@ -87,7 +87,7 @@ class TrainingSummary(BaseModel):
 
 
 class DataAccepted(BaseModel):
-    """Seed 001's answer to an upload: `{"dataId"}`."""
+    """The custom-models API's answer to an upload: `{"dataId"}`."""
 
     dataId: str
     width: int
@@ -113,6 +113,6 @@ class DataItemOut(BaseModel):
 
 
 class DataItemWithData(DataItemOut):
-    """One training image with its bytes as a `data:` URL (seed 001)."""
+    """One training image with its bytes as a `data:` URL (the custom-models API)."""
 
     dataUrl: str

@@ -1,4 +1,4 @@
-"""Uploads: seed 004's image upload keys, and presigned uploads for files too big for a Lambda body."""
+"""Uploads: the headshot API's image upload keys, and presigned uploads for files too big for a Lambda body."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class PresignedPost(BaseModel):
 
 
 class UploadOut(BaseModel):
-    """An upload and where it stands. `key` is what seed 004 requests take (`styles`, `imageKeys`)."""
+    """An upload and where it stands. `key` is what headshot requests take (`styles`, `imageKeys`)."""
 
     key: str
     uploadId: str

@@ -1,7 +1,8 @@
 """Which base model and LoRA adapters a generation request means, checked before anything is queued.
 
 A request names a base model, a trained LoRA model (its chosen epoch or final adapter), a composition model
-(seed 003: several LoRA models with scales and epochs) or, in seed 001, model/training pairs with scales.
+(the Scenario-style API: several LoRA models with scales and epochs) or, in the custom-models API, model/training
+pairs with scales.
 Whatever the words, it comes out as one base model plus adapters that were all trained on it; anything that
 cannot run (an untrained model, an unknown epoch, adapters of different base models) is a 4xx here rather
 than a failed job later.
@@ -106,7 +107,7 @@ async def trained_model_adapter(
 async def training_adapter(
     context: ServiceContext, tenant_id: str, model_id: str, training_id: str, *, scale: float, field: str
 ) -> AdapterChoice:
-    """The final adapter of one succeeded training of one of the caller's models (seed 001's scaleConfigs)."""
+    """The final adapter of one succeeded training of one of the caller's models (custom-models `scaleConfigs`)."""
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=f"{field}.modelId")
@@ -128,7 +129,7 @@ async def training_adapter(
 async def composition_adapters(
     context: ServiceContext, tenant_id: str, model: dict[str, Any], field: str
 ) -> list[AdapterChoice]:
-    """A composition model's concepts (seed 003) as adapters, each at its `modelEpoch` or its chosen epoch."""
+    """A composition model's concepts (Scenario-style) as adapters, each at its `modelEpoch` or its chosen epoch."""
     concepts = model.get("concepts") or []
     if not concepts:
         raise ApiError(

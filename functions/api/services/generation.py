@@ -1,4 +1,4 @@
-"""Submitting generation jobs and rendering them in seed 002's words. Plain functions, no FastAPI."""
+"""Submitting generation jobs. Plain functions, no FastAPI; the job view is in functions/api/dialects/realm_style.py."""
 
 from __future__ import annotations
 
@@ -6,27 +6,17 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 from events import generation as contract
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
-from events.states import GenerationStatus
 from events.storage_keys import JobInput, job_input_key
 from events.usecases import jobs
 from functions.api.errors import ApiError
-from functions.api.schemas.images import (
-    AdapterUsedOut,
-    GenerateImageRequest,
-    ImageOut,
-    JobErrorOut,
-    JobParameters,
-    JobView,
-    ModifyImageForm,
-)
+from functions.api.schemas.images import GenerateImageRequest, ModifyImageForm
 from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
-from functions.api.services.webhooks import job_deliveries, webhook_record
+from functions.api.services.webhooks import webhook_record
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.runtime import ServiceContext
 
@@ -42,7 +32,7 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """What a request asks for, in any seed's words mapped to ours; None means the model's default."""
+    """What a request asks for, in any dialect's words mapped to ours; None means the model's default."""
 
     model_id: str
     prompt: str
@@ -59,7 +49,7 @@ class GenerationOptions:
 
     @classmethod
     def of(cls, body: GenerateImageRequest | ModifyImageForm) -> GenerationOptions:
-        """The options of a seed 002 request."""
+        """The options of a Realm-style images request."""
         return cls(
             model_id=body.modelId,
             prompt=body.prompt,
@@ -125,7 +115,7 @@ async def queue(
 async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
 ) -> dict[str, Any]:
-    """Queue the text-to-image job a seed 002 request describes; returns the job record."""
+    """Queue the text-to-image job a Realm-style images request describes; returns the job record."""
     webhook = webhook_record(context, body)
     resolved = await resolve_model(context, tenant_id, body.modelId)
     data = build_generation(new_job_id(), GenerationOptions.of(body), resolved)
@@ -164,7 +154,7 @@ async def submit_modify(
     mask_bytes: bytes | None,
     traceparent: str | None = None,
 ) -> dict[str, Any]:
-    """Queue the image-to-image (or, with a mask, inpainting) job a seed 002 modify request describes.
+    """Queue the image-to-image (or, with a mask, inpainting) job a Realm-style images modify request describes.
 
     Everything is checked before anything is written: the model, the image, the mask's size against the
     image's. The inputs are stored under the job's prefix, then the job is queued."""
@@ -210,71 +200,3 @@ async def submit_modify(
     if mask_key is not None and mask_png is not None:
         await context.store.put_bytes(mask_key, mask_png, "image/png")
     return await queue(context, tenant_id, data, traceparent, extra=webhook)
-
-
-_SEED002_STATUS = {
-    GenerationStatus.QUEUED: "queued",
-    GenerationStatus.PROCESSING: "processing",
-    GenerationStatus.COMPLETED: "completed",
-    GenerationStatus.FAILED: "failed",
-    # Seed 002 has no canceled status: a canceled job reads as failed with error code "canceled".
-    GenerationStatus.CANCELED: "failed",
-}
-
-
-def _ms_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000, 1)
-
-
-async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
-    """A job as seed 002 shows it, with fresh presigned URLs for completed images."""
-    status = GenerationStatus(job["status"])
-    request = job["request"]
-    images: list[ImageOut] = []
-    if status is GenerationStatus.COMPLETED:
-        expiry = context.settings.presign_expiry_seconds
-        urls = await asyncio.gather(*(context.store.presign_get(key, expiry) for key in job.get("outputs", [])))
-        images = [
-            ImageOut(url=url, width=request["width"], height=request["height"], format=request["outputFormat"])
-            for url in urls
-        ]
-    error = None
-    if status is GenerationStatus.CANCELED:
-        error = JobErrorOut(code="canceled", message="the job was canceled")
-    elif job.get("error"):
-        error = JobErrorOut(**job["error"])
-    timings: dict[str, float] = {}
-    for name, value in (
-        ("queueMs", _ms_between(job.get("createdAt"), job.get("startedAt"))),
-        ("totalMs", _ms_between(job.get("createdAt"), job.get("completedAt"))),
-    ):
-        if value is not None:
-            timings[name] = value
-    timings.update({k: float(v) for k, v in (job.get("result") or {}).get("timings", {}).items()})
-    strength = None
-    if request.get("mode", GenerationMode.TEXT_TO_IMAGE.value) != GenerationMode.TEXT_TO_IMAGE.value:
-        strength = GenerationRequestedData.model_validate(request).effective_strength
-    return JobView(
-        jobId=job["jobId"],
-        status=_SEED002_STATUS[status],  # type: ignore[arg-type]
-        type=request.get("mode", "text-to-image"),
-        modelId=job["modelId"],
-        prompt=request["prompt"],
-        parameters=JobParameters(
-            **{k: request.get(k) for k in JobParameters.model_fields if k != "strength"}, strength=strength
-        ),
-        adapters=[
-            AdapterUsedOut(**{k: a.get(k) for k in AdapterUsedOut.model_fields}) for a in request.get("adapters", [])
-        ],
-        createdAt=job["createdAt"],
-        updatedAt=job["updatedAt"],
-        startedAt=job.get("startedAt"),
-        completedAt=job.get("completedAt"),
-        images=images,
-        error=error,
-        timings=timings or None,
-        webhook=job.get("webhook"),
-        deliveries=await job_deliveries(context, job),
-    )

@@ -1,42 +1,29 @@
-"""Models: create, read, list, update, rename, delete, and render in each seed's words. No FastAPI here."""
+"""Models: create, read, update, rename, delete. No FastAPI here; the views are in functions/api/dialects."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from datetime import datetime
 from typing import Any, cast
 
-from events.states import ModelStatus, TrainingStatus
+from events.states import ModelStatus
 from events.usecases.trainings import base_model_of
 from functions.api.errors import ApiError
 from functions.api.schemas.models import (
     COMPOSITION_TYPES,
     SUPPORTED_TYPES,
     TRAINABLE_TYPES,
-    AssetOut,
     CreateModelRequest,
-    EpochOut,
-    ModelDetailOut,
-    ModelList,
-    ModelOut,
     RenameModelRequest,
-    TrainingImageOut,
-    TrainingProgressOut,
-    TrainingStatsOut,
     UpdateModelRequest,
-    canonical_parameters,
 )
 from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
 
-CAPABILITIES = ["txt2img", "img2img", "inpaint"]
 DEFAULT_NAME = "Untitled model"
-TRAINING_IMAGES_SHOWN = 3  # seed 003: "the first 3 training images"
 
 
 def new_model_id() -> str:
-    """A fresh, unguessable model id (seed 000's `mod_…`)."""
+    """A fresh, unguessable model id (the Realm-style API's `mod_…`)."""
     return f"mod_{secrets.token_hex(10)}"
 
 
@@ -50,7 +37,7 @@ def resolve_base_model(context: ServiceContext, name: str | None) -> BaseModelSp
 
 
 def check_model_type(model_type: str, spec: BaseModelSpec) -> str:
-    """A seed 003 type this service supports on `spec`'s family; 422 with the reason otherwise."""
+    """A Scenario-style type this service supports on `spec`'s family; 422 with the reason otherwise."""
     if model_type not in SUPPORTED_TYPES:
         raise ApiError(
             422,
@@ -120,7 +107,7 @@ async def create_model(context: ServiceContext, tenant_id: str, body: CreateMode
 async def rename_model(
     context: ServiceContext, tenant_id: str, model: dict[str, Any], body: RenameModelRequest
 ) -> dict[str, Any]:
-    """Seed 001's rename (and name/description/tags)."""
+    """The custom-models API's rename (and name/description/tags)."""
     fields: dict[str, Any] = {}
     if body.resolved_name:
         fields["name"] = body.resolved_name
@@ -136,7 +123,7 @@ async def rename_model(
 async def update_model(
     context: ServiceContext, tenant_id: str, model: dict[str, Any], body: UpdateModelRequest
 ) -> dict[str, Any]:
-    """Seed 003's update: fields present in the body change; `type` only while the model is `new`."""
+    """The Scenario-style API's update: fields present in the body change; `type` only while the model is `new`."""
     spec = resolve_base_model(context, model["baseModel"])
     sent = body.model_fields_set
     fields: dict[str, Any] = {}
@@ -210,189 +197,3 @@ async def check_epoch(context: ServiceContext, model: dict[str, Any], epoch: str
 async def soft_delete_model(context: ServiceContext, model: dict[str, Any]) -> None:
     """Hide a model from its owner for good; the record and its trainings stay for history."""
     await context.models.soft_delete(model["modelId"])
-
-
-# Seed 000 vocabulary for the model's status, given the model and its latest training.
-def seed000_status(model: dict[str, Any], training: dict[str, Any] | None) -> str:
-    """`pending_training`, `training_queued`, `training`, `active` or `failed` (seed 000's words)."""
-    status = ModelStatus(model["status"])
-    if status is ModelStatus.TRAINING:
-        queued = training is not None and training["status"] == TrainingStatus.QUEUED.value
-        return "training_queued" if queued else "training"
-    if status is ModelStatus.TRAINED:
-        return "active"
-    if status is ModelStatus.FAILED:
-        return "failed"
-    if status is ModelStatus.TRAINING_CANCELED and model.get("adapterKey"):
-        return "active"  # an earlier training's adapter still serves
-    return "pending_training"
-
-
-# The list's `status` filter takes seed 000's words and seed 003's.
-STATUS_FILTERS = (
-    "pending_training",
-    "training_queued",
-    "training",
-    "active",
-    "failed",
-    "new",
-    "trained",
-    "training-canceled",
-)
-
-
-def model_out(model: dict[str, Any], training: dict[str, Any] | None, image_count: int) -> ModelOut:
-    """The flat view of seeds 000 and 001."""
-    return ModelOut(
-        modelId=model["modelId"],
-        id=model["modelId"],
-        name=model["name"],
-        displayName=model["name"],
-        description=model.get("description"),
-        status=seed000_status(model, training),
-        baseModel=model["baseModel"],
-        type=model["type"],
-        tags=model.get("tags") or [],
-        createdAt=model["createdAt"],
-        updatedAt=model["updatedAt"],
-        lastTrainedAt=model.get("lastTrainedAt"),
-        triggerWord=model.get("triggerWord"),
-        trainingId=model.get("trainingId"),
-        trainingImagesNumber=image_count,
-    )
-
-
-async def latest_training(context: ServiceContext, model: dict[str, Any]) -> dict[str, Any] | None:
-    """The model's most recent training record, if it ever trained."""
-    return await context.trainings.get(model["trainingId"]) if model.get("trainingId") else None
-
-
-async def render_model(context: ServiceContext, model: dict[str, Any]) -> ModelOut:
-    """The flat view, reading the latest training and counting images."""
-    training, items = await asyncio.gather(
-        latest_training(context, model), context.training_data.list(model["modelId"])
-    )
-    return model_out(model, training, len(items))
-
-
-def matches_status(model: dict[str, Any], training: dict[str, Any] | None, wanted: str) -> bool:
-    """Whether a model has `wanted` status in either seed's words."""
-    return wanted in (model["status"], seed000_status(model, training))
-
-
-async def list_models(
-    context: ServiceContext, tenant_id: str, limit: int, offset: int, status: str | None
-) -> ModelList:
-    """Seed 000's paginated list, newest first, optionally filtered by status (either seed's words)."""
-    models = await context.models.list_for_tenant(tenant_id)
-    trainings = await asyncio.gather(*(latest_training(context, m) for m in models))
-    pairs = list(zip(models, trainings, strict=True))
-    if status:
-        pairs = [(m, t) for m, t in pairs if matches_status(m, t, status)]
-    page = pairs[offset : offset + limit]
-    counts = await asyncio.gather(*(context.training_data.list(m["modelId"]) for m, _ in page))
-    return ModelList(
-        data=[model_out(m, t, len(c)) for (m, t), c in zip(page, counts, strict=True)],
-        pagination={"limit": limit, "offset": offset, "total": len(pairs)},
-    )
-
-
-def _ms(iso: str | None) -> int | None:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
-
-
-async def queue_position(context: ServiceContext, training: dict[str, Any]) -> int:
-    """How many trainings wait ahead of this queued one (seed 003's `position`)."""
-    return await context.trainings.count_queued_before(training["createdAt"])
-
-
-async def training_progress_out(context: ServiceContext, training: dict[str, Any] | None) -> TrainingProgressOut | None:
-    """Seed 003's trainingProgress of a training that is not finished."""
-    if training is None or training["status"] not in (TrainingStatus.QUEUED.value, TrainingStatus.RUNNING.value):
-        return None
-    updated = _ms(training["updatedAt"]) or 0
-    if training["status"] == TrainingStatus.QUEUED.value:
-        return TrainingProgressOut(
-            stage="queued-for-train", updatedAt=updated, position=await queue_position(context, training)
-        )
-    progress = training.get("progress") or {}
-    return TrainingProgressOut(
-        stage=progress.get("stage", "starting-train"),
-        updatedAt=_ms(progress.get("updatedAt")) or updated,
-        position=0,
-        progress=round(progress["step"] / progress["totalSteps"], 4) if progress else 0.0,
-        remainingTimeMs=progress.get("remainingTimeMs"),
-        startedAt=_ms(training.get("startedAt")),
-    )
-
-
-async def render_model_detail(context: ServiceContext, model: dict[str, Any]) -> ModelDetailOut:
-    """Seed 003's model object."""
-    training, items = await asyncio.gather(
-        latest_training(context, model), context.training_data.list(model["modelId"])
-    )
-    expiry = context.settings.presign_expiry_seconds
-    adapter_training = training
-    if model.get("adapterTrainingId") and (training is None or training["jobId"] != model["adapterTrainingId"]):
-        adapter_training = await context.trainings.get(model["adapterTrainingId"])
-    epochs: list[EpochOut] = []
-    for name, info in sorted(((adapter_training or {}).get("epochs") or {}).items()):
-        urls = await asyncio.gather(*(context.store.presign_get(k, expiry) for k in info.get("sampleKeys", [])))
-        epochs.append(
-            EpochOut(
-                epoch=name,
-                assets=[AssetOut(assetId=f"{name}-{i}", url=u) for i, u in enumerate(urls)],
-            )
-        )
-    # Only a ready image has normalized bytes to download; a pending or rejected one is counted, not shown.
-    shown = [i for i in items if i.get("status", "ready") == "ready"][:TRAINING_IMAGES_SHOWN]
-    download_urls = await asyncio.gather(*(context.store.presign_get(i["key"], expiry) for i in shown))
-    stats = None
-    if training is not None and training.get("startedAt"):
-        stats = TrainingStatsOut(
-            startedAt=training.get("startedAt"),
-            endedAt=training.get("completedAt"),
-            queueDuration=_seconds_between(training["createdAt"], training.get("startedAt")),
-            trainDuration=_seconds_between(training.get("startedAt"), training.get("completedAt")),
-        )
-    thumbnail = {"assetId": model["thumbnail"], "url": ""} if model.get("thumbnail") else None
-    return ModelDetailOut(
-        id=model["modelId"],
-        modelId=model["modelId"],
-        capabilities=CAPABILITIES,
-        createdAt=model["createdAt"],
-        updatedAt=model["updatedAt"],
-        status=model["status"],
-        tags=model.get("tags") or [],
-        trainingImagesNumber=len(items),
-        type=model["type"],
-        name=model["name"],
-        displayName=model["name"],
-        shortDescription=model.get("description"),
-        description=model.get("description"),
-        baseModel=model["baseModel"],
-        ownerId=model["tenantId"],
-        modelKeyword=model.get("triggerWord"),
-        parameters=canonical_parameters(model.get("parameters")),
-        concepts=model.get("concepts"),
-        epoch=model.get("epoch"),
-        epochs=epochs,
-        trainingImages=[
-            TrainingImageOut(
-                id=i["dataId"], createdAt=i["createdAt"], downloadUrl=url, name=i.get("name") or f"{i['dataId']}.png"
-            )
-            for i, url in zip(shown, download_urls, strict=True)
-        ],
-        trainingProgress=await training_progress_out(context, training),
-        trainingStats=stats,
-        classSlug=model.get("classSlug"),
-        thumbnail=thumbnail,
-        promptEmbedding=model.get("promptEmbedding"),
-        negativePromptEmbedding=model.get("negativePromptEmbedding"),
-    )

@@ -19,12 +19,12 @@ from events.usecases.training_data import store_training_image
 from events.usecases.trainings import name_training
 from functions.api.errors import ApiError
 from functions.api.schemas.models import CreateModelRequest
-from functions.api.schemas.portraits import CreatePortraitRequest, PortraitStyleOut, PortraitView, StyleOut
+from functions.api.schemas.portraits import CreatePortraitRequest
 from functions.api.services.models import create_model, soft_delete_model
 from functions.api.services.training_data import new_data_id, validate_image
-from functions.api.services.trainings import SEED001_STATUS, start_training
+from functions.api.services.trainings import start_training
 from functions.api.services.uploads import UPLOAD_KEY_PREFIX, read_upload_image
-from functions.api.services.webhooks import job_deliveries, webhook_record
+from functions.api.services.webhooks import webhook_record
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
 from infra.runtime import ServiceContext
@@ -50,11 +50,6 @@ STYLES = (
     Style("gentleman", "Gentleman", "classic gentleman portrait, tweed jacket, library background", ("man",)),
     Style("elegant", "Elegant", "elegant evening portrait, gown, golden hour light", ("woman",)),
 )
-
-
-def styles_for(gender: str) -> list[StyleOut]:
-    """The styles offered for a gender."""
-    return [StyleOut(id=s.id, name=s.name, gender=gender) for s in STYLES if gender in s.genders]  # type: ignore[arg-type]
 
 
 def portrait_prompt(trigger_word: str, gender: str, customizations: str, style: Style) -> str:
@@ -179,42 +174,3 @@ async def create_portrait(
         await soft_delete_model(context, model)
         raise
     return portrait
-
-
-async def render_portrait(context: ServiceContext, portrait: dict[str, Any]) -> PortraitView:
-    """A portrait with its training's progress and each style's images once generated."""
-    training = await context.trainings.get(portrait["trainingId"])
-    styles = []
-    expiry = context.settings.presign_expiry_seconds
-    for style in portrait["styles"]:
-        job = await context.jobs.get(style["jobId"])
-        urls = []
-        if job is not None and job["status"] == "completed":
-            urls = list(await asyncio.gather(*(context.store.presign_get(k, expiry) for k in job.get("outputs", []))))
-        styles.append(
-            PortraitStyleOut(
-                id=style["id"], name=style["name"], jobId=style["jobId"], status=job and job["status"], images=urls
-            )
-        )
-    progress = None
-    if training is not None and training.get("progress"):
-        info = training["progress"]
-        progress = round(info.get("step", 0) / max(info.get("totalSteps", 1), 1), 4)
-    return PortraitView(
-        portraitId=portrait["jobId"],
-        id=portrait["jobId"],
-        status=portrait["status"],
-        gender=portrait["gender"],
-        customizations=portrait["customizations"],
-        modelId=portrait["modelId"],
-        trainingId=portrait["trainingId"],
-        trainingStatus=SEED001_STATUS.get(training["status"]) if training else None,
-        trainingProgress=progress,
-        styles=styles,
-        createdAt=portrait["createdAt"],
-        updatedAt=portrait["updatedAt"],
-        completedAt=portrait.get("completedAt"),
-        error=portrait.get("error"),
-        webhook=portrait.get("webhook"),
-        deliveries=await job_deliveries(context, portrait),
-    )

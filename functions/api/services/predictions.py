@@ -1,39 +1,23 @@
-"""Seed 001 predictions: several trained models mixed by weight, rendered in seed 001's words. No FastAPI."""
+"""The custom-models API's predictions: several trained models mixed by weight. No FastAPI here; the view is in
+functions/api/dialects/custom_models.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from events.envelope import utcnow
-from events.states import GenerationStatus
+from functions.api.dialects.custom_models import LABELS_FIELD
 from functions.api.errors import ApiError
-from functions.api.schemas.predictions import (
-    MIN_PREDICTION_SIDE,
-    CreatePredictionRequest,
-    PredictionView,
-    ScaleConfig,
-)
+from functions.api.schemas.predictions import MIN_PREDICTION_SIDE, CreatePredictionRequest
 from functions.api.services.adapters import combine, training_adapter
 from functions.api.services.generation import (
     GenerationOptions,
     build_generation,
     new_job_id,
     queue,
-    render_job,
 )
 from functions.api.services.webhooks import webhook_record
 from infra.runtime import ServiceContext
-
-# Seed 001 renders predictions as it renders trainings.
-SEED001_STATUS = {
-    GenerationStatus.QUEUED: "starting",
-    GenerationStatus.PROCESSING: "processing",
-    GenerationStatus.COMPLETED: "succeeded",
-    GenerationStatus.FAILED: "failed",
-    GenerationStatus.CANCELED: "canceled",
-}
-# Which job records are predictions: they keep their scaleConfigs labels, in order.
-LABELS_FIELD = "scaleConfigLabels"
 
 
 async def submit_prediction(
@@ -77,40 +61,6 @@ async def require_prediction(context: ServiceContext, tenant_id: str, prediction
     return job
 
 
-async def render_prediction(context: ServiceContext, job: dict[str, Any]) -> PredictionView:
-    """A prediction in seed 001's words, with fresh presigned URLs once it succeeded."""
-    view = await render_job(context, job)
-    request = job["request"]
-    adapters = request.get("adapters", [])
-    configs = {
-        label: ScaleConfig(modelId=a["modelId"], trainingId=a["trainingId"], scale=a["scale"])
-        for label, a in zip(job[LABELS_FIELD], adapters, strict=True)
-    }
-    return PredictionView(
-        predictionId=job["jobId"],
-        status=SEED001_STATUS[GenerationStatus(job["status"])],  # type: ignore[arg-type]
-        outputImages=[image.url for image in view.images],
-        prompt=request["prompt"],
-        scaleConfigs=configs,
-        adapters=view.adapters,
-        baseModel=request["baseModel"],
-        seed=request["seed"],
-        image_size={"width": request["width"], "height": request["height"]},
-        num_images=request["numOutputs"],
-        output_format=request["outputFormat"],
-        guidance_scale=request["guidanceScale"],
-        num_inference_steps=request["numInferenceSteps"],
-        createdAt=view.createdAt,
-        updatedAt=view.updatedAt,
-        startedAt=view.startedAt,
-        completedAt=view.completedAt,
-        error=view.error if job["status"] != GenerationStatus.CANCELED.value else None,
-        timings=view.timings,
-        webhook=view.webhook,
-        deliveries=view.deliveries,
-    )
-
-
 async def delete_prediction(context: ServiceContext, job: dict[str, Any]) -> None:
-    """Seed 001's soft delete: the prediction disappears from the API, its record and images stay."""
+    """The custom-models API's soft delete: the prediction disappears from the API, its record and images stay."""
     await context.jobs.update_fields(job["jobId"], {"deletedAt": utcnow().isoformat()})

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import timedelta
 from typing import Any
 
 from events.envelope import utcnow
-from events.states import TrainingStatus
 from events.usecases import trainings as usecase
 from functions.api.errors import ApiError
 from functions.api.schemas.models import canonical_parameters
-from functions.api.schemas.trainings import TrainingEpochView, TrainingProgressView, TrainingView
-from functions.api.services.models import queue_position
-from functions.api.services.webhooks import job_deliveries
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -52,11 +46,6 @@ async def start_training(
     )
 
 
-def estimated_completion(training: dict[str, Any]) -> str:
-    """When the training should end if it started now (seed 000's `estimatedCompletion`)."""
-    return (utcnow() + timedelta(seconds=float(training.get("estimatedSeconds", 0)))).isoformat()
-
-
 async def require_training(
     context: ServiceContext,
     tenant_id: str,
@@ -77,57 +66,6 @@ async def require_training(
     ):
         raise ApiError(404, "training_not_found", f"model {model_id!r} has no training {training_id!r}", field=field)
     return training
-
-
-# Seed 001 renders trainings as it renders predictions (and the use case words its refusals so too).
-SEED001_STATUS = usecase.FINISHED_WORDS
-
-
-async def render_training(context: ServiceContext, training: dict[str, Any]) -> TrainingView:
-    """A training in seed 001's words, with progress and epochs."""
-    status = TrainingStatus(training["status"])
-    progress = None
-    if training.get("progress") and status is TrainingStatus.RUNNING:
-        p = training["progress"]
-        progress = TrainingProgressView(
-            stage=p["stage"],
-            step=p["step"],
-            totalSteps=p["totalSteps"],
-            progress=round(p["step"] / p["totalSteps"], 4),
-            epoch=p["epoch"],
-            totalEpochs=p["totalEpochs"],
-            loss=p.get("loss"),
-            stepsPerSecond=p.get("stepsPerSecond"),
-            remainingTimeMs=p.get("remainingTimeMs"),
-            updatedAt=p["updatedAt"],
-        )
-    expiry = context.settings.presign_expiry_seconds
-    epochs = []
-    for name, info in sorted((training.get("epochs") or {}).items()):
-        urls = await asyncio.gather(*(context.store.presign_get(k, expiry) for k in info.get("sampleKeys", [])))
-        epochs.append(TrainingEpochView(epoch=name, step=info["step"], loss=info.get("loss"), sampleUrls=list(urls)))
-    error = training.get("error")
-    if status is TrainingStatus.CANCELED:
-        error = {"code": "canceled", "message": "the training was canceled"}
-    return TrainingView(
-        id=training["jobId"],
-        trainingId=training["jobId"],
-        modelId=training["modelId"],
-        status=SEED001_STATUS[status],  # type: ignore[arg-type]
-        triggerWord=training["triggerWord"],
-        createdAt=training["createdAt"],
-        updatedAt=training["updatedAt"],
-        startedAt=training.get("startedAt"),
-        completedAt=training.get("completedAt"),
-        cancelRequested=bool(training.get("cancelRequested")),
-        queuePosition=await queue_position(context, training) if status is TrainingStatus.QUEUED else None,
-        progress=progress,
-        epochs=epochs,
-        parameters=training["request"]["parameters"],
-        error=error,
-        webhook=training.get("webhook"),
-        deliveries=await job_deliveries(context, training),
-    )
 
 
 async def cancel_training(context: ServiceContext, training: dict[str, Any]) -> dict[str, Any]:

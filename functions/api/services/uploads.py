@@ -18,12 +18,12 @@ UPLOAD_KEY_PREFIX = "upl_"
 
 
 def new_upload_id() -> str:
-    """A fresh, unguessable upload id (the seed 004 `key`)."""
+    """A fresh, unguessable upload id (the headshot API's `key`)."""
     return f"{UPLOAD_KEY_PREFIX}{secrets.token_hex(12)}"
 
 
 async def upload_image(context: ServiceContext, tenant_id: str, data: bytes, name: str | None) -> dict[str, Any]:
-    """Validate and keep one image under a fresh key that expires (seed 004's upload endpoint)."""
+    """Validate and keep one image under a fresh key that expires (the headshot API's upload endpoint)."""
     image = await validate_image(context, data, field="file")
     upload_id = new_upload_id()
     key = upload_image_key(tenant_id, upload_id)
