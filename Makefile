@@ -24,6 +24,10 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+# The pure tier (no network) and the use cases against in-memory fakes of the ports: seconds, no servers.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/usecases
+
 demo: setup
 	$(VENV)/bin/lorafoundry demo
 

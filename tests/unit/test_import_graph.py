@@ -1,12 +1,17 @@
-"""The import graph of the four layers, read from the source with `ast` (nothing is imported).
+"""The import graph of the layers, read from the source with `ast` (nothing is imported).
 
-    events  <-  infra  <-  functions
-                       <-  workers
+    entry points (functions/, workers/)  ->  use cases (events/usecases/)  ->  kernel (the rest of events/)
+    entry points                         ->  adapters (infra/)             ->  kernel
 
-- `events` (the shared kernel) imports none of `infra`, `functions`, `workers`;
-- `infra` imports neither `functions` nor `workers` (the embedded stack names their handlers and modules as
-  strings and starts them as processes, as a Lambda runtime or a container would);
+- the kernel (contracts, state machines, storage keys, records, repository outcomes) imports only itself;
+- the use cases import only the kernel: they take their repositories, store and publisher as arguments typed
+  by the Protocols of `events/usecases/ports.py`, which the adapters satisfy structurally, so a use case runs
+  against in-memory fakes as it runs against DynamoDB;
+- `infra` (adapters) imports only the kernel: neither the use cases nor an entry point (the embedded stack
+  names the handlers and modules as strings and starts them as processes, as a Lambda runtime or a container
+  would);
 - `functions` does not import `workers`, and `workers` does not import `functions`;
+- the kernel and the use cases import no I/O library (AWS, Kafka, HTTP, images): all I/O is an adapter's;
 - only `workers/` imports torch, diffusers, peft or transformers: the API and the other functions must load
   without them (a Lambda package carries none of them).
 
@@ -25,15 +30,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("events", "infra", "functions", "workers")
+# Layers are named by the module prefix that holds them; the longest prefix wins (use cases live in events/).
+LAYERS = ("kernel", "usecases", "adapters", "functions", "workers")
+LAYER_PREFIXES = {
+    "events.usecases": "usecases",
+    "events": "kernel",
+    "infra": "adapters",
+    "functions": "functions",
+    "workers": "workers",
+}
+SOURCE_PACKAGES = ("events", "infra", "functions", "workers")
 
-# For each layer, the first-party packages it must not import.
+# For each layer, the layers it must not import.
 FORBIDDEN_LAYERS: dict[str, frozenset[str]] = {
-    "events": frozenset({"infra", "functions", "workers"}),
-    "infra": frozenset({"functions", "workers"}),
+    "kernel": frozenset({"usecases", "adapters", "functions", "workers"}),
+    "usecases": frozenset({"adapters", "functions", "workers"}),
+    "adapters": frozenset({"usecases", "functions", "workers"}),
     "functions": frozenset({"workers"}),
     "workers": frozenset({"functions"}),
 }
+# Libraries that do I/O (or decode images): the kernel and the use cases reach them only through ports.
+IO_LIBRARIES = frozenset(
+    {
+        "aiobotocore",
+        "botocore",
+        "boto3",
+        "aiokafka",
+        "confluent_kafka",
+        "httpx",
+        "requests",
+        "urllib3",
+        "fastapi",
+        "starlette",
+        "mangum",
+        "PIL",
+        "socket",
+        "subprocess",
+    }
+)
+PURE_LAYERS = frozenset({"kernel", "usecases"})
 # The model stack: importable from `workers/` only.
 MODEL_LIBRARIES = frozenset({"torch", "diffusers", "peft", "transformers"})
 MODEL_LAYER = "workers"
@@ -51,6 +86,11 @@ class Import:
     def top(self) -> str:
         return self.module.split(".")[0]
 
+    @property
+    def layer(self) -> str | None:
+        """The first-party layer the imported module belongs to, or None for a third-party one."""
+        return layer_of_module(self.module)
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -61,6 +101,19 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.imported.path}:{self.imported.line}: imports {self.imported.module!r} ({self.rule})"
+
+
+def layer_of_module(module: str) -> str | None:
+    """The layer of a dotted module name, by its longest matching prefix."""
+    for prefix in sorted(LAYER_PREFIXES, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return LAYER_PREFIXES[prefix]
+    return None
+
+
+def layer_of_path(path: str) -> str | None:
+    """The layer of a source file, e.g. "events/usecases/jobs.py" -> "usecases"."""
+    return layer_of_module(".".join(Path(path).with_suffix("").parts))
 
 
 def _package_of(path: str) -> list[str]:
@@ -105,19 +158,21 @@ def imports_of(source: str, path: str) -> Iterator[Import]:
 
 def violations_of(source: str, path: str) -> list[Violation]:
     """What in `source` breaks the layering rules, for a file at `path` (relative to the root)."""
-    layer = Path(path).parts[0]
-    forbidden = FORBIDDEN_LAYERS.get(layer, frozenset())
+    layer = layer_of_path(path)
+    forbidden = FORBIDDEN_LAYERS.get(layer or "", frozenset())
     found = []
     for imported in imports_of(source, path):
-        if imported.top in forbidden:
-            found.append(Violation(imported, f"{layer} must not import {imported.top}"))
+        if imported.layer in forbidden:
+            found.append(Violation(imported, f"{layer} must not import {imported.layer}"))
         elif imported.top in MODEL_LIBRARIES and layer != MODEL_LAYER:
             found.append(Violation(imported, f"only {MODEL_LAYER}/ may import {imported.top}"))
+        elif imported.top in IO_LIBRARIES and layer in PURE_LAYERS:
+            found.append(Violation(imported, f"{layer} does no I/O: {imported.top} is an adapter's"))
     return found
 
 
 def source_files() -> list[Path]:
-    return sorted(p for layer in LAYERS for p in (ROOT / layer).rglob("*.py") if ".venv" not in p.parts)
+    return sorted(p for package in SOURCE_PACKAGES for p in (ROOT / package).rglob("*.py") if ".venv" not in p.parts)
 
 
 def all_violations() -> list[Violation]:
@@ -134,12 +189,12 @@ def _report(found: list[Violation]) -> str:
 def test_every_layer_has_sources() -> None:
     files = source_files()
     for layer in LAYERS:
-        assert any(f.relative_to(ROOT).parts[0] == layer for f in files), f"no .py files found under {layer}/"
+        assert any(layer_of_path(f.relative_to(ROOT).as_posix()) == layer for f in files), f"no sources in {layer}"
 
 
 @pytest.mark.parametrize("layer", LAYERS)
 def test_layer_imports_point_one_way(layer: str) -> None:
-    found = [v for v in all_violations() if v.imported.path.startswith(f"{layer}/") and "must not import" in v.rule]
+    found = [v for v in all_violations() if layer_of_path(v.imported.path) == layer and "must not import" in v.rule]
     assert not found, _report(found)
 
 
@@ -153,7 +208,7 @@ def test_workers_do_import_the_model_libraries() -> None:
     tops = {
         i.top
         for f in source_files()
-        if f.relative_to(ROOT).parts[0] == MODEL_LAYER
+        if layer_of_path(f.relative_to(ROOT).as_posix()) == MODEL_LAYER
         for i in imports_of(f.read_text(encoding="utf-8"), f.relative_to(ROOT).as_posix())
     }
     assert {"torch", "diffusers"} <= tops
@@ -196,14 +251,34 @@ def test_checker_catches_synthetic_violations() -> None:
         (21, "workers.trainer"),
     ]
     message = _report(found)
-    assert "infra/bad.py:6: imports 'functions.api.app' (infra must not import functions)" in message
+    assert "infra/bad.py:6: imports 'functions.api.app' (adapters must not import functions)" in message
     assert "infra/bad.py:14: imports 'torch.nn' (only workers/ may import torch)" in message
 
 
 def test_checker_rules_per_layer() -> None:
     assert [str(v) for v in violations_of("from infra.settings import Settings\n", "events/x.py")] == [
-        "events/x.py:1: imports 'infra.settings' (events must not import infra)"
+        "events/x.py:1: imports 'infra.settings' (kernel must not import adapters)"
     ]
+    assert [str(v) for v in violations_of("from events.usecases.jobs import queue_job\n", "events/states.py")] == [
+        "events/states.py:1: imports 'events.usecases.jobs' (kernel must not import usecases)"
+    ]
+    assert [str(v) for v in violations_of("from infra.runtime import ServiceContext\n", "events/usecases/x.py")] == [
+        "events/usecases/x.py:1: imports 'infra.runtime' (usecases must not import adapters)"
+    ]
+    assert [str(v) for v in violations_of("from events.usecases import jobs\n", "infra/x.py")] == [
+        "infra/x.py:1: imports 'events.usecases' (adapters must not import usecases)"
+    ]
+    assert [str(v) for v in violations_of("import aiokafka\nfrom PIL import Image\n", "events/usecases/x.py")] == [
+        "events/usecases/x.py:1: imports 'aiokafka' (usecases does no I/O: aiokafka is an adapter's)",
+        "events/usecases/x.py:2: imports 'PIL' (usecases does no I/O: PIL is an adapter's)",
+    ]
+    # Use cases and adapters both build on the kernel; entry points on everything below them.
+    assert (
+        violations_of("from events.states import MODEL\nfrom events.persistence import StaleWrite\n", "infra/x.py")
+        == []
+    )
+    assert violations_of("from events.records import jobs\n", "events/usecases/x.py") == []
+    assert violations_of("from events.usecases import jobs\nfrom infra.runtime import S\n", "functions/x.py") == []
     assert violations_of("from infra.settings import Settings\nimport torch\n", "workers/x.py") == []
     assert [v.imported.module for v in violations_of("import functions.kafka_events\n", "workers/x.py")] == [
         "functions.kafka_events"
