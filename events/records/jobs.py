@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events.generation import GenerationRequestedData
 from events.lifecycle import JobError
+from events.markers import GenerationRun
 from events.records.base import IsoTime, StoredRecord, now_iso
 from events.states import GenerationStatus, JobKind, PortraitStatus, TrainingStatus
-from events.training import TrainingProgress, TrainingRequestedData
+from events.training import TrainingProgress, TrainingRequestedData, TrainingRun
 from events.webhooks import WebhookSubscription
 
 
@@ -81,8 +82,8 @@ class GenerationJob(JobRecordBase):
     kind: Literal[JobKind.GENERATION] = Field(default=JobKind.GENERATION, description="The job's kind.")
     status: GenerationStatus = Field(default=GenerationStatus.QUEUED, description="Where the job is.")
     request: GenerationRequestedData = Field(description="The `generation.requested` data the job runs.")
-    result: dict[str, Any] | None = Field(
-        default=None, description="The worker's result.json, less `jobId` and `outputs` (parameters, timings)."
+    result: GenerationRun | None = Field(
+        default=None, description="How it ran (the worker's result.json less `jobId` and `outputs`)."
     )
     scaleConfigLabels: list[str] | None = Field(
         default=None, description="The custom-models API's prediction: the labels of its scale configs."
@@ -105,8 +106,8 @@ class TrainingJob(JobRecordBase):
     progress: TrainingProgress | None = Field(default=None, description="The latest progress.json snapshot.")
     progressSeq: int | None = Field(default=None, ge=0, description="`seq` of the recorded progress snapshot.")
     adapterKey: str | None = Field(default=None, description="S3 key of the final adapter, on success.")
-    result: dict[str, Any] | None = Field(
-        default=None, description="The worker's result.json, less `trainingId` and `modelId`."
+    result: TrainingRun | None = Field(
+        default=None, description="How it ran (the worker's result.json less `trainingId` and `modelId`)."
     )
     cancelRequested: bool | None = Field(default=None, description="The caller asked a running training to stop.")
     cancelRequestedAt: IsoTime | None = Field(default=None, description="When the stop was asked for.")

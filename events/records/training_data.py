@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from events.lifecycle import JobError
 from events.records.base import IsoTime, StoredRecord, now_iso
 from events.states import UploadStatus
 
@@ -25,6 +26,6 @@ class TrainingImageRecord(StoredRecord):
     format: str | None = Field(default=None, description="The uploaded file's image format (e.g. JPEG).")
     bytes: int | None = Field(default=None, ge=0, description="The uploaded file's size in bytes.")
     sha256: str | None = Field(default=None, description="SHA-256 of the normalized image.")
-    error: dict[str, str] | None = Field(default=None, description="Why it was rejected: `code` and `message`.")
+    error: JobError | None = Field(default=None, description="Why it was rejected (the one failure model).")
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the image was first recorded.")
     updatedAt: IsoTime = Field(default_factory=now_iso, description="When it was last written.")

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from events.lifecycle import JobError
 from events.records.base import IsoTime, StoredRecord, now_iso
 from events.states import UploadStatus
 
@@ -33,7 +34,7 @@ class UploadRecord(StoredRecord):
     format: str | None = Field(default=None, description="The uploaded file's image format.")
     bytes: int | None = Field(default=None, ge=0, description="The uploaded file's size in bytes.")
     sha256: str | None = Field(default=None, description="SHA-256 of the normalized image.")
-    error: dict[str, str] | None = Field(default=None, description="Why it was rejected: `code` and `message`.")
+    error: JobError | None = Field(default=None, description="Why it was rejected (the one failure model).")
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the upload was recorded.")
     updatedAt: IsoTime = Field(default_factory=now_iso, description="When it was last written.")
     expiresAt: int = Field(default=0, ge=0, description="When it expires (epoch seconds; set on creation).")

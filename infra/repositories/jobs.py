@@ -7,7 +7,7 @@ indexes' partition are picked by the job's kind (given, or implied by a target s
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from botocore.exceptions import ClientError
 
@@ -189,24 +189,23 @@ class JobRepository(VersionedRepository[AnyJob]):
 
     @overload
     async def claim(
-        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: type[GenerationJob]
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: Literal[JobKind.GENERATION]
     ) -> GenerationJob | None: ...
     @overload
     async def claim(
-        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: type[TrainingJob]
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: Literal[JobKind.TRAINING]
     ) -> TrainingJob | None: ...
     async def claim(
-        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: type[GenerationJob] | type[TrainingJob]
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: JobKind
     ) -> GenerationJob | TrainingJob | None:
-        """Take a queued job of `kind` (its record class), or a running one whose lease lapsed; None if
-        someone else holds it (or the job is of another kind)."""
-        job_kind: JobKind = kind.model_fields["kind"].default
-        running = self._running(job_kind)
+        """Take a queued job of `kind`, or a running one whose lease lapsed (or that this worker already
+        holds); None if someone else holds it, or the job is of another kind. Portraits are not claimed."""
+        running = self._running(kind)
         now = utcnow()
         sets = self._stored(
             {
                 "status": running.value,
-                IN_FLIGHT_ATTRIBUTE: QUEUE_FOR_KIND[job_kind],
+                IN_FLIGHT_ATTRIBUTE: QUEUE_FOR_KIND[kind],
                 "leaseOwner": worker_id,
                 "leaseExpiresAt": now.timestamp() + lease_seconds,
                 "updatedAt": now.isoformat(),
@@ -215,16 +214,14 @@ class JobRepository(VersionedRepository[AnyJob]):
         )
         # The same worker may re-claim (a redelivery to the owner after a restart with the same id).
         # Only a job of `kind`: a generation item from before every writer set `kind` has none.
-        of_kind = (
-            "(attribute_not_exists(#kind) OR #kind = :kind)" if job_kind is JobKind.GENERATION else "#kind = :kind"
-        )
+        of_kind = "(attribute_not_exists(#kind) OR #kind = :kind)" if kind is JobKind.GENERATION else "#kind = :kind"
         condition = (
             f"{of_kind} AND (#status = :queued OR "
             "(#status = :processing AND (leaseExpiresAt < :now OR leaseOwner = :me)))"
         )
         values = {
-            ":kind": job_kind.value,
-            ":queued": MACHINE_FOR_KIND[job_kind].initial.value,
+            ":kind": kind.value,
+            ":queued": MACHINE_FOR_KIND[kind].initial.value,
             ":processing": running.value,
             ":now": now.timestamp(),
             ":me": worker_id,
@@ -244,7 +241,7 @@ class JobRepository(VersionedRepository[AnyJob]):
             )
         except StaleWrite:
             return None
-        assert isinstance(claimed, kind)
+        assert isinstance(claimed, GenerationJob | TrainingJob)
         return claimed
 
     async def renew_lease(self, job_id: str, worker_id: str, lease_seconds: int, *, kind: JobKind) -> bool:
