@@ -300,7 +300,7 @@ class JobRepository(VersionedRepository[AnyJob]):
             KeyConditionExpression="modelId = :m",
             FilterExpression="#kind = :k",
             ExpressionAttributeNames={"#kind": "kind"},
-            ExpressionAttributeValues={":m": serialize(model_id), ":k": serialize(kind.value)},
+            ExpressionAttributeValues={":m": serialize(model_id), ":k": serialize(JobKind(kind).value)},
             ScanIndexForward=False,
         )
         return [self.parse(i) for i in items]
