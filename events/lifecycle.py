@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from events.envelope import TYPE_PREFIX, CloudEvent
+from events.states import STATUS_FOR_KIND, JobKind, JobStatus
 
 JOB_STARTED = f"{TYPE_PREFIX}job.started.v1"
 JOB_SUCCEEDED = f"{TYPE_PREFIX}job.succeeded.v1"
@@ -28,7 +29,10 @@ EVENT_TYPE_FOR_STATUS = {
     "canceled": JOB_CANCELED,
 }
 
-JobKind = Literal["generation", "training", "portrait"]
+__all__ = ["JobError", "JobKind", "JobLifecycle", "JobLifecycleData", "JobProgress", "lifecycle_event_id"]
+
+# Every status word of every kind: what the wire's `status` may be (each kind's own words are checked below).
+ALL_STATUS_WORDS = sorted({status.value for enum in STATUS_FOR_KIND.values() for status in enum})
 
 
 class JobError(BaseModel):
@@ -57,12 +61,37 @@ class JobLifecycleData(BaseModel):
 
     jobId: str = Field(min_length=1, max_length=64)
     kind: JobKind
-    status: str = Field(min_length=1, max_length=32, description="The job's new status, in internal words.")
+    # On the wire `status` stays one string whose allowed values are all the status words: the schema cannot
+    # tie a status to `kind` without restructuring the published document per kind (which consumers written
+    # against the string would not follow). Python checks the word against `kind` (`_status_of_its_kind`)
+    # and holds it as that kind's enum.
+    status: Annotated[
+        JobStatus,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "enum": ALL_STATUS_WORDS,
+                "title": "Status",
+                "description": "The job's new status, in internal words: a status of its kind's state machine.",
+            }
+        ),
+    ]
     occurredAt: AwareDatetime
     outputs: list[str] = Field(default_factory=list, description="S3 keys of the outputs, on success.")
     error: JobError | None = None
     progress: JobProgress | None = Field(default=None, description="job.progress: where the job is.")
     epoch: str | None = Field(default=None, description="job.checkpoint: the epoch whose checkpoint was written.")
+
+    @model_validator(mode="after")
+    def _status_of_its_kind(self) -> JobLifecycleData:
+        enum = STATUS_FOR_KIND[self.kind]
+        try:
+            typed = enum(str(self.status))
+        except ValueError:
+            raise ValueError(f"status {self.status!s} is not a status of a {self.kind.value} job") from None
+        # Set without revalidating (that would call this validator again).
+        self.__dict__["status"] = typed
+        return self
 
 
 class JobLifecycle(CloudEvent[JobLifecycleData]):

@@ -18,13 +18,12 @@ class StageTimings(BaseModel):
     uploadMs: float = Field(ge=0, description="Encoding and writing the outputs to S3.")
 
 
-class GenerationResult(BaseModel):
-    """`jobs/{jobId}/result.json`: written last, after every output exists."""
+class GenerationRun(BaseModel):
+    """How a generation ran: its result.json less the job id and outputs (what the job record keeps as
+    `result`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    jobId: str
-    outputs: list[str] = Field(min_length=1)
     mode: str = Field(default="text-to-image", description="text-to-image, image-to-image or inpainting.")
     strength: float | None = Field(default=None, description="image-to-image and inpainting: the strength used.")
     width: int
@@ -40,6 +39,13 @@ class GenerationResult(BaseModel):
     startedAt: AwareDatetime
     completedAt: AwareDatetime
     timings: StageTimings
+
+
+class GenerationResult(GenerationRun):
+    """`jobs/{jobId}/result.json`: written last, after every output exists."""
+
+    jobId: str
+    outputs: list[str] = Field(min_length=1)
 
 
 class JobFailure(BaseModel):

@@ -10,6 +10,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 
+class JobKind(StrEnum):
+    """The three kinds of job in the jobs table, each with its own state machine."""
+
+    GENERATION = "generation"
+    TRAINING = "training"
+    PORTRAIT = "portrait"
+
+
 class GenerationStatus(StrEnum):
     """Life of a generation job, in the Realm-style images API's words (plus canceled)."""
 
@@ -48,6 +56,37 @@ class PortraitStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+class UploadStatus(StrEnum):
+    """Where an upload (and the training image it stands for) stands: validated once, out of `pending`."""
+
+    PENDING = "pending"
+    READY = "ready"
+    REJECTED = "rejected"
+
+
+class IdempotencyStatus(StrEnum):
+    """Where the first request of an idempotency key is."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class ApiKeyStatus(StrEnum):
+    """Whether an API key still opens the door."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery stands: pending until delivered, gone (410) or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    GONE = "gone"
+    FAILED = "failed"
 
 
 class IllegalTransition(ValueError):
@@ -138,3 +177,29 @@ MODEL_STATUS_AFTER_TRAINING = {
     TrainingStatus.FAILED: ModelStatus.FAILED,
     TrainingStatus.CANCELED: ModelStatus.TRAINING_CANCELED,
 }
+
+JobStatus = GenerationStatus | TrainingStatus | PortraitStatus
+
+# Each kind's state machine, its status enum, and the status a worker's claim moves a queued job to (None:
+# nobody claims it; a portrait is moved along by the portrait flow).
+MACHINE_FOR_KIND: Mapping[JobKind, StateMachine] = {
+    JobKind.GENERATION: GENERATION,
+    JobKind.TRAINING: TRAINING,
+    JobKind.PORTRAIT: PORTRAIT,
+}
+STATUS_FOR_KIND: Mapping[JobKind, type[StrEnum]] = {
+    JobKind.GENERATION: GenerationStatus,
+    JobKind.TRAINING: TrainingStatus,
+    JobKind.PORTRAIT: PortraitStatus,
+}
+KIND_FOR_STATUS: Mapping[type[StrEnum], JobKind] = {status: kind for kind, status in STATUS_FOR_KIND.items()}
+RUNNING_FOR_KIND: Mapping[JobKind, StrEnum | None] = {
+    JobKind.GENERATION: GenerationStatus.PROCESSING,
+    JobKind.TRAINING: TrainingStatus.RUNNING,
+    JobKind.PORTRAIT: None,
+}
+
+
+def job_status(kind: JobKind, value: str) -> StrEnum:
+    """`value` as the status enum of `kind`; ValueError if that kind has no such status."""
+    return STATUS_FOR_KIND[kind](value)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote_plus
 
+from events.states import JobKind
+
 
 class Marker(StrEnum):
     """Objects whose creation changes a job's status."""
@@ -125,20 +127,13 @@ def training_adapter_key(training_id: str) -> str:
     return f"{training_prefix(training_id)}adapter.safetensors"
 
 
-class JobKind(StrEnum):
-    """Which family of markers a key belongs to."""
-
-    GENERATION = "generation"
-    TRAINING = "training"
-
-
 @dataclass(frozen=True)
 class JobMarkerRef:
     """A parsed marker key: a job status marker, or (with `epoch`) a training's epoch marker."""
 
     job_id: str
     marker: Marker | None
-    kind: JobKind = JobKind.GENERATION
+    kind: JobKind = JobKind.GENERATION  # generation or training: the two kinds that write markers
     epoch: str | None = None
 
 

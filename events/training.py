@@ -147,13 +147,12 @@ class EpochCheckpoint(BaseModel):
     createdAt: AwareDatetime
 
 
-class TrainingResult(BaseModel):
-    """`trainings/{id}/result.json`: written last, after the final adapter."""
+class TrainingRun(BaseModel):
+    """How a training ran: its result.json less the training and model ids (what the training's job record
+    keeps as `result`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    trainingId: str
-    modelId: str
     adapterKey: str
     triggerWord: str
     epochs: list[str]
@@ -165,6 +164,13 @@ class TrainingResult(BaseModel):
     startedAt: AwareDatetime
     completedAt: AwareDatetime
     trainSeconds: float = Field(ge=0)
+
+
+class TrainingResult(TrainingRun):
+    """`trainings/{id}/result.json`: written last, after the final adapter."""
+
+    trainingId: str
+    modelId: str
 
 
 class TrainingFailure(BaseModel):

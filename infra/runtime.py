@@ -5,13 +5,12 @@ Handlers and workers open one `ServiceContext` per process (per warm Lambda cont
 
 from __future__ import annotations
 
-from events.states import PORTRAIT, TRAINING, PortraitStatus, TrainingStatus
 from infra.aws import AwsClients
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.kafka import EventPublisher, create_producer
 from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
-from infra.repositories.jobs import JOB_QUEUE_TRAINING, JobRepository
+from infra.repositories.jobs import JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
 from infra.repositories.training_data import TrainingDataRepository
@@ -56,20 +55,8 @@ class ServiceContext:
 
     @property
     def jobs(self) -> JobRepository:
-        """Generation jobs."""
+        """Jobs of every kind (generations, trainings, portraits): one table, each kind its state machine."""
         return JobRepository(self.clients.dynamodb, self.settings.jobs_table)
-
-    @property
-    def trainings(self) -> JobRepository:
-        """Training jobs (same table as generations, their own state machine)."""
-        return JobRepository(
-            self.clients.dynamodb, self.settings.jobs_table, TRAINING, TrainingStatus.RUNNING, JOB_QUEUE_TRAINING
-        )
-
-    @property
-    def portraits(self) -> JobRepository:
-        """Headshot portrait jobs (same table, their own state machine)."""
-        return JobRepository(self.clients.dynamodb, self.settings.jobs_table, PORTRAIT, PortraitStatus.GENERATING)
 
     @property
     def base_models(self) -> dict[str, BaseModelSpec]:

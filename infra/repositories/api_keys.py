@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.envelope import utcnow
-from infra.repositories.dynamo import from_item, serialize, to_item
+from events.records.api_keys import ApiKeyRecord
+from events.states import ApiKeyStatus
+from infra.repositories.dynamo import from_item, record_item, serialize, to_item
 
 KEY_PREFIX = "lf_"
 # Longer than any key we issue; a longer token is refused before it is hashed or looked up.
@@ -90,9 +92,9 @@ class ApiKeyCache:
     def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
-        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
 
-    def get(self, key_hash: str) -> dict[str, Any] | None:
+    def get(self, key_hash: str) -> ApiKeyRecord | None:
         """The cached record, if it was read less than `ttl_seconds` ago."""
         entry = self._entries.get(key_hash)
         if entry is None:
@@ -102,7 +104,7 @@ class ApiKeyCache:
             return None
         return entry[1]
 
-    def put(self, key_hash: str, record: dict[str, Any]) -> None:
+    def put(self, key_hash: str, record: ApiKeyRecord) -> None:
         """Remember an active key's record (no-op when caching is off)."""
         if self.ttl_seconds <= 0:
             return
@@ -145,21 +147,17 @@ class ApiKeyRepository:
         """
         key_hash = hash_api_key(raw_key)
         key_id = f"key_{key_hash[:12]}"
-        await self.dynamodb.put_item(
-            TableName=self.table,
-            Item=to_item(
-                {
-                    "keyHash": key_hash,
-                    "keyId": key_id,
-                    "tenantId": tenant_id,
-                    "name": name,
-                    "status": "active",
-                    "signingSecret": signing_secret,
-                    "requireSignedDeletes": require_signed_deletes,
-                    "createdAt": utcnow().isoformat(),
-                }
-            ),
+        record = ApiKeyRecord(
+            keyHash=key_hash,
+            keyId=key_id,
+            tenantId=tenant_id,
+            name=name,
+            status=ApiKeyStatus.ACTIVE,
+            signingSecret=signing_secret,
+            requireSignedDeletes=require_signed_deletes,
+            createdAt=utcnow().isoformat(),
         )
+        await self.dynamodb.put_item(TableName=self.table, Item=record_item(record))
         if self.cache is not None:
             self.cache.forget(key_hash)
         return key_id
@@ -172,12 +170,15 @@ class ApiKeyRepository:
             Key=to_item({"keyHash": key_hash}),
             UpdateExpression="SET #status = :revoked, revokedAt = :now",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":revoked": serialize("revoked"), ":now": serialize(utcnow().isoformat())},
+            ExpressionAttributeValues={
+                ":revoked": serialize(ApiKeyStatus.REVOKED.value),
+                ":now": serialize(utcnow().isoformat()),
+            },
         )
         if self.cache is not None:
             self.cache.forget(key_hash)
 
-    async def lookup(self, raw_key: str) -> dict[str, Any] | None:
+    async def lookup(self, raw_key: str) -> ApiKeyRecord | None:
         """The record of an active key, or None for an unknown or revoked key (cached for a few seconds)."""
         key_hash = hash_api_key(raw_key)
         if self.cache is not None and (cached := self.cache.get(key_hash)) is not None:
@@ -188,21 +189,21 @@ class ApiKeyRepository:
         item = response.get("Item")
         if not item:
             return None
-        record = from_item(item)
-        if record.get("status") != "active":
+        record = ApiKeyRecord.model_validate(from_item(item))
+        if record.status is not ApiKeyStatus.ACTIVE:
             return None
         if self.cache is not None:
             self.cache.put(key_hash, record)
         return record
 
-    async def authenticate(self, credentials: Credentials) -> dict[str, Any] | None:
+    async def authenticate(self, credentials: Credentials) -> ApiKeyRecord | None:
         """The active key's record if the credentials hold: the key exists and, when a secret is presented
         (Basic), it is that key's signing secret, compared in constant time. None otherwise."""
         record = await self.lookup(credentials.api_key)
         if record is None:
             return None
         if credentials.secret is not None:
-            stored = record.get("signingSecret")
+            stored = record.signingSecret
             if not stored or not hmac.compare_digest(credentials.secret.encode(), stored.encode()):
                 return None
         return record
@@ -210,4 +211,4 @@ class ApiKeyRepository:
     async def tenant_for(self, raw_key: str) -> str | None:
         """The tenant an active key belongs to, or None for an unknown or revoked key."""
         record = await self.lookup(raw_key)
-        return record["tenantId"] if record else None
+        return record.tenantId if record else None

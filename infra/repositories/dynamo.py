@@ -1,12 +1,17 @@
-"""Conversion between plain Python values and DynamoDB attribute values."""
+"""Conversion between plain Python values (and typed records) and DynamoDB attribute values."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Annotated, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
+
+from events.records.base import StoredRecord
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -68,3 +73,35 @@ async def query_all(dynamodb: Any, **kwargs: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in response:
             return items
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def record_item(record: StoredRecord) -> dict[str, Any]:
+    """A typed record as a DynamoDB item (None left out, floats as exact decimals, string sets as SS)."""
+    return to_item(record.to_document())
+
+
+def declared_fields(record_classes: tuple[type[StoredRecord], ...], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` of a partial update as stored values, each validated by the first of `record_classes` that
+    declares it; ValueError naming any field none declares (nothing undeclared reaches the table)."""
+    stored: dict[str, Any] = {}
+    for name, value in fields.items():
+        owner = next((cls for cls in record_classes if cls.declares(name)), None)
+        if owner is None:
+            names = ", ".join(cls.__name__ for cls in record_classes)
+            raise ValueError(f"{name!r} is not a field of {names}")
+        if value is None:
+            stored[name] = None
+            continue
+        adapter = _field_adapter(owner, name)
+        stored[name] = adapter.dump_python(adapter.validate_python(value), mode="json")
+        if name in owner.string_sets:
+            stored[name] = set(stored[name])
+    return stored
+
+
+@cache
+def _field_adapter(owner: type[StoredRecord], name: str) -> TypeAdapter[Any]:
+    info = owner.model_fields[name]
+    if not info.metadata:
+        return TypeAdapter(info.annotation)
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[valid-type]

@@ -9,37 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.repositories.dynamo import from_item, is_condition_failure, serialize, to_item
+from events.records.idempotency import IdempotencyRecord, StoredResponse
+from events.states import IdempotencyStatus
+from infra.repositories.dynamo import from_item, is_condition_failure, record_item, serialize
 
-
-class IdempotencyStatus(StrEnum):
-    """Where the first request of a key is."""
-
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    """The first request's response, replayed to every repeat."""
-
-    status: int
-    headers: dict[str, str]
-    body: str
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """What is known about a key."""
-
-    fingerprint: str
-    status: IdempotencyStatus
-    response: StoredResponse | None
+__all__ = ["Claim", "IdempotencyRecord", "IdempotencyRepository", "IdempotencyStatus", "StoredResponse"]
 
 
 @dataclass(frozen=True)
@@ -61,15 +39,8 @@ def _takeable(item: dict[str, Any], now: int) -> bool:
 
 def _record(raw: dict[str, Any]) -> IdempotencyRecord | None:
     """A stored item as a record; None once past `expiresAt`."""
-    item = from_item(raw)
-    if int(item["expiresAt"]) < time.time():
-        return None
-    stored = item.get("response")
-    return IdempotencyRecord(
-        fingerprint=item["fingerprint"],
-        status=IdempotencyStatus(item["status"]),
-        response=StoredResponse(int(stored["status"]), dict(stored["headers"]), stored["body"]) if stored else None,
-    )
+    record = IdempotencyRecord.model_validate(from_item(raw))
+    return None if record.expiresAt < time.time() else record
 
 
 class IdempotencyRepository:
@@ -88,14 +59,14 @@ class IdempotencyRepository:
         with a lapsed lock is taken over by a second write, conditional on exactly that (two racing takeovers:
         one wins)."""
         now = int(time.time())
-        item = to_item(
-            {
-                "scope": scope,
-                "fingerprint": fingerprint,
-                "status": IdempotencyStatus.IN_PROGRESS.value,
-                "lockedUntil": now + lock_seconds,
-                "expiresAt": now + ttl_seconds,
-            }
+        item = record_item(
+            IdempotencyRecord(
+                scope=scope,
+                fingerprint=fingerprint,
+                status=IdempotencyStatus.IN_PROGRESS,
+                lockedUntil=now + lock_seconds,
+                expiresAt=now + ttl_seconds,
+            )
         )
         held = await self._put_unless(item, "attribute_not_exists(#scope)", {"#scope": "scope"}, {})
         if held is None:
@@ -142,16 +113,17 @@ class IdempotencyRepository:
     async def complete(self, scope: str, claim: Claim, fingerprint: str, response: StoredResponse) -> None:
         """Store the first request's response, as one put of the whole record (cheaper than an update) on
         the condition that the record is still this request's (its fingerprint)."""
+        assert claim.expires_at is not None, "only an owned claim stores a response"
         await self.dynamodb.put_item(
             TableName=self.table,
-            Item=to_item(
-                {
-                    "scope": scope,
-                    "fingerprint": fingerprint,
-                    "status": IdempotencyStatus.COMPLETED.value,
-                    "expiresAt": claim.expires_at,
-                    "response": {"status": response.status, "headers": response.headers, "body": response.body},
-                }
+            Item=record_item(
+                IdempotencyRecord(
+                    scope=scope,
+                    fingerprint=fingerprint,
+                    status=IdempotencyStatus.COMPLETED,
+                    expiresAt=claim.expires_at,
+                    response=response,
+                )
             ),
             ConditionExpression="fingerprint = :fingerprint",
             ExpressionAttributeValues={":fingerprint": serialize(fingerprint)},

@@ -1,14 +1,31 @@
-"""Jobs (generations and trainings) in DynamoDB: claimed with a lease, moved by conditional writes."""
+"""The jobs table (generations, trainings, portraits): claimed with a lease, moved by conditional writes.
+
+One repository for the whole table: the state machine, the status a claim moves a job to and the sparse
+indexes' partition are picked by the job's kind (given, or implied by a target status's enum type).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from botocore.exceptions import ClientError
 
 from events.envelope import utcnow
-from events.states import GENERATION, GenerationStatus, StateMachine
+from events.records.base import StoredRecord
+from events.records.jobs import JOB_CLASSES, EpochRecord, GenerationJob, Job, PortraitJob, TrainingJob, parse_job
+from events.states import (
+    GENERATION,
+    KIND_FOR_STATUS,
+    MACHINE_FOR_KIND,
+    RUNNING_FOR_KIND,
+    GenerationStatus,
+    JobKind,
+    PortraitStatus,
+    StateMachine,
+    TrainingStatus,
+)
+from events.training import TrainingProgress
 from infra.repositories.dynamo import is_condition_failure, query_all, serialize
 from infra.repositories.versioned import (
     Advance,
@@ -27,38 +44,104 @@ QUEUE_ATTRIBUTE = "queue"
 IN_FLIGHT_ATTRIBUTE = "inFlight"
 JOB_QUEUE_TRAINING = "training"
 JOB_QUEUE_GENERATION = "generation"
+# The sparse indexes' partition of each kind that waits for workers (portraits wait for nobody).
+QUEUE_FOR_KIND: dict[JobKind, str] = {JobKind.GENERATION: JOB_QUEUE_GENERATION, JobKind.TRAINING: JOB_QUEUE_TRAINING}
+QUEUED_KINDS = tuple(QUEUE_FOR_KIND)
 
-__all__ = ["Advance", "AdvanceOutcome", "JobExists", "JobRepository", "StaleWrite"]
+AnyJob = GenerationJob | TrainingJob | PortraitJob
+JobT = TypeVar("JobT", GenerationJob, TrainingJob, PortraitJob)
+
+__all__ = [
+    "QUEUED_KINDS",
+    "Advance",
+    "AdvanceOutcome",
+    "Job",
+    "JobExists",
+    "JobRepository",
+    "StaleWrite",
+]
 
 
-class JobRepository(VersionedRepository):
-    """Reads and conditional writes of job items."""
+def kind_of(target: StrEnum) -> JobKind:
+    """The kind of job whose status `target` is."""
+    return KIND_FOR_STATUS[type(target)]
+
+
+class JobRepository(VersionedRepository[AnyJob]):
+    """Reads and conditional writes of job records of every kind."""
 
     key_name = "jobId"
 
-    def __init__(
-        self,
-        dynamodb: Any,
-        table: str,
-        machine: StateMachine = GENERATION,
-        running: StrEnum = GenerationStatus.PROCESSING,
-        queue: str = JOB_QUEUE_GENERATION,
-    ) -> None:
-        super().__init__(dynamodb, table, machine)
-        self.running = running  # the status a claim moves a queued job to
-        self.queue = queue  # the sparse indexes' partition for these jobs
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        super().__init__(dynamodb, table, GENERATION)
+
+    # -- what the table holds -------------------------------------------------------------------------------
+    def parse(self, item: dict[str, Any]) -> AnyJob:
+        """A stored job item as the record class of its kind."""
+        return parse_job(item)
+
+    def record_classes(self, target: StrEnum | None = None) -> tuple[type[StoredRecord], ...]:
+        """The class of `target`'s kind; without a target, every kind (a field is checked by the first that
+        declares it: the shared fields are declared once, on their common base)."""
+        if target is not None:
+            return (JOB_CLASSES[kind_of(target)],)
+        return tuple(JOB_CLASSES.values())
+
+    def machine_for(self, target: StrEnum) -> StateMachine:
+        """The state machine of `target`'s kind."""
+        return MACHINE_FOR_KIND[kind_of(target)]
+
+    @staticmethod
+    def _running(kind: JobKind) -> StrEnum:
+        running = RUNNING_FOR_KIND[kind]
+        if running is None or kind not in QUEUE_FOR_KIND:
+            raise ValueError(f"{kind.value} jobs are not claimed by workers")
+        return running
+
+    # -- reads ----------------------------------------------------------------------------------------------
+    async def get_as(self, record_id: str, cls: type[JobT]) -> JobT | None:
+        """A job of one kind (`GenerationJob`, `TrainingJob`, `PortraitJob`); None if absent or of another."""
+        job = await self.get(record_id)
+        return job if isinstance(job, cls) else None
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    async def create(self, record: JobT) -> JobT:  # type: ignore[override]
+        """Insert a new job in the status it carries (its kind's initial one by default); a kind that waits
+        for workers is put in its queue partition. Raises RecordExists (JobExists) if the id is taken."""
+        if record.queue is None and record.kind in QUEUE_FOR_KIND:
+            record = record.model_copy(update={"queue": QUEUE_FOR_KIND[record.kind]})
+        return await super().create(record)  # type: ignore[return-value]
+
+    @overload
+    async def advance(
+        self, record_id: str, target: GenerationStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[GenerationJob]: ...
+    @overload
+    async def advance(
+        self, record_id: str, target: TrainingStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[TrainingJob]: ...
+    @overload
+    async def advance(
+        self, record_id: str, target: PortraitStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[PortraitJob]: ...
+    async def advance(  # type: ignore[override]
+        self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[Any]:
+        """Move a job to `target` (a status of its kind: a job of another kind is REJECTED), with `fields`."""
+        return await super().advance(record_id, target, fields, attempts)
 
     def fields_to_remove(self, target: StrEnum) -> tuple[str, ...]:
         """Leaving the queue drops `queue`, ending drops `inFlight`, so the sparse indexes hold only waiting
         and held jobs."""
-        if target == self.machine.initial:
+        machine = self.machine_for(target)
+        if target == machine.initial:
             return ()
-        if self.machine.is_terminal(target):
+        if machine.is_terminal(target):
             return (QUEUE_ATTRIBUTE, IN_FLIGHT_ATTRIBUTE)
         return (QUEUE_ATTRIBUTE,)
 
-    def _waiting_query(self, queue: str, created_before: str) -> dict[str, Any]:
-        """Query arguments for the jobs of `queue` still waiting that were created before `created_before`."""
+    def _waiting_query(self, kind: JobKind, created_before: str) -> dict[str, Any]:
+        """Query arguments for the jobs of `kind` still waiting that were created before `created_before`."""
         return {
             "TableName": self.table,
             "IndexName": JOBS_QUEUE_INDEX,
@@ -66,19 +149,19 @@ class JobRepository(VersionedRepository):
             "FilterExpression": "#status = :queued",
             "ExpressionAttributeNames": {"#queue": QUEUE_ATTRIBUTE, "#status": "status"},
             "ExpressionAttributeValues": {
-                ":q": serialize(queue),
+                ":q": serialize(QUEUE_FOR_KIND[kind]),
                 ":c": serialize(created_before),
-                ":queued": serialize(self.machine.initial.value),
+                ":queued": serialize(MACHINE_FOR_KIND[kind].initial.value),
             },
         }
 
-    async def waiting_since_before(self, created_before: str) -> list[dict[str, Any]]:
-        """Jobs of this queue still waiting that were created before `created_before` (ISO time)."""
-        return await query_all(self.dynamodb, **self._waiting_query(self.queue, created_before))
+    async def waiting_since_before(self, kind: JobKind, created_before: str) -> list[AnyJob]:
+        """Jobs of `kind` still waiting that were created before `created_before` (ISO time)."""
+        return [self.parse(i) for i in await query_all(self.dynamodb, **self._waiting_query(kind, created_before))]
 
-    async def lease_lapsed(self, now_ts: float) -> list[dict[str, Any]]:
-        """Jobs of this queue held by a worker whose lease ended before `now_ts` (epoch seconds)."""
-        return await query_all(
+    async def lease_lapsed(self, kind: JobKind, now_ts: float) -> list[AnyJob]:
+        """Jobs of `kind` held by a worker whose lease ended before `now_ts` (epoch seconds)."""
+        items = await query_all(
             self.dynamodb,
             TableName=self.table,
             IndexName=JOBS_IN_FLIGHT_INDEX,
@@ -86,16 +169,17 @@ class JobRepository(VersionedRepository):
             FilterExpression="#status = :running AND leaseExpiresAt < :now",
             ExpressionAttributeNames={"#flight": IN_FLIGHT_ATTRIBUTE, "#status": "status"},
             ExpressionAttributeValues={
-                ":q": serialize(self.queue),
-                ":running": serialize(self.running.value),
+                ":q": serialize(QUEUE_FOR_KIND[kind]),
+                ":running": serialize(self._running(kind).value),
                 ":now": serialize(now_ts),
             },
         )
+        return [self.parse(i) for i in items]
 
-    async def count_queued_before(self, created_at: str, queue: str = JOB_QUEUE_TRAINING) -> int:
-        """How many jobs of `queue` still wait that were created before `created_at` (all tenants)."""
+    async def count_queued_before(self, created_at: str, kind: JobKind = JobKind.TRAINING) -> int:
+        """How many jobs of `kind` still wait that were created before `created_at` (all tenants)."""
         total = 0
-        kwargs = {**self._waiting_query(queue, created_at), "Select": "COUNT"}
+        kwargs = {**self._waiting_query(kind, created_at), "Select": "COUNT"}
         while True:
             response = await self.dynamodb.query(**kwargs)
             total += response.get("Count", 0)
@@ -103,28 +187,49 @@ class JobRepository(VersionedRepository):
                 return total
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    async def claim(self, job_id: str, worker_id: str, lease_seconds: int) -> dict[str, Any] | None:
-        """Take a queued job, or a processing one whose lease lapsed; None if someone else holds it."""
+    @overload
+    async def claim(
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: Literal[JobKind.GENERATION]
+    ) -> GenerationJob | None: ...
+    @overload
+    async def claim(
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: Literal[JobKind.TRAINING]
+    ) -> TrainingJob | None: ...
+    async def claim(
+        self, job_id: str, worker_id: str, lease_seconds: int, *, kind: JobKind
+    ) -> GenerationJob | TrainingJob | None:
+        """Take a queued job of `kind`, or a running one whose lease lapsed (or that this worker already
+        holds); None if someone else holds it, or the job is of another kind. Portraits are not claimed."""
+        running = self._running(kind)
         now = utcnow()
-        sets = {
-            "status": self.running.value,
-            IN_FLIGHT_ATTRIBUTE: self.queue,
-            "leaseOwner": worker_id,
-            "leaseExpiresAt": now.timestamp() + lease_seconds,
-            "updatedAt": now.isoformat(),
-        }
+        sets = self._stored(
+            {
+                "status": running.value,
+                IN_FLIGHT_ATTRIBUTE: QUEUE_FOR_KIND[kind],
+                "leaseOwner": worker_id,
+                "leaseExpiresAt": now.timestamp() + lease_seconds,
+                "updatedAt": now.isoformat(),
+            },
+            running,
+        )
         # The same worker may re-claim (a redelivery to the owner after a restart with the same id).
-        condition = "#status = :queued OR (#status = :processing AND (leaseExpiresAt < :now OR leaseOwner = :me))"
+        # Only a job of `kind`: a generation item from before every writer set `kind` has none.
+        of_kind = "(attribute_not_exists(#kind) OR #kind = :kind)" if kind is JobKind.GENERATION else "#kind = :kind"
+        condition = (
+            f"{of_kind} AND (#status = :queued OR "
+            "(#status = :processing AND (leaseExpiresAt < :now OR leaseOwner = :me)))"
+        )
         values = {
-            ":queued": self.machine.initial.value,
-            ":processing": self.running.value,
+            ":kind": kind.value,
+            ":queued": MACHINE_FOR_KIND[kind].initial.value,
+            ":processing": running.value,
             ":now": now.timestamp(),
             ":me": worker_id,
             ":zero": 0,
             ":started": now.isoformat(),
         }
         try:
-            return await self._update(
+            claimed = await self._update(
                 job_id,
                 sets,
                 condition,
@@ -132,37 +237,41 @@ class JobRepository(VersionedRepository):
                 extra=", attempts = if_not_exists(attempts, :zero) + :one, "
                 "startedAt = if_not_exists(startedAt, :started)",
                 remove=(QUEUE_ATTRIBUTE,),
+                names={"#kind": "kind"},
             )
         except StaleWrite:
             return None
+        assert isinstance(claimed, GenerationJob | TrainingJob)
+        return claimed
 
-    async def renew_lease(self, job_id: str, worker_id: str, lease_seconds: int) -> bool:
-        """Extend a held lease; False if the job is no longer this worker's."""
+    async def renew_lease(self, job_id: str, worker_id: str, lease_seconds: int, *, kind: JobKind) -> bool:
+        """Extend a held lease of a job of `kind`; False if the job is no longer this worker's."""
         try:
             await self._update(
                 job_id,
-                {"leaseExpiresAt": utcnow().timestamp() + lease_seconds},
+                self._stored({"leaseExpiresAt": utcnow().timestamp() + lease_seconds}),
                 "#status = :processing AND leaseOwner = :me",
-                {":processing": self.running.value, ":me": worker_id},
+                {":processing": self._running(kind).value, ":me": worker_id},
             )
         except StaleWrite:
             return False
         return True
 
-    async def record_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
-        """Store a progress snapshot if its `seq` is newer than the one recorded (reordered notifications lose)."""
+    async def record_progress(self, job_id: str, progress: TrainingProgress) -> bool:
+        """Store a training's progress snapshot if its `seq` is newer than the one recorded (reordered
+        notifications lose)."""
         try:
             await self._update(
                 job_id,
-                {"progress": progress, "progressSeq": progress["seq"]},
+                self._stored({"progress": progress, "progressSeq": progress.seq}, TrainingStatus.RUNNING),
                 "attribute_exists(jobId) AND (attribute_not_exists(progressSeq) OR progressSeq < :seq)",
-                {":seq": progress["seq"]},
+                {":seq": progress.seq},
             )
         except StaleWrite:
             return False
         return True
 
-    async def record_epoch(self, job_id: str, epoch: str, info: dict[str, Any]) -> bool:
+    async def record_epoch(self, job_id: str, epoch: str, info: EpochRecord) -> bool:
         """Add (or overwrite, on a duplicate notification) one finished epoch; False if the job is unknown."""
         try:
             await self.dynamodb.update_item(
@@ -171,7 +280,10 @@ class JobRepository(VersionedRepository):
                 UpdateExpression="SET epochs.#e = :v, #version = #version + :one",
                 ConditionExpression="attribute_exists(epochs)",
                 ExpressionAttributeNames={"#e": epoch, "#version": "version"},
-                ExpressionAttributeValues={":v": serialize(info), ":one": serialize(1)},
+                ExpressionAttributeValues={
+                    ":v": serialize(info.model_dump(mode="json", exclude_none=True)),
+                    ":one": serialize(1),
+                },
             )
         except ClientError as exc:
             if is_condition_failure(exc):
@@ -179,7 +291,7 @@ class JobRepository(VersionedRepository):
             raise
         return True
 
-    async def list_for_model(self, model_id: str, kind: str) -> list[dict[str, Any]]:
+    async def list_for_model(self, model_id: str, kind: JobKind) -> list[AnyJob]:
         """Every job of one kind for a model, newest first (callers check the tenant)."""
         items = await query_all(
             self.dynamodb,
@@ -188,16 +300,16 @@ class JobRepository(VersionedRepository):
             KeyConditionExpression="modelId = :m",
             FilterExpression="#kind = :k",
             ExpressionAttributeNames={"#kind": "kind"},
-            ExpressionAttributeValues={":m": serialize(model_id), ":k": serialize(kind)},
+            ExpressionAttributeValues={":m": serialize(model_id), ":k": serialize(JobKind(kind).value)},
             ScanIndexForward=False,
         )
-        return items
+        return [self.parse(i) for i in items]
 
-    async def mark_published(self, job_id: str, status: str) -> None:
+    async def mark_published(self, job_id: str, status: StrEnum | str) -> None:
         """Record that the lifecycle event of `status` reached Kafka (so a redelivery need not resend it)."""
         await self.dynamodb.update_item(
             TableName=self.table,
             Key=self._key(job_id),
             UpdateExpression="ADD publishedEvents :s",
-            ExpressionAttributeValues={":s": {"SS": [status]}},
+            ExpressionAttributeValues={":s": {"SS": [str(status)]}},
         )

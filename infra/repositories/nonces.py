@@ -7,7 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.repositories.dynamo import is_condition_failure, to_item
+from events.records.nonces import NonceRecord
+from infra.repositories.dynamo import is_condition_failure, record_item
 
 
 class NonceRepository:
@@ -19,11 +20,10 @@ class NonceRepository:
 
     async def use_once(self, nonce: str, ttl_seconds: int) -> bool:
         """Record `nonce`; False if it was recorded before (a replay)."""
+        record = NonceRecord(nonce=nonce, expiresAt=int(time.time()) + ttl_seconds)
         try:
             await self.dynamodb.put_item(
-                TableName=self.table,
-                Item=to_item({"nonce": nonce, "expiresAt": int(time.time()) + ttl_seconds}),
-                ConditionExpression="attribute_not_exists(nonce)",
+                TableName=self.table, Item=record_item(record), ConditionExpression="attribute_not_exists(nonce)"
             )
         except ClientError as exc:
             if is_condition_failure(exc):

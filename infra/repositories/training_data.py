@@ -5,34 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from events.envelope import utcnow
-from infra.repositories.dynamo import from_item, query_all, serialize, to_item
+from events.records.training_data import TrainingImageRecord
+from infra.repositories.dynamo import from_item, query_all, record_item, serialize, to_item
 
 
 class TrainingDataRepository:
-    """Reads and writes of training-data items."""
+    """Reads and writes of training-image records."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def put(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace one item; a replacement keeps its original createdAt."""
-        existing = await self.get(item["modelId"], item["dataId"])
+    async def put(self, item: TrainingImageRecord) -> TrainingImageRecord:
+        """Create or replace one image's record; a replacement keeps its original createdAt."""
+        existing = await self.get(item.modelId, item.dataId)
         now = utcnow().isoformat()
-        record = {**item, "createdAt": existing["createdAt"] if existing else now, "updatedAt": now}
-        await self.dynamodb.put_item(TableName=self.table, Item=to_item(record))
+        record = item.model_copy(update={"createdAt": existing.createdAt if existing else now, "updatedAt": now})
+        await self.dynamodb.put_item(TableName=self.table, Item=record_item(record))
         return record
 
-    async def get(self, model_id: str, data_id: str) -> dict[str, Any] | None:
-        """One item, or None."""
+    async def get(self, model_id: str, data_id: str) -> TrainingImageRecord | None:
+        """One image's record, or None."""
         response = await self.dynamodb.get_item(
             TableName=self.table, Key=to_item({"modelId": model_id, "dataId": data_id}), ConsistentRead=True
         )
         item = response.get("Item")
-        return from_item(item) if item else None
+        return TrainingImageRecord.model_validate(from_item(item)) if item else None
 
-    async def list(self, model_id: str) -> list[dict[str, Any]]:
-        """Every item of a model, oldest first."""
+    async def list(self, model_id: str) -> list[TrainingImageRecord]:
+        """Every image of a model, oldest first."""
         items = await query_all(
             self.dynamodb,
             TableName=self.table,
@@ -40,8 +41,9 @@ class TrainingDataRepository:
             ExpressionAttributeValues={":m": serialize(model_id)},
             ConsistentRead=True,
         )
-        return sorted(items, key=lambda i: (i["createdAt"], i["dataId"]))
+        records = [TrainingImageRecord.model_validate(i) for i in items]
+        return sorted(records, key=lambda i: (i.createdAt, i.dataId))
 
     async def delete(self, model_id: str, data_id: str) -> None:
-        """Remove one item (the caller removes its bytes)."""
+        """Remove one image's record (the caller removes its bytes)."""
         await self.dynamodb.delete_item(TableName=self.table, Key=to_item({"modelId": model_id, "dataId": data_id}))

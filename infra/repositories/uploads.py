@@ -8,29 +8,18 @@ of `pending` is a conditional write, so a notification delivered twice validates
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from events.envelope import utcnow
-from infra.repositories.dynamo import from_item, is_condition_failure, serialize, to_item
+from events.records.uploads import UploadPurpose, UploadRecord
+from events.states import UploadStatus
+from infra.repositories.dynamo import declared_fields, from_item, is_condition_failure, record_item, serialize, to_item
 
-
-class UploadStatus(StrEnum):
-    """Where an upload stands."""
-
-    PENDING = "pending"
-    READY = "ready"
-    REJECTED = "rejected"
-
-
-class UploadPurpose(StrEnum):
-    """What an upload is for: a model's training image, or a free-standing image key (the headshot API)."""
-
-    TRAINING_DATA = "training-data"
-    IMAGE = "image"
+__all__ = ["UploadPurpose", "UploadRecord", "UploadRepository", "UploadStatus", "expires_at_iso"]
 
 
 class UploadRepository:
@@ -40,22 +29,18 @@ class UploadRepository:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def create(self, record: dict[str, Any], expires_in_s: int) -> dict[str, Any]:
-        """Record a new upload (its id must be fresh)."""
-        now = utcnow()
-        expires = int(time.time()) + expires_in_s
-        full = {
-            **record,
-            "createdAt": now.isoformat(),
-            "updatedAt": now.isoformat(),
-            "expiresAt": expires,
-        }
+    async def create(self, record: UploadRecord, expires_in_s: int) -> UploadRecord:
+        """Record a new upload (its id must be fresh), created now and expiring in `expires_in_s`."""
+        now = utcnow().isoformat()
+        full = record.model_copy(
+            update={"createdAt": now, "updatedAt": now, "expiresAt": int(time.time()) + expires_in_s}
+        )
         await self.dynamodb.put_item(
-            TableName=self.table, Item=to_item(full), ConditionExpression="attribute_not_exists(uploadId)"
+            TableName=self.table, Item=record_item(full), ConditionExpression="attribute_not_exists(uploadId)"
         )
         return full
 
-    async def get(self, upload_id: str) -> dict[str, Any] | None:
+    async def get(self, upload_id: str) -> UploadRecord | None:
         """One live upload, or None (absent or expired)."""
         response = await self.dynamodb.get_item(
             TableName=self.table, Key=to_item({"uploadId": upload_id}), ConsistentRead=True
@@ -63,17 +48,18 @@ class UploadRepository:
         item = response.get("Item")
         if not item:
             return None
-        record = from_item(item)
-        return None if record["expiresAt"] <= time.time() else record
+        record = UploadRecord.model_validate(from_item(item))
+        return None if record.expiresAt <= time.time() else record
 
-    async def get_for_tenant(self, tenant_id: str, upload_id: str) -> dict[str, Any] | None:
+    async def get_for_tenant(self, tenant_id: str, upload_id: str) -> UploadRecord | None:
         """The caller's live upload, or None: another tenant's looks the same as none."""
         record = await self.get(upload_id)
-        return record if record and record["tenantId"] == tenant_id else None
+        return record if record and record.tenantId == tenant_id else None
 
-    async def settle(self, upload_id: str, status: UploadStatus, fields: dict[str, Any]) -> dict[str, Any] | None:
-        """Move a pending upload to `status` with `fields`; None if it is not pending any more."""
-        values = {**fields, "status": status.value, "updatedAt": utcnow().isoformat()}
+    async def settle(self, upload_id: str, status: UploadStatus, fields: Mapping[str, Any]) -> UploadRecord | None:
+        """Move a pending upload to `status` with `fields` (declared upload fields: ValueError otherwise);
+        None if it is not pending any more."""
+        values = declared_fields((UploadRecord,), {**fields, "status": status.value, "updatedAt": utcnow().isoformat()})
         names = {f"#f{i}": name for i, name in enumerate(values)}
         try:
             response = await self.dynamodb.update_item(
@@ -92,9 +78,9 @@ class UploadRepository:
             if is_condition_failure(exc):
                 return None
             raise
-        return from_item(response["Attributes"])
+        return UploadRecord.model_validate(from_item(response["Attributes"]))
 
 
-def expires_at_iso(record: dict[str, Any]) -> str:
+def expires_at_iso(record: UploadRecord) -> str:
     """An upload's expiry as an ISO 8601 time."""
-    return datetime.fromtimestamp(record["expiresAt"], UTC).isoformat()
+    return datetime.fromtimestamp(record.expiresAt, UTC).isoformat()

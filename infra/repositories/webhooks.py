@@ -16,11 +16,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.repositories.dynamo import from_item, is_condition_failure, query_all, serialize, to_item
+from events.records.webhooks import PENDING_PARTITION, DeliveryAttempt, DeliveryRecord, WebhookSecretRecord
+from events.states import DeliveryStatus
+from infra.repositories.dynamo import from_item, is_condition_failure, query_all, record_item, serialize
 from infra.resources import DELIVERIES_DUE_INDEX
 
 SECRET_PREFIX = "whsec_"
-PENDING = "pending"
+PENDING = PENDING_PARTITION
 
 
 def schedule_time(at: datetime) -> str:
@@ -40,21 +42,21 @@ class WebhookSecretRepository:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def _read(self, tenant_id: str) -> dict[str, Any] | None:
+    async def _read(self, tenant_id: str) -> WebhookSecretRecord | None:
         response = await self.dynamodb.get_item(
             TableName=self.table, Key={"tenantId": serialize(tenant_id)}, ConsistentRead=True
         )
-        return from_item(response["Item"]) if "Item" in response else None
+        return WebhookSecretRecord.model_validate(from_item(response["Item"])) if "Item" in response else None
 
-    async def current(self, tenant_id: str) -> dict[str, Any]:
+    async def current(self, tenant_id: str) -> WebhookSecretRecord:
         """The tenant's secrets record, made on first use: `secret`, and `previous` until `previousUntil`."""
         record = await self._read(tenant_id)
         if record is not None:
             return record
-        record = {"tenantId": tenant_id, "secret": new_signing_secret(), "createdAt": int(time.time())}
+        record = WebhookSecretRecord(tenantId=tenant_id, secret=new_signing_secret(), createdAt=int(time.time()))
         try:
             await self.dynamodb.put_item(
-                TableName=self.table, Item=to_item(record), ConditionExpression="attribute_not_exists(tenantId)"
+                TableName=self.table, Item=record_item(record), ConditionExpression="attribute_not_exists(tenantId)"
             )
         except ClientError as exc:
             if not is_condition_failure(exc):
@@ -67,22 +69,24 @@ class WebhookSecretRepository:
     async def signing_secrets(self, tenant_id: str) -> list[str]:
         """The secrets a delivery is signed with now: the current one, and the previous one during rotation."""
         record = await self.current(tenant_id)
-        found = [record["secret"]]
-        if record.get("previous") and int(record.get("previousUntil", 0)) > time.time():
-            found.append(record["previous"])
+        found = [record.secret]
+        if record.previous and (record.previousUntil or 0) > time.time():
+            found.append(record.previous)
         return found
 
-    async def rotate(self, tenant_id: str, overlap_seconds: int) -> dict[str, Any]:
+    async def rotate(self, tenant_id: str, overlap_seconds: int) -> WebhookSecretRecord:
         """A new current secret; the old one keeps signing too for `overlap_seconds`, so receivers can switch."""
         old = await self.current(tenant_id)
-        record = {
-            **old,
-            "secret": new_signing_secret(),
-            "previous": old["secret"],
-            "previousUntil": int(time.time()) + overlap_seconds,
-            "rotatedAt": int(time.time()),
-        }
-        await self.dynamodb.put_item(TableName=self.table, Item=to_item(record))
+        now = int(time.time())
+        record = old.model_copy(
+            update={
+                "secret": new_signing_secret(),
+                "previous": old.secret,
+                "previousUntil": now + overlap_seconds,
+                "rotatedAt": now,
+            }
+        )
+        await self.dynamodb.put_item(TableName=self.table, Item=record_item(record))
         return record
 
 
@@ -96,12 +100,15 @@ class DeliveryRepository:
     def _key(self, job_id: str, delivery_id: str) -> dict[str, Any]:
         return {"jobId": serialize(job_id), "deliveryId": serialize(delivery_id)}
 
-    async def create(self, record: dict[str, Any]) -> bool:
-        """Record a new pending delivery; False if it exists (a redelivered event)."""
+    async def create(self, record: DeliveryRecord) -> bool:
+        """Record a new pending delivery (due now, no attempts yet); False if it exists (a redelivered event)."""
+        pending = record.model_copy(
+            update={"status": DeliveryStatus.PENDING, "due": PENDING, "attempts": [], "scheduleStart": 0}
+        )
         try:
             await self.dynamodb.put_item(
                 TableName=self.table,
-                Item=to_item({**record, "due": PENDING, "attempts": [], "scheduleStart": 0}),
+                Item=record_item(pending),
                 ConditionExpression="attribute_not_exists(deliveryId)",
             )
         except ClientError as exc:
@@ -110,14 +117,14 @@ class DeliveryRepository:
             raise
         return True
 
-    async def get(self, job_id: str, delivery_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str, delivery_id: str) -> DeliveryRecord | None:
         """One delivery."""
         response = await self.dynamodb.get_item(
             TableName=self.table, Key=self._key(job_id, delivery_id), ConsistentRead=True
         )
-        return from_item(response["Item"]) if "Item" in response else None
+        return DeliveryRecord.model_validate(from_item(response["Item"])) if "Item" in response else None
 
-    async def list_for_job(self, job_id: str) -> list[dict[str, Any]]:
+    async def list_for_job(self, job_id: str) -> list[DeliveryRecord]:
         """A job's deliveries, oldest first."""
         items = await query_all(
             self.dynamodb,
@@ -126,9 +133,9 @@ class DeliveryRepository:
             ExpressionAttributeValues={":j": serialize(job_id)},
             ConsistentRead=True,
         )
-        return sorted(items, key=lambda d: d["createdAt"])
+        return sorted((DeliveryRecord.model_validate(i) for i in items), key=lambda d: d.createdAt)
 
-    async def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    async def due(self, now: datetime, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose next attempt is due, soonest first."""
         response = await self.dynamodb.query(
             TableName=self.table,
@@ -137,20 +144,20 @@ class DeliveryRepository:
             ExpressionAttributeValues={":p": serialize(PENDING), ":now": serialize(schedule_time(now))},
             Limit=limit,
         )
-        return [from_item(i) for i in response.get("Items", [])]
+        return [DeliveryRecord.model_validate(from_item(i)) for i in response.get("Items", [])]
 
-    async def take(self, delivery: dict[str, Any], lease_until: datetime) -> bool:
+    async def take(self, delivery: DeliveryRecord, lease_until: datetime) -> bool:
         """Claim the due attempt of `delivery` until `lease_until`; False if another dispatcher took it."""
         try:
             await self.dynamodb.update_item(
                 TableName=self.table,
-                Key=self._key(delivery["jobId"], delivery["deliveryId"]),
+                Key=self._key(delivery.jobId, delivery.deliveryId),
                 UpdateExpression="SET nextAttemptAt = :lease",
                 ConditionExpression="due = :p AND nextAttemptAt = :expected",
                 ExpressionAttributeValues={
                     ":lease": serialize(schedule_time(lease_until)),
                     ":p": serialize(PENDING),
-                    ":expected": serialize(delivery["nextAttemptAt"]),
+                    ":expected": serialize(delivery.nextAttemptAt),
                 },
             )
         except ClientError as exc:
@@ -160,10 +167,17 @@ class DeliveryRepository:
         return True
 
     async def record_attempt(
-        self, delivery: dict[str, Any], attempt: dict[str, Any], status: str, next_attempt_at: datetime | None
+        self,
+        delivery: DeliveryRecord,
+        attempt: DeliveryAttempt,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
     ) -> None:
         """Append an attempt; keep the delivery pending until `next_attempt_at`, or close it with `status`."""
-        values: dict[str, Any] = {":attempt": serialize([attempt]), ":status": serialize(status)}
+        values: dict[str, Any] = {
+            ":attempt": serialize([attempt.model_dump(mode="json", exclude_none=True)]),
+            ":status": serialize(DeliveryStatus(status).value),
+        }
         if next_attempt_at is not None:
             expression = "SET attempts = list_append(attempts, :attempt), #status = :status, nextAttemptAt = :next"
             values[":next"] = serialize(schedule_time(next_attempt_at))
@@ -171,24 +185,24 @@ class DeliveryRepository:
             expression = "SET attempts = list_append(attempts, :attempt), #status = :status REMOVE due, nextAttemptAt"
         await self.dynamodb.update_item(
             TableName=self.table,
-            Key=self._key(delivery["jobId"], delivery["deliveryId"]),
+            Key=self._key(delivery.jobId, delivery.deliveryId),
             UpdateExpression=expression,
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=values,
         )
 
-    async def reschedule(self, delivery: dict[str, Any], at: datetime) -> dict[str, Any]:
+    async def reschedule(self, delivery: DeliveryRecord, at: datetime) -> DeliveryRecord:
         """Make a delivery pending again now (a re-send), with a fresh retry schedule."""
         response = await self.dynamodb.update_item(
             TableName=self.table,
-            Key=self._key(delivery["jobId"], delivery["deliveryId"]),
+            Key=self._key(delivery.jobId, delivery.deliveryId),
             UpdateExpression="SET due = :p, nextAttemptAt = :at, #status = :p, scheduleStart = :start",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":p": serialize(PENDING),
                 ":at": serialize(schedule_time(at)),
-                ":start": serialize(len(delivery.get("attempts", []))),
+                ":start": serialize(len(delivery.attempts)),
             },
             ReturnValues="ALL_NEW",
         )
-        return from_item(response["Attributes"])
+        return DeliveryRecord.model_validate(from_item(response["Attributes"]))

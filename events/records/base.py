@@ -1,0 +1,46 @@
+"""What every stored record shares: undeclared fields are refused, and times are stored as ISO strings.
+
+Times stay the ISO 8601 strings (or, where a record says so, epoch seconds) that DynamoDB holds: they are
+compared inside key conditions and filters (`createdAt < :c`, `nextAttemptAt <= :now`), so the stored form is
+the contract, and a record carries it unchanged rather than a datetime that would re-serialize differently.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.envelope import utcnow
+
+IsoTime = Annotated[str, Field(min_length=1, description="An ISO 8601 time, as stored (sorts as the time does).")]
+
+
+def now_iso() -> str:
+    """The current time as records store it."""
+    return utcnow().isoformat()
+
+
+class StoredRecord(BaseModel):
+    """A DynamoDB item as a typed record. Field names are the stored attribute names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Attributes stored as DynamoDB string sets (SS): JSON has no sets, so the serializer restores them.
+    string_sets: ClassVar[frozenset[str]] = frozenset()
+
+    def to_document(self) -> dict[str, Any]:
+        """The record as the plain values an item is written from (None left out, string sets as sets)."""
+        document = self.model_dump(mode="json", exclude_none=True)
+        for name in self.string_sets:
+            if name in document:
+                if document[name]:
+                    document[name] = set(document[name])
+                else:
+                    del document[name]  # DynamoDB refuses an empty set
+        return document
+
+    @classmethod
+    def declares(cls, name: str) -> bool:
+        """Whether `name` is one of this record's stored attributes."""
+        return name in cls.model_fields
