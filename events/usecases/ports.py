@@ -1,71 +1,100 @@
 """What the use cases need from the outside world, as Protocols: the adapters in `infra/` satisfy them
 structurally (`infra.runtime.ServiceContext` satisfies `Backends`), and tests can hand in fakes.
 
-Records are plain dicts for now (typed records are coming in `events/records/`).
+Records are the typed records of `events/records/`; the method names and signatures are those of the
+repositories in `infra/repositories/`, so a repository (or a fake mirroring it) fits without a wrapper.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 from pydantic import BaseModel
 
 from events.envelope import CloudEvent
 from events.persistence import Advance
+from events.records.jobs import GenerationJob, PortraitJob, TrainingJob
+from events.records.models import ModelRecord
+from events.records.training_data import TrainingImageRecord
+from events.records.uploads import UploadRecord
+from events.states import GenerationStatus, ModelStatus, PortraitStatus, TrainingStatus
 
-Record = dict[str, Any]
+AnyJob = GenerationJob | TrainingJob | PortraitJob
+JobT = TypeVar("JobT", GenerationJob, TrainingJob, PortraitJob)
 
 
 class JobStore(Protocol):
-    """Jobs of every kind (generations, trainings, portraits), moved by their kind's state machine: the
-    status enum passed to `advance` names it."""
+    """Jobs of every kind (generations, trainings, portraits) in one table, each moved by its kind's state
+    machine: the status enum passed to `advance` names it (`infra.repositories.jobs.JobRepository`)."""
 
-    async def create(self, record: Record, status: StrEnum | None = None) -> Record:
-        """Insert a new job; raises `RecordExists` if the id is taken."""
+    async def create(self, record: JobT) -> JobT:
+        """Insert a new job in the status it carries; raises `RecordExists` if the id is taken."""
         ...
 
-    async def get(self, record_id: str) -> Record | None:
-        """The job, or None."""
+    async def get(self, record_id: str) -> AnyJob | None:
+        """The job (as the record class of its kind), or None."""
         ...
 
-    async def get_for_tenant(self, tenant_id: str, record_id: str) -> Record | None:
+    async def get_as(self, record_id: str, cls: type[JobT]) -> JobT | None:
+        """The job if it is of class `cls`; None if absent or of another kind."""
+        ...
+
+    async def get_for_tenant(self, tenant_id: str, record_id: str) -> AnyJob | None:
         """The job if it is the tenant's, else None."""
         ...
 
-    async def advance(self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None) -> Advance[Record]:
-        """Move the job to `target` if its state machine allows it."""
+    @overload
+    async def advance(
+        self, record_id: str, target: GenerationStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[GenerationJob]: ...
+    @overload
+    async def advance(
+        self, record_id: str, target: TrainingStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[TrainingJob]: ...
+    @overload
+    async def advance(
+        self, record_id: str, target: PortraitStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[PortraitJob]: ...
+    async def advance(
+        self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[Any]:
+        """Move the job to `target` if its kind's state machine allows it (a job of another kind: REJECTED)."""
         ...
 
     async def update_fields(
         self,
         record_id: str,
-        fields: dict[str, Any],
+        fields: Mapping[str, Any],
         *,
+        expected_version: int | None = None,
+        remove: list[str] | tuple[str, ...] = (),
         condition: str | None = None,
         values: dict[str, Any] | None = None,
-    ) -> Record:
-        """Set fields without a status change; raises `StaleWrite` when `condition` fails."""
+    ) -> AnyJob:
+        """Set (and remove) fields without a status change; raises `StaleWrite` when a condition fails."""
         ...
 
-    async def mark_published(self, job_id: str, status: str) -> None:
+    async def mark_published(self, job_id: str, status: StrEnum | str) -> None:
         """Record that the lifecycle event of `status` was sent."""
         ...
 
 
 class ModelStore(Protocol):
-    """Models."""
+    """Models (`infra.repositories.models.ModelRepository`)."""
 
-    async def get(self, record_id: str) -> Record | None:
+    async def get(self, record_id: str) -> ModelRecord | None:
         """The model, or None."""
         ...
 
-    async def get_live(self, tenant_id: str, model_id: str) -> Record | None:
+    async def get_live(self, tenant_id: str, model_id: str) -> ModelRecord | None:
         """The tenant's model unless deleted, else None."""
         ...
 
-    async def advance(self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None) -> Advance[Record]:
+    async def advance(
+        self, record_id: str, target: ModelStatus, fields: Mapping[str, Any] | None = None, attempts: int = 5
+    ) -> Advance[ModelRecord]:
         """Move the model to `target` if its state machine allows it."""
         ...
 
@@ -75,22 +104,22 @@ class ModelStore(Protocol):
 
 
 class TrainingDataStore(Protocol):
-    """Training images' records."""
+    """Training images' records (`infra.repositories.training_data.TrainingDataRepository`)."""
 
-    async def put(self, item: Record) -> Record:
-        """Write (or replace) one image's record."""
+    async def put(self, item: TrainingImageRecord) -> TrainingImageRecord:
+        """Write (or replace, keeping its createdAt) one image's record."""
         ...
 
-    async def list(self, model_id: str) -> list[Record]:
-        """Every image record of a model."""
+    async def list(self, model_id: str) -> list[TrainingImageRecord]:
+        """Every image record of a model, oldest first."""
         ...
 
 
 class UploadStore(Protocol):
-    """Upload records."""
+    """Upload records (`infra.repositories.uploads.UploadRepository`)."""
 
-    async def get(self, upload_id: str) -> Record | None:
-        """The upload, or None."""
+    async def get(self, upload_id: str) -> UploadRecord | None:
+        """The live upload, or None."""
         ...
 
 
@@ -164,11 +193,6 @@ class Backends(Protocol):
     def settings(self) -> SettingsValues: ...
     @property
     def jobs(self) -> JobStore: ...
-    # MERGE: `trainings` and `portraits` go once `jobs` holds every kind of job.
-    @property
-    def trainings(self) -> JobStore: ...
-    @property
-    def portraits(self) -> JobStore: ...
     @property
     def models(self) -> ModelStore: ...
     @property
