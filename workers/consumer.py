@@ -1,6 +1,6 @@
 """The consumer loop every worker runs: validate, dead-letter, run off the loop, commit after.
 
-Reliability rules it keeps (see DESIGN.md):
+Reliability rules it keeps (see docs/architecture.md):
 - the offset is committed only after the handler returned, i.e. after the job's outcome is in S3;
 - while a long job runs the partitions are paused and the loop keeps polling, so the member stays in its
   group and the record is not redelivered to another member in a loop;

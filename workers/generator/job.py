@@ -9,14 +9,14 @@ import logging
 import time
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import Any
 
 from events.envelope import utcnow
 from events.generation import GenerationMode, GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
 from events.markers import GenerationResult, JobFailure, StageTimings
 from events.persistence import PublishFailed
-from events.states import GENERATION, GenerationStatus
+from events.records.jobs import GenerationJob
+from events.states import GENERATION, GenerationStatus, JobKind
 from events.storage_keys import Marker, job_marker_key, job_output_key
 from events.usecases import jobs
 from events.usecases.lifecycle import publish_lifecycle_once
@@ -41,33 +41,38 @@ class GenerationJobRunner:
         """Run the job the event names, unless it is done or held by a live worker."""
         data = event.data
         job = await self._job_of(event)
-        if job["tenantId"] != event.tenantid:
+        if job is None:
+            log.warning("job %s is not a generation: skipped", data.jobId)
+            return
+        if job.tenantId != event.tenantid:
             log.warning("event for job %s names tenant %s, job belongs to another: skipped", data.jobId, event.tenantid)
             return
-        if GENERATION.is_terminal(GenerationStatus(job["status"])):
-            log.info("job %s already %s: duplicate delivery skipped", data.jobId, job["status"])
+        if GENERATION.is_terminal(job.status):
+            log.info("job %s already %s: duplicate delivery skipped", data.jobId, job.status.value)
             return
-        claimed = await self.context.jobs.claim(data.jobId, self.worker_id, self.lease_seconds)
+        claimed = await self.context.jobs.claim(data.jobId, self.worker_id, self.lease_seconds, kind=JobKind.GENERATION)
         if claimed is None:
             log.info("job %s is held by another worker: skipped", data.jobId)
             return
         await self._announce_start(claimed)
         renewer = asyncio.create_task(self._renew_lease(data.jobId))
         try:
-            await self._run(event, claimed["attempts"], datetime.fromisoformat(claimed["startedAt"]))
+            assert claimed.attempts is not None and claimed.startedAt is not None  # a claim sets both
+            await self._run(event, claimed.attempts, datetime.fromisoformat(claimed.startedAt))
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
-    async def _job_of(self, event: GenerationRequested) -> dict[str, Any]:
-        """The job record the event names, created from the event when it has none."""
+    async def _job_of(self, event: GenerationRequested) -> GenerationJob | None:
+        """The generation job the event names, created from the event when it has none; None when the id is
+        a job of another kind."""
         data = event.data
         job = await self.context.jobs.get(data.jobId)
         if job is None:
             # Published straight to Kafka by a direct producer: the event is the whole request.
             job = await jobs.record_job(self.context, jobs.generation_record(event.tenantid, data), existing_ok=True)
-        return job
+        return job if isinstance(job, GenerationJob) else None
 
     async def _run(self, event: GenerationRequested, attempt: int, started_at: datetime) -> None:
         """Load the inputs, generate, then write the outputs and the result marker; a job error (or a model
@@ -162,16 +167,19 @@ class GenerationJobRunner:
         )
         await self.context.store.put_model(job_marker_key(job_id, Marker.FAILED), failure)
 
-    async def _announce_start(self, job: dict) -> None:
+    async def _announce_start(self, job: GenerationJob) -> None:
         try:
             await publish_lifecycle_once(self.context, job, GenerationStatus.PROCESSING, source="/lorafoundry/worker")
         except PublishFailed:
             # The status is recorded; a missing "started" event must not stop the job itself.
-            log.warning("could not publish the start of job %s", job["jobId"], exc_info=True)
+            log.warning("could not publish the start of job %s", job.jobId, exc_info=True)
 
     async def _renew_lease(self, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            if not await self.context.jobs.renew_lease(job_id, self.worker_id, self.lease_seconds):
+            renewed = await self.context.jobs.renew_lease(
+                job_id, self.worker_id, self.lease_seconds, kind=JobKind.GENERATION
+            )
+            if not renewed:
                 log.warning("lost the lease of job %s", job_id)
                 return

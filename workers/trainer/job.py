@@ -9,12 +9,12 @@ import logging
 import time
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import Any
 
 from events.envelope import utcnow
 from events.lifecycle import JobError
 from events.persistence import AdvanceOutcome, PublishFailed
-from events.states import TRAINING, ModelStatus, TrainingStatus
+from events.records.jobs import TrainingJob
+from events.states import TRAINING, JobKind, ModelStatus, TrainingStatus
 from events.storage_keys import Marker, training_marker_key
 from events.training import (
     TrainingCanceled,
@@ -53,23 +53,25 @@ class TrainingJobRunner:
     async def __call__(self, event: TrainingRequested) -> None:
         """Run the training the event names, unless it is done or held by a live worker."""
         data = event.data
-        repo = self.context.trainings
         job = await self._job_of(event)
         if job is None:
-            return  # a direct producer's training that was refused: failed through its marker
-        if job["tenantId"] != event.tenantid:
+            return  # a direct producer's training that was refused (failed through its marker), or not a training
+        if job.tenantId != event.tenantid:
             log.warning("event for training %s names another tenant: skipped", data.trainingId)
             return
-        if TRAINING.is_terminal(TrainingStatus(job["status"])):
-            log.info("training %s already %s: duplicate delivery skipped", data.trainingId, job["status"])
+        if TRAINING.is_terminal(job.status):
+            log.info("training %s already %s: duplicate delivery skipped", data.trainingId, job.status.value)
             return
-        claimed = await repo.claim(data.trainingId, self.worker_id, self.lease_seconds)
+        claimed = await self.context.jobs.claim(
+            data.trainingId, self.worker_id, self.lease_seconds, kind=JobKind.TRAINING
+        )
         if claimed is None:
             log.info("training %s is held by another worker: skipped", data.trainingId)
             return
         await self._announce_start(claimed)
         outputs = TrainingOutputs(self.context.store, data.trainingId)
-        bridge = TrainingBridge(outputs, data, claimed["attempts"], datetime.fromisoformat(claimed["startedAt"]))
+        assert claimed.attempts is not None and claimed.startedAt is not None  # a claim sets both
+        bridge = TrainingBridge(outputs, data, claimed.attempts, datetime.fromisoformat(claimed.startedAt))
         watcher = asyncio.create_task(self._watch(data.trainingId, bridge.signals))
         try:
             await self._run(data, bridge)
@@ -78,12 +80,11 @@ class TrainingJobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _job_of(self, event: TrainingRequested) -> dict[str, Any] | None:
-        """The training record the event names, created from the event when it has none; None when a direct
-        producer's training was refused (and failed)."""
+    async def _job_of(self, event: TrainingRequested) -> TrainingJob | None:
+        """The training the event names, created from the event when it has none; None when a direct
+        producer's training was refused (and failed), or when the id is a job of another kind."""
         data = event.data
-        repo = self.context.trainings
-        job = await repo.get(data.trainingId)
+        job = await self.context.jobs.get(data.trainingId)
         if job is None:
             # Published straight to Kafka by a direct producer: the event is the whole request.
             refusal = await self._take_model(event)
@@ -92,6 +93,9 @@ class TrainingJobRunner:
                 # Recorded, so the producer's tenant sees why in the API, then failed through its marker.
                 await self._fail(data.trainingId, 1, *refusal)
                 return None
+        if not isinstance(job, TrainingJob):
+            log.warning("job %s is not a training: skipped", data.trainingId)
+            return None
         return job
 
     async def _take_model(self, event: TrainingRequested) -> tuple[str, str] | None:
@@ -100,32 +104,35 @@ class TrainingJobRunner:
         why it cannot (a failure code and message), or None."""
         data = event.data
         model = await self.context.models.get(data.modelId)
-        if model is None or model.get("tenantId") != event.tenantid or model.get("deletedAt"):
+        if model is None or model.tenantId != event.tenantid or model.deletedAt:
             return "model_not_found", f"model {data.modelId!r} does not exist"
         advance = await self.context.models.advance(
             data.modelId, ModelStatus.TRAINING, {"trainingId": data.trainingId, "triggerWord": data.triggerWord}
         )
-        if advance.outcome is not AdvanceOutcome.APPLIED and model.get("trainingId") != data.trainingId:
-            return "model_training", f"model {data.modelId!r} is already training (training {model.get('trainingId')})"
+        if advance.outcome is not AdvanceOutcome.APPLIED and model.trainingId != data.trainingId:
+            return "model_training", f"model {data.modelId!r} is already training (training {model.trainingId})"
         return None
 
-    async def _announce_start(self, claimed: dict[str, Any]) -> None:
+    async def _announce_start(self, claimed: TrainingJob) -> None:
         try:
             await publish_lifecycle_once(self.context, claimed, TrainingStatus.RUNNING, source="/lorafoundry/worker")
         except PublishFailed:
             # The status is recorded; a missing "started" event must not stop the training itself.
-            log.warning("could not publish the start of training %s", claimed["jobId"], exc_info=True)
+            log.warning("could not publish the start of training %s", claimed.jobId, exc_info=True)
 
     async def _watch(self, training_id: str, signals: StopSignals) -> None:
         """Renew the lease and notice a cancel request, until the run ends."""
         last_renewal = time.monotonic()
         while True:
             await asyncio.sleep(CANCEL_POLL_S)
-            job = await self.context.trainings.get(training_id)
-            if job is not None and job.get("cancelRequested"):
+            job = await self.context.jobs.get_as(training_id, TrainingJob)
+            if job is not None and job.cancelRequested:
                 signals.stop.set()
             if time.monotonic() - last_renewal >= self.lease_seconds / 3:
-                if not await self.context.trainings.renew_lease(training_id, self.worker_id, self.lease_seconds):
+                renewed = await self.context.jobs.renew_lease(
+                    training_id, self.worker_id, self.lease_seconds, kind=JobKind.TRAINING
+                )
+                if not renewed:
                     log.warning("lost the lease of training %s; stopping", training_id)
                     signals.lost.set()
                     return
