@@ -7,114 +7,89 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from events.envelope import CloudEvent
 from events.generation import GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
 from events.persistence import Advance, PublishFailed, RecordExists
-from events.states import GenerationStatus, TrainingStatus
+from events.records.jobs import GenerationJob, TrainingJob
+from events.states import GenerationStatus, JobKind, TrainingStatus
 from events.topics import GENERATION_REQUESTS, TRAINING_REQUESTS
 from events.training import TrainingRequested, TrainingRequestedData
 from events.usecases.errors import Unavailable
-from events.usecases.ports import Backends, JobStore, Record
+from events.usecases.ports import Backends
 
 log = logging.getLogger(__name__)
 
 # How long a caller waits for the broker before the job is failed and the caller told to retry.
 PUBLISH_TIMEOUT_S = 10.0
-# The sparse indexes' partition for waiting jobs of each kind (`queue` on the record).
-QUEUE_GENERATION = "generation"
-QUEUE_TRAINING = "training"
 
-_FAILED = {"generation": GenerationStatus.FAILED, "training": TrainingStatus.FAILED}
-_QUEUE_NAME = {"generation": "job queue", "training": "training queue"}
+# The jobs a command starts (portraits have none: the portrait flow moves them).
+QueuedJob = GenerationJob | TrainingJob
+QueuedJobT = TypeVar("QueuedJobT", GenerationJob, TrainingJob)
 
-
-def kind_of(job: Record) -> str:
-    """The job's kind; records written before kinds were stored are generations."""
-    return str(job.get("kind", "generation"))
+_FAILED = {JobKind.GENERATION: GenerationStatus.FAILED, JobKind.TRAINING: TrainingStatus.FAILED}
+_QUEUE_NAME = {JobKind.GENERATION: "job queue", JobKind.TRAINING: "training queue"}
 
 
-def repository_for(backends: Backends, kind: str) -> JobStore:
-    """The repository that moves jobs of `kind`."""
-    # MERGE: one `backends.jobs` for every kind (the status enum passed to `advance` picks the machine).
-    if kind == "training":
-        return backends.trainings
-    if kind == "portrait":
-        return backends.portraits
-    return backends.jobs
+def generation_record(
+    tenant_id: str, data: GenerationRequestedData, extra: dict[str, Any] | None = None
+) -> GenerationJob:
+    """The record of a generation job that `data` describes (with `extra` stored fields)."""
+    return GenerationJob(jobId=data.jobId, tenantId=tenant_id, modelId=data.modelId, request=data, **(extra or {}))
 
 
-def generation_record(tenant_id: str, data: GenerationRequestedData, extra: dict[str, Any] | None = None) -> Record:
-    """The record of a generation job that `data` describes."""
-    return {
-        "jobId": data.jobId,
-        "tenantId": tenant_id,
-        "kind": "generation",
-        "queue": QUEUE_GENERATION,
-        "modelId": data.modelId,
-        "request": data.model_dump(mode="json"),
+def training_record(tenant_id: str, data: TrainingRequestedData, extra: dict[str, Any] | None = None) -> TrainingJob:
+    """The record of a training job that `data` describes (with `extra` stored fields)."""
+    return TrainingJob(
+        jobId=data.trainingId,
+        tenantId=tenant_id,
+        modelId=data.modelId,
+        triggerWord=data.triggerWord,
+        request=data,
         **(extra or {}),
-    }
+    )
 
 
-def training_record(tenant_id: str, data: TrainingRequestedData, extra: dict[str, Any] | None = None) -> Record:
-    """The record of a training job that `data` describes."""
-    return {
-        "jobId": data.trainingId,
-        "tenantId": tenant_id,
-        "kind": "training",
-        "modelId": data.modelId,
-        "queue": QUEUE_TRAINING,
-        "triggerWord": data.triggerWord,
-        "request": data.model_dump(mode="json"),
-        "epochs": {},
-        **(extra or {}),
-    }
-
-
-async def record_job(backends: Backends, record: Record, *, existing_ok: bool = False) -> Record:
-    """Write a new job in its kind's initial status; returns the stored record.
+async def record_job(backends: Backends, record: QueuedJobT, *, existing_ok: bool = False) -> QueuedJobT:
+    """Write a new job in its kind's initial status (the repository puts it in its kind's queue); returns
+    the stored record.
 
     With `existing_ok`, a job id that already exists (a retried caller with a deterministic id, or a worker
     adopting a command twice) returns the stored record instead of raising `RecordExists`.
     """
-    repository = repository_for(backends, kind_of(record))
     if not existing_ok:
-        return await repository.create(record)
+        return await backends.jobs.create(record)
     with contextlib.suppress(RecordExists):
-        return await repository.create(record)
-    job = await repository.get(record["jobId"])
+        return await backends.jobs.create(record)
+    job = await backends.jobs.get_as(record.jobId, type(record))
     assert job is not None  # it existed a moment ago and jobs are never deleted
     return job
 
 
-def command_for(job: Record, source: str, traceparent: str | None = None) -> tuple[str, CloudEvent[Any], str]:
+def command_for(job: QueuedJob, source: str, traceparent: str | None = None) -> tuple[str, CloudEvent[Any], str]:
     """The topic, event and message key that start `job` (a generation or a training), rebuilt from its
     record: the record is the source of truth, so whatever Kafka lost can be published again from it."""
-    if kind_of(job) == "training":
-        training = TrainingRequestedData.model_validate(job["request"])
+    if isinstance(job, TrainingJob):
         event: CloudEvent[Any] = TrainingRequested(
-            subject=job["jobId"], tenantid=job["tenantId"], traceparent=traceparent, source=source, data=training
+            subject=job.jobId, tenantid=job.tenantId, traceparent=traceparent, source=source, data=job.request
         )
         # One model never trains twice at once: its trainings share a partition.
-        return TRAINING_REQUESTS, event, training.modelId
-    generation = GenerationRequestedData.model_validate(job["request"])
+        return TRAINING_REQUESTS, event, job.request.modelId
     event = GenerationRequested(
-        subject=job["jobId"], tenantid=job["tenantId"], traceparent=traceparent, source=source, data=generation
+        subject=job.jobId, tenantid=job.tenantId, traceparent=traceparent, source=source, data=job.request
     )
-    return GENERATION_REQUESTS, event, job["jobId"]
+    return GENERATION_REQUESTS, event, job.jobId
 
 
-async def fail_job(backends: Backends, job: Record, code: str, message: str) -> Advance[Record]:
-    """Move the job to its kind's `failed` status with the one error shape, `{"code", "message"}`."""
-    kind = kind_of(job)
+async def fail_job(backends: Backends, job: QueuedJob, code: str, message: str) -> Advance[Any]:
+    """Move the job to its kind's `failed` status with the one failure model, `JobError`."""
     error = JobError(code=code, message=message[:2000])
-    return await repository_for(backends, kind).advance(job["jobId"], _FAILED[kind], {"error": error.model_dump()})
+    return await backends.jobs.advance(job.jobId, _FAILED[job.kind], {"error": error})
 
 
-async def publish_command(backends: Backends, job: Record, source: str, traceparent: str | None = None) -> None:
+async def publish_command(backends: Backends, job: QueuedJob, source: str, traceparent: str | None = None) -> None:
     """Publish the job's command, waiting at most PUBLISH_TIMEOUT_S for the broker.
 
     If the broker does not take it, the job is failed (`queue_unavailable`) so nothing stays queued forever,
@@ -124,20 +99,20 @@ async def publish_command(backends: Backends, job: Record, source: str, tracepar
     try:
         await asyncio.wait_for(backends.publisher.publish(topic, event, key=key), PUBLISH_TIMEOUT_S)
     except (PublishFailed, TimeoutError) as exc:
-        log.error("could not publish job %s: %s", job["jobId"], exc)
-        message = f"the {_QUEUE_NAME.get(kind_of(job), 'job queue')} is unavailable; try again later"
+        log.error("could not publish job %s: %s", job.jobId, exc)
+        message = f"the {_QUEUE_NAME[job.kind]} is unavailable; try again later"
         await fail_job(backends, job, "queue_unavailable", message)
         raise Unavailable("queue_unavailable", message, retry_after_s=5) from exc
 
 
 async def queue_job(
     backends: Backends,
-    record: Record,
+    record: QueuedJobT,
     *,
     source: str,
     traceparent: str | None = None,
     existing_ok: bool = False,
-) -> Record:
+) -> QueuedJobT:
     """Record a queued job, then publish its command; returns the job record.
 
     The record is written first so a job on the topic always has one. With `existing_ok`, an existing job
@@ -157,13 +132,13 @@ async def queue_generation(
     extra: dict[str, Any] | None = None,
     traceparent: str | None = None,
     republish_existing: bool = False,
-) -> Record:
+) -> GenerationJob:
     """Queue the generation job `data` describes (see `queue_job`)."""
     record = generation_record(tenant_id, data, extra)
     return await queue_job(backends, record, source=source, traceparent=traceparent, existing_ok=republish_existing)
 
 
-async def republish(backends: Backends, job: Record, source: str) -> None:
+async def republish(backends: Backends, job: QueuedJob, source: str) -> None:
     """Publish `job`'s command again (workers skip a job that is done or held, so this is always safe);
     raises `PublishFailed` when the broker refuses, leaving the job as it is."""
     topic, event, key = command_for(job, source)

@@ -16,49 +16,55 @@ from events.lifecycle import (
     JobProgress,
     lifecycle_event_id,
 )
+from events.states import GenerationStatus, PortraitStatus, TrainingStatus
 from events.topics import JOB_LIFECYCLE
-from events.usecases.ports import Backends, Record
+from events.usecases.ports import AnyJob, Backends
+
+# The statuses whose event carries the job's outputs, and those that carry its error.
+_SUCCEEDED = frozenset({GenerationStatus.COMPLETED, TrainingStatus.SUCCEEDED, PortraitStatus.COMPLETED})
+_FAILED = frozenset({GenerationStatus.FAILED, TrainingStatus.FAILED, PortraitStatus.FAILED})
 
 
-def _event(job: Record, event_type: str, event_id: str, source: str, **data: Any) -> JobLifecycle:
+def _event(job: AnyJob, event_type: str, event_id: str, source: str, **data: Any) -> JobLifecycle:
     return JobLifecycle(
         id=event_id,
         type=event_type,  # type: ignore[arg-type]
-        subject=job["jobId"],
+        subject=job.jobId,
         source=source,
-        tenantid=job["tenantId"],
-        data=JobLifecycleData(jobId=job["jobId"], kind=job.get("kind", "generation"), occurredAt=utcnow(), **data),
+        tenantid=job.tenantId,
+        data=JobLifecycleData(jobId=job.jobId, kind=job.kind, occurredAt=utcnow(), **data),
     )
 
 
-def lifecycle_event(job: Record, status: StrEnum, source: str) -> JobLifecycle:
+def lifecycle_event(job: AnyJob, status: StrEnum, source: str) -> JobLifecycle:
     """The lifecycle event announcing that `job` reached `status`."""
+    error: JobError | None = job.error if status in _FAILED else None
     return _event(
         job,
         EVENT_TYPE_FOR_STATUS[status.value],
-        lifecycle_event_id(job["jobId"], status.value),
+        lifecycle_event_id(job.jobId, status.value),
         source,
         status=status.value,
-        outputs=job.get("outputs", []) if status.value in ("completed", "succeeded") else [],
-        error=JobError(**job["error"]) if job.get("error") and status.value == "failed" else None,
+        outputs=(job.outputs or []) if status in _SUCCEEDED else [],
+        error=error,
     )
 
 
-async def publish_lifecycle_once(backends: Backends, job: Record, status: StrEnum, source: str) -> None:
+async def publish_lifecycle_once(backends: Backends, job: AnyJob, status: StrEnum, source: str) -> None:
     """Publish the event for `status` unless the job records it as already sent.
 
     Called after the status write: if the send fails, a redelivery of whatever caused it finds the status
     already set and sends again (same event id, so consumers can drop the duplicate).
     """
-    if status.value in (job.get("publishedEvents") or set()):
+    if status.value in (job.publishedEvents or set()):
         return
     await backends.publisher.publish(JOB_LIFECYCLE, lifecycle_event(job, status, source))
-    await backends.jobs.mark_published(job["jobId"], status.value)
+    await backends.jobs.mark_published(job.jobId, status)
 
 
 async def publish_progress_event(
     backends: Backends,
-    job: Record,
+    job: AnyJob,
     source: str,
     *,
     progress: JobProgress | None = None,
@@ -74,9 +80,9 @@ async def publish_progress_event(
     event = _event(
         job,
         event_type,
-        lifecycle_event_id(job["jobId"], name, sequence),
+        lifecycle_event_id(job.jobId, name, sequence),
         source,
-        status=job["status"],
+        status=job.status.value,
         progress=progress,
         epoch=epoch,
     )

@@ -9,13 +9,14 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.generation import GenerationMode, GenerationRequestedData
-from events.lifecycle import JOB_CHECKPOINT, JOB_PROGRESS, JobLifecycle
-from events.states import GENERATION, PORTRAIT, GenerationStatus, PortraitStatus, TrainingStatus
+from events.lifecycle import JOB_CHECKPOINT, JOB_PROGRESS, JobError, JobLifecycle
+from events.records.jobs import GenerationJob, PortraitJob
+from events.states import GENERATION, PORTRAIT, GenerationStatus, JobKind, PortraitStatus, TrainingStatus
 from events.usecases import jobs
 from events.usecases.adapters import model_adapter
 from events.usecases.errors import UseCaseError
 from events.usecases.lifecycle import publish_lifecycle_once
-from events.usecases.ports import Backends, Record
+from events.usecases.ports import Backends
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,10 @@ def style_job_ids(portrait_id: str, style_count: int) -> list[str]:
     return [f"job_{suffix}_{index}" for index in range(style_count)]
 
 
-async def record_portrait(backends: Backends, record: Record) -> Record:
-    """Write the portrait, in `training`, before its training is queued: whatever the training's events
-    cause always finds the portrait."""
-    return await backends.portraits.create(record, PortraitStatus.TRAINING)  # MERGE: backends.jobs
+async def record_portrait(backends: Backends, record: PortraitJob) -> PortraitJob:
+    """Write the portrait, in `training` (its initial status), before its training is queued: whatever the
+    training's events cause always finds the portrait."""
+    return await backends.jobs.create(record)
 
 
 async def abandon_portrait(backends: Backends, portrait_id: str, error: UseCaseError | None) -> None:
@@ -44,69 +45,67 @@ async def abandon_portrait(backends: Backends, portrait_id: str, error: UseCaseE
     never been asked for (the caller was told why)."""
     fields: dict[str, Any] = {"completedAt": utcnow().isoformat(), "deletedAt": utcnow().isoformat()}
     if error is not None:
-        fields["error"] = {"code": error.code, "message": error.message}
-    await backends.portraits.advance(portrait_id, PortraitStatus.FAILED, fields)  # MERGE: backends.jobs
+        fields["error"] = JobError(code=error.code, message=error.message)
+    await backends.jobs.advance(portrait_id, PortraitStatus.FAILED, fields)
 
 
-async def _end(backends: Backends, portrait: Record, status: PortraitStatus, **fields: Any) -> None:
-    advance = await backends.portraits.advance(  # MERGE: backends.jobs
-        portrait["jobId"], status, {**fields, "completedAt": utcnow().isoformat()}
-    )
-    if advance.job is not None and advance.job["status"] == status.value:
+async def _end(backends: Backends, portrait: PortraitJob, status: PortraitStatus, **fields: Any) -> None:
+    advance = await backends.jobs.advance(portrait.jobId, status, {**fields, "completedAt": utcnow().isoformat()})
+    if advance.job is not None and advance.job.status is status:
         # Its lifecycle event, like any job's: the webhooks function calls the portrait's webhook from it.
         await publish_lifecycle_once(backends, advance.job, status, SOURCE)
 
 
-async def _fail(backends: Backends, portrait: Record, code: str, message: str) -> None:
-    await _end(backends, portrait, PortraitStatus.FAILED, error={"code": code, "message": message})
+async def _fail(backends: Backends, portrait: PortraitJob, code: str, message: str) -> None:
+    await _end(backends, portrait, PortraitStatus.FAILED, error=JobError(code=code, message=message))
 
 
-async def queue_style_generations(backends: Backends, portrait: Record) -> None:
+async def queue_style_generations(backends: Backends, portrait: PortraitJob) -> None:
     """Queue one generation per style with the trained adapter (idempotent), then mark it generating."""
-    model = await backends.models.get(portrait["modelId"])
-    spec = backends.base_models.get(model["baseModel"]) if model else None
-    if model is None or spec is None or not model.get("adapterKey"):
+    model = await backends.models.get(portrait.modelId) if portrait.modelId else None
+    spec = backends.base_models.get(model.baseModel) if model else None
+    if model is None or spec is None or not model.adapterKey:
         await _fail(backends, portrait, "model_unavailable", "the trained model or its base model is gone")
         return
     adapter = model_adapter(model)
     # Generating first: a style's job may end (and its event be handled, on another partition) before the
     # last one is queued, and finishing is only allowed from generating.
-    await backends.portraits.advance(portrait["jobId"], PortraitStatus.GENERATING)  # MERGE: backends.jobs
-    for index, style in enumerate(portrait["styles"]):
+    await backends.jobs.advance(portrait.jobId, PortraitStatus.GENERATING)
+    for index, style in enumerate(portrait.styles):
         data = GenerationRequestedData(
-            jobId=style["jobId"],
-            modelId=portrait["modelId"],
+            jobId=style.jobId,
+            modelId=model.modelId,
             baseModel=spec.name,
-            prompt=style["prompt"],
+            prompt=style.prompt,
             width=spec.default_size,
             height=spec.default_size,
             guidanceScale=spec.default_guidance,
-            numOutputs=portrait.get("imagesPerStyle", 1),
+            numOutputs=portrait.imagesPerStyle,
             numInferenceSteps=spec.default_steps,
             seed=SEED_BASE + index,
             adapters=[adapter],
             **(
-                {"mode": GenerationMode.IMAGE_TO_IMAGE, "initImageKey": style["imageKey"], "strength": STYLE_STRENGTH}
-                if style.get("imageKey")
+                {"mode": GenerationMode.IMAGE_TO_IMAGE, "initImageKey": style.imageKey, "strength": STYLE_STRENGTH}
+                if style.imageKey
                 else {}
             ),
         )
         await jobs.queue_generation(
             backends,
-            portrait["tenantId"],
+            portrait.tenantId,
             data,
             source=SOURCE,
-            extra={"portraitId": portrait["jobId"]},
+            extra={"portraitId": portrait.jobId},
             republish_existing=True,
         )
 
 
-async def finish_if_done(backends: Backends, portrait: Record) -> None:
+async def finish_if_done(backends: Backends, portrait: PortraitJob) -> None:
     """Complete the portrait once every style's job has ended (failed if none produced images)."""
-    style_jobs = [await backends.jobs.get(style["jobId"]) for style in portrait["styles"]]
-    if any(job is None or not GENERATION.is_terminal(GenerationStatus(job["status"])) for job in style_jobs):
+    style_jobs = [await backends.jobs.get_as(style.jobId, GenerationJob) for style in portrait.styles]
+    if any(job is None or not GENERATION.is_terminal(job.status) for job in style_jobs):
         return
-    done = [job for job in style_jobs if job and job["status"] == GenerationStatus.COMPLETED.value]
+    done = [job for job in style_jobs if job and job.status is GenerationStatus.COMPLETED]
     if done:
         await _end(backends, portrait, PortraitStatus.COMPLETED)
     else:
@@ -118,26 +117,28 @@ async def on_lifecycle(backends: Backends, event: JobLifecycle) -> None:
     data = event.data
     if event.type in (JOB_PROGRESS, JOB_CHECKPOINT):
         return  # not status changes
-    job = await jobs.repository_for(backends, data.kind).get(data.jobId)
-    if job is None or not job.get("portraitId"):
+    if data.kind is JobKind.PORTRAIT:
+        return  # a portrait's own events
+    job = await backends.jobs.get(data.jobId)
+    if job is None or job.kind is not data.kind or job.kind is JobKind.PORTRAIT or not job.portraitId:
         return
-    portrait = await backends.portraits.get(job["portraitId"])  # MERGE: backends.jobs
+    portrait = await backends.jobs.get_as(job.portraitId, PortraitJob)
     if portrait is None:
         # The portrait is written before its training is queued: a job naming a missing one is not ours.
-        log.warning("portrait %s of job %s does not exist: event dropped", job["portraitId"], data.jobId)
+        log.warning("portrait %s of job %s does not exist: event dropped", job.portraitId, data.jobId)
         return
-    if PORTRAIT.is_terminal(PortraitStatus(portrait["status"])):
+    if PORTRAIT.is_terminal(portrait.status):
         return
-    if data.kind == "training":
-        if data.status == TrainingStatus.RUNNING.value:
+    if data.kind is JobKind.TRAINING:
+        if data.status is TrainingStatus.RUNNING:
             # The portrait starts with its training (its webhook's `start`).
             await publish_lifecycle_once(backends, portrait, PortraitStatus.TRAINING, SOURCE)
-        elif data.status == TrainingStatus.SUCCEEDED.value:
+        elif data.status is TrainingStatus.SUCCEEDED:
             await queue_style_generations(backends, portrait)
-        elif data.status == TrainingStatus.FAILED.value:
+        elif data.status is TrainingStatus.FAILED:
             message = data.error.message if data.error else "the training failed"
             await _fail(backends, portrait, "training_failed", message)
-        elif data.status == TrainingStatus.CANCELED.value:
+        elif data.status is TrainingStatus.CANCELED:
             await _end(backends, portrait, PortraitStatus.CANCELED)
     elif GENERATION.is_terminal(GenerationStatus(data.status)):
         await finish_if_done(backends, portrait)

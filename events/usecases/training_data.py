@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import secrets
 
+from events.records.training_data import TrainingImageRecord
+from events.states import UploadStatus
 from events.storage_keys import model_data_key
-from events.usecases.ports import Backends, NormalizedImage, Record
+from events.usecases.ports import Backends, NormalizedImage
 
 
 def new_data_id() -> str:
@@ -21,22 +23,22 @@ async def store_training_image(
     image: NormalizedImage,
     data_id: str,
     name: str | None = None,
-) -> Record:
+) -> TrainingImageRecord:
     """Write the image's bytes, then its `ready` record (so a ready record always has its bytes)."""
     key = model_data_key(model_id, data_id, image.sha256)
     await backends.store.put_bytes(key, image.png, "image/png")
     return await backends.training_data.put(
-        {
-            "modelId": model_id,
-            "dataId": data_id,
-            "tenantId": tenant_id,
-            "key": key,
-            "width": image.width,
-            "height": image.height,
-            "format": image.source_format,
-            "bytes": image.source_bytes,
-            "sha256": image.sha256,
-            "name": name,
-            "status": "ready",
-        }
+        TrainingImageRecord(
+            modelId=model_id,
+            dataId=data_id,
+            tenantId=tenant_id,
+            key=key,
+            width=image.width,
+            height=image.height,
+            format=image.source_format,
+            bytes=image.source_bytes,
+            sha256=image.sha256,
+            name=name,
+            status=UploadStatus.READY,
+        )
     )

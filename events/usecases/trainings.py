@@ -12,12 +12,14 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.persistence import Advance, AdvanceOutcome, StaleWrite
-from events.states import MODEL_STATUS_AFTER_TRAINING, ModelStatus, TrainingStatus
+from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
+from events.states import MODEL_STATUS_AFTER_TRAINING, ModelStatus, TrainingStatus, UploadStatus
 from events.training import MAX_TRAINING_IMAGES, TrainingRequestedData
 from events.usecases import jobs
 from events.usecases.errors import Conflict, Invalid, Unavailable
 from events.usecases.lifecycle import publish_lifecycle_once
-from events.usecases.ports import Backends, BaseModelSpec, NormalizedImage, Record
+from events.usecases.ports import Backends, BaseModelSpec, NormalizedImage
 from events.usecases.training_data import new_data_id, store_training_image
 from events.usecases.training_params import BaseDefaults, ParameterError, estimated_seconds, resolve_parameters
 
@@ -70,21 +72,21 @@ class TrainingName:
     trigger_word: str  # what prompts use to call the trained subject (a concept prompt wins)
 
 
-def name_training(model: Record, request_parameters: dict[str, Any] | None = None) -> TrainingName:
+def name_training(model: ModelRecord, request_parameters: dict[str, Any] | None = None) -> TrainingName:
     """A new training id and the words the model's next training is known by."""
-    subject_word = model.get("triggerWord") or new_trigger_word()
+    subject_word = model.triggerWord or new_trigger_word()
     trigger_word = subject_word
     if request_parameters and request_parameters.get("conceptPrompt"):
         trigger_word = request_parameters["conceptPrompt"]
-    elif (model.get("parameters") or {}).get("conceptPrompt"):
-        trigger_word = model["parameters"]["conceptPrompt"]
+    elif model.parameters.get("conceptPrompt"):
+        trigger_word = model.parameters["conceptPrompt"]
     return TrainingName(new_training_id(), subject_word, trigger_word)
 
 
 async def start_training(
     backends: Backends,
     tenant_id: str,
-    model: Record,
+    model: ModelRecord,
     *,
     source: str,
     model_parameters: dict[str, Any],
@@ -94,7 +96,7 @@ async def start_training(
     traceparent: str | None = None,
     extra: dict[str, Any] | None = None,
     name: TrainingName | None = None,
-) -> Record:
+) -> TrainingJob:
     """Queue a training of the model on its current images; returns the training record (with `extra`
     fields, written with it so nothing reacting to the training can see it without them).
 
@@ -103,12 +105,12 @@ async def start_training(
     broker cannot take the command, training and model are failed and `Unavailable` raised, so nothing
     waits forever.
     """
-    model_id = model["modelId"]
-    if str(model["type"]).endswith("-composition"):
+    model_id = model.modelId
+    if model.type.endswith("-composition"):
         raise Invalid("not_trainable", "a composition model combines trained models and is not trained itself")
-    spec = base_model_of(backends, model["baseModel"])
+    spec = base_model_of(backends, model.baseModel)
     all_items = await backends.training_data.list(model_id)
-    pending = [i["dataId"] for i in all_items if i.get("status") == "pending"]
+    pending = [i.dataId for i in all_items if i.status is UploadStatus.PENDING]
     if pending:
         raise Conflict(
             "training_data_pending",
@@ -116,7 +118,7 @@ async def start_training(
             "start the training once they read ready or rejected",
             field="modelId",
         )
-    items = [i for i in all_items if i.get("status", "ready") == "ready"]
+    items = [i for i in all_items if i.status is UploadStatus.READY]
     if not items:
         raise Conflict("no_training_data", f"model {model_id!r} has no training images; upload some first", "modelId")
     name = name or name_training(model, request_parameters)
@@ -136,21 +138,21 @@ async def start_training(
         model_id, ModelStatus.TRAINING, {"trainingId": name.training_id, "triggerWord": name.trigger_word}
     )
     if advance.outcome is not AdvanceOutcome.APPLIED:
-        current = (advance.record or {}).get("trainingId")
+        current = advance.record.trainingId if advance.record else None
         raise Conflict("model_training", f"model {model_id!r} is already training (training {current})")
     data = TrainingRequestedData(
         trainingId=name.training_id,
         modelId=model_id,
         baseModel=spec.name,
         triggerWord=name.trigger_word,
-        dataKeys=[i["key"] for i in items],
+        dataKeys=[i.key for i in items],
         parameters=parameters,
     )
     record = jobs.training_record(
         tenant_id,
         data,
         {
-            "dataIds": [i["dataId"] for i in items],
+            "dataIds": [i.dataId for i in items],
             "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
             **(extra or {}),
         },
@@ -162,53 +164,53 @@ async def start_training(
         raise
 
 
-def check_trainable_now(model: Record, new_image_count: int) -> None:
+def check_trainable_now(model: ModelRecord, new_image_count: int) -> None:
     """What refuses a train-with-images request before its files are read: too many files, or a model
     already training."""
     if new_image_count > MAX_TRAINING_IMAGES:
         raise Invalid("too_many_images", f"send at most {MAX_TRAINING_IMAGES} images", field="images")
-    if model["status"] == ModelStatus.TRAINING.value:
-        raise Conflict(
-            "model_training", f"model {model['modelId']!r} is already training (training {model['trainingId']})"
-        )
+    if model.status is ModelStatus.TRAINING:
+        raise Conflict("model_training", f"model {model.modelId!r} is already training (training {model.trainingId})")
 
 
 async def train_with_images(
     backends: Backends,
     tenant_id: str,
-    model: Record,
+    model: ModelRecord,
     images: Sequence[tuple[NormalizedImage, str | None]],
     **training: Any,
-) -> tuple[Record, list[str]]:
+) -> tuple[TrainingJob, list[str]]:
     """Store the (already validated) images, then start a training on everything the model holds; returns
     the training and the new images' ids. `training` is passed on to `start_training`."""
     check_trainable_now(model, len(images))
-    if not images and not await backends.training_data.list(model["modelId"]):
+    if not images and not await backends.training_data.list(model.modelId):
         raise Invalid("validation_error", "send at least one image in images[]", field="images")
     data_ids = []
     for image, filename in images:
-        item = await store_training_image(backends, model["modelId"], tenant_id, image, new_data_id(), filename)
-        data_ids.append(item["dataId"])
+        item = await store_training_image(backends, model.modelId, tenant_id, image, new_data_id(), filename)
+        data_ids.append(item.dataId)
     return await start_training(backends, tenant_id, model, **training), data_ids
 
 
 async def settle_model(
-    backends: Backends, training: Record, outcome: TrainingStatus, fields: dict[str, Any] | None = None
-) -> Advance[Record] | None:
+    backends: Backends, training: TrainingJob, outcome: TrainingStatus, fields: dict[str, Any] | None = None
+) -> Advance[ModelRecord] | None:
     """Move the model out of `training` to the status `outcome` implies, if this training is still the
     model's current one (a late marker of an older training must not touch a newer one's model)."""
-    model = await backends.models.get(training["modelId"])
-    if model is None or model.get("trainingId") != training["jobId"]:
+    if training.modelId is None:
         return None
-    return await backends.models.advance(model["modelId"], MODEL_STATUS_AFTER_TRAINING[outcome], fields)
+    model = await backends.models.get(training.modelId)
+    if model is None or model.trainingId != training.jobId:
+        return None
+    return await backends.models.advance(model.modelId, MODEL_STATUS_AFTER_TRAINING[outcome], fields)
 
 
-async def cancel_training(backends: Backends, training: Record, *, source: str) -> Record:
+async def cancel_training(backends: Backends, training: TrainingJob, *, source: str) -> TrainingJob:
     """Cancel a queued training at once, or ask the worker running it to stop at the next step; `Conflict`
     if it already ended."""
-    repository = backends.trainings  # MERGE: backends.jobs
-    status = TrainingStatus(training["status"])
-    training_id = training["jobId"]
+    repository = backends.jobs
+    status = training.status
+    training_id = training.jobId
     if status is TrainingStatus.QUEUED:
         advance = await repository.advance(
             training_id, TrainingStatus.CANCELED, {"completedAt": utcnow().isoformat(), "canceledBy": "user"}
@@ -219,18 +221,21 @@ async def cancel_training(backends: Backends, training: Record, *, source: str) 
             await publish_lifecycle_once(backends, advance.record, TrainingStatus.CANCELED, source=source)
             return advance.record
         training = advance.record or training  # a worker claimed it meanwhile: ask it to stop
-        status = TrainingStatus(training["status"])
+        status = training.status
     if status is TrainingStatus.RUNNING:
         try:
-            return await repository.update_fields(
+            updated = await repository.update_fields(
                 training_id,
                 {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
                 condition="#status = :running",
                 values={":running": TrainingStatus.RUNNING.value},
             )
         except StaleWrite:
-            training = await repository.get(training_id) or training
-            status = TrainingStatus(training["status"])
+            training = await repository.get_as(training_id, TrainingJob) or training
+            status = training.status
+        else:
+            assert isinstance(updated, TrainingJob)
+            return updated
     raise Conflict(
         "training_finished",
         f"training {training_id!r} already {FINISHED_WORDS[status]}; there is nothing to cancel",
