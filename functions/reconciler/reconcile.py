@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from events.lifecycle import JobError
 from events.markers import JobFailure
 from events.persistence import PublishFailed
+from events.records.jobs import GenerationJob, PortraitJob, TrainingJob
 from events.storage_keys import Marker, job_marker_key, training_marker_key
 from events.training import TrainingFailure
 from events.usecases import jobs
-from infra.repositories.jobs import JobRepository
+from infra.repositories.jobs import QUEUED_KINDS
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -39,37 +40,43 @@ class Report:
     failed: list[str] = field(default_factory=list)
 
 
-async def _fail(context: ServiceContext, job: dict, now: datetime) -> None:
+QueuedJob = GenerationJob | TrainingJob
+
+
+async def _fail(context: ServiceContext, job: QueuedJob, now: datetime) -> None:
     error = JobError(
         code="worker_lost",
-        message=f"the job's worker stopped answering {job.get('attempts', 0)} times; it was given up",
+        message=f"the job's worker stopped answering {job.attempts or 0} times; it was given up",
     )
-    attempt = max(1, int(job.get("attempts", 1)))
-    if job.get("kind") == "training":
-        failure = TrainingFailure(
-            trainingId=job["jobId"], error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now
-        )
-        await context.store.put_model(training_marker_key(job["jobId"], Marker.FAILED), failure)
+    attempt = max(1, job.attempts if job.attempts is not None else 1)
+    if isinstance(job, TrainingJob):
+        failure = TrainingFailure(trainingId=job.jobId, error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now)
+        await context.store.put_model(training_marker_key(job.jobId, Marker.FAILED), failure)
     else:
-        marker = JobFailure(jobId=job["jobId"], error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now)
-        await context.store.put_model(job_marker_key(job["jobId"], Marker.FAILED), marker)
+        marker = JobFailure(jobId=job.jobId, error=error, workerId=WORKER_ID, attempt=attempt, failedAt=now)
+        await context.store.put_model(job_marker_key(job.jobId, Marker.FAILED), marker)
 
 
-def _recently_republished(job: dict, stale: datetime) -> bool:
+def _recently_republished(job: QueuedJob, stale: datetime) -> bool:
     """Whether the job's command was published again after `stale` (within the period)."""
-    return job.get("republishedAt", "") > stale.isoformat()
+    return (job.republishedAt or "") > stale.isoformat()
 
 
-async def _republish(context: ServiceContext, repository: JobRepository, job: dict, now: datetime) -> bool:
+async def _republish(context: ServiceContext, job: QueuedJob, now: datetime) -> bool:
     """Publish the job's command again and note when; False (retried next run) if the broker refused."""
     try:
         await jobs.republish(context, job, SOURCE)
     except PublishFailed:
-        log.warning("could not republish %s; next run tries again", job["jobId"], exc_info=True)
+        log.warning("could not republish %s; next run tries again", job.jobId, exc_info=True)
         return False
-    fields = {"republishedAt": now.isoformat(), "republishedAttempt": int(job.get("attempts", 0))}
-    await repository.update_fields(job["jobId"], fields)
+    fields = {"republishedAt": now.isoformat(), "republishedAttempt": job.attempts or 0}
+    await context.jobs.update_fields(job.jobId, fields)
     return True
+
+
+def _queued(found: list[GenerationJob | TrainingJob | PortraitJob]) -> list[QueuedJob]:
+    """The jobs a queue query found (only generations and trainings wait in queues)."""
+    return [job for job in found if isinstance(job, GenerationJob | TrainingJob)]
 
 
 async def reconcile(context: ServiceContext, now: datetime) -> Report:
@@ -77,27 +84,26 @@ async def reconcile(context: ServiceContext, now: datetime) -> Report:
     settings = context.settings
     report = Report()
     stale = now - timedelta(seconds=settings.reconcile_queued_after_seconds)
-    # MERGE: one `context.jobs`, asked per queue (generation, training).
-    repositories: tuple[JobRepository, ...] = (context.jobs, context.trainings)
-    for repository in repositories:
-        for job in await repository.waiting_since_before(stale.isoformat()):
+    for kind in QUEUED_KINDS:
+        for job in _queued(await context.jobs.waiting_since_before(kind, stale.isoformat())):
             if _recently_republished(job, stale):
                 continue  # give the worker time before the next try
-            if await _republish(context, repository, job, now):
-                report.republished.append(job["jobId"])
-        for job in await repository.lease_lapsed(now.timestamp()):
-            if int(job.get("attempts", 0)) >= settings.reconcile_max_attempts:
+            if await _republish(context, job, now):
+                report.republished.append(job.jobId)
+        for job in _queued(await context.jobs.lease_lapsed(kind, now.timestamp())):
+            if (job.attempts or 0) >= settings.reconcile_max_attempts:
                 await _fail(context, job, now)
-                report.failed.append(job["jobId"])
+                report.failed.append(job.jobId)
                 continue
             # Throttled like queued jobs: the command republished for this lapse is still on its way (behind
             # other jobs, or waiting for a rebalance), and a twin per pass only piles up duplicates. A claim
             # made since then (another attempt) that lapsed too is a new loss: that one goes out at once.
-            same_attempt = int(job.get("republishedAttempt", -1)) == int(job.get("attempts", 0))
+            republished_attempt = job.republishedAttempt if job.republishedAttempt is not None else -1
+            same_attempt = republished_attempt == (job.attempts or 0)
             if same_attempt and _recently_republished(job, stale):
                 continue
-            if await _republish(context, repository, job, now):
-                report.republished.append(job["jobId"])
+            if await _republish(context, job, now):
+                report.republished.append(job.jobId)
     if report.republished or report.failed:
         log.info("reconciled: republished %s, failed %s", report.republished, report.failed)
     return report

@@ -9,13 +9,14 @@ from typing import Any
 from events.envelope import utcnow
 from events.lifecycle import JobProgress
 from events.markers import GenerationResult, JobFailure
-from events.persistence import PublishFailed
-from events.states import TRAINING, GenerationStatus, TrainingStatus
-from events.storage_keys import JobKind, JobMarkerRef, Marker
+from events.persistence import AdvanceOutcome, PublishFailed
+from events.records.jobs import EpochRecord, TrainingJob
+from events.states import TRAINING, GenerationStatus, JobKind, TrainingStatus
+from events.storage_keys import JobMarkerRef, Marker
 from events.training import EpochCheckpoint, TrainingCanceled, TrainingFailure, TrainingProgress, TrainingResult
 from events.usecases.lifecycle import publish_lifecycle_once, publish_progress_event
+from events.usecases.ports import AnyJob
 from events.usecases.trainings import settle_model
-from infra.repositories.jobs import AdvanceOutcome, JobRepository
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _generation_fields(marker: Marker, body: Any) -> dict[str, Any]:
         }
     if marker is Marker.FAILED:
         failure = JobFailure.model_validate(body)
-        return {"error": failure.error.model_dump(), "completedAt": failure.failedAt.isoformat()}
+        return {"error": failure.error, "completedAt": failure.failedAt.isoformat()}
     return {"completedAt": utcnow().isoformat()}
 
 
@@ -78,18 +79,18 @@ def _training_fields(marker: Marker, body: Any) -> tuple[dict[str, Any], dict[st
         return job_fields, model_fields
     if marker is Marker.FAILED:
         failure = TrainingFailure.model_validate(body)
-        return {"error": failure.error.model_dump(), "completedAt": failure.failedAt.isoformat()}, {}
+        return {"error": failure.error, "completedAt": failure.failedAt.isoformat()}, {}
     canceled = TrainingCanceled.model_validate(body)
     return {"completedAt": canceled.canceledAt.isoformat(), "canceledAtStep": canceled.step}, {}
 
 
 async def _advance_and_announce(
-    context: ServiceContext, repo: JobRepository, key: str, job_id: str, target: StrEnum, fields: dict[str, Any]
-) -> tuple[AdvanceOutcome, dict[str, Any] | None]:
-    advance = await repo.advance(job_id, target, fields)
+    context: ServiceContext, key: str, job_id: str, target: StrEnum, fields: dict[str, Any]
+) -> tuple[AdvanceOutcome, AnyJob | None]:
+    advance = await context.jobs.advance(job_id, target, fields)
     job = advance.job
     if advance.outcome in (AdvanceOutcome.MISSING, AdvanceOutcome.REJECTED):
-        log.info("marker %s ignored: %s (job is %s)", key, advance.outcome, job["status"] if job else "missing")
+        log.info("marker %s ignored: %s (job is %s)", key, advance.outcome, job.status if job else "missing")
         return advance.outcome, job
     assert job is not None
     await publish_lifecycle_once(context, job, target, source="/lorafoundry/s3-events")
@@ -99,8 +100,8 @@ async def _advance_and_announce(
 async def _announce_progress(
     context: ServiceContext, job_id: str, *, progress: JobProgress | None = None, epoch: str | None = None
 ) -> None:
-    job = await context.trainings.get(job_id)
-    if job is None or job.get("status") != TrainingStatus.RUNNING.value:
+    job = await context.jobs.get_as(job_id, TrainingJob)
+    if job is None or job.status is not TrainingStatus.RUNNING:
         return  # progress of a job that already ended (a late notification) is news to nobody
     try:
         await publish_progress_event(context, job, "/lorafoundry/s3-events", progress=progress, epoch=epoch)
@@ -113,30 +114,30 @@ async def _apply_training_marker(context: ServiceContext, key: str, ref: JobMark
     body = await _read(context, key)
     if ref.epoch is not None:
         checkpoint = EpochCheckpoint.model_validate(body)
-        info = checkpoint.model_dump(mode="json", exclude={"trainingId", "epoch"})
-        recorded = await context.trainings.record_epoch(ref.job_id, checkpoint.epoch, info)
+        info = EpochRecord(**checkpoint.model_dump(mode="json", exclude={"trainingId", "epoch"}))
+        recorded = await context.jobs.record_epoch(ref.job_id, checkpoint.epoch, info)
         if recorded:
             await _announce_progress(context, ref.job_id, epoch=checkpoint.epoch)
         return AdvanceOutcome.APPLIED if recorded else AdvanceOutcome.MISSING
     assert ref.marker is not None
     if ref.marker is Marker.PROGRESS:
         progress = TrainingProgress.model_validate(body)
-        newer = await context.trainings.record_progress(ref.job_id, progress.model_dump(mode="json"))
+        newer = await context.jobs.record_progress(ref.job_id, progress)
         if newer:
             step = JobProgress(step=progress.step, totalSteps=progress.totalSteps, loss=progress.loss)
             await _announce_progress(context, ref.job_id, progress=step)
         return AdvanceOutcome.APPLIED if newer else AdvanceOutcome.REJECTED
     target = _TRAINING_TARGETS[ref.marker]
     job_fields, model_fields = _training_fields(ref.marker, body)
-    job = await context.trainings.get(ref.job_id)
+    job = await context.jobs.get_as(ref.job_id, TrainingJob)
     if job is None:
         return AdvanceOutcome.MISSING
-    current = TrainingStatus(job["status"])
+    current = job.status
     if current == target or TRAINING.can_transition(current, target):
         # The model first: whoever sees the training finished must find the model settled too. A crash
         # between the two writes is healed by the redelivery (both moves are idempotent).
         await settle_model(context, job, target, model_fields or None)
-    outcome, _ = await _advance_and_announce(context, context.trainings, key, ref.job_id, target, job_fields)
+    outcome, _ = await _advance_and_announce(context, key, ref.job_id, target, job_fields)
     return outcome
 
 
@@ -148,5 +149,5 @@ async def apply_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> 
         return None  # progress.json of generation jobs carries nothing the API shows yet.
     target = _GENERATION_TARGETS[ref.marker]
     fields = _generation_fields(ref.marker, await _read(context, key))
-    outcome, _ = await _advance_and_announce(context, context.jobs, key, ref.job_id, target, fields)
+    outcome, _ = await _advance_and_announce(context, key, ref.job_id, target, fields)
     return outcome

@@ -6,25 +6,33 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from events.lifecycle import JobError
+from events.records.uploads import UploadPurpose, UploadRecord
+from events.states import UploadStatus
 from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
 from events.usecases.training_data import store_training_image
 from infra.images import ImageRejected, NormalizedImage, normalize_upload
-from infra.repositories.uploads import UploadPurpose, UploadStatus
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
 
-async def _reject(context: ServiceContext, upload: dict[str, Any], code: str, message: str) -> None:
-    error = {"code": code, "message": message}
-    if upload["purpose"] == UploadPurpose.TRAINING_DATA.value:
-        item = await context.training_data.get(upload["modelId"], upload["dataId"])
-        if item is not None and item.get("status") == UploadStatus.PENDING.value:
-            await context.training_data.put({**item, "status": UploadStatus.REJECTED.value, "error": error})
-    await context.uploads.settle(upload["uploadId"], UploadStatus.REJECTED, {"error": error})
+def _training_image_of(upload: UploadRecord) -> tuple[str, str]:
+    """The model and data id of the training image a training-data upload stands for."""
+    assert upload.modelId is not None and upload.dataId is not None  # set on every training-data upload
+    return upload.modelId, upload.dataId
 
 
-async def _accept(context: ServiceContext, upload: dict[str, Any], image: NormalizedImage) -> None:
+async def _reject(context: ServiceContext, upload: UploadRecord, code: str, message: str) -> None:
+    error = JobError(code=code, message=message)
+    if upload.purpose is UploadPurpose.TRAINING_DATA:
+        item = await context.training_data.get(*_training_image_of(upload))
+        if item is not None and item.status is UploadStatus.PENDING:
+            await context.training_data.put(item.model_copy(update={"status": UploadStatus.REJECTED, "error": error}))
+    await context.uploads.settle(upload.uploadId, UploadStatus.REJECTED, {"error": error})
+
+
+async def _accept(context: ServiceContext, upload: UploadRecord, image: NormalizedImage) -> None:
     fields: dict[str, Any] = {
         "width": image.width,
         "height": image.height,
@@ -32,29 +40,28 @@ async def _accept(context: ServiceContext, upload: dict[str, Any], image: Normal
         "bytes": image.source_bytes,
         "sha256": image.sha256,
     }
-    if upload["purpose"] == UploadPurpose.TRAINING_DATA.value:
-        model = await context.models.get_live(upload["tenantId"], upload["modelId"])
+    if upload.purpose is UploadPurpose.TRAINING_DATA:
+        model_id, data_id = _training_image_of(upload)
+        model = await context.models.get_live(upload.tenantId, model_id)
         if model is None:
             await _reject(context, upload, "model_not_found", "the model was deleted before its image arrived")
             return
-        item = await store_training_image(
-            context, upload["modelId"], upload["tenantId"], image, upload["dataId"], upload.get("name")
-        )
-        fields["key"] = item["key"]
+        item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
+        fields["key"] = item.key
     else:
-        key = upload_image_key(upload["tenantId"], upload["uploadId"])
+        key = upload_image_key(upload.tenantId, upload.uploadId)
         await context.store.put_bytes(key, image.png, "image/png")
         fields["key"] = key
-    await context.uploads.settle(upload["uploadId"], UploadStatus.READY, fields)
+    await context.uploads.settle(upload.uploadId, UploadStatus.READY, fields)
 
 
 async def apply_upload(context: ServiceContext, ref: UploadRef) -> None:
     """Process one raw upload; a duplicate or late notification changes nothing."""
     upload = await context.uploads.get(ref.upload_id)
-    if upload is None or upload["tenantId"] != ref.tenant_id:
+    if upload is None or upload.tenantId != ref.tenant_id:
         log.warning("raw upload %s/%s has no live upload record: ignored", ref.tenant_id, ref.upload_id)
         return
-    if upload["status"] != UploadStatus.PENDING.value:
+    if upload.status is not UploadStatus.PENDING:
         return
     raw_key = upload_raw_key(ref.tenant_id, ref.upload_id)
     data = await context.store.get_bytes(raw_key)

@@ -21,6 +21,9 @@ import httpx
 from standardwebhooks import Webhook
 
 from events.lifecycle import JobLifecycle
+from events.records.webhooks import DeliveryAttempt, DeliveryRecord
+from events.states import DeliveryStatus
+from events.usecases.ports import AnyJob
 from events.webhooks import (
     DEFAULT_POLICY,
     EVENT_FOR_TYPE,
@@ -28,7 +31,6 @@ from events.webhooks import (
     RetryPolicy,
     Verdict,
     WebhookEvent,
-    WebhookSubscription,
     decide,
     delivery_id,
     payload,
@@ -43,6 +45,13 @@ Clock = Callable[[], datetime]
 USER_AGENT = "LoRA-Foundry-Webhooks/1"
 # What a delivery's record keeps of a receiver's answer.
 _MAX_RESPONSE_CHARS = 500
+# Where a delivery stands after an attempt with each verdict.
+_STATUS_AFTER = {
+    Verdict.DELIVERED: DeliveryStatus.DELIVERED,
+    Verdict.GONE: DeliveryStatus.GONE,
+    Verdict.GAVE_UP: DeliveryStatus.FAILED,
+    Verdict.RETRY: DeliveryStatus.PENDING,
+}
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,9 @@ class Dispatcher:
         if webhook_event is None:
             return
         job = await self.context.jobs.get(data.jobId)
-        if job is None or not job.get("webhook") or job.get("tenantId") != event.tenantid:
+        if job is None or job.webhook is None or job.tenantId != event.tenantid:
             return
-        subscription = WebhookSubscription.model_validate(job["webhook"])
-        if webhook_event not in subscription.events:
+        if webhook_event not in job.webhook.events:
             return
         body = payload(
             webhook_event,
@@ -111,26 +119,25 @@ class Dispatcher:
         sequence = data.epoch or (str(data.progress.step) if data.progress else "")
         await self.record_and_send(job, webhook_event, body, sequence)
 
-    async def record_and_send(
-        self, job: dict[str, Any], event: WebhookEvent, body: dict[str, Any], sequence: str = ""
-    ) -> None:
+    async def record_and_send(self, job: AnyJob, event: WebhookEvent, body: dict[str, Any], sequence: str = "") -> None:
         """Record a delivery of `body` for `job` (once per event and sequence) and attempt it if due."""
+        if job.webhook is None:
+            return  # nothing subscribed
         now = self.clock()
-        subscription = WebhookSubscription.model_validate(job["webhook"])
-        record = {
-            "jobId": job["jobId"],
-            "deliveryId": delivery_id(job["jobId"], event, sequence),
-            "tenantId": job["tenantId"],
-            "event": event.value,
-            "url": str(subscription.url),
-            "body": json.dumps(body, separators=(",", ":")),
-            "status": "pending",
-            "createdAt": schedule_time(now),
-            "nextAttemptAt": schedule_time(now),
-        }
+        record = DeliveryRecord(
+            jobId=job.jobId,
+            deliveryId=delivery_id(job.jobId, event, sequence),
+            tenantId=job.tenantId,
+            event=event,
+            url=str(job.webhook.url),
+            body=json.dumps(body, separators=(",", ":")),
+            status=DeliveryStatus.PENDING,
+            createdAt=schedule_time(now),
+            nextAttemptAt=schedule_time(now),
+        )
         await self.context.deliveries.create(record)
-        found = await self.context.deliveries.get(record["jobId"], record["deliveryId"])
-        if found is not None and found.get("due") and found["nextAttemptAt"] <= schedule_time(now):
+        found = await self.context.deliveries.get(record.jobId, record.deliveryId)
+        if found is not None and found.due and found.nextAttemptAt and found.nextAttemptAt <= schedule_time(now):
             await self.attempt(found)
 
     async def sweep(self, limit: int = 100) -> int:
@@ -140,46 +147,41 @@ class Dispatcher:
             attempted += await self.attempt(delivery)
         return attempted
 
-    async def attempt(self, delivery: dict[str, Any]) -> bool:
+    async def attempt(self, delivery: DeliveryRecord) -> bool:
         """Take, send and record one attempt of `delivery`; False if another dispatcher holds it."""
         now = self.clock()
         lease = now + timedelta(seconds=self.context.settings.webhook_lease_seconds)
         if not await self.context.deliveries.take(delivery, lease):
             return False
         outcome = await self._send(delivery, now)
-        number = len(delivery.get("attempts", [])) - int(delivery.get("scheduleStart", 0)) + 1
+        number = len(delivery.attempts) - delivery.scheduleStart + 1
         decision = decide(number, outcome.status, outcome.retry_after, self.clock(), self.policy, self.rng)
         if outcome.refused:
             # A forbidden address stays forbidden: retrying would only knock on the same door.
             decision = Decision(Verdict.GAVE_UP)
-        attempt = {
-            "at": schedule_time(now),
-            "statusCode": outcome.status,
-            "error": outcome.error,
-            "durationMs": round(outcome.elapsed_ms, 1),
-            "verdict": decision.verdict.value,
-        }
-        final_status = {
-            Verdict.DELIVERED: "delivered",
-            Verdict.GONE: "gone",
-            Verdict.GAVE_UP: "failed",
-            Verdict.RETRY: "pending",
-        }[decision.verdict]
+        attempt = DeliveryAttempt(
+            at=schedule_time(now),
+            statusCode=outcome.status,
+            error=outcome.error,
+            durationMs=round(outcome.elapsed_ms, 1),
+            verdict=decision.verdict,
+        )
+        final_status = _STATUS_AFTER[decision.verdict]
         await self.context.deliveries.record_attempt(delivery, attempt, final_status, decision.next_attempt_at)
         log.info(
             "webhook %s -> %s: %s (%s)",
-            delivery["deliveryId"],
-            delivery["url"],
+            delivery.deliveryId,
+            delivery.url,
             decision.verdict,
             outcome.status or outcome.error,
         )
         return True
 
-    async def _send(self, delivery: dict[str, Any], now: datetime) -> Outcome:
+    async def _send(self, delivery: DeliveryRecord, now: datetime) -> Outcome:
         settings = self.context.settings
-        secrets = await self.context.webhook_secrets.signing_secrets(delivery["tenantId"])
+        secrets = await self.context.webhook_secrets.signing_secrets(delivery.tenantId)
         headers = {
-            **signature_headers(delivery["deliveryId"], now, delivery["body"], secrets),
+            **signature_headers(delivery.deliveryId, now, delivery.body, secrets),
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
@@ -190,7 +192,7 @@ class Dispatcher:
 
         try:
             async with guarded_client(settings.egress_allowed_networks, settings.webhook_timeout_seconds) as client:
-                response = await client.post(delivery["url"], content=delivery["body"].encode(), headers=headers)
+                response = await client.post(delivery.url, content=delivery.body.encode(), headers=headers)
         except EgressRefused as exc:
             return Outcome(None, None, f"refused: {exc}", elapsed(), refused=True)
         except httpx.HTTPError as exc:
