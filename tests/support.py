@@ -1,4 +1,5 @@
-"""Helpers shared by tests: waiting on conditions with a deadline, AWS-shaped events, a lifecycle reader."""
+"""Helpers shared by tests: waiting on conditions with a deadline, AWS-shaped events, a lifecycle reader, and
+small valid commands for the job records a test writes itself."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+
+from events.generation import GenerationRequestedData
+from events.training import TrainingParameters, TrainingRequestedData
 
 T = TypeVar("T")
 POLL_INTERVAL_S = 0.05
@@ -91,3 +95,44 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def generation_request(job_id: str, model_id: str = "tiny-sd", **fields: Any) -> GenerationRequestedData:
+    """A small valid text-to-image command on the tiny base model (`fields` override its values)."""
+    values: dict[str, Any] = {
+        "jobId": job_id,
+        "modelId": model_id,
+        "baseModel": "tiny-sd",
+        "prompt": "p",
+        "width": 64,
+        "height": 64,
+        "guidanceScale": 7.5,
+        "numOutputs": 1,
+        "numInferenceSteps": 2,
+        "seed": 1,
+        **fields,
+    }
+    return GenerationRequestedData(**values)
+
+
+def training_request(training_id: str, model_id: str = "mod_1") -> TrainingRequestedData:
+    """A small valid training command of one image of `model_id`."""
+    return TrainingRequestedData(
+        trainingId=training_id,
+        modelId=model_id,
+        baseModel="tiny-sd",
+        triggerWord="sks",
+        dataKeys=[f"models/{model_id}/data/dat_1/{'0' * 64}.png"],
+        parameters=TrainingParameters(
+            learningRate=1e-4,
+            learningRateTextEncoder=5e-5,
+            maxTrainSteps=10,
+            rank=4,
+            batchSize=1,
+            nbEpochs=1,
+            nbRepeats=1,
+            seed=1,
+            resolution=64,
+            conceptPrompt="sks",
+        ),
+    )

@@ -198,4 +198,4 @@ async def test_bootstrap_stores_the_dev_keys_delete_policy(bootstrapped, context
         )
         await bootstrap(settings, kafka=False)
         record = await ApiKeyRepository(context.clients.dynamodb, settings.api_keys_table).lookup(key)
-        assert record is not None and record["tenantId"] == "dev" and record["requireSignedDeletes"] is require
+        assert record is not None and record.tenantId == "dev" and record.requireSignedDeletes is require

@@ -144,9 +144,9 @@ async def test_workers_killed_while_holding_leases_lose_no_job(chaos: Chaos) -> 
         by_pid = {w.process.pid: w for w in workers if w.process is not None and w.running}
         for job_id in [j for j in jobs if j not in finished]:
             record = await chaos.context.jobs.get(job_id)
-            if record and record["status"] == "processing" and record.get("leaseOwner"):
+            if record and record.status == GenerationStatus.PROCESSING and record.leaseOwner:
                 # A worker's id is host-pid-random: its pid says which process holds the lease.
-                pid = int(str(record["leaseOwner"]).rsplit("-", 2)[-2])
+                pid = int(record.leaseOwner.rsplit("-", 2)[-2])
                 if pid in by_pid:
                     return by_pid[pid]
         return None
@@ -194,11 +194,11 @@ async def test_workers_killed_while_holding_leases_lose_no_job(chaos: Chaos) -> 
     reclaimed = 0
     for job_id in jobs:
         record = await chaos.context.jobs.get(job_id)
-        assert record is not None and record["status"] == "completed", (job_id, record)
-        reclaimed += int(record["attempts"]) > 1
+        assert record is not None and record.status == GenerationStatus.COMPLETED, (job_id, record)
+        reclaimed += int(record.attempts or 0) > 1
         # Exactly one set of outputs: a killed attempt's partial uploads were overwritten, not added to.
         outputs = sorted(await chaos.context.store.list_keys(f"jobs/{job_id}/outputs/"))
-        assert len(outputs) == OUTPUTS and outputs == sorted(record["outputs"]), (outputs, record["outputs"])
+        assert len(outputs) == OUTPUTS and outputs == sorted(record.outputs or []), (outputs, record.outputs)
         assert forward_only(chaos.seen[job_id]), (job_id, chaos.seen[job_id])
     # A kill can land after the worker wrote its result (the status moves a moment later, through the S3
     # notification), so not every kill costs an attempt; most do.

@@ -24,6 +24,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from events.records.jobs import GenerationJob
 from events.states import GenerationStatus
 from events.topics import JOB_LIFECYCLE
 from events.usecases.lifecycle import lifecycle_event
@@ -37,7 +38,7 @@ from infra.local.stack import PORTRAITS_HANDLER, RECONCILER_HANDLER, S3_EVENTS_H
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from tests.conftest import Broker, make_settings
-from tests.support import eventually, settings_env
+from tests.support import eventually, generation_request, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -148,9 +149,11 @@ async def handle_one_event_each(env: Isolated, processes: dict[str, ManagedProce
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": settings.bucket}
     url = (await context.clients.sqs.get_queue_url(QueueName=settings.notifications_queue))["QueueUrl"]
     await context.clients.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(test_event))
-    job = {"jobId": f"job_stop_{secrets.token_hex(4)}", "tenantId": "tenant-stop"}
+    job_id = f"job_stop_{secrets.token_hex(4)}"
+    # Never stored: an event about a job no handler knows, which each handles by doing nothing.
+    job = GenerationJob(jobId=job_id, tenantId="tenant-stop", request=generation_request(job_id))
     event = lifecycle_event(job, GenerationStatus.COMPLETED, "/tests/clean-stop")
-    sent = await context.producer.send_and_wait(JOB_LIFECYCLE, event.to_json_bytes(), key=job["jobId"].encode())
+    sent = await context.producer.send_and_wait(JOB_LIFECYCLE, event.to_json_bytes(), key=job_id.encode())
     tp = TopicPartition(sent.topic, sent.partition)
 
     await eventually(lambda: queue_drained(context), bool, what="the poller to handle its message")

@@ -15,6 +15,8 @@ import confluent_kafka
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from events.records.jobs import TrainingJob
+from events.states import TrainingStatus
 from events.topics import DEAD_LETTERS, GENERATION_REQUESTS, TRAINING_REQUESTS
 from events.training import TrainingParameters
 from tests.journeys import create_model, png, upload
@@ -240,7 +242,7 @@ def training(training_id: str, model_id: str, data_keys: list[str], tenant: str 
 async def test_a_direct_training_runs_as_the_apis_would(client, api_key, context, producer, settings) -> None:
     model_id = (await create_model(client, api_key, name="direct"))["id"]
     await upload(client, api_key, model_id, png((250, 120, 10)))
-    keys = [item["key"] for item in await context.training_data.list(model_id)]
+    keys = [item.key for item in await context.training_data.list(model_id)]
     run = secrets.token_hex(4)
     good, foreign, stolen = f"trn_direct_{run}", f"trn_foreign_{run}", f"trn_stolen_{run}"
     # Another tenant naming this model: recorded for that tenant, failed, the model untouched.
@@ -272,9 +274,11 @@ async def test_a_direct_training_runs_as_the_apis_would(client, api_key, context
     assert generated.status_code == 202, generated.text
 
     refused = await eventually(
-        lambda: context.trainings.get(foreign), lambda t: t is not None and t["status"] == "failed", what="refusal"
+        lambda: context.jobs.get_as(foreign, TrainingJob),
+        lambda t: t is not None and t.status == TrainingStatus.FAILED,
+        what="refusal",
     )
-    assert refused["tenantId"] == "tenant-b" and refused["error"]["code"] == "model_not_found"
+    assert refused.tenantId == "tenant-b" and refused.error is not None and refused.error.code == "model_not_found"
     dead = await read_topic(settings, DEAD_LETTERS, lambda r: stolen.encode() in (r.value or b""), 1)
     assert "is not an image of model" in dict(dead[0].headers)["dlq-reason"].decode()
-    assert await context.trainings.get(stolen) is None
+    assert await context.jobs.get(stolen) is None

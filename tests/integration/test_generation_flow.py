@@ -9,7 +9,9 @@ import secrets
 import pytest
 from PIL import Image
 
-from events.generation import GenerationRequested, GenerationRequestedData
+from events.generation import GenerationRequested
+from events.records.jobs import GenerationJob
+from events.states import GenerationStatus
 from events.topics import DEAD_LETTERS, GENERATION_REQUESTS, JOB_LIFECYCLE
 from tests.journeys import download
 from tests.support import bearer, eventually, read_topic, wait_for_job
@@ -91,13 +93,12 @@ async def test_duplicate_delivery_does_not_run_a_job_twice(client, api_key, cont
     response = await client.post("/v1/images/generate", json=_body(seed=3), headers=bearer(api_key))
     job_id = response.json()["jobId"]
     await wait_for_job(client, job_id, bearer(api_key))
-    before = await context.jobs.get(job_id)
+    before = await context.jobs.get_as(job_id, GenerationJob)
+    assert before is not None
     handled_before = worker.handled
 
     # Publish the same command again, as a redelivery after a lost commit would.
-    event = GenerationRequested(
-        subject=job_id, tenantid="tenant-a", data=GenerationRequestedData.model_validate(before["request"])
-    )
+    event = GenerationRequested(subject=job_id, tenantid="tenant-a", data=before.request)
     await context.publisher.publish(GENERATION_REQUESTS, event)
 
     async def handled() -> int:
@@ -105,9 +106,10 @@ async def test_duplicate_delivery_does_not_run_a_job_twice(client, api_key, cont
 
     await eventually(handled, lambda n: n > handled_before, what="the redelivery to be handled")
     after = await context.jobs.get(job_id)
-    assert after["version"] == before["version"]
-    assert after["attempts"] == 1
-    assert after["status"] == "completed"
+    assert after is not None
+    assert after.version == before.version
+    assert after.attempts == 1
+    assert after.status == GenerationStatus.COMPLETED
 
 
 async def test_invalid_events_go_to_the_dlq_and_later_events_still_flow(client, api_key, context, settings) -> None:

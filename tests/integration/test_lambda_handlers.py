@@ -13,7 +13,7 @@ from mangum import Mangum
 
 from events.topics import JOB_LIFECYCLE
 from functions.api.app import create_app
-from tests.support import read_topic
+from tests.support import generation_request, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -151,13 +151,14 @@ def msk_record(offset: int, value: bytes, key: bytes, headers: list[tuple[str, b
 
 async def test_a_kafka_batch_handles_its_lifecycle_events_and_dead_letters_the_rest(bootstrapped) -> None:
     from events.envelope import kafka_headers
+    from events.records.jobs import GenerationJob
     from events.states import GenerationStatus
     from events.topics import DEAD_LETTERS
+    from events.usecases.lifecycle import lifecycle_event
     from functions.webhooks.handler import WebhooksLambda
-    from infra.lifecycle import lifecycle_event
 
     marker = secrets.token_hex(6)
-    job = {"jobId": f"job-{marker}", "tenantId": "tenant-dlq"}
+    job = GenerationJob(jobId=f"job-{marker}", tenantId="tenant-dlq", request=generation_request(f"job-{marker}"))
     structured = lifecycle_event(job, GenerationStatus.COMPLETED, "/test")
     # The same kind of event in binary mode (attributes as ce_* headers), as a direct producer may write it.
     binary = lifecycle_event(job, GenerationStatus.PROCESSING, "/test")
@@ -165,8 +166,8 @@ async def test_a_kafka_batch_handles_its_lifecycle_events_and_dead_letters_the_r
     ce_headers = [(f"ce_{name}", str(value).encode()) for name, value in envelope.items() if name != "data"]
     event = msk_event(
         msk_record(7, b"garbage " + marker.encode(), f"bad-{marker}".encode()),
-        msk_record(8, structured.to_json_bytes(), job["jobId"].encode(), kafka_headers()),
-        msk_record(9, json.dumps(envelope["data"]).encode(), job["jobId"].encode(), ce_headers),
+        msk_record(8, structured.to_json_bytes(), job.jobId.encode(), kafka_headers()),
+        msk_record(9, json.dumps(envelope["data"]).encode(), job.jobId.encode(), ce_headers),
     )
 
     handler = WebhooksLambda(lambda: bootstrapped)

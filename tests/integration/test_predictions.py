@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from events.states import GenerationStatus
 from tests.integration.conftest import TrainedModel
 from tests.journeys import QUICK, create_model, download, png, upload, wait_for_training
 from tests.support import bearer, eventually
@@ -112,7 +113,8 @@ async def test_jpeg_output_and_soft_delete_keeps_the_history(client, api_key, co
     again = await client.delete(f"/v1/predictions/{view['predictionId']}", headers=bearer(api_key))
     assert again.status_code == 404
     record = await context.jobs.get(view["predictionId"])
-    assert record["deletedAt"] and record["status"] == "completed" and record["outputs"]
+    assert record is not None
+    assert record.deletedAt and record.status == GenerationStatus.COMPLETED and record.outputs
 
 
 @pytest.mark.parametrize(

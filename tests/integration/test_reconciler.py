@@ -11,6 +11,8 @@ from datetime import timedelta
 import pytest
 
 from events.envelope import utcnow
+from events.records.jobs import GenerationJob, PortraitJob, TrainingJob
+from events.states import GenerationStatus, JobKind
 from functions.reconciler.handler import process_schedule
 from functions.reconciler.reconcile import reconcile
 from infra.bootstrap import bootstrap
@@ -51,9 +53,9 @@ async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolate
     queued = [await _submit(env, seed) for seed in range(3)]
     # Two more jobs whose worker "died": one with an attempt left, one out of attempts.
     lapsed, exhausted = await _submit(env, 10), await _submit(env, 11)
-    assert await env.context.jobs.claim(lapsed, "dead-worker", lease_seconds=0)
+    assert await env.context.jobs.claim(lapsed, "dead-worker", lease_seconds=0, kind=JobKind.GENERATION)
     for _ in range(2):
-        assert await env.context.jobs.claim(exhausted, "dead-worker", lease_seconds=0)
+        assert await env.context.jobs.claim(exhausted, "dead-worker", lease_seconds=0, kind=JobKind.GENERATION)
 
     # The broker loses everything: every command published so far is gone.
     env.broker.stop()
@@ -67,12 +69,13 @@ async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolate
         assert sorted(report.republished) == sorted([*queued, lapsed])
         assert report.failed == [exhausted]
 
-        async def statuses() -> dict[str, dict]:
+        async def statuses() -> dict[str, GenerationJob | TrainingJob | PortraitJob | None]:
             return {job_id: await env.context.jobs.get(job_id) for job_id in [*queued, lapsed, exhausted]}
 
+        ended = (GenerationStatus.COMPLETED, GenerationStatus.FAILED)
         jobs = await eventually(
             statuses,
-            lambda found: all(j["status"] in ("completed", "failed") for j in found.values()),
+            lambda found: all(j is not None and j.status in ended for j in found.values()),
             timeout_s=90,
             what="every job to end",
         )
@@ -80,10 +83,14 @@ async def test_a_wiped_broker_loses_no_job_and_runs_none_twice(isolated: Isolate
         assert await process_schedule(env.context, {"source": "aws.events"}) == {"republished": [], "failed": []}
 
     for job_id in queued:
-        assert jobs[job_id]["status"] == "completed" and jobs[job_id]["attempts"] == 1, jobs[job_id]
-        assert len(jobs[job_id]["outputs"]) == 2
-    assert jobs[lapsed]["status"] == "completed" and jobs[lapsed]["attempts"] == 2  # its first worker died
-    assert jobs[exhausted]["status"] == "failed" and jobs[exhausted]["error"]["code"] == "worker_lost"
+        job = jobs[job_id]
+        assert job is not None and job.status == GenerationStatus.COMPLETED and job.attempts == 1, job
+        assert len(job.outputs or []) == 2
+    lapsed_job, exhausted_job = jobs[lapsed], jobs[exhausted]
+    assert lapsed_job is not None and exhausted_job is not None
+    assert lapsed_job.status == GenerationStatus.COMPLETED and lapsed_job.attempts == 2  # its first worker died
+    assert exhausted_job.status == GenerationStatus.FAILED
+    assert exhausted_job.error is not None and exhausted_job.error.code == "worker_lost"
     for job_id in [*queued, lapsed]:
         listed = await env.context.store.list_keys(f"jobs/{job_id}/outputs/")
         assert len(listed) == 2, listed  # exactly one set of outputs
@@ -101,7 +108,7 @@ async def test_a_recently_republished_job_is_left_alone(isolated: IsolatedApi) -
     first = await reconcile(env.context, utcnow())
     assert job_id in first.republished
     record = await env.context.jobs.get(job_id)
-    assert record["republishedAt"]
+    assert record is not None and record.republishedAt
 
 
 async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: IsolatedApi) -> None:
@@ -111,7 +118,7 @@ async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: I
     context = await ServiceContext(settings).open()
     try:
         job_id = await _submit(env, 2)
-        assert await env.context.jobs.claim(job_id, "dead-worker", lease_seconds=0)
+        assert await env.context.jobs.claim(job_id, "dead-worker", lease_seconds=0, kind=JobKind.GENERATION)
         now = utcnow()
         assert (await reconcile(context, now)).republished == [job_id]
         # The next passes within the period leave it alone: its command is on its way.
@@ -121,7 +128,7 @@ async def test_a_lapsed_lease_is_republished_at_most_once_per_period(isolated: I
         assert (await reconcile(context, now + timedelta(seconds=3601))).republished == [job_id]
         assert (await reconcile(context, now + timedelta(seconds=3602))).republished == []
         # Another worker claimed it meanwhile and died too: a new loss, republished at once, then throttled.
-        assert await env.context.jobs.claim(job_id, "second-dead-worker", lease_seconds=0)
+        assert await env.context.jobs.claim(job_id, "second-dead-worker", lease_seconds=0, kind=JobKind.GENERATION)
         assert (await reconcile(context, now + timedelta(seconds=3603))).republished == [job_id]
         assert (await reconcile(context, now + timedelta(seconds=3604))).republished == []
     finally:

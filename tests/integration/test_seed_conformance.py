@@ -59,7 +59,8 @@ async def test_seed003_update_stores_canonical_parameters_and_the_next_training_
     assert updated.json()["model"]["parameters"] == CANONICAL
     assert "wandb-secret" not in updated.text, "the Weights & Biases key is a secret: never echoed"
     stored = await context.models.get_live("tenant-a", model_id)
-    assert stored["parameters"] == CANONICAL and not DROPPED & set(stored["parameters"])
+    assert stored is not None
+    assert stored.parameters == CANONICAL and not DROPPED & set(stored.parameters)
 
     started = await client.post(f"/v1/models/{model_id}/trainings", json={}, headers=bearer(api_key))
     assert started.status_code == 202, started.text

@@ -67,6 +67,7 @@ async def test_every_view_gives_times_in_one_form(client, api_key, trained_pair,
         await wait_for_job(client, job_id, auth)
         # Deliver its completion as the webhooks function does.
         job = await loopback_context.jobs.get(job_id)
+        assert job is not None
         await Dispatcher(loopback_context).on_lifecycle(lifecycle_event(job, GenerationStatus.COMPLETED, "/tests"))
 
     async def deliveries() -> list:

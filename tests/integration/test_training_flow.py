@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
+from events.records.jobs import TrainingJob
 from events.topics import JOB_LIFECYCLE
 from tests.journeys import QUICK, create_model, png, upload, wait_for_training
 from tests.support import bearer, read_topic
@@ -60,8 +61,9 @@ async def test_seed001_journey_trains_an_adapter_diffusers_can_load(client, api_
     # The model is trained: seed 000 says active, seed 003 says trained.
     view = (await client.get(f"/v1/models/{model_id}", headers=bearer(api_key))).json()
     assert view["status"] == "active" and view["lastTrainedAt"] and view["trainingImagesNumber"] == 2
-    record = await context.trainings.get(training_id)
-    adapter = await context.store.get_bytes(record["adapterKey"])
+    record = await context.jobs.get_as(training_id, TrainingJob)
+    assert record is not None and record.adapterKey is not None
+    adapter = await context.store.get_bytes(record.adapterKey)
     tensors = load_safetensors(adapter)
     assert tensors and all(k.startswith("unet.") for k in tensors)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from events.records.jobs import TrainingJob
 from infra.local.processes import ManagedProcess
 from infra.settings import Settings
 from tests.conftest import Broker, make_settings
@@ -156,16 +157,17 @@ async def test_a_killed_trainer_is_resumed_from_its_last_checkpoint(isolated, lo
 
         context = await ServiceContext(settings).open(kafka=False)
         try:
-            record = await context.trainings.get(training_id)
+            record = await context.jobs.get_as(training_id, TrainingJob)
             keys = await context.store.list_keys(f"trainings/{training_id}/")
         finally:
             await context.close()
-        result = record["result"]
-        assert result["workerId"] == "trainer-second" and result["attempt"] == 2
-        assert 30 <= result["resumedFromStep"] < 90 and result["steps"] == 90
-        assert result["epochs"] == ["000001", "000002", "000003"]
+        assert record is not None and record.result is not None
+        result = record.result
+        assert result.workerId == "trainer-second" and result.attempt == 2
+        assert 30 <= result.resumedFromStep < 90 and result.steps == 90
+        assert result.epochs == ["000001", "000002", "000003"]
         assert [k for k in keys if k.endswith("adapter.safetensors") and "/checkpoints/" not in k] == [
-            record["adapterKey"]
+            record.adapterKey
         ]
     finally:
         first.stop()

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from events.records.uploads import UploadPurpose, UploadRecord
+from events.states import UploadStatus
 from tests.journeys import create_model, png
 from tests.support import bearer, eventually
 
@@ -85,7 +87,12 @@ async def test_another_tenants_or_an_expired_key_is_not_found(client, api_key, o
     assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "upload_not_found"
     # TTL deletes late, so an expired record must already read as gone.
     await context.uploads.create(
-        {"uploadId": "upl_00000000deadbeef", "tenantId": "tenant-a", "purpose": "image", "status": "ready"},
+        UploadRecord(
+            uploadId="upl_00000000deadbeef",
+            tenantId="tenant-a",
+            purpose=UploadPurpose.IMAGE,
+            status=UploadStatus.READY,
+        ),
         expires_in_s=-1,
     )
     expired = await client.get("/v1/uploads/upl_00000000deadbeef", headers=bearer(api_key))

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from events.generation import GenerationRequestedData
-from events.states import GenerationStatus
+from events.records.jobs import GenerationJob
+from events.states import DeliveryStatus, GenerationStatus
 from events.usecases.lifecycle import lifecycle_event
-from events.webhooks import RetryPolicy
+from events.webhooks import RetryPolicy, WebhookSubscription
 from functions.webhooks.dispatch import Dispatcher
 from infra.runtime import ServiceContext
 from tests.http_server import LoopbackServer, loopback_server
-from tests.support import bearer, eventually
+from tests.support import bearer, eventually, generation_request
 
 pytestmark = pytest.mark.integration
 
@@ -45,34 +45,25 @@ def hooks() -> Iterator[LoopbackServer]:
         yield server
 
 
-async def make_job(context: ServiceContext, url: str, events: list[str] | None = None, tenant: str = "tenant-a"):
+async def make_job(
+    context: ServiceContext, url: str, events: list[str] | None = None, tenant: str = "tenant-a"
+) -> GenerationJob:
     """A generation job record with a webhook, never published: only the test's dispatcher acts on it."""
     job_id = f"job_{secrets.token_hex(8)}"
-    request = GenerationRequestedData(
-        jobId=job_id,
-        modelId="tiny-sd",
-        baseModel="tiny-sd",
-        prompt="p",
-        width=64,
-        height=64,
-        guidanceScale=7.5,
-        numOutputs=1,
-        numInferenceSteps=2,
-        seed=1,
-    )
     return await context.jobs.create(
-        {
-            "jobId": job_id,
-            "tenantId": tenant,
-            "kind": "generation",
-            "modelId": "tiny-sd",
-            "request": request.model_dump(mode="json"),
-            "webhook": {"url": url, "events": events or ["completed", "failed", "canceled"]},
-        }
+        GenerationJob(
+            jobId=job_id,
+            tenantId=tenant,
+            modelId="tiny-sd",
+            request=generation_request(job_id),
+            webhook=WebhookSubscription.model_validate(
+                {"url": url, "events": events or ["completed", "failed", "canceled"]}
+            ),
+        )
     )
 
 
-def completed(job: dict[str, Any]):
+def completed(job: GenerationJob):
     return lifecycle_event(job, GenerationStatus.COMPLETED, "/tests")
 
 
@@ -128,9 +119,10 @@ async def test_retries_follow_the_persisted_schedule_across_a_restart(loopback_c
     clock = FakeClock()
     first = Dispatcher(loopback_context, clock=clock, policy=RetryPolicy(base=timedelta(seconds=10)))
     await first.on_lifecycle(completed(job))
-    delivery_id = f"msg_{job['jobId']}_completed"
-    record = await loopback_context.deliveries.get(job["jobId"], delivery_id)
-    assert record["status"] == "pending" and [a["statusCode"] for a in record["attempts"]] == [500]
+    delivery_id = f"msg_{job.jobId}_completed"
+    record = await loopback_context.deliveries.get(job.jobId, delivery_id)
+    assert record is not None
+    assert record.status == DeliveryStatus.PENDING and [a.statusCode for a in record.attempts] == [500]
 
     # The dispatcher "restarts": a new one, knowing nothing, finds the retry in DynamoDB when it is due. The
     # sweep serves the whole table (other tests' retries fall due too), so this delivery's own record is read.
@@ -138,8 +130,9 @@ async def test_retries_follow_the_persisted_schedule_across_a_restart(loopback_c
 
     async def codes_after_sweep() -> list[int]:
         await restarted.sweep()
-        record = await loopback_context.deliveries.get(job["jobId"], delivery_id)
-        return [a["statusCode"] for a in record["attempts"]]
+        record = await loopback_context.deliveries.get(job.jobId, delivery_id)
+        assert record is not None
+        return [a.statusCode for a in record.attempts]
 
     assert await codes_after_sweep() == [500], "nothing is due before the backoff has passed"
     clock.advance(11)
@@ -148,8 +141,8 @@ async def test_retries_follow_the_persisted_schedule_across_a_restart(loopback_c
     assert await codes_after_sweep() == [500, 429]
     clock.advance(61)
     assert await codes_after_sweep() == [500, 429, 200]
-    record = await loopback_context.deliveries.get(job["jobId"], delivery_id)
-    assert record["status"] == "delivered"
+    record = await loopback_context.deliveries.get(job.jobId, delivery_id)
+    assert record is not None and record.status == DeliveryStatus.DELIVERED
     flaky = [p for p in hooks.posts if p.path == "/flaky"]
     assert len(flaky) == 3 and {p.headers["webhook-id"] for p in flaky} == {delivery_id}
     # A redelivered lifecycle event makes no second delivery.
@@ -169,10 +162,11 @@ async def test_410_stops_and_a_5xx_streak_gives_up(loopback_context, hooks) -> N
     for _ in range(4):
         clock.advance(3600)
         await dispatcher.sweep()
-    gone_record = await loopback_context.deliveries.get(gone["jobId"], f"msg_{gone['jobId']}_completed")
-    down_record = await loopback_context.deliveries.get(down["jobId"], f"msg_{down['jobId']}_completed")
-    assert gone_record["status"] == "gone" and len(gone_record["attempts"]) == 1
-    assert down_record["status"] == "failed" and len(down_record["attempts"]) == 3
+    gone_record = await loopback_context.deliveries.get(gone.jobId, f"msg_{gone.jobId}_completed")
+    down_record = await loopback_context.deliveries.get(down.jobId, f"msg_{down.jobId}_completed")
+    assert gone_record is not None and down_record is not None
+    assert gone_record.status == DeliveryStatus.GONE and len(gone_record.attempts) == 1
+    assert down_record.status == DeliveryStatus.FAILED and len(down_record.attempts) == 3
     assert [p.path for p in hooks.posts].count("/gone") == 1
 
 
@@ -191,9 +185,10 @@ async def test_callbacks_to_non_public_addresses_are_refused_at_connect_time(con
     port = hooks.httpd.server_address[1]
     job = await make_job(context, url.format(port=port))
     await Dispatcher(context).on_lifecycle(completed(job))
-    record = await context.deliveries.get(job["jobId"], f"msg_{job['jobId']}_completed")
-    assert record["status"] == "failed", record  # never retried: the address stays forbidden
-    assert record["attempts"][0].get("statusCode") is None and "refused" in record["attempts"][0]["error"]
+    record = await context.deliveries.get(job.jobId, f"msg_{job.jobId}_completed")
+    assert record is not None
+    assert record.status == DeliveryStatus.FAILED, record  # never retried: the address stays forbidden
+    assert record.attempts[0].statusCode is None and "refused" in (record.attempts[0].error or "")
     assert hooks.requests == []
 
 
@@ -206,10 +201,11 @@ async def test_a_redirect_into_loopback_is_refused(bootstrapped, hooks) -> None:
     try:
         job = await make_job(context, f"{hooks.base_url}/hop")
         await Dispatcher(context).on_lifecycle(completed(job))
-        record = await context.deliveries.get(job["jobId"], f"msg_{job['jobId']}_completed")
+        record = await context.deliveries.get(job.jobId, f"msg_{job.jobId}_completed")
     finally:
         await context.close()
-    assert record["status"] == "failed" and "refused" in record["attempts"][0]["error"]
+    assert record is not None
+    assert record.status == DeliveryStatus.FAILED and "refused" in (record.attempts[0].error or "")
     assert hooks.requests == ["/hop"]
 
 
@@ -255,22 +251,22 @@ async def test_deliveries_are_listed_and_can_be_resent(partner_api, loopback_con
     hooks.routes["/once"] = [(500, {}, b"no"), (200, {}, b"ok")]
     job = await make_job(loopback_context, f"{hooks.base_url}/once")
     await Dispatcher(loopback_context).on_lifecycle(completed(job))
-    listed = await partner_api.get(f"/v1/jobs/{job['jobId']}/deliveries", headers=bearer(api_key))
+    listed = await partner_api.get(f"/v1/jobs/{job.jobId}/deliveries", headers=bearer(api_key))
     assert listed.status_code == 200
     [delivery] = listed.json()
     assert delivery["status"] == "pending" and delivery["nextAttemptAt"]
     assert delivery["attempts"][0]["statusCode"] == 500 and delivery["attempts"][0]["error"] == "no"
     resent = await partner_api.post(
-        f"/v1/jobs/{job['jobId']}/deliveries/{delivery['deliveryId']}/resend", headers=bearer(api_key)
+        f"/v1/jobs/{job.jobId}/deliveries/{delivery['deliveryId']}/resend", headers=bearer(api_key)
     )
     assert resent.status_code == 200, resent.text
     assert resent.json()["status"] == "delivered" and len(resent.json()["attempts"]) == 2
     assert [p.headers["webhook-id"] for p in hooks.posts if p.path == "/once"] == [delivery["deliveryId"]] * 2
-    for path in (f"/v1/jobs/{job['jobId']}/deliveries", f"/v1/jobs/{job['jobId']}/deliveries/x/resend"):
+    for path in (f"/v1/jobs/{job.jobId}/deliveries", f"/v1/jobs/{job.jobId}/deliveries/x/resend"):
         method = "GET" if path.endswith("deliveries") else "POST"
         foreign = await partner_api.request(method, path, headers=bearer(other_api_key))
         assert foreign.status_code == 404
-    missing = await partner_api.post(f"/v1/jobs/{job['jobId']}/deliveries/msg_nope/resend", headers=bearer(api_key))
+    missing = await partner_api.post(f"/v1/jobs/{job.jobId}/deliveries/msg_nope/resend", headers=bearer(api_key))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "delivery_not_found"
 
 

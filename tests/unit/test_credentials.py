@@ -6,12 +6,18 @@ import base64
 
 import pytest
 
+from events.records.api_keys import ApiKeyRecord
 from infra.repositories.api_keys import ApiKeyCache, Credentials, InvalidCredentials, parse_authorization
 from tests.support import FakeClock
 
 
 def basic(user_pass: str) -> str:
     return "Basic " + base64.b64encode(user_pass.encode()).decode()
+
+
+def key_of(tenant: str) -> ApiKeyRecord:
+    """A stored key of `tenant`, as the repository caches it."""
+    return ApiKeyRecord(keyHash=f"hash-{tenant}", keyId=f"key_{tenant}", tenantId=tenant, name="tests")
 
 
 @pytest.mark.parametrize(
@@ -56,9 +62,10 @@ def test_refused_forms(header: str | None) -> None:
 def test_a_cached_record_is_trusted_for_the_ttl_only() -> None:
     clock = FakeClock()
     cache = ApiKeyCache(5, clock)
-    cache.put("h", {"tenantId": "t"})
+    record = key_of("t")
+    cache.put("h", record)
     clock.now += 4.9
-    assert cache.get("h") == {"tenantId": "t"}
+    assert cache.get("h") == record
     clock.now += 0.1
     assert cache.get("h") is None  # read again from the table: a revocation shows
 
@@ -66,10 +73,10 @@ def test_a_cached_record_is_trusted_for_the_ttl_only() -> None:
 def test_ttl_zero_caches_nothing_and_forget_drops_at_once() -> None:
     clock = FakeClock()
     off = ApiKeyCache(0, clock)
-    off.put("h", {"tenantId": "t"})
+    off.put("h", key_of("t"))
     assert off.get("h") is None
     on = ApiKeyCache(5, clock)
-    on.put("h", {"tenantId": "t"})
+    on.put("h", key_of("t"))
     on.forget("h")
     assert on.get("h") is None
 
@@ -79,5 +86,5 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     cache = ApiKeyCache(5, clock)
     for name in "abcd":
-        cache.put(name, {"tenantId": name})
+        cache.put(name, key_of(name))
     assert cache.get("a") is None and all(cache.get(n) for n in "bcd")

@@ -6,8 +6,11 @@ from enum import StrEnum
 
 import pytest
 
+from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
 from events.states import GenerationStatus, ModelStatus, PortraitStatus, TrainingStatus
 from functions.api.dialects import custom_models, headshot, realm_style, scenario_style
+from tests.support import training_request
 
 
 @pytest.mark.parametrize(
@@ -26,8 +29,10 @@ def test_every_internal_status_has_a_word(table: dict[StrEnum, str], enum: type[
     assert set(table) == set(enum)
 
 
-def _model(status: ModelStatus, **fields: str) -> dict[str, str]:
-    return {"status": status.value, **fields}
+def _model(status: ModelStatus, **fields: str) -> ModelRecord:
+    return ModelRecord(
+        modelId="mod_1", tenantId="tenant-a", name="m", baseModel="tiny-sd", type="sd-1_5-lora", status=status, **fields
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,11 +47,19 @@ def _model(status: ModelStatus, **fields: str) -> dict[str, str]:
         (_model(ModelStatus.TRAINING_CANCELED), TrainingStatus.CANCELED, "pending_training"),
     ],
 )
-def test_realm_style_model_words(model: dict[str, str], training_status: TrainingStatus | None, word: str) -> None:
-    training = {"status": training_status.value} if training_status else None
+def test_realm_style_model_words(model: ModelRecord, training_status: TrainingStatus | None, word: str) -> None:
+    training = None
+    if training_status is not None:
+        training = TrainingJob(
+            jobId="trn_1",
+            tenantId="tenant-a",
+            triggerWord="sks",
+            request=training_request("trn_1"),
+            status=training_status,
+        )
     assert realm_style.model_status(model, training) == word
     assert realm_style.matches_status(model, training, word)
-    assert realm_style.matches_status(model, training, model["status"])
+    assert realm_style.matches_status(model, training, model.status)
 
 
 def test_the_model_list_filter_takes_both_vocabularies_once() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from events.records.models import ModelRecord
 from events.usecases.adapters import model_adapter
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest
@@ -52,13 +53,17 @@ def test_model_limits_are_checked_before_queueing() -> None:
 
 
 def test_a_trained_model_generates_with_its_chosen_epoch_or_final_adapter() -> None:
-    model = {
-        "modelId": "mod_a",
-        "adapterTrainingId": "trn_1",
-        "adapterKey": "trainings/trn_1/adapter.safetensors",
-    }
+    model = ModelRecord(
+        modelId="mod_a",
+        tenantId="tenant-a",
+        name="a",
+        baseModel="tiny-sd",
+        type="sd-1_5-lora",
+        adapterTrainingId="trn_1",
+        adapterKey="trainings/trn_1/adapter.safetensors",
+    )
     assert model_adapter(model).key == "trainings/trn_1/adapter.safetensors"
-    chosen = model_adapter({**model, "epoch": "000002"}, scale=0.5)
+    chosen = model_adapter(model.model_copy(update={"epoch": "000002"}), scale=0.5)
     assert chosen.key == "trainings/trn_1/checkpoints/000002/adapter.safetensors"
     assert (chosen.epoch, chosen.scale, chosen.trainingId) == ("000002", 0.5, "trn_1")
 

@@ -4,56 +4,19 @@ and tells the caller to retry; a job is recorded once however often it is adopte
 from __future__ import annotations
 
 import inspect
-from enum import StrEnum
-from typing import Any
 
 import pytest
 
 from events.generation import GenerationRequestedData
-from events.persistence import Advance, AdvanceOutcome, PublishFailed, RecordExists
+from events.lifecycle import JobError
+from events.states import GenerationStatus
 from events.usecases import jobs
 from events.usecases.errors import Conflict, Invalid, NotFound, Unavailable
 from events.usecases.ports import Backends
 from functions.api.errors import api_error_of
 from infra.runtime import ServiceContext
 from infra.settings import Settings
-
-
-class FakeJobs:
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
-
-    async def create(self, record: dict[str, Any], status: StrEnum | None = None) -> dict[str, Any]:
-        if record["jobId"] in self.records:
-            raise RecordExists(record["jobId"])
-        self.records[record["jobId"]] = {**record, "status": status.value if status else "queued"}
-        return self.records[record["jobId"]]
-
-    async def get(self, record_id: str) -> dict[str, Any] | None:
-        return self.records.get(record_id)
-
-    async def advance(self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None) -> Advance:
-        self.records[record_id].update({**(fields or {}), "status": target.value})
-        return Advance(AdvanceOutcome.APPLIED, self.records[record_id])
-
-
-class FakePublisher:
-    def __init__(self, fails: bool) -> None:
-        self.fails = fails
-        self.sent: list[tuple[str, Any, str | None]] = []
-
-    async def publish(self, topic: str, event: Any, key: str | None = None) -> None:
-        if self.fails:
-            raise PublishFailed("broker down")
-        self.sent.append((topic, event, key))
-
-
-class FakeBackends:
-    def __init__(self, fails: bool = False) -> None:
-        self.jobs = FakeJobs()
-        self.trainings = self.jobs
-        self.portraits = self.jobs
-        self.publisher = FakePublisher(fails)
+from tests.fakes import FakeBackends
 
 
 def _data(job_id: str = "job_1") -> GenerationRequestedData:
@@ -72,12 +35,14 @@ def _data(job_id: str = "job_1") -> GenerationRequestedData:
 
 
 async def test_a_refused_command_fails_its_job_and_asks_for_a_retry() -> None:
-    backends = FakeBackends(fails=True)
+    backends = FakeBackends()
+    backends.publisher.fail()
     with pytest.raises(Unavailable) as raised:
-        await jobs.queue_generation(backends, "ten_1", _data(), source="/test")  # type: ignore[arg-type]
-    job = backends.jobs.records["job_1"]
-    assert job["status"] == "failed"
-    assert job["error"] == {"code": "queue_unavailable", "message": raised.value.message}
+        await jobs.queue_generation(backends, "ten_1", _data(), source="/test")
+    job = await backends.jobs.get("job_1")
+    assert job is not None
+    assert job.status == GenerationStatus.FAILED
+    assert job.error == JobError(code="queue_unavailable", message=raised.value.message)
     rendered = api_error_of(raised.value)
     assert (rendered.status, rendered.code, rendered.headers) == (503, "queue_unavailable", {"Retry-After": "5"})
 
@@ -85,9 +50,9 @@ async def test_a_refused_command_fails_its_job_and_asks_for_a_retry() -> None:
 async def test_a_job_with_a_known_id_is_published_again_not_recorded_twice() -> None:
     backends = FakeBackends()
     for _ in range(2):
-        await jobs.queue_generation(backends, "ten_1", _data(), source="/test", republish_existing=True)  # type: ignore[arg-type]
-    assert list(backends.jobs.records) == ["job_1"]
-    assert [(topic, key) for topic, _, key in backends.publisher.sent] == [
+        await jobs.queue_generation(backends, "ten_1", _data(), source="/test", republish_existing=True)
+    assert list(backends.jobs.documents) == ["job_1"]
+    assert [(sent.topic, sent.key) for sent in backends.publisher.sent] == [
         ("lorafoundry.generation.requests", "job_1")
     ] * 2
 
