@@ -517,6 +517,7 @@ class FakePublisher:
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
+        self.refused: list[Sent] = []  # what it was asked to send while refusing
         self.attempts = 0
         self.failing = False
         self.failures_left = 0
@@ -545,6 +546,7 @@ class FakePublisher:
             await asyncio.Event().wait()
         if self.failing or self.failures_left > 0:
             self.failures_left = max(0, self.failures_left - 1)
+            self.refused.append(Sent(topic, event, key or event.subject))
             raise PublishFailed(f"{topic}: the fake broker is down")
         self.sent.append(Sent(topic, event, key or event.subject))
 
