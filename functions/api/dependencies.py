@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 from fastapi import Depends, Header, Path, Request
 
 from events.envelope import is_valid_traceparent
+from events.records.api_keys import ApiKeyRecord
 from functions.api.errors import ApiError
 from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
@@ -76,7 +77,7 @@ TraceparentDep = Annotated[str | None, Depends(valid_traceparent)]
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer, Basic realm="lorafoundry"'}
 
 
-async def authenticate(request: Request, context: ContextDep) -> dict[str, Any]:
+async def authenticate(request: Request, context: ContextDep) -> ApiKeyRecord:
     """The active API key record of the request's `Authorization` (Bearer key, or Basic key:secret); 401
     otherwise. Kept on `request.state` for the checks of destructive calls."""
     try:
@@ -92,9 +93,9 @@ async def authenticate(request: Request, context: ContextDep) -> dict[str, Any]:
     return record
 
 
-async def get_tenant(record: Annotated[dict[str, Any], Depends(authenticate)]) -> str:
+async def get_tenant(record: Annotated[ApiKeyRecord, Depends(authenticate)]) -> str:
     """The caller's tenant; 401 without valid credentials."""
-    return record["tenantId"]
+    return record.tenantId
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
@@ -112,9 +113,9 @@ async def require_signature(request: Request, tenant: TenantDep, context: Contex
     """
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
-    record = request.state.api_key
+    record: ApiKeyRecord = request.state.api_key
     if not timestamp and not signature:
-        if request.state.credentials.secret is not None or not record.get("requireSignedDeletes", True):
+        if request.state.credentials.secret is not None or not record.requireSignedDeletes:
             return
         raise ApiError(
             401,
@@ -130,7 +131,7 @@ async def require_signature(request: Request, tenant: TenantDep, context: Contex
             "signature_expired",
             f"{TIMESTAMP_HEADER} must be Unix seconds within {settings.signature_tolerance_seconds} s of now",
         )
-    secret = record.get("signingSecret")
+    secret = record.signingSecret
     if not secret:
         raise ApiError(403, "signing_not_enabled", "this API key has no signing secret and cannot sign calls")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from events.records.idempotency import StoredResponse
+from events.states import IdempotencyStatus
 from functions.api.errors import error_body
 from infra.repositories.api_keys import parse_authorization
-from infra.repositories.idempotency import Claim, IdempotencyRepository, IdempotencyStatus, StoredResponse
+from infra.repositories.idempotency import Claim, IdempotencyRepository
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -92,10 +94,10 @@ class IdempotencyMiddleware:
             context = await self.open_context(scope)
             # The same parser and check as the app's own authentication (Bearer or Basic), so a key is
             # scoped to exactly the tenant the route will see.
-            tenant = await context.api_keys.authenticate(parse_authorization(headers.get("authorization")))
+            api_key = await context.api_keys.authenticate(parse_authorization(headers.get("authorization")))
         except Exception:  # the app itself answers (401, 503): nothing is claimed for it
-            tenant = None
-        if tenant is None:
+            api_key = None
+        if api_key is None:
             await self.app(scope, receive, send)
             return
         try:
@@ -106,7 +108,7 @@ class IdempotencyMiddleware:
         fingerprint = request_fingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), headers.get("content-type", ""), body
         )
-        record_scope = key_scope(tenant["tenantId"], scope["method"], scope["path"], key)
+        record_scope = key_scope(api_key.tenantId, scope["method"], scope["path"], key)
         await _Request(self.app, context.idempotency, context, scope, body, fingerprint, record_scope).run(send)
 
 
@@ -218,5 +220,8 @@ class _Request:
             if k.decode("latin-1").lower() in _REPLAYED_HEADERS
         }
         await self.records.complete(
-            self.record_scope, claim, self.fingerprint, StoredResponse(status, headers, body.decode("utf-8", "replace"))
+            self.record_scope,
+            claim,
+            self.fingerprint,
+            StoredResponse(status=status, headers=headers, body=body.decode("utf-8", "replace")),
         )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from events.records.jobs import GenerationJob, PortraitJob, TrainingJob
 from events.states import GenerationStatus, PortraitStatus
 from functions.api.dialects.custom_models import training_status
 from functions.api.schemas.portraits import PortraitStyleOut, PortraitView, StyleOut
@@ -34,47 +34,46 @@ def styles_for(gender: str) -> list[StyleOut]:
     return [StyleOut(id=s.id, name=s.name, gender=gender) for s in STYLES if gender in s.genders]  # type: ignore[arg-type]
 
 
-async def render_portrait(context: ServiceContext, portrait: dict[str, Any]) -> PortraitView:
+async def render_portrait(context: ServiceContext, portrait: PortraitJob) -> PortraitView:
     """A portrait with its training's progress (the training in the custom-models API's words) and each
     style's images once generated."""
-    training = await context.trainings.get(portrait["trainingId"])
+    training = await context.jobs.get_as(portrait.trainingId, TrainingJob)
     styles = []
     expiry = context.settings.presign_expiry_seconds
-    for style in portrait["styles"]:
-        job = await context.jobs.get(style["jobId"])
+    for style in portrait.styles:
+        job = await context.jobs.get_as(style.jobId, GenerationJob)
         urls = []
-        status = GenerationStatus(job["status"]) if job is not None else None
-        if status is GenerationStatus.COMPLETED:
-            assert job is not None
-            urls = list(await asyncio.gather(*(context.store.presign_get(k, expiry) for k in job.get("outputs", []))))
+        status = job.status if job is not None else None
+        if job is not None and status is GenerationStatus.COMPLETED:
+            urls = list(await asyncio.gather(*(context.store.presign_get(k, expiry) for k in job.outputs or [])))
         styles.append(
             PortraitStyleOut(
-                id=style["id"],
-                name=style["name"],
-                jobId=style["jobId"],
+                id=style.id,
+                name=style.name,
+                jobId=style.jobId,
                 status=STYLE_STATUS[status] if status is not None else None,
                 images=urls,
             )
         )
     progress = None
-    if training is not None and training.get("progress"):
-        info = training["progress"]
-        progress = round(info.get("step", 0) / max(info.get("totalSteps", 1), 1), 4)
+    if training is not None and training.progress is not None:
+        info = training.progress
+        progress = round(info.step / max(info.totalSteps, 1), 4)
     return PortraitView(
-        portraitId=portrait["jobId"],
-        id=portrait["jobId"],
-        status=PORTRAIT_STATUS[PortraitStatus(portrait["status"])],  # type: ignore[arg-type]
-        gender=portrait["gender"],
-        customizations=portrait["customizations"],
-        modelId=portrait["modelId"],
-        trainingId=portrait["trainingId"],
+        portraitId=portrait.jobId,
+        id=portrait.jobId,
+        status=PORTRAIT_STATUS[portrait.status],  # type: ignore[arg-type]
+        gender=portrait.gender,
+        customizations=portrait.customizations,
+        modelId=portrait.modelId,
+        trainingId=portrait.trainingId,
         trainingStatus=training_status(training) if training else None,
         trainingProgress=progress,
         styles=styles,
-        createdAt=portrait["createdAt"],
-        updatedAt=portrait["updatedAt"],
-        completedAt=portrait.get("completedAt"),
-        error=portrait.get("error"),
-        webhook=portrait.get("webhook"),
+        createdAt=portrait.createdAt,
+        updatedAt=portrait.updatedAt,
+        completedAt=portrait.completedAt,
+        error=portrait.error.model_dump() if portrait.error else None,
+        webhook=portrait.webhook.model_dump(mode="json") if portrait.webhook else None,
         deliveries=await job_deliveries(context, portrait),
     )

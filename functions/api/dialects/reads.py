@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
+from events.states import JobKind
 from infra.runtime import ServiceContext
 
 
-async def latest_training(context: ServiceContext, model: dict[str, Any]) -> dict[str, Any] | None:
+async def latest_training(context: ServiceContext, model: ModelRecord) -> TrainingJob | None:
     """The model's most recent training record, if it ever trained."""
-    return await context.trainings.get(model["trainingId"]) if model.get("trainingId") else None
+    return await context.jobs.get_as(model.trainingId, TrainingJob) if model.trainingId else None
 
 
-async def queue_position(context: ServiceContext, training: dict[str, Any]) -> int:
+async def queue_position(context: ServiceContext, training: TrainingJob) -> int:
     """How many trainings wait ahead of this queued one (the Scenario-style `position`, the custom-models
     API's `queuePosition`)."""
-    return await context.trainings.count_queued_before(training["createdAt"])
+    return await context.jobs.count_queued_before(training.createdAt, JobKind.TRAINING)

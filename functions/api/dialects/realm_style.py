@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from events.envelope import utcnow
-from events.generation import GenerationMode, GenerationRequestedData
+from events.generation import GenerationMode
+from events.records.jobs import GenerationJob, TrainingJob
+from events.records.models import ModelRecord
 from events.states import GenerationStatus, ModelStatus, TrainingStatus
 from functions.api.dialects import scenario_style
 from functions.api.dialects.reads import latest_training
@@ -48,48 +49,46 @@ JOB_STATUS: dict[GenerationStatus, str] = {
 }
 
 
-def model_status(model: dict[str, Any], training: dict[str, Any] | None) -> str:
+def model_status(model: ModelRecord, training: TrainingJob | None) -> str:
     """`pending_training`, `training_queued`, `training`, `active` or `failed`, given the model and its latest
     training."""
-    status = ModelStatus(model["status"])
-    if status is ModelStatus.TRAINING and training is not None and training["status"] == TrainingStatus.QUEUED.value:
+    status = model.status
+    if status is ModelStatus.TRAINING and training is not None and training.status is TrainingStatus.QUEUED:
         return TRAINING_QUEUED
-    if status is ModelStatus.TRAINING_CANCELED and model.get("adapterKey"):
+    if status is ModelStatus.TRAINING_CANCELED and model.adapterKey:
         return MODEL_STATUS[ModelStatus.TRAINED]  # an earlier training's adapter still serves
     return MODEL_STATUS[status]
 
 
-def matches_status(model: dict[str, Any], training: dict[str, Any] | None, wanted: str) -> bool:
+def matches_status(model: ModelRecord, training: TrainingJob | None, wanted: str) -> bool:
     """Whether a model has `wanted` status in either this dialect's words or the Scenario-style ones."""
     return wanted in (scenario_style.model_status(model), model_status(model, training))
 
 
-def model_out(model: dict[str, Any], training: dict[str, Any] | None, image_count: int) -> ModelOut:
+def model_out(model: ModelRecord, training: TrainingJob | None, image_count: int) -> ModelOut:
     """The flat view of a model, given its latest training and how many training images it has."""
     return ModelOut(
-        modelId=model["modelId"],
-        id=model["modelId"],
-        name=model["name"],
-        displayName=model["name"],
-        description=model.get("description"),
+        modelId=model.modelId,
+        id=model.modelId,
+        name=model.name,
+        displayName=model.name,
+        description=model.description,
         status=model_status(model, training),
-        baseModel=model["baseModel"],
-        type=model["type"],
-        tags=model.get("tags") or [],
-        createdAt=model["createdAt"],
-        updatedAt=model["updatedAt"],
-        lastTrainedAt=model.get("lastTrainedAt"),
-        triggerWord=model.get("triggerWord"),
-        trainingId=model.get("trainingId"),
+        baseModel=model.baseModel,
+        type=model.type,
+        tags=model.tags,
+        createdAt=model.createdAt,
+        updatedAt=model.updatedAt,
+        lastTrainedAt=model.lastTrainedAt,
+        triggerWord=model.triggerWord,
+        trainingId=model.trainingId,
         trainingImagesNumber=image_count,
     )
 
 
-async def render_model(context: ServiceContext, model: dict[str, Any]) -> ModelOut:
+async def render_model(context: ServiceContext, model: ModelRecord) -> ModelOut:
     """The flat view, reading the latest training and counting images."""
-    training, items = await asyncio.gather(
-        latest_training(context, model), context.training_data.list(model["modelId"])
-    )
+    training, items = await asyncio.gather(latest_training(context, model), context.training_data.list(model.modelId))
     return model_out(model, training, len(items))
 
 
@@ -103,16 +102,16 @@ async def list_models(
     if status:
         pairs = [(m, t) for m, t in pairs if matches_status(m, t, status)]
     page = pairs[offset : offset + limit]
-    counts = await asyncio.gather(*(context.training_data.list(m["modelId"]) for m, _ in page))
+    counts = await asyncio.gather(*(context.training_data.list(m.modelId) for m, _ in page))
     return ModelList(
         data=[model_out(m, t, len(c)) for (m, t), c in zip(page, counts, strict=True)],
         pagination={"limit": limit, "offset": offset, "total": len(pairs)},
     )
 
 
-def estimated_completion(training: dict[str, Any]) -> str:
+def estimated_completion(training: TrainingJob) -> str:
     """When the training should end if it started now (`estimatedCompletion` of `POST /models/{id}/train`)."""
-    return (utcnow() + timedelta(seconds=float(training.get("estimatedSeconds", 0)))).isoformat()
+    return (utcnow() + timedelta(seconds=float(training.estimatedSeconds or 0))).isoformat()
 
 
 def _ms_between(start: str | None, end: str | None) -> float | None:
@@ -121,53 +120,51 @@ def _ms_between(start: str | None, end: str | None) -> float | None:
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000, 1)
 
 
-async def render_job(context: ServiceContext, job: dict[str, Any]) -> JobView:
+async def render_job(context: ServiceContext, job: GenerationJob) -> JobView:
     """A generation job, with fresh presigned URLs for completed images."""
-    status = GenerationStatus(job["status"])
-    request = job["request"]
+    status = job.status
+    request = job.request
     images: list[ImageOut] = []
     if status is GenerationStatus.COMPLETED:
         expiry = context.settings.presign_expiry_seconds
-        urls = await asyncio.gather(*(context.store.presign_get(key, expiry) for key in job.get("outputs", [])))
+        urls = await asyncio.gather(*(context.store.presign_get(key, expiry) for key in job.outputs or []))
         images = [
-            ImageOut(url=url, width=request["width"], height=request["height"], format=request["outputFormat"])
+            ImageOut(url=url, width=request.width, height=request.height, format=request.outputFormat.value)
             for url in urls
         ]
     error = None
     if status is GenerationStatus.CANCELED:
         error = JobErrorOut(code="canceled", message="the job was canceled")
-    elif job.get("error"):
-        error = JobErrorOut(**job["error"])
+    elif job.error is not None:
+        error = JobErrorOut(**job.error.model_dump())
     timings: dict[str, float] = {}
     for name, value in (
-        ("queueMs", _ms_between(job.get("createdAt"), job.get("startedAt"))),
-        ("totalMs", _ms_between(job.get("createdAt"), job.get("completedAt"))),
+        ("queueMs", _ms_between(job.createdAt, job.startedAt)),
+        ("totalMs", _ms_between(job.createdAt, job.completedAt)),
     ):
         if value is not None:
             timings[name] = value
-    timings.update({k: float(v) for k, v in (job.get("result") or {}).get("timings", {}).items()})
-    strength = None
-    if request.get("mode", GenerationMode.TEXT_TO_IMAGE.value) != GenerationMode.TEXT_TO_IMAGE.value:
-        strength = GenerationRequestedData.model_validate(request).effective_strength
+    if job.result is not None:
+        timings.update({k: float(v) for k, v in job.result.timings.model_dump().items()})
+    strength = None if request.mode is GenerationMode.TEXT_TO_IMAGE else request.effective_strength
+    stored = request.model_dump(mode="json")
     return JobView(
-        jobId=job["jobId"],
+        jobId=job.jobId,
         status=JOB_STATUS[status],  # type: ignore[arg-type]
-        type=request.get("mode", "text-to-image"),
-        modelId=job["modelId"],
-        prompt=request["prompt"],
+        type=request.mode.value,
+        modelId=request.modelId,
+        prompt=request.prompt,
         parameters=JobParameters(
-            **{k: request.get(k) for k in JobParameters.model_fields if k != "strength"}, strength=strength
+            **{k: stored.get(k) for k in JobParameters.model_fields if k != "strength"}, strength=strength
         ),
-        adapters=[
-            AdapterUsedOut(**{k: a.get(k) for k in AdapterUsedOut.model_fields}) for a in request.get("adapters", [])
-        ],
-        createdAt=job["createdAt"],
-        updatedAt=job["updatedAt"],
-        startedAt=job.get("startedAt"),
-        completedAt=job.get("completedAt"),
+        adapters=[AdapterUsedOut(**a.model_dump(include=set(AdapterUsedOut.model_fields))) for a in request.adapters],
+        createdAt=job.createdAt,
+        updatedAt=job.updatedAt,
+        startedAt=job.startedAt,
+        completedAt=job.completedAt,
         images=images,
         error=error,
         timings=timings or None,
-        webhook=job.get("webhook"),
+        webhook=job.webhook.model_dump(mode="json") if job.webhook else None,
         deliveries=await job_deliveries(context, job),
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
 
-from events.states import ModelStatus, TrainingStatus
+from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
+from events.states import ModelStatus, TrainingStatus, UploadStatus
 from functions.api.dialects.reads import latest_training, queue_position
 from functions.api.schemas.models import (
     AssetOut,
+    Concept,
     EpochOut,
     ModelDetailOut,
     TrainingImageOut,
@@ -38,9 +40,9 @@ CAPABILITIES = ["txt2img", "img2img", "inpaint"]
 TRAINING_IMAGES_SHOWN = 3  # "the first 3 training images"
 
 
-def model_status(model: dict[str, Any]) -> str:
+def model_status(model: ModelRecord) -> str:
     """The model's status in the Scenario-style words."""
-    return MODEL_STATUS[ModelStatus(model["status"])]
+    return MODEL_STATUS[model.status]
 
 
 def _ms(iso: str | None) -> int | None:
@@ -53,38 +55,40 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
 
 
-async def training_progress_out(context: ServiceContext, training: dict[str, Any] | None) -> TrainingProgressOut | None:
+async def training_progress_out(context: ServiceContext, training: TrainingJob | None) -> TrainingProgressOut | None:
     """The trainingProgress of a training that is not finished (none for a finished one)."""
-    if training is None or training["status"] not in (TrainingStatus.QUEUED.value, TrainingStatus.RUNNING.value):
+    if training is None or training.status not in (TrainingStatus.QUEUED, TrainingStatus.RUNNING):
         return None
-    updated = _ms(training["updatedAt"]) or 0
-    if training["status"] == TrainingStatus.QUEUED.value:
+    updated = _ms(training.updatedAt) or 0
+    if training.status is TrainingStatus.QUEUED:
         return TrainingProgressOut(
             stage=QUEUED_STAGE, updatedAt=updated, position=await queue_position(context, training)
         )
-    progress = training.get("progress") or {}
+    progress = training.progress
+    if progress is None:
+        return TrainingProgressOut(
+            stage=STARTING_STAGE, updatedAt=updated, position=0, progress=0.0, startedAt=_ms(training.startedAt)
+        )
     return TrainingProgressOut(
-        stage=progress.get("stage", STARTING_STAGE),
-        updatedAt=_ms(progress.get("updatedAt")) or updated,
+        stage=progress.stage.value,
+        updatedAt=int(progress.updatedAt.timestamp() * 1000),
         position=0,
-        progress=round(progress["step"] / progress["totalSteps"], 4) if progress else 0.0,
-        remainingTimeMs=progress.get("remainingTimeMs"),
-        startedAt=_ms(training.get("startedAt")),
+        progress=round(progress.step / progress.totalSteps, 4),
+        remainingTimeMs=progress.remainingTimeMs,
+        startedAt=_ms(training.startedAt),
     )
 
 
-async def render_model_detail(context: ServiceContext, model: dict[str, Any]) -> ModelDetailOut:
+async def render_model_detail(context: ServiceContext, model: ModelRecord) -> ModelDetailOut:
     """The model object, with the names of the Realm-style and custom-models APIs alongside."""
-    training, items = await asyncio.gather(
-        latest_training(context, model), context.training_data.list(model["modelId"])
-    )
+    training, items = await asyncio.gather(latest_training(context, model), context.training_data.list(model.modelId))
     expiry = context.settings.presign_expiry_seconds
     adapter_training = training
-    if model.get("adapterTrainingId") and (training is None or training["jobId"] != model["adapterTrainingId"]):
-        adapter_training = await context.trainings.get(model["adapterTrainingId"])
+    if model.adapterTrainingId and (training is None or training.jobId != model.adapterTrainingId):
+        adapter_training = await context.jobs.get_as(model.adapterTrainingId, TrainingJob)
     epochs: list[EpochOut] = []
-    for name, info in sorted(((adapter_training or {}).get("epochs") or {}).items()):
-        urls = await asyncio.gather(*(context.store.presign_get(k, expiry) for k in info.get("sampleKeys", [])))
+    for name, info in sorted((adapter_training.epochs if adapter_training else {}).items()):
+        urls = await asyncio.gather(*(context.store.presign_get(k, expiry) for k in info.sampleKeys))
         epochs.append(
             EpochOut(
                 epoch=name,
@@ -92,48 +96,46 @@ async def render_model_detail(context: ServiceContext, model: dict[str, Any]) ->
             )
         )
     # Only a ready image has normalized bytes to download; a pending or rejected one is counted, not shown.
-    shown = [i for i in items if i.get("status", "ready") == "ready"][:TRAINING_IMAGES_SHOWN]
-    download_urls = await asyncio.gather(*(context.store.presign_get(i["key"], expiry) for i in shown))
+    shown = [i for i in items if i.status is UploadStatus.READY][:TRAINING_IMAGES_SHOWN]
+    download_urls = await asyncio.gather(*(context.store.presign_get(i.key, expiry) for i in shown))
     stats = None
-    if training is not None and training.get("startedAt"):
+    if training is not None and training.startedAt:
         stats = TrainingStatsOut(
-            startedAt=training.get("startedAt"),
-            endedAt=training.get("completedAt"),
-            queueDuration=_seconds_between(training["createdAt"], training.get("startedAt")),
-            trainDuration=_seconds_between(training.get("startedAt"), training.get("completedAt")),
+            startedAt=training.startedAt,
+            endedAt=training.completedAt,
+            queueDuration=_seconds_between(training.createdAt, training.startedAt),
+            trainDuration=_seconds_between(training.startedAt, training.completedAt),
         )
-    thumbnail = {"assetId": model["thumbnail"], "url": ""} if model.get("thumbnail") else None
+    thumbnail = {"assetId": model.thumbnail, "url": ""} if model.thumbnail else None
     return ModelDetailOut(
-        id=model["modelId"],
-        modelId=model["modelId"],
+        id=model.modelId,
+        modelId=model.modelId,
         capabilities=CAPABILITIES,
-        createdAt=model["createdAt"],
-        updatedAt=model["updatedAt"],
+        createdAt=model.createdAt,
+        updatedAt=model.updatedAt,
         status=model_status(model),
-        tags=model.get("tags") or [],
+        tags=model.tags,
         trainingImagesNumber=len(items),
-        type=model["type"],
-        name=model["name"],
-        displayName=model["name"],
-        shortDescription=model.get("description"),
-        description=model.get("description"),
-        baseModel=model["baseModel"],
-        ownerId=model["tenantId"],
-        modelKeyword=model.get("triggerWord"),
-        parameters=canonical_parameters(model.get("parameters")),
-        concepts=model.get("concepts"),
-        epoch=model.get("epoch"),
+        type=model.type,
+        name=model.name,
+        displayName=model.name,
+        shortDescription=model.description,
+        description=model.description,
+        baseModel=model.baseModel,
+        ownerId=model.tenantId,
+        modelKeyword=model.triggerWord,
+        parameters=canonical_parameters(model.parameters),
+        concepts=[Concept(**c.model_dump(exclude_none=True)) for c in model.concepts] if model.concepts else None,
+        epoch=model.epoch,
         epochs=epochs,
         trainingImages=[
-            TrainingImageOut(
-                id=i["dataId"], createdAt=i["createdAt"], downloadUrl=url, name=i.get("name") or f"{i['dataId']}.png"
-            )
+            TrainingImageOut(id=i.dataId, createdAt=i.createdAt, downloadUrl=url, name=i.name or f"{i.dataId}.png")
             for i, url in zip(shown, download_urls, strict=True)
         ],
         trainingProgress=await training_progress_out(context, training),
         trainingStats=stats,
-        classSlug=model.get("classSlug"),
+        classSlug=model.classSlug,
         thumbnail=thumbnail,
-        promptEmbedding=model.get("promptEmbedding"),
-        negativePromptEmbedding=model.get("negativePromptEmbedding"),
+        promptEmbedding=model.promptEmbedding,
+        negativePromptEmbedding=model.negativePromptEmbedding,
     )

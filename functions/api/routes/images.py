@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
 
+from events.records.jobs import GenerationJob
 from functions.api.dependencies import ContextDep, JobIdPath, TenantDep, TraceparentDep
 from functions.api.dialects.realm_style import render_job
 from functions.api.errors import ApiError
@@ -46,15 +47,15 @@ async def modify_image(
     return _accepted(job, response)
 
 
-def _accepted(job: dict, response: Response) -> JobAccepted:
-    response.headers["Location"] = f"/v1/images/jobs/{job['jobId']}"
-    return JobAccepted(jobId=job["jobId"], createdAt=job["createdAt"])
+def _accepted(job: GenerationJob, response: Response) -> JobAccepted:
+    response.headers["Location"] = f"/v1/images/jobs/{job.jobId}"
+    return JobAccepted(jobId=job.jobId, createdAt=job.createdAt)
 
 
 @router.get("/jobs/{jobId}", response_model=JobView, response_model_exclude_none=True)
 async def get_job(jobId: JobIdPath, tenant: TenantDep, context: ContextDep) -> JobView:
     """A job's status and, once completed, its images (presigned URLs)."""
     job = await context.jobs.get_for_tenant(tenant, jobId)
-    if job is None or job.get("kind") != "generation" or job.get("deletedAt"):
+    if not isinstance(job, GenerationJob) or job.deletedAt:
         raise ApiError(404, "job_not_found", f"job {jobId!r} does not exist", field="jobId")
     return await render_job(context, job)

@@ -44,7 +44,7 @@ async def create_model(
     """Create a model on a base model (Realm-style `name`, custom-models `displayName`); it starts
     `pending_training`."""
     model = await service.create_model(context, tenant, body)
-    response.headers["Location"] = f"/v1/models/{model['modelId']}"
+    response.headers["Location"] = f"/v1/models/{model.modelId}"
     return realm_style.model_out(model, None, 0)
 
 
@@ -158,15 +158,15 @@ async def train_model(
         model,
         validated,
         source=TRAINING_SOURCE,
-        model_parameters=canonical_parameters(model.get("parameters")),
+        model_parameters=canonical_parameters(model.parameters),
         request_parameters=parameters or None,
         traceparent=traceparent,
         extra=webhook_fields,
     )
     return TrainAccepted(
         modelId=modelId,
-        trainingJobId=training["jobId"],
-        trainingId=training["jobId"],
+        trainingJobId=training.jobId,
+        trainingId=training.jobId,
         estimatedCompletion=estimated_completion(training),
         dataIds=data_ids,
     )

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
+from events.records.jobs import PortraitJob
 from functions.api.dependencies import ContextDep, PortraitIdPath, TenantDep, TraceparentDep
 from functions.api.dialects.headshot import render_portrait, styles_for
 from functions.api.errors import ApiError
@@ -40,15 +41,15 @@ async def create_portrait(
     """Train a LoRA of the person in the photos, then generate each chosen style: one job to poll."""
     parameters: dict[str, Any] | None = body.parameters.applied() if body.parameters else None
     portrait = await service.create_portrait(context, tenant, body, parameters, traceparent)
-    response.headers["Location"] = f"/v1/portraits/{portrait['jobId']}"
+    response.headers["Location"] = f"/v1/portraits/{portrait.jobId}"
     return await render_portrait(context, portrait)
 
 
 @router.get("/portraits/{portraitId}", response_model=PortraitView, response_model_exclude_none=True)
 async def get_portrait(portraitId: PortraitIdPath, tenant: TenantDep, context: ContextDep) -> PortraitView:
     """Where a portrait stands: training progress, then each style's images."""
-    portrait = await context.portraits.get_for_tenant(tenant, portraitId)
+    portrait = await context.jobs.get_for_tenant(tenant, portraitId)
     # A deleted one is a portrait whose training could not be started: its caller was told, and got no id.
-    if portrait is None or portrait.get("kind") != "portrait" or portrait.get("deletedAt"):
+    if not isinstance(portrait, PortraitJob) or portrait.deletedAt:
         raise ApiError(404, "portrait_not_found", f"portrait {portraitId!r} does not exist", field="portraitId")
     return await render_portrait(context, portrait)

@@ -24,8 +24,8 @@ async def create_prediction(
 ) -> PredictionAccepted:
     """Generate with one or more trained models mixed by weight; poll `GET /v1/predictions/{predictionId}`."""
     job = await service.submit_prediction(context, tenant, body, traceparent=traceparent)
-    response.headers["Location"] = f"/v1/predictions/{job['jobId']}"
-    return PredictionAccepted(predictionId=job["jobId"], createdAt=job["createdAt"])
+    response.headers["Location"] = f"/v1/predictions/{job.jobId}"
+    return PredictionAccepted(predictionId=job.jobId, createdAt=job.createdAt)
 
 
 @router.get("/{predictionId}", response_model=PredictionView, response_model_exclude_none=True)

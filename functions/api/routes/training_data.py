@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from events.records.training_data import TrainingImageRecord
+from events.states import UploadStatus
 from events.training import MAX_TRAINING_IMAGES
 from functions.api.dependencies import ContextDep, DataIdPath, ModelIdPath, TenantDep
 from functions.api.dialects.custom_models import training_image_out
@@ -31,6 +33,11 @@ _RAW_IMAGE_BODY = {
 }
 
 
+def _accepted(item: TrainingImageRecord) -> DataAccepted:
+    """A stored (ready) image as the answer to its upload."""
+    return DataAccepted(dataId=item.dataId, width=item.width, height=item.height, format=item.format)
+
+
 @router.post(
     "",
     status_code=201,
@@ -44,7 +51,7 @@ async def upload_training_image(
     """Upload one image (webp, png, jpeg; 10 MB max) as the raw body; the format is read from the bytes."""
     model = await require_model(context, tenant, modelId)
     item = await service.add_training_image(context, model, await request.body(), request.headers.get("x-file-name"))
-    return DataAccepted(dataId=item["dataId"], width=item["width"], height=item["height"], format=item["format"])
+    return _accepted(item)
 
 
 @router.post("/presigned", status_code=201, response_model=UploadOut, response_model_exclude_none=True)
@@ -57,7 +64,7 @@ async def presign_training_image(
     normalized, and becomes `ready`, or `rejected` with the reason.
     """
     model = await require_model(context, tenant, modelId)
-    existing = await context.training_data.list(model["modelId"])
+    existing = await context.training_data.list(model.modelId)
     if len(existing) >= MAX_TRAINING_IMAGES:
         raise ApiError(409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images")
     upload, post = await presign_upload(context, tenant, body.name if body else None, model=model)
@@ -68,7 +75,7 @@ async def presign_training_image(
 async def list_training_images(modelId: ModelIdPath, tenant: TenantDep, context: ContextDep) -> list[DataItemOut]:
     """Every training image of the model, oldest first."""
     model = await require_model(context, tenant, modelId)
-    return [training_image_out(i) for i in await context.training_data.list(model["modelId"])]
+    return [training_image_out(i) for i in await context.training_data.list(model.modelId)]
 
 
 @router.get("/{dataId}", response_model=DataItemWithData, responses=error_responses(409))
@@ -78,11 +85,11 @@ async def get_training_image(
     """One training image, its (normalized) bytes as a `data:` URL."""
     model = await require_model(context, tenant, modelId)
     item = await service.require_item(context, model, dataId)
-    if item.get("status", "ready") != "ready":
+    if item.status is not UploadStatus.READY:
         raise ApiError(
-            409, "data_not_ready", f"training image {dataId!r} is {item['status']}; it has no bytes", field="dataId"
+            409, "data_not_ready", f"training image {dataId!r} is {item.status.value}; it has no bytes", field="dataId"
         )
-    png = await context.store.get_bytes(item["key"])
+    png = await context.store.get_bytes(item.key)
     if png is None:
         raise ApiError(404, "data_not_found", f"training image {dataId!r} has no stored bytes", field="dataId")
     return DataItemWithData(**training_image_out(item).model_dump(), dataUrl=data_url(png))
@@ -98,9 +105,7 @@ async def replace_training_image(
     model = await require_model(context, tenant, modelId)
     item = await service.require_item(context, model, dataId)
     updated = await service.replace_training_image(context, model, item, await request.body())
-    return DataAccepted(
-        dataId=updated["dataId"], width=updated["width"], height=updated["height"], format=updated["format"]
-    )
+    return _accepted(updated)
 
 
 @router.delete("/{dataId}", status_code=204)

@@ -39,12 +39,12 @@ async def start_training(
         traceparent=traceparent,
         extra=webhook_record(context, body),
     )
-    response.headers["Location"] = f"/v1/models/{modelId}/trainings/{training['jobId']}"
+    response.headers["Location"] = f"/v1/models/{modelId}/trainings/{training.jobId}"
     return TrainingAccepted(
-        trainingId=training["jobId"],
-        id=training["jobId"],
+        trainingId=training.jobId,
+        id=training.jobId,
         status=training_status(training),
-        triggerWord=training["triggerWord"],
+        triggerWord=training.triggerWord,
     )
 
 
@@ -53,11 +53,7 @@ async def list_trainings(modelId: ModelIdPath, tenant: TenantDep, context: Conte
     """The model's trainings, newest first (soft-deleted ones left out)."""
     await require_model(context, tenant, modelId)
     return [
-        TrainingSummary(
-            id=t["jobId"],
-            status=training_status(t),
-            createdAt=t["createdAt"],
-        )
+        TrainingSummary(id=t.jobId, status=training_status(t), createdAt=t.createdAt)
         for t in await service.list_trainings(context, tenant, modelId)
     ]
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
+from events.records.jobs import Job
 from functions.api.dependencies import ContextDep, DeliveryIdPath, JobIdPath, TenantDep
 from functions.api.errors import ApiError
 from functions.api.schemas.common import ERROR_RESPONSES
@@ -28,9 +27,9 @@ async def rotate_secret(tenant: TenantDep, context: ContextDep) -> WebhookSecret
     return await service.signing_secret(context, tenant, rotate=True)
 
 
-async def _job(context: ServiceContext, tenant: str, job_id: str) -> dict[str, Any]:
+async def _job(context: ServiceContext, tenant: str, job_id: str) -> Job:
     job = await context.jobs.get_for_tenant(tenant, job_id)
-    if job is None or job.get("kind") not in ("generation", "training", "portrait") or job.get("deletedAt"):
+    if job is None or job.deletedAt:
         raise ApiError(404, "job_not_found", f"job {job_id!r} does not exist", field="jobId")
     return job
 

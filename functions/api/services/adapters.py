@@ -11,9 +11,9 @@ than a failed job later.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from events.generation import AdapterRef
+from events.records.models import ModelRecord
 from events.states import ModelStatus, TrainingStatus
 from events.usecases.adapters import model_adapter
 from functions.api.errors import ApiError
@@ -86,22 +86,22 @@ async def trained_model_adapter(
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=field)
-    if model.get("type") in COMPOSITION_TYPES:
+    if model.type in COMPOSITION_TYPES:
         raise ApiError(
             422, "composition_not_allowed", f"model {model_id!r} is a composition; name its LoRA models", field=field
         )
-    if model["status"] != ModelStatus.TRAINED.value or not model.get("adapterKey"):
+    if model.status is not ModelStatus.TRAINED or not model.adapterKey:
         raise ApiError(
             409,
             "model_not_trained",
-            f"model {model_id!r} is {model['status']}: it can generate once a training has succeeded",
+            f"model {model_id!r} is {model.status.value}: it can generate once a training has succeeded",
             field=field,
         )
-    chosen = epoch or model.get("epoch")
+    chosen = epoch or model.epoch
     if chosen is not None:
         await check_epoch(context, model, chosen, field=field)
-    adapter = model_adapter({**model, "epoch": chosen}, scale)
-    return AdapterChoice(adapter=adapter, base_model=model["baseModel"], field=field)
+    adapter = model_adapter(model.model_copy(update={"epoch": chosen}), scale)
+    return AdapterChoice(adapter=adapter, base_model=model.baseModel, field=field)
 
 
 async def training_adapter(
@@ -115,27 +115,27 @@ async def training_adapter(
     training = await require_training(
         context, tenant_id, model_id, training_id, field=f"{field}.trainingId", include_deleted=True
     )
-    if training["status"] != TrainingStatus.SUCCEEDED.value or not training.get("adapterKey"):
+    if training.status is not TrainingStatus.SUCCEEDED or not training.adapterKey:
         raise ApiError(
             409,
             "training_not_succeeded",
-            f"training {training_id!r} is {training['status']}: only a succeeded training has an adapter",
+            f"training {training_id!r} is {training.status.value}: only a succeeded training has an adapter",
             field=f"{field}.trainingId",
         )
-    adapter = AdapterRef(modelId=model_id, trainingId=training_id, key=training["adapterKey"], scale=scale)
-    return AdapterChoice(adapter=adapter, base_model=model["baseModel"], field=field)
+    adapter = AdapterRef(modelId=model_id, trainingId=training_id, key=training.adapterKey, scale=scale)
+    return AdapterChoice(adapter=adapter, base_model=model.baseModel, field=field)
 
 
 async def composition_adapters(
-    context: ServiceContext, tenant_id: str, model: dict[str, Any], field: str
+    context: ServiceContext, tenant_id: str, model: ModelRecord, field: str
 ) -> list[AdapterChoice]:
     """A composition model's concepts (Scenario-style) as adapters, each at its `modelEpoch` or its chosen epoch."""
-    concepts = model.get("concepts") or []
+    concepts = model.concepts or []
     if not concepts:
         raise ApiError(
             409,
             "composition_without_concepts",
-            f"composition model {model['modelId']!r} has no concepts; set them with PUT /v1/models/{{id}}",
+            f"composition model {model.modelId!r} has no concepts; set them with PUT /v1/models/{{id}}",
             field=field,
         )
     choices = []
@@ -143,10 +143,10 @@ async def composition_adapters(
         choice = await trained_model_adapter(
             context,
             tenant_id,
-            concept["modelId"],
+            concept.modelId,
             field=f"concepts.{index}.modelId",
-            scale=float(concept["scale"]),
-            epoch=concept.get("modelEpoch"),
+            scale=concept.scale,
+            epoch=concept.modelEpoch,
         )
         choices.append(choice)
     return choices
@@ -163,14 +163,14 @@ async def resolve_model(
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=field)
-    if model.get("type") in COMPOSITION_TYPES:
+    if model.type in COMPOSITION_TYPES:
         choices = await composition_adapters(context, tenant_id, model, field)
         resolved = combine(context, choices, field)
-        if resolved.spec.name != model["baseModel"]:
+        if resolved.spec.name != model.baseModel:
             raise ApiError(
                 422,
                 "incompatible_base_models",
-                f"composition {model_id!r} is on {model['baseModel']!r} but its concepts on {resolved.spec.name!r}",
+                f"composition {model_id!r} is on {model.baseModel!r} but its concepts on {resolved.spec.name!r}",
                 field=field,
             )
         return resolved

@@ -10,6 +10,7 @@ from typing import Any
 
 from events import generation as contract
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
+from events.records.jobs import GenerationJob
 from events.storage_keys import JobInput, job_input_key
 from events.usecases import jobs
 from functions.api.errors import ApiError
@@ -107,14 +108,15 @@ async def queue(
     data: GenerationRequestedData,
     traceparent: str | None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Queue a built command for the API; returns the job record (`Unavailable` if the queue is down)."""
+) -> GenerationJob:
+    """Queue a built command for the API, with `extra` job fields (its webhook, a prediction's labels);
+    returns the job record (`Unavailable` if the queue is down)."""
     return await jobs.queue_generation(context, tenant_id, data, source=SOURCE, traceparent=traceparent, extra=extra)
 
 
 async def submit_generation(
     context: ServiceContext, tenant_id: str, body: GenerateImageRequest, traceparent: str | None = None
-) -> dict[str, Any]:
+) -> GenerationJob:
     """Queue the text-to-image job a Realm-style images request describes; returns the job record."""
     webhook = webhook_record(context, body)
     resolved = await resolve_model(context, tenant_id, body.modelId)
@@ -153,7 +155,7 @@ async def submit_modify(
     image_bytes: bytes | None,
     mask_bytes: bytes | None,
     traceparent: str | None = None,
-) -> dict[str, Any]:
+) -> GenerationJob:
     """Queue the image-to-image (or, with a mask, inpainting) job a Realm-style images modify request describes.
 
     Everything is checked before anything is written: the model, the image, the mask's size against the

@@ -1,10 +1,13 @@
-"""Models: create, read, update, rename, delete. No FastAPI here; the views are in functions/api/dialects."""
+"""Models: create, update, rename, delete, and the checks those commands make. No FastAPI here; the views
+that render a model are in functions/api/dialects."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any, cast
 
+from events.records.jobs import TrainingJob
+from events.records.models import ConceptRef, ModelRecord
 from events.states import ModelStatus
 from events.usecases.trainings import base_model_of
 from functions.api.errors import ApiError
@@ -12,6 +15,7 @@ from functions.api.schemas.models import (
     COMPOSITION_TYPES,
     SUPPORTED_TYPES,
     TRAINABLE_TYPES,
+    Concept,
     CreateModelRequest,
     RenameModelRequest,
     UpdateModelRequest,
@@ -56,7 +60,7 @@ def check_model_type(model_type: str, spec: BaseModelSpec) -> str:
     return model_type
 
 
-async def require_model(context: ServiceContext, tenant_id: str, model_id: str) -> dict[str, Any]:
+async def require_model(context: ServiceContext, tenant_id: str, model_id: str) -> ModelRecord:
     """The caller's live model, or 404 (another tenant's or a deleted model looks the same as none)."""
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
@@ -64,13 +68,15 @@ async def require_model(context: ServiceContext, tenant_id: str, model_id: str) 
     return model
 
 
-async def _check_concepts(context: ServiceContext, tenant_id: str, concepts: list[Any], spec: BaseModelSpec) -> None:
+async def _check_concepts(
+    context: ServiceContext, tenant_id: str, concepts: list[Concept], spec: BaseModelSpec
+) -> None:
     for index, concept in enumerate(concepts):
         other = await context.models.get_live(tenant_id, concept.modelId)
         field = f"concepts.{index}.modelId"
         if other is None:
             raise ApiError(422, "model_not_found", f"concept model {concept.modelId!r} does not exist", field=field)
-        if other.get("type") not in TRAINABLE_TYPES or _family(other["type"]) != _family(spec.model_type):
+        if other.type not in TRAINABLE_TYPES or _family(other.type) != _family(spec.model_type):
             raise ApiError(
                 422,
                 "incompatible_concept",
@@ -83,30 +89,34 @@ async def _check_concepts(context: ServiceContext, tenant_id: str, concepts: lis
         raise ApiError(422, "duplicate_concept", "a model is listed twice in concepts; list it once", field="concepts")
 
 
-async def create_model(context: ServiceContext, tenant_id: str, body: CreateModelRequest) -> dict[str, Any]:
+def _concept_refs(concepts: list[Concept]) -> list[ConceptRef]:
+    return [ConceptRef(**c.model_dump(exclude_none=True)) for c in concepts]
+
+
+async def create_model(context: ServiceContext, tenant_id: str, body: CreateModelRequest) -> ModelRecord:
     """Record a new model (status `new`)."""
     spec = resolve_base_model(context, body.baseModel)
     model_type = check_model_type(body.type or spec.model_type, spec)
     if model_type in COMPOSITION_TYPES and body.concepts:
         await _check_concepts(context, tenant_id, body.concepts, spec)
-    record = {
-        "modelId": new_model_id(),
-        "tenantId": tenant_id,
-        "name": body.resolved_name or DEFAULT_NAME,
-        "description": body.resolved_description,
-        "baseModel": spec.name,
-        "type": model_type,
-        "customModelType": body.customModelType,
-        "tags": body.tags or [],
-        "parameters": body.parameters.applied() if body.parameters else {},
-        "concepts": [c.model_dump(exclude_none=True) for c in body.concepts] if body.concepts else None,
-    }
+    record = ModelRecord(
+        modelId=new_model_id(),
+        tenantId=tenant_id,
+        name=body.resolved_name or DEFAULT_NAME,
+        description=body.resolved_description,
+        baseModel=spec.name,
+        type=model_type,
+        customModelType=body.customModelType,
+        tags=body.tags or [],
+        parameters=body.parameters.applied() if body.parameters else {},
+        concepts=_concept_refs(body.concepts) if body.concepts else None,
+    )
     return await context.models.create(record)
 
 
 async def rename_model(
-    context: ServiceContext, tenant_id: str, model: dict[str, Any], body: RenameModelRequest
-) -> dict[str, Any]:
+    context: ServiceContext, tenant_id: str, model: ModelRecord, body: RenameModelRequest
+) -> ModelRecord:
     """The custom-models API's rename (and name/description/tags)."""
     fields: dict[str, Any] = {}
     if body.resolved_name:
@@ -117,14 +127,14 @@ async def rename_model(
         fields["tags"] = body.tags
     if not fields:
         return model
-    return await context.models.update_fields(model["modelId"], fields, expected_version=model["version"])
+    return await context.models.update_fields(model.modelId, fields, expected_version=model.version)
 
 
 async def update_model(
-    context: ServiceContext, tenant_id: str, model: dict[str, Any], body: UpdateModelRequest
-) -> dict[str, Any]:
+    context: ServiceContext, tenant_id: str, model: ModelRecord, body: UpdateModelRequest
+) -> ModelRecord:
     """The Scenario-style API's update: fields present in the body change; `type` only while the model is `new`."""
-    spec = resolve_base_model(context, model["baseModel"])
+    spec = resolve_base_model(context, model.baseModel)
     sent = body.model_fields_set
     fields: dict[str, Any] = {}
     unset: list[str] = []
@@ -134,17 +144,17 @@ async def update_model(
         fields["description"] = body.resolved_description
     if body.tags is not None:
         fields["tags"] = body.tags
-    if "type" in sent and body.type is not None and body.type != model["type"]:
-        if model["status"] != ModelStatus.NEW.value:
+    if "type" in sent and body.type is not None and body.type != model.type:
+        if model.status is not ModelStatus.NEW:
             raise ApiError(
                 409,
                 "model_type_locked",
-                f"the type can only be changed while the model is 'new'; this model is {model['status']!r}",
+                f"the type can only be changed while the model is 'new'; this model is {model.status.value!r}",
                 field="type",
             )
         fields["type"] = check_model_type(body.type, spec)
     if body.parameters is not None:
-        if model["status"] == ModelStatus.TRAINING.value:
+        if model.status is ModelStatus.TRAINING:
             raise ApiError(
                 409, "model_training", "parameters cannot change while the model is training", field="parameters"
             )
@@ -153,7 +163,7 @@ async def update_model(
     if "concepts" in sent:
         if body.concepts:
             await _check_concepts(context, tenant_id, body.concepts, spec)
-            fields["concepts"] = [c.model_dump(exclude_none=True) for c in body.concepts]
+            fields["concepts"] = _concept_refs(body.concepts)
         else:
             unset.append("concepts")
     if "epoch" in sent:
@@ -171,29 +181,30 @@ async def update_model(
                 fields[name] = value
     if not fields and not unset:
         return model
-    return await context.models.update_fields(model["modelId"], fields, expected_version=model["version"], remove=unset)
+    return await context.models.update_fields(model.modelId, fields, expected_version=model.version, remove=unset)
 
 
-async def check_epoch(context: ServiceContext, model: dict[str, Any], epoch: str, field: str = "epoch") -> None:
+async def check_epoch(context: ServiceContext, model: ModelRecord, epoch: str, field: str = "epoch") -> None:
     """409 unless the model is trained, 422 unless its adapter's training has that epoch."""
-    if model["status"] != ModelStatus.TRAINED.value:
+    if model.status is not ModelStatus.TRAINED:
         raise ApiError(
             409,
             "model_not_trained",
-            f"model {model['modelId']!r}: an epoch can only be chosen once it is trained",
+            f"model {model.modelId!r}: an epoch can only be chosen once it is trained",
             field=field,
         )
-    training = await context.trainings.get(model["adapterTrainingId"]) if model.get("adapterTrainingId") else None
-    if training is None or epoch not in (training.get("epochs") or {}):
-        known = ", ".join(sorted((training or {}).get("epochs") or {})) or "none"
+    training = await context.jobs.get_as(model.adapterTrainingId, TrainingJob) if model.adapterTrainingId else None
+    epochs = training.epochs if training is not None else {}
+    if epoch not in epochs:
+        known = ", ".join(sorted(epochs)) or "none"
         raise ApiError(
             422,
             "unknown_epoch",
-            f"epoch {epoch!r} of model {model['modelId']!r} does not exist; it has: {known}",
+            f"epoch {epoch!r} of model {model.modelId!r} does not exist; it has: {known}",
             field=field,
         )
 
 
-async def soft_delete_model(context: ServiceContext, model: dict[str, Any]) -> None:
+async def soft_delete_model(context: ServiceContext, model: ModelRecord) -> None:
     """Hide a model from its owner for good; the record and its trainings stay for history."""
-    await context.models.soft_delete(model["modelId"])
+    await context.models.soft_delete(model.modelId)

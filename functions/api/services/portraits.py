@@ -1,4 +1,4 @@
-"""Seed 004 portraits: photos of one person in, a trained LoRA and each chosen style's images out.
+"""The headshot API's portraits: photos of one person in, a trained LoRA and each chosen style's images out.
 
 The API gathers and squares the photos, creates the model and queues its training, and records the portrait
 with each style's prompt and (deterministic) generation job id. The generations are queued later by
@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from events.records.jobs import PortraitJob, PortraitStyle
 from events.storage_keys import JobInput, job_input_key
 from events.usecases import portraits
 from events.usecases.errors import UseCaseError
@@ -63,7 +64,7 @@ async def _pick_styles(context: ServiceContext, tenant_id: str, body: CreatePort
     chosen = []
     for index, style_id in enumerate(body.styles):
         if style_id.startswith(UPLOAD_KEY_PREFIX):
-            # Seed 004: "an uploaded style image": the subject is painted into it (image-to-image).
+            # The headshot API's "uploaded style image": the subject is painted into it (image-to-image).
             image = await read_upload_image(context, tenant_id, style_id, field=f"styles.{index}")
             chosen.append(Style(style_id, "Uploaded style", "", image=image))
         elif style_id in offered:
@@ -111,7 +112,7 @@ async def create_portrait(
     body: CreatePortraitRequest,
     request_parameters: dict[str, Any] | None,
     traceparent: str | None,
-) -> dict[str, Any]:
+) -> PortraitJob:
     """Validate everything, then model, images, the portrait record, and last its training (tagged with the
     portrait, so whatever the training's events cause finds the portrait written)."""
     webhook = webhook_record(context, body)
@@ -123,7 +124,7 @@ async def create_portrait(
         context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
     )
     for photo in photos:
-        await store_training_image(context, model["modelId"], tenant_id, photo, new_data_id())
+        await store_training_image(context, model.modelId, tenant_id, photo, new_data_id())
     style_images: dict[int, str] = {}
     for index, style in enumerate(styles):
         if style.image is not None:
@@ -135,27 +136,26 @@ async def create_portrait(
     name = name_training(model, request_parameters)
     portrait = await portraits.record_portrait(
         context,
-        {
-            "jobId": portrait_id,
-            "tenantId": tenant_id,
-            "kind": "portrait",
-            "modelId": model["modelId"],
-            "trainingId": name.training_id,
-            "gender": body.gender,
-            "customizations": body.customizations,
+        PortraitJob(
+            jobId=portrait_id,
+            tenantId=tenant_id,
+            modelId=model.modelId,
+            trainingId=name.training_id,
+            gender=body.gender,
+            customizations=body.customizations,
             **webhook,
-            "imagesPerStyle": body.imagesPerStyle,
-            "styles": [
-                {
-                    "id": style.id,
-                    "name": style.name,
-                    "prompt": portrait_prompt(name.trigger_word, body.gender, body.customizations, style),
-                    "jobId": job_ids[index],
-                    **({"imageKey": style_images[index]} if index in style_images else {}),
-                }
+            imagesPerStyle=body.imagesPerStyle,
+            styles=[
+                PortraitStyle(
+                    id=style.id,
+                    name=style.name,
+                    prompt=portrait_prompt(name.trigger_word, body.gender, body.customizations, style),
+                    jobId=job_ids[index],
+                    imageKey=style_images.get(index),
+                )
                 for index, style in enumerate(styles)
             ],
-        },
+        ),
     )
     try:
         await start_training(

@@ -3,10 +3,8 @@ functions/api/dialects/custom_models.py."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from events.envelope import utcnow
-from functions.api.dialects.custom_models import LABELS_FIELD
+from events.records.jobs import GenerationJob
 from functions.api.errors import ApiError
 from functions.api.schemas.predictions import MIN_PREDICTION_SIDE, CreatePredictionRequest
 from functions.api.services.adapters import combine, training_adapter
@@ -22,8 +20,9 @@ from infra.runtime import ServiceContext
 
 async def submit_prediction(
     context: ServiceContext, tenant_id: str, body: CreatePredictionRequest, traceparent: str | None = None
-) -> dict[str, Any]:
-    """Check every model and training, then queue one generation mixing their adapters by weight."""
+) -> GenerationJob:
+    """Check every model and training, then queue one generation mixing their adapters by weight (recorded
+    with the request's scaleConfigs labels, which make the job a prediction)."""
     webhook = webhook_record(context, body)
     choices = [
         await training_adapter(
@@ -48,19 +47,21 @@ async def submit_prediction(
         size_fields=("image_size.width", "image_size.height"),
     )
     data = build_generation(new_job_id(), options, resolved)
-    return await queue(context, tenant_id, data, traceparent, extra={LABELS_FIELD: list(body.scaleConfigs), **webhook})
+    labels = list(body.scaleConfigs)
+    return await queue(context, tenant_id, data, traceparent, extra={"scaleConfigLabels": labels, **webhook})
 
 
-async def require_prediction(context: ServiceContext, tenant_id: str, prediction_id: str) -> dict[str, Any]:
-    """The caller's live prediction, or 404 (another tenant's or a deleted one looks like none)."""
+async def require_prediction(context: ServiceContext, tenant_id: str, prediction_id: str) -> GenerationJob:
+    """The caller's live prediction, or 404 (another tenant's, a deleted one, or a generation that is no
+    prediction looks like none)."""
     job = await context.jobs.get_for_tenant(tenant_id, prediction_id)
-    if job is None or LABELS_FIELD not in job or job.get("deletedAt"):
+    if not isinstance(job, GenerationJob) or job.scaleConfigLabels is None or job.deletedAt:
         raise ApiError(
             404, "prediction_not_found", f"prediction {prediction_id!r} does not exist", field="predictionId"
         )
     return job
 
 
-async def delete_prediction(context: ServiceContext, job: dict[str, Any]) -> None:
+async def delete_prediction(context: ServiceContext, job: GenerationJob) -> None:
     """The custom-models API's soft delete: the prediction disappears from the API, its record and images stay."""
-    await context.jobs.update_fields(job["jobId"], {"deletedAt": utcnow().isoformat()})
+    await context.jobs.update_fields(job.jobId, {"deletedAt": utcnow().isoformat()})

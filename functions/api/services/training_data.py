@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from events.lifecycle import JobError
+from events.records.models import ModelRecord
+from events.records.training_data import TrainingImageRecord
+from events.states import UploadStatus
 from events.training import MAX_TRAINING_IMAGES
 from events.usecases.training_data import new_data_id, store_training_image
 from functions.api.errors import ApiError
 from infra.images import ImageRejected, NormalizedImage, normalize_upload
-from infra.repositories.uploads import UploadStatus
 from infra.runtime import ServiceContext
 
 
@@ -21,18 +22,18 @@ async def validate_image(context: ServiceContext, data: bytes, field: str = "bod
 
 
 async def store_image(
-    context: ServiceContext, model: dict[str, Any], image: NormalizedImage, data_id: str, name: str | None = None
-) -> dict[str, Any]:
+    context: ServiceContext, model: ModelRecord, image: NormalizedImage, data_id: str, name: str | None = None
+) -> TrainingImageRecord:
     """Write the image's bytes, then its record (so a record always has its bytes)."""
-    return await store_training_image(context, model["modelId"], model["tenantId"], image, data_id, name)
+    return await store_training_image(context, model.modelId, model.tenantId, image, data_id, name)
 
 
 async def add_training_image(
-    context: ServiceContext, model: dict[str, Any], data: bytes, name: str | None = None, field: str = "body"
-) -> dict[str, Any]:
+    context: ServiceContext, model: ModelRecord, data: bytes, name: str | None = None, field: str = "body"
+) -> TrainingImageRecord:
     """Validate and store one new training image."""
     image = await validate_image(context, data, field)
-    existing = await context.training_data.list(model["modelId"])
+    existing = await context.training_data.list(model.modelId)
     if len(existing) >= MAX_TRAINING_IMAGES:
         raise ApiError(
             409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images", field=field
@@ -40,33 +41,31 @@ async def add_training_image(
     return await store_image(context, model, image, new_data_id(), name)
 
 
-async def require_item(context: ServiceContext, model: dict[str, Any], data_id: str) -> dict[str, Any]:
+async def require_item(context: ServiceContext, model: ModelRecord, data_id: str) -> TrainingImageRecord:
     """One training image of the model, or 404."""
-    item = await context.training_data.get(model["modelId"], data_id)
+    item = await context.training_data.get(model.modelId, data_id)
     if item is None:
         raise ApiError(404, "data_not_found", f"training image {data_id!r} does not exist", field="dataId")
     return item
 
 
 async def replace_training_image(
-    context: ServiceContext, model: dict[str, Any], item: dict[str, Any], data: bytes
-) -> dict[str, Any]:
+    context: ServiceContext, model: ModelRecord, item: TrainingImageRecord, data: bytes
+) -> TrainingImageRecord:
     """Replace an image's bytes; it keeps its id and creation time. The old bytes stay for trainings that
     already listed them (content-addressed keys) until the model's artifacts are purged."""
     image = await validate_image(context, data)
-    return await store_image(context, model, image, item["dataId"], item.get("name"))
+    return await store_image(context, model, image, item.dataId, item.name)
 
 
-async def delete_training_image(context: ServiceContext, model: dict[str, Any], item: dict[str, Any]) -> None:
+async def delete_training_image(context: ServiceContext, model: ModelRecord, item: TrainingImageRecord) -> None:
     """Remove an image for good: its record, then its bytes (a pending one's raw upload, if it landed)."""
-    if item.get("status") == UploadStatus.PENDING.value and item.get("uploadId"):
+    if item.status is UploadStatus.PENDING and item.uploadId:
         # Settled first, so bytes that land after the delete are not turned back into a training image.
         await context.uploads.settle(
-            item["uploadId"],
+            item.uploadId,
             UploadStatus.REJECTED,
-            {"error": {"code": "deleted", "message": "the training image was deleted before its file arrived"}},
+            {"error": JobError(code="deleted", message="the training image was deleted before its file arrived")},
         )
-    await context.training_data.delete(model["modelId"], item["dataId"])
-    # A pending item written before presigned items carried their key has no bytes of its own to delete.
-    if item.get("key"):
-        await context.store.delete(item["key"])
+    await context.training_data.delete(model.modelId, item.dataId)
+    await context.store.delete(item.key)

@@ -6,6 +6,9 @@ import logging
 from typing import Any
 
 from events.envelope import utcnow
+from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
+from events.states import JobKind
 from events.usecases import trainings as usecase
 from functions.api.errors import ApiError
 from functions.api.schemas.models import canonical_parameters
@@ -20,7 +23,7 @@ SOURCE = "/lorafoundry/api"
 async def start_training(
     context: ServiceContext,
     tenant_id: str,
-    model: dict[str, Any],
+    model: ModelRecord,
     *,
     strength: int | None = None,
     speed: str | None = None,
@@ -28,7 +31,7 @@ async def start_training(
     traceparent: str | None = None,
     extra: dict[str, Any] | None = None,
     name: usecase.TrainingName | None = None,
-) -> dict[str, Any]:
+) -> TrainingJob:
     """Queue a training of the model on its current images (`events.usecases.trainings.start_training`),
     with the model's stored parameters read in canonical form; returns the training record."""
     return await usecase.start_training(
@@ -36,7 +39,7 @@ async def start_training(
         tenant_id,
         model,
         source=SOURCE,
-        model_parameters=canonical_parameters(model.get("parameters")),
+        model_parameters=canonical_parameters(model.parameters),
         strength=strength,
         speed=speed,
         request_parameters=request_parameters,
@@ -54,31 +57,30 @@ async def require_training(
     field: str = "trainingId",
     *,
     include_deleted: bool = False,
-) -> dict[str, Any]:
+) -> TrainingJob:
     """The caller's live training of that model, or 404 naming `field`. `include_deleted`: a soft-deleted one
-    too, for what names its adapter (seed 001: the soft delete "preserves the trained model")."""
-    training = await context.trainings.get_for_tenant(tenant_id, training_id)
+    too, for what names its adapter (the custom-models API's soft delete "preserves the trained model")."""
+    training = await context.jobs.get_for_tenant(tenant_id, training_id)
     if (
-        training is None
-        or training.get("kind") != "training"
-        or training.get("modelId") != model_id
-        or (training.get("deletedAt") and not include_deleted)
+        not isinstance(training, TrainingJob)
+        or training.modelId != model_id
+        or (training.deletedAt and not include_deleted)
     ):
         raise ApiError(404, "training_not_found", f"model {model_id!r} has no training {training_id!r}", field=field)
     return training
 
 
-async def cancel_training(context: ServiceContext, training: dict[str, Any]) -> dict[str, Any]:
+async def cancel_training(context: ServiceContext, training: TrainingJob) -> TrainingJob:
     """Cancel a queued training at once, or ask the worker running it to stop at the next step."""
     return await usecase.cancel_training(context, training, source=SOURCE)
 
 
-async def soft_delete_training(context: ServiceContext, training: dict[str, Any]) -> None:
-    """Hide a training from lists (seed 001: it is not canceled, and its adapter keeps serving)."""
-    await context.trainings.update_fields(training["jobId"], {"deletedAt": utcnow().isoformat()})
+async def soft_delete_training(context: ServiceContext, training: TrainingJob) -> None:
+    """Hide a training from lists (the custom-models API: it is not canceled, and its adapter keeps serving)."""
+    await context.jobs.update_fields(training.jobId, {"deletedAt": utcnow().isoformat()})
 
 
-async def list_trainings(context: ServiceContext, tenant_id: str, model_id: str) -> list[dict[str, Any]]:
+async def list_trainings(context: ServiceContext, tenant_id: str, model_id: str) -> list[TrainingJob]:
     """The model's live trainings, newest first."""
-    trainings = await context.trainings.list_for_model(model_id, "training")
-    return [t for t in trainings if t.get("tenantId") == tenant_id and not t.get("deletedAt")]
+    trainings = await context.jobs.list_for_model(model_id, JobKind.TRAINING)
+    return [t for t in trainings if isinstance(t, TrainingJob) and t.tenantId == tenant_id and not t.deletedAt]
