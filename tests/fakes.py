@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import re
 import time
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 
 from events.envelope import CloudEvent, utcnow
 from events.persistence import Advance, AdvanceOutcome, PublishFailed, RecordExists, StaleWrite
+from events.records.api_keys import ApiKeyRecord
 from events.records.base import StoredRecord
 from events.records.jobs import JOB_CLASSES, EpochRecord, GenerationJob, PortraitJob, TrainingJob, parse_job
 from events.records.models import ModelRecord
@@ -35,6 +37,7 @@ from events.states import (
     MACHINE_FOR_KIND,
     MODEL,
     RUNNING_FOR_KIND,
+    ApiKeyStatus,
     JobKind,
     StateMachine,
     TrainingStatus,
@@ -42,6 +45,7 @@ from events.states import (
 )
 from events.training import TrainingProgress
 from infra.base_models import BaseModelSpec, base_model_registry
+from infra.repositories.api_keys import Credentials
 from infra.repositories.dynamo import declared_fields
 from infra.repositories.jobs import IN_FLIGHT_ATTRIBUTE, QUEUE_ATTRIBUTE, QUEUE_FOR_KIND
 from infra.settings import Settings
@@ -502,6 +506,43 @@ class FakeStore:
         return {"url": f"https://fake-s3.invalid/{self.bucket}", "fields": {"key": key}, "maxBytes": max_bytes}
 
 
+class FakeApiKeys:
+    """Active API keys by raw key (`infra.repositories.api_keys.ApiKeyRepository`, less the hashing and cache)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ApiKeyRecord] = {}
+
+    def add(self, raw_key: str, tenant_id: str, signing_secret: str | None = None) -> ApiKeyRecord:
+        """Issue `raw_key` to `tenant_id`."""
+        key_hash = hashlib.sha256(raw_key.encode()).hexdigest()
+        record = ApiKeyRecord(
+            keyHash=key_hash,
+            keyId=f"key_{key_hash[:12]}",
+            tenantId=tenant_id,
+            name="test",
+            signingSecret=signing_secret,
+        )
+        self.records[raw_key] = record
+        return record
+
+    async def lookup(self, raw_key: str) -> ApiKeyRecord | None:
+        """The active key's record, or None."""
+        record = self.records.get(raw_key)
+        return record if record and record.status is ApiKeyStatus.ACTIVE else None
+
+    async def authenticate(self, credentials: Credentials) -> ApiKeyRecord | None:
+        """The key's record if it is active and, when a secret is presented, the secret is the key's."""
+        record = await self.lookup(credentials.api_key)
+        if record is None or (credentials.secret is not None and credentials.secret != record.signingSecret):
+            return None
+        return record
+
+    async def tenant_for(self, raw_key: str) -> str | None:
+        """The tenant of an active key, or None."""
+        record = await self.lookup(raw_key)
+        return record.tenantId if record else None
+
+
 @dataclass(frozen=True)
 class Sent:
     """One event the broker acknowledged: its topic, the event, and the message key it went with."""
@@ -556,7 +597,8 @@ class FakePublisher:
 
 
 class FakeBackends:
-    """Everything a use case may reach, named as on `infra.runtime.ServiceContext`, in memory."""
+    """Everything a use case may reach, named as on `infra.runtime.ServiceContext`, in memory; with API keys,
+    enough of a context for the API's requests that need nothing else (`app.state.context = FakeBackends()`)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
@@ -567,9 +609,14 @@ class FakeBackends:
         self.store = FakeStore(self.settings.bucket)
         self.publisher = FakePublisher()
         self.base_models: dict[str, BaseModelSpec] = base_model_registry(self.settings)
+        self.api_keys = FakeApiKeys()
+
+    async def close(self) -> None:
+        """Nothing to close (the API's shutdown closes its context)."""
 
 
 __all__ = [
+    "FakeApiKeys",
     "FakeBackends",
     "FakeJobs",
     "FakeModels",
