@@ -3,13 +3,16 @@ request runs through routes, dialects and use cases with no server behind them."
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from PIL import Image
 
-from events.records.jobs import GenerationJob, TrainingJob
-from events.states import GenerationStatus, JobKind, ModelStatus, TrainingStatus
+from events.records.jobs import GenerationJob, PortraitJob, TrainingJob
+from events.records.uploads import UploadPurpose, UploadRecord
+from events.states import GenerationStatus, JobKind, ModelStatus, PortraitStatus, TrainingStatus, UploadStatus
 from events.topics import GENERATION_REQUESTS, JOB_LIFECYCLE, TRAINING_REQUESTS
 from functions.api.app import create_app
 from tests.fakes import FakeBackends
@@ -105,3 +108,55 @@ async def test_a_training_started_twice_conflicts_and_a_queued_one_cancels(
     assert len(backends.publisher.on(JOB_LIFECYCLE)) == 1
     late = await client.post(f"/v1/models/{model_id}/trainings/{training_id}/cancel", headers=bearer(KEY))
     assert late.status_code == 409 and late.json()["error"]["code"] == "training_finished"
+
+
+async def _uploaded_photo(backends: FakeBackends, upload_id: str) -> str:
+    """A ready image upload of the tenant (what `POST /v1/uploads` leaves), its bytes in the store."""
+    png = io.BytesIO()
+    Image.new("RGB", (96, 128), (200, 120, 80)).save(png, format="PNG")
+    key = f"uploads/{upload_id}.png"
+    await backends.store.put_bytes(key, png.getvalue(), "image/png")
+    record = UploadRecord(
+        uploadId=upload_id, tenantId="ten_1", purpose=UploadPurpose.IMAGE, status=UploadStatus.READY, key=key
+    )
+    await backends.uploads.create(record, 3600)
+    return upload_id
+
+
+async def test_a_portraits_record_is_written_before_its_training_is_queued(
+    client: httpx.AsyncClient, backends: FakeBackends
+) -> None:
+    portraits_when_queued: list[list[str]] = []
+    publish = backends.publisher.publish
+
+    async def watching(topic: str, event: object, key: str | None = None) -> None:
+        if topic == TRAINING_REQUESTS:
+            documents = backends.jobs.documents.values()
+            portraits_when_queued.append([d["jobId"] for d in documents if d["kind"] == JobKind.PORTRAIT.value])
+        await publish(topic, event, key)  # type: ignore[arg-type]
+
+    backends.publisher.publish = watching  # type: ignore[method-assign]
+    photo = await _uploaded_photo(backends, "upl_1")
+    body = {"gender": "woman", "styles": ["business", "studio"], "imageKeys": [photo]}
+    response = await client.post("/v1/portraits", json=body, headers=bearer(KEY))
+    assert response.status_code == 202, response.text
+    portrait = await backends.jobs.get_as(response.json()["id"], PortraitJob)
+    assert portrait is not None and portrait.status is PortraitStatus.TRAINING
+    assert portraits_when_queued == [[portrait.jobId]]
+    training = await backends.jobs.get_as(portrait.trainingId, TrainingJob)
+    assert training is not None and training.portraitId == portrait.jobId
+    assert [style.id for style in portrait.styles] == ["business", "studio"]
+
+
+async def test_a_portrait_whose_training_cannot_start_leaves_nothing_visible(
+    client: httpx.AsyncClient, backends: FakeBackends
+) -> None:
+    backends.publisher.fail()
+    body = {"gender": "man", "styles": ["business"], "imageKeys": [await _uploaded_photo(backends, "upl_2")]}
+    response = await client.post("/v1/portraits", json=body, headers=bearer(KEY))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
+    [portrait] = [d for d in backends.jobs.documents.values() if d["kind"] == JobKind.PORTRAIT.value]
+    assert portrait["status"] == PortraitStatus.FAILED.value and portrait["deletedAt"]
+    assert (await client.get(f"/v1/portraits/{portrait['jobId']}", headers=bearer(KEY))).status_code == 404
+    [model] = backends.models.documents.values()
+    assert model["deletedAt"]
