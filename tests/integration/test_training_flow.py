@@ -81,7 +81,7 @@ async def test_seed001_journey_trains_an_adapter_diffusers_can_load(client, api_
     )
     types = [json.loads(r.value)["type"] for r in events]
     assert types == list(status_types)
-    assert json.loads(events[1].value)["data"]["outputs"] == [record["adapterKey"]]
+    assert json.loads(events[1].value)["data"]["outputs"] == [record.adapterKey]
     # Between them, the training's checkpoints (and progress) were announced too.
     checkpoints = await read_topic(
         bootstrapped,
