@@ -180,7 +180,13 @@ class FakeVersionedRepository(Generic[RecordT]):
         return self._write(record_id, sets, remove)
 
     async def advance(
-        self, record_id: str, target: StrEnum, fields: Mapping[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: StrEnum,
+        fields: Mapping[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[RecordT]:
         """Move the record to `target` as the adapter's read-check-write does: MISSING, REJECTED (another
         kind's status, or a move the machine forbids), ALREADY (already in that terminal status) or APPLIED
@@ -197,6 +203,8 @@ class FakeVersionedRepository(Generic[RecordT]):
             return Advance(AdvanceOutcome.REJECTED, record)
         if current == target and machine.is_terminal(current):
             return Advance(AdvanceOutcome.ALREADY, record)
+        if only_from is not None and current != only_from:
+            return Advance(AdvanceOutcome.REJECTED, record)
         if not machine.can_transition(current, target):
             return Advance(AdvanceOutcome.REJECTED, record)
         sets = self._stored({**given, "status": target.value, "updatedAt": utcnow().isoformat()}, target)

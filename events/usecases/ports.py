@@ -47,18 +47,42 @@ class JobStore(Protocol):
 
     @overload
     async def advance(
-        self, record_id: str, target: GenerationStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: GenerationStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[GenerationJob]: ...
     @overload
     async def advance(
-        self, record_id: str, target: TrainingStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: TrainingStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[TrainingJob]: ...
     @overload
     async def advance(
-        self, record_id: str, target: PortraitStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: PortraitStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[PortraitJob]: ...
     async def advance(
-        self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: StrEnum,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[Any]:
         """Move the job to `target` if its kind's state machine allows it (a job of another kind: REJECTED)."""
         ...

@@ -212,8 +212,13 @@ async def cancel_training(backends: Backends, training: TrainingJob, *, source: 
     status = training.status
     training_id = training.jobId
     if status is TrainingStatus.QUEUED:
+        # Only while still queued: a worker may have claimed it since it was read, and a running training is
+        # stopped by its worker (below), never ended under it.
         advance = await repository.advance(
-            training_id, TrainingStatus.CANCELED, {"completedAt": utcnow().isoformat(), "canceledBy": "user"}
+            training_id,
+            TrainingStatus.CANCELED,
+            {"completedAt": utcnow().isoformat(), "canceledBy": "user"},
+            only_from=TrainingStatus.QUEUED,
         )
         if advance.outcome is AdvanceOutcome.APPLIED:
             assert advance.record is not None

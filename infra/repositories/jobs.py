@@ -114,21 +114,45 @@ class JobRepository(VersionedRepository[AnyJob]):
 
     @overload
     async def advance(
-        self, record_id: str, target: GenerationStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: GenerationStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[GenerationJob]: ...
     @overload
     async def advance(
-        self, record_id: str, target: TrainingStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: TrainingStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[TrainingJob]: ...
     @overload
     async def advance(
-        self, record_id: str, target: PortraitStatus, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: PortraitStatus,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[PortraitJob]: ...
     async def advance(  # type: ignore[override]
-        self, record_id: str, target: StrEnum, fields: dict[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: StrEnum,
+        fields: dict[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[Any]:
         """Move a job to `target` (a status of its kind: a job of another kind is REJECTED), with `fields`."""
-        return await super().advance(record_id, target, fields, attempts)
+        return await super().advance(record_id, target, fields, attempts, only_from=only_from)
 
     def fields_to_remove(self, target: StrEnum) -> tuple[str, ...]:
         """Leaving the queue drops `queue`, ending drops `inFlight`, so the sparse indexes hold only waiting

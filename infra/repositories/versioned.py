@@ -173,11 +173,19 @@ class VersionedRepository(Generic[RecordT]):
         return ()
 
     async def advance(
-        self, record_id: str, target: StrEnum, fields: Mapping[str, Any] | None = None, attempts: int = 5
+        self,
+        record_id: str,
+        target: StrEnum,
+        fields: Mapping[str, Any] | None = None,
+        attempts: int = 5,
+        *,
+        only_from: StrEnum | None = None,
     ) -> Advance[RecordT]:
         """Read-check-write until the move is applied, found duplicate, or refused by the state machine.
 
-        `fields` (stored names, values or models) are checked against the record before anything is read."""
+        `fields` (stored names, values or models) are checked against the record before anything is read.
+        `only_from`: refuse (REJECTED) unless the record is in that status when written, for a move the state
+        machine allows from several (a cancel meant for a queued job must not end a running one)."""
         machine = self.machine_for(target)
         self._stored({k: v for k, v in (fields or {}).items() if v is not None}, target)
         for _ in range(attempts):
@@ -189,6 +197,8 @@ class VersionedRepository(Generic[RecordT]):
                 return Advance(AdvanceOutcome.REJECTED, record)  # a record of another kind than the target's
             if current == target and machine.is_terminal(current):
                 return Advance(AdvanceOutcome.ALREADY, record)
+            if only_from is not None and current != only_from:
+                return Advance(AdvanceOutcome.REJECTED, record)
             if not machine.can_transition(current, target):
                 return Advance(AdvanceOutcome.REJECTED, record)
             try:

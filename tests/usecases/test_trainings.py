@@ -121,6 +121,19 @@ async def test_canceling_a_running_training_asks_its_worker_to_stop(backends: Fa
     assert backends.publisher.on(JOB_LIFECYCLE) == []
 
 
+async def test_a_cancel_read_as_queued_but_claimed_since_asks_the_worker_instead_of_ending_it(
+    backends: FakeBackends,
+) -> None:
+    model = await trainable_model(backends)
+    queued = await start(backends, model)
+    await run_training(backends, queued)  # a worker claims it after the caller read it as queued
+    asked = await trainings.cancel_training(backends, queued, source=SOURCE)
+    assert asked.status is TrainingStatus.RUNNING and asked.cancelRequested is True
+    model_now = await backends.models.get(model.modelId)
+    assert model_now is not None and model_now.status is ModelStatus.TRAINING
+    assert backends.publisher.on(JOB_LIFECYCLE) == []
+
+
 @pytest.mark.parametrize("word", ["succeeded", "failed"])
 async def test_canceling_a_finished_training_is_a_conflict(backends: FakeBackends, word: str) -> None:
     running = await run_training(backends, await start(backends, await trainable_model(backends)))
