@@ -14,6 +14,7 @@ from events.envelope import utcnow
 from events.persistence import Advance, AdvanceOutcome, StaleWrite
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
+from events.records.training_data import TrainingImageRecord
 from events.states import MODEL_STATUS_AFTER_TRAINING, ModelStatus, TrainingStatus, UploadStatus
 from events.training import MAX_TRAINING_IMAGES, TrainingRequestedData
 from events.usecases import jobs
@@ -83,6 +84,37 @@ def name_training(model: ModelRecord, request_parameters: dict[str, Any] | None 
     return TrainingName(new_training_id(), subject_word, trigger_word)
 
 
+async def ready_images(backends: Backends, model: ModelRecord) -> list[TrainingImageRecord]:
+    """The model's images a training can use now; `Conflict` while some are still being validated, or when
+    there are none."""
+    all_items = await backends.training_data.list(model.modelId)
+    pending = [i.dataId for i in all_items if i.status is UploadStatus.PENDING]
+    if pending:
+        raise Conflict(
+            "training_data_pending",
+            f"{len(pending)} training image(s) are still being processed ({', '.join(pending[:5])}); "
+            "start the training once they read ready or rejected",
+            field="modelId",
+        )
+    items = [i for i in all_items if i.status is UploadStatus.READY]
+    if not items:
+        raise Conflict(
+            "no_training_data", f"model {model.modelId!r} has no training images; upload some first", "modelId"
+        )
+    return items
+
+
+async def take_model(backends: Backends, model: ModelRecord, name: TrainingName) -> None:
+    """Move the model to `training` for this training, by a conditional write: of two concurrent requests
+    one wins and the other gets `Conflict`."""
+    advance = await backends.models.advance(
+        model.modelId, ModelStatus.TRAINING, {"trainingId": name.training_id, "triggerWord": name.trigger_word}
+    )
+    if advance.outcome is not AdvanceOutcome.APPLIED:
+        current = advance.record.trainingId if advance.record else None
+        raise Conflict("model_training", f"model {model.modelId!r} is already training (training {current})")
+
+
 async def start_training(
     backends: Backends,
     tenant_id: str,
@@ -100,27 +132,14 @@ async def start_training(
     """Queue a training of the model on its current images; returns the training record (with `extra`
     fields, written with it so nothing reacting to the training can see it without them).
 
-    `model_parameters` are the model's stored parameters in canonical form. The model moves to `training`
-    first, by a conditional write: of two concurrent requests one wins and the other gets `Conflict`. If the
-    broker cannot take the command, training and model are failed and `Unavailable` raised, so nothing
-    waits forever.
+    `model_parameters` are the model's stored parameters in canonical form. Everything is checked before the
+    model is taken (`take_model`); if the broker then cannot take the command, training and model are failed
+    and `Unavailable` raised, so nothing waits forever.
     """
-    model_id = model.modelId
     if model.type.endswith("-composition"):
         raise Invalid("not_trainable", "a composition model combines trained models and is not trained itself")
     spec = base_model_of(backends, model.baseModel)
-    all_items = await backends.training_data.list(model_id)
-    pending = [i.dataId for i in all_items if i.status is UploadStatus.PENDING]
-    if pending:
-        raise Conflict(
-            "training_data_pending",
-            f"{len(pending)} training image(s) are still being processed ({', '.join(pending[:5])}); "
-            "start the training once they read ready or rejected",
-            field="modelId",
-        )
-    items = [i for i in all_items if i.status is UploadStatus.READY]
-    if not items:
-        raise Conflict("no_training_data", f"model {model_id!r} has no training images; upload some first", "modelId")
+    items = await ready_images(backends, model)
     name = name or name_training(model, request_parameters)
     try:
         parameters = resolve_parameters(
@@ -134,33 +153,23 @@ async def start_training(
         )
     except ParameterError as exc:
         raise Invalid("validation_error", str(exc), field=exc.field or "parameters") from exc
-    advance = await backends.models.advance(
-        model_id, ModelStatus.TRAINING, {"trainingId": name.training_id, "triggerWord": name.trigger_word}
-    )
-    if advance.outcome is not AdvanceOutcome.APPLIED:
-        current = advance.record.trainingId if advance.record else None
-        raise Conflict("model_training", f"model {model_id!r} is already training (training {current})")
+    await take_model(backends, model, name)
     data = TrainingRequestedData(
         trainingId=name.training_id,
-        modelId=model_id,
+        modelId=model.modelId,
         baseModel=spec.name,
         triggerWord=name.trigger_word,
         dataKeys=[i.key for i in items],
         parameters=parameters,
     )
+    estimate = round(estimated_seconds(parameters, spec.train_steps_per_second), 1)
     record = jobs.training_record(
-        tenant_id,
-        data,
-        {
-            "dataIds": [i.dataId for i in items],
-            "estimatedSeconds": round(estimated_seconds(parameters, spec.train_steps_per_second), 1),
-            **(extra or {}),
-        },
+        tenant_id, data, {"dataIds": [i.dataId for i in items], "estimatedSeconds": estimate, **(extra or {})}
     )
     try:
         return await jobs.queue_job(backends, record, source=source, traceparent=traceparent)
     except Unavailable:
-        await backends.models.advance(model_id, ModelStatus.FAILED)
+        await backends.models.advance(model.modelId, ModelStatus.FAILED)
         raise
 
 
