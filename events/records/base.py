@@ -21,6 +21,17 @@ def now_iso() -> str:
     return utcnow().isoformat()
 
 
+class ValidatedImage(BaseModel):
+    """What validation learned about an uploaded image: shared by training images and uploads. Each is None
+    until the bytes have been validated."""
+
+    width: int | None = Field(default=None, ge=1, description="Width in pixels, once validated.")
+    height: int | None = Field(default=None, ge=1, description="Height in pixels, once validated.")
+    format: str | None = Field(default=None, description="The uploaded file's image format (e.g. JPEG).")
+    bytes: int | None = Field(default=None, ge=0, description="The uploaded file's size in bytes.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the normalized image.")
+
+
 class StoredRecord(BaseModel):
     """A DynamoDB item as a typed record. Field names are the stored attribute names."""
 

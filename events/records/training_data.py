@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from events.lifecycle import JobError
-from events.records.base import IsoTime, StoredRecord, now_iso
+from events.records.base import IsoTime, StoredRecord, ValidatedImage, now_iso
 from events.states import UploadStatus
 
 
-class TrainingImageRecord(StoredRecord):
+class TrainingImageRecord(StoredRecord, ValidatedImage):
     """One training image: pending while its presigned upload is awaited, then ready or rejected."""
 
     modelId: str = Field(min_length=1, description="The model the image trains (partition key).")
@@ -21,11 +21,6 @@ class TrainingImageRecord(StoredRecord):
     )
     uploadId: str | None = Field(default=None, description="The presigned upload that brings its bytes.")
     name: str | None = Field(default=None, description="The file name the caller gave.")
-    width: int | None = Field(default=None, ge=1, description="Width in pixels, once validated.")
-    height: int | None = Field(default=None, ge=1, description="Height in pixels, once validated.")
-    format: str | None = Field(default=None, description="The uploaded file's image format (e.g. JPEG).")
-    bytes: int | None = Field(default=None, ge=0, description="The uploaded file's size in bytes.")
-    sha256: str | None = Field(default=None, description="SHA-256 of the normalized image.")
     error: JobError | None = Field(default=None, description="Why it was rejected (the one failure model).")
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the image was first recorded.")
     updatedAt: IsoTime = Field(default_factory=now_iso, description="When it was last written.")

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from events.lifecycle import JobError
-from events.records.base import IsoTime, StoredRecord, now_iso
+from events.records.base import IsoTime, StoredRecord, ValidatedImage, now_iso
 from events.states import UploadStatus
 
 
@@ -18,7 +18,7 @@ class UploadPurpose(StrEnum):
     IMAGE = "image"
 
 
-class UploadRecord(StoredRecord):
+class UploadRecord(StoredRecord, ValidatedImage):
     """One upload; `expiresAt` (epoch seconds) is DynamoDB's TTL, and reads treat an expired one as gone."""
 
     uploadId: str = Field(min_length=1, description="The upload's id (the headshot API's image `key`).")
@@ -29,11 +29,6 @@ class UploadRecord(StoredRecord):
     modelId: str | None = Field(default=None, description="Training data: the model the image is for.")
     dataId: str | None = Field(default=None, description="Training data: the training image it stands for.")
     key: str | None = Field(default=None, description="S3 key of the normalized image, once ready.")
-    width: int | None = Field(default=None, ge=1, description="Width in pixels, once validated.")
-    height: int | None = Field(default=None, ge=1, description="Height in pixels, once validated.")
-    format: str | None = Field(default=None, description="The uploaded file's image format.")
-    bytes: int | None = Field(default=None, ge=0, description="The uploaded file's size in bytes.")
-    sha256: str | None = Field(default=None, description="SHA-256 of the normalized image.")
     error: JobError | None = Field(default=None, description="Why it was rejected (the one failure model).")
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the upload was recorded.")
     updatedAt: IsoTime = Field(default_factory=now_iso, description="When it was last written.")

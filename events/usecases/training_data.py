@@ -4,11 +4,23 @@ uploads), the portrait flow (its photos) and the notification handler (presigned
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
 from events.storage_keys import model_data_key
 from events.usecases.ports import Backends, NormalizedImage
+
+
+def image_facts(image: NormalizedImage) -> dict[str, Any]:
+    """The `ValidatedImage` fields of a record, from the image validation produced."""
+    return {
+        "width": image.width,
+        "height": image.height,
+        "format": image.source_format,
+        "bytes": image.source_bytes,
+        "sha256": image.sha256,
+    }
 
 
 def new_data_id() -> str:
@@ -33,12 +45,8 @@ async def store_training_image(
             dataId=data_id,
             tenantId=tenant_id,
             key=key,
-            width=image.width,
-            height=image.height,
-            format=image.source_format,
-            bytes=image.source_bytes,
-            sha256=image.sha256,
             name=name,
+            **image_facts(image),
             status=UploadStatus.READY,
         )
     )

@@ -4,13 +4,12 @@ training image it stands for) ready or rejected with the reason."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from events.lifecycle import JobError
 from events.records.uploads import UploadPurpose, UploadRecord
 from events.states import UploadStatus
 from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
-from events.usecases.training_data import store_training_image
+from events.usecases.training_data import image_facts, store_training_image
 from infra.images import ImageRejected, NormalizedImage, normalize_upload
 from infra.runtime import ServiceContext
 
@@ -33,13 +32,7 @@ async def _reject(context: ServiceContext, upload: UploadRecord, code: str, mess
 
 
 async def _accept(context: ServiceContext, upload: UploadRecord, image: NormalizedImage) -> None:
-    fields: dict[str, Any] = {
-        "width": image.width,
-        "height": image.height,
-        "format": image.source_format,
-        "bytes": image.source_bytes,
-        "sha256": image.sha256,
-    }
+    fields = image_facts(image)
     if upload.purpose is UploadPurpose.TRAINING_DATA:
         model_id, data_id = _training_image_of(upload)
         model = await context.models.get_live(upload.tenantId, model_id)

@@ -9,6 +9,7 @@ from events.records.training_data import TrainingImageRecord
 from events.records.uploads import UploadPurpose, UploadRecord
 from events.states import UploadStatus
 from events.storage_keys import upload_image_key, upload_raw_key
+from events.usecases.training_data import image_facts
 from functions.api.errors import ApiError
 from functions.api.schemas.images import JobErrorOut
 from functions.api.schemas.uploads import PresignedPost, UploadOut
@@ -39,11 +40,7 @@ async def upload_image(context: ServiceContext, tenant_id: str, data: bytes, nam
             status=UploadStatus.READY,
             key=key,
             name=name,
-            width=image.width,
-            height=image.height,
-            format=image.source_format,
-            bytes=image.source_bytes,
-            sha256=image.sha256,
+            **image_facts(image),
         ),
         context.settings.upload_expiry_seconds,
     )
