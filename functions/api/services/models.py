@@ -114,10 +114,8 @@ async def create_model(context: ServiceContext, tenant_id: str, body: CreateMode
     return await context.models.create(record)
 
 
-async def rename_model(
-    context: ServiceContext, tenant_id: str, model: ModelRecord, body: RenameModelRequest
-) -> ModelRecord:
-    """The custom-models API's rename (and name/description/tags)."""
+def _naming_fields(body: RenameModelRequest | UpdateModelRequest) -> dict[str, Any]:
+    """The name, description and tags a rename or an update sets (what the body sends, in any spelling)."""
     fields: dict[str, Any] = {}
     if body.resolved_name:
         fields["name"] = body.resolved_name
@@ -125,6 +123,14 @@ async def rename_model(
         fields["description"] = body.resolved_description
     if body.tags is not None:
         fields["tags"] = body.tags
+    return fields
+
+
+async def rename_model(
+    context: ServiceContext, tenant_id: str, model: ModelRecord, body: RenameModelRequest
+) -> ModelRecord:
+    """The custom-models API's rename (and name/description/tags)."""
+    fields = _naming_fields(body)
     if not fields:
         return model
     return await context.models.update_fields(model.modelId, fields, expected_version=model.version)
@@ -136,14 +142,8 @@ async def update_model(
     """The Scenario-style API's update: fields present in the body change; `type` only while the model is `new`."""
     spec = resolve_base_model(context, model.baseModel)
     sent = body.model_fields_set
-    fields: dict[str, Any] = {}
+    fields = _naming_fields(body)
     unset: list[str] = []
-    if body.resolved_name:
-        fields["name"] = body.resolved_name
-    if body.resolved_description is not None:
-        fields["description"] = body.resolved_description
-    if body.tags is not None:
-        fields["tags"] = body.tags
     if "type" in sent and body.type is not None and body.type != model.type:
         if model.status is not ModelStatus.NEW:
             raise ApiError(
