@@ -17,21 +17,11 @@ from functions.api.errors import api_error_of
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from tests.fakes import FakeBackends
+from tests.support import generation_request
 
 
 def _data(job_id: str = "job_1") -> GenerationRequestedData:
-    return GenerationRequestedData(
-        jobId=job_id,
-        modelId="base",
-        baseModel="tiny-sd",
-        prompt="a cat",
-        width=64,
-        height=64,
-        seed=1,
-        guidanceScale=7.5,
-        numOutputs=1,
-        numInferenceSteps=2,
-    )
+    return generation_request(job_id, "base", prompt="a cat")
 
 
 async def test_a_refused_command_fails_its_job_and_asks_for_a_retry() -> None:

@@ -10,6 +10,7 @@ from events.states import JobKind, TrainingStatus, UploadStatus
 from events.storage_keys import model_data_key
 from events.usecases import portraits, trainings
 from tests.fakes import FakeBackends
+from tests.support import generation_request
 
 TENANT = "ten_1"
 SOURCE = "/test"
@@ -17,18 +18,7 @@ SOURCE = "/test"
 
 def generation_data(job_id: str = "job_1", model_id: str = "tiny-sd") -> GenerationRequestedData:
     """A small text-to-image request."""
-    return GenerationRequestedData(
-        jobId=job_id,
-        modelId=model_id,
-        baseModel="tiny-sd",
-        prompt="a cat",
-        width=64,
-        height=64,
-        seed=1,
-        guidanceScale=7.5,
-        numOutputs=1,
-        numInferenceSteps=2,
-    )
+    return generation_request(job_id, model_id, prompt="a cat")
 
 
 async def new_model(backends: FakeBackends, model_id: str = "mdl_1", model_type: str = "sd-1_5-lora") -> ModelRecord:
