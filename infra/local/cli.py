@@ -115,7 +115,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(prog="lorafoundry", description="LoRA Foundry on one machine.")
+    parser = argparse.ArgumentParser(
+        prog="lorafoundry", description="LoRA Foundry: the embedded stack, and the AWS deployment."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stack_options(p: argparse.ArgumentParser) -> None:
@@ -146,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output", help="folder for the generated images")
     demo.add_argument("--count", type=int, default=3, help="how many generation requests to submit")
     demo.set_defaults(func=cmd_demo)
+
+    from infra.deploy.commands import register
+
+    register(sub)
     return parser
 
 
