@@ -4,12 +4,17 @@ events in it: shared by every function the lifecycle topic feeds.
 Records are decoded by the envelope's own decoder, as the workers decode theirs (structured or binary mode),
 and a record that is not a valid lifecycle event is dead-lettered the way the workers do it: retrying
 cannot make it one, and skipping it silently would lose it.
+
+A batch is answered with Lambda's partial batch response (the event source mapping has
+`FunctionResponseTypes: ["ReportBatchItemFailures"]`): Lambda resumes each reported topic-partition from the
+reported offset, so one record that fails replays only its own partition from itself, not the whole batch.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
@@ -80,21 +85,55 @@ def parse_lifecycle(record: ReceivedKafkaRecord) -> JobLifecycle:
     return cast(JobLifecycle, parse_event(envelope, JobLifecycle, str(event_type)))
 
 
-async def lifecycle_events(producer: AIOKafkaProducer, event: dict[str, Any]) -> list[JobLifecycle]:
-    """The batch's lifecycle events in partition order, once every record that is not one is on the DLQ topic.
+LifecycleAction = Callable[[JobLifecycle], Awaitable[None]]
 
-    Raises PublishFailed if a record could not be dead-lettered: the invocation fails and the event source
-    retries the batch, so nothing is lost (a record dead-lettered before is then dead-lettered again, as the
-    workers' redelivered records are; its `dlq-topic`/`dlq-partition`/`dlq-offset` show the copies are one record).
+
+def item_failure(record: ReceivedKafkaRecord) -> dict[str, Any]:
+    """The partial batch response's entry that makes Lambda resume `record`'s partition from `record`."""
+    return {"itemIdentifier": {"partition": f"{record.topic}-{record.partition}", "offset": record.offset}}
+
+
+async def handle_record(producer: AIOKafkaProducer, record: ReceivedKafkaRecord, act: LifecycleAction) -> bool:
+    """Act on the record's lifecycle event, or dead-letter it if it holds none; whether it was an event.
+
+    Raises whatever `act` raises, and PublishFailed if the record could not be dead-lettered.
+    """
+    try:
+        lifecycle = parse_lifecycle(record)
+    except EnvelopeError as exc:
+        log.warning("dead-lettering %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
+        await dead_letter(producer, record, str(exc))
+        return False
+    await act(lifecycle)
+    return True
+
+
+async def each_lifecycle_event(
+    producer: AIOKafkaProducer, event: dict[str, Any], act: LifecycleAction
+) -> dict[str, Any]:
+    """Run `act` on every lifecycle event of Lambda's Kafka batch, record by record in each partition's order, and
+    answer with the partial batch response.
+
+    In a partition, the first record that fails (its action raised, or it could not be dead-lettered) is reported
+    and the partition's later records are left alone: Lambda redelivers the partition from that record, so no
+    record is skipped and none is acted on out of order. Other partitions go on. A record handled before a failure
+    may be handled again on a redelivery of its batch elsewhere; every action tolerates that (and a record
+    dead-lettered twice shows, by its `dlq-topic`/`dlq-partition`/`dlq-offset`, that the copies are one record).
     """
     batch = KafkaEvent.model_validate(event)
-    found: list[JobLifecycle] = []
+    failures: list[dict[str, Any]] = []
+    handled = 0
     for records in batch.records.values():
-        for lambda_record in records:
+        for lambda_record in sorted(records, key=lambda r: r.offset):
             record = ReceivedKafkaRecord.of(lambda_record)
             try:
-                found.append(parse_lifecycle(record))
-            except EnvelopeError as exc:
-                log.warning("dead-lettering %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
-                await dead_letter(producer, record, str(exc))
-    return found
+                handled += await handle_record(producer, record, act)
+            except Exception:
+                # Any error: this record must come again, and so must everything after it in its partition.
+                log.exception(
+                    "%s:%d@%d failed; its partition resumes from it", record.topic, record.partition, record.offset
+                )
+                failures.append(item_failure(record))
+                break
+    log.info("lifecycle batch: %d events handled, %d partitions to resume", handled, len(failures))
+    return {"batchItemFailures": failures}

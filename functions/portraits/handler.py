@@ -1,26 +1,27 @@
 """Lambda handler fed by the lifecycle topic (an MSK / self-managed Kafka event source mapping).
 
 The event is Lambda's Kafka batch: records grouped by "topic-partition", values base64-encoded. A record
-that is not a lifecycle event is dead-lettered (it cannot become one by retrying); an error while
-acting on one fails the invocation, and the event source retries the batch, which every step tolerates.
+that is not a lifecycle event is dead-lettered (it cannot become one by retrying); a record whose action fails
+is reported in the partial batch response, and Lambda redelivers its partition from it, which every step
+tolerates (`functions/kafka_events.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from events.usecases.portraits import on_lifecycle
-from functions.kafka_events import lifecycle_events
+from functions.kafka_events import each_lifecycle_event
 from functions.lambda_runtime import AsyncLambda
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
 
 
-async def process_kafka_event(context: ServiceContext, event: dict[str, Any]) -> None:
-    """Act on every lifecycle event of the batch, in partition order."""
-    for lifecycle in await lifecycle_events(context.producer, event):
-        await on_lifecycle(context, lifecycle)
+async def process_kafka_event(context: ServiceContext, event: dict[str, Any]) -> dict[str, Any]:
+    """Act on every lifecycle event of the batch, in partition order; the partial batch response."""
+    return await each_lifecycle_event(context.producer, event, partial(on_lifecycle, context))
 
 
 class PortraitsLambda(AsyncLambda):

@@ -4,7 +4,9 @@
   its job subscribed to, attempted at once;
 - a schedule (EventBridge, every minute on AWS; every few seconds in the embedded stack): every delivery
   whose retry is due is attempted.
-An error fails the invocation; the event source retries the batch, which every step tolerates.
+A Kafka batch is answered with a partial batch response: a record that fails is reported, and its partition
+is redelivered from it (`functions/kafka_events.py`); every step tolerates a redelivery. An error in the sweep
+fails the invocation; the next scheduled one sweeps again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from functions.kafka_events import lifecycle_events
+from functions.kafka_events import each_lifecycle_event
 from functions.lambda_runtime import AsyncLambda
 from functions.webhooks.dispatch import Dispatcher
 from infra.runtime import ServiceContext
@@ -34,11 +36,7 @@ async def process_event(context: ServiceContext, event: dict[str, Any]) -> dict[
     dispatcher = Dispatcher(context)
     if is_scheduled_event(event):
         return {"attempted": await dispatcher.sweep()}
-    handled = 0
-    for lifecycle in await lifecycle_events(context.producer, event):
-        await dispatcher.on_lifecycle(lifecycle)
-        handled += 1
-    return {"events": handled}
+    return await each_lifecycle_event(context.producer, event, dispatcher.on_lifecycle)
 
 
 class WebhooksLambda(AsyncLambda):
