@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 
 from infra.settings import Settings
 
@@ -30,6 +30,12 @@ def client_kwargs(settings: Settings, service: str) -> dict[str, Any]:
     return kwargs
 
 
+def create_client(settings: Settings, service: str, session: AioSession | None = None) -> Any:
+    """A client of one service with the shared retries and timeouts, to open with `async with`. Also for a service
+    only one function uses (CloudWatch, by the lag-metrics function), outside the long-lived `AwsClients`."""
+    return (session or get_session()).create_client(service, config=_CONFIG, **client_kwargs(settings, service))
+
+
 class AwsClients:
     """Long-lived S3, DynamoDB and SQS clients; open with `async with` or `open()`/`close()`."""
 
@@ -42,11 +48,9 @@ class AwsClients:
 
     async def open(self) -> AwsClients:
         """Create the clients (connections are pooled and reused)."""
-        session = get_session()
+        session = get_session()  # one session: its loader reads botocore's data files once for the three
         for service in ("s3", "dynamodb", "sqs"):
-            client = await self._stack.enter_async_context(
-                session.create_client(service, config=_CONFIG, **client_kwargs(self.settings, service))
-            )
+            client = await self._stack.enter_async_context(create_client(self.settings, service, session))
             setattr(self, service, client)
         return self
 
