@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from infra.aws import AwsClients
 from infra.kafka import admin_kwargs
+from infra.kafka_auth import resolve_kafka_settings
 from infra.repositories.api_keys import ApiKeyRepository
 from infra.resources import Resources, resources_for
 from infra.settings import Settings
@@ -139,6 +140,7 @@ async def _ensure_notifications(clients: AwsClients, resources: Resources, arns:
 
 async def ensure_topics(settings: Settings, resources: Resources, timeout_s: float = 30.0) -> None:
     """Create the Kafka topics, waiting for the broker to answer (it may still be starting)."""
+    settings = await resolve_kafka_settings(settings)  # on AWS: the brokers and credentials named by ARN
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(**admin_kwargs(settings))

@@ -12,19 +12,17 @@ from aiokafka.errors import KafkaError
 from events.envelope import CloudEvent, kafka_headers
 from events.persistence import PublishFailed
 from events.topics import DEAD_LETTERS
+from infra.kafka_auth import sasl_kwargs
 from infra.settings import Settings
 
 
 def _common_kwargs(settings: Settings) -> dict[str, Any]:
+    # On AWS, `settings` must come from `infra.kafka_auth.resolve_kafka_settings` (brokers and credentials by ARN).
     kwargs: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "security_protocol": settings.kafka_security_protocol,
     }
-    if settings.kafka_sasl_mechanism:
-        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password:
-            kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    kwargs.update(sasl_kwargs(settings))
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 

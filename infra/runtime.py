@@ -8,6 +8,7 @@ from __future__ import annotations
 from infra.aws import AwsClients
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.kafka import EventPublisher, create_producer
+from infra.kafka_auth import resolve_kafka_settings
 from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
 from infra.repositories.jobs import JobRepository
@@ -33,10 +34,17 @@ class ServiceContext:
         self._kafka_started = False
 
     async def open(self, *, kafka: bool = True) -> ServiceContext:
-        """Open the AWS clients and, unless told not to, start the Kafka producer."""
+        """Open the AWS clients and, unless told not to, start the Kafka producer (on AWS, after finding the
+        brokers and credentials the settings name by ARN: `self.settings` is then the resolved copy)."""
         await self.clients.open()
         if kafka:
             try:
+                resolved = await resolve_kafka_settings(self.settings)
+                if resolved is not self.settings:
+                    # The producer built in __init__ never started: nothing to close.
+                    self.settings = resolved
+                    self.producer = create_producer(resolved)
+                    self.publisher = EventPublisher(self.producer)
                 await self.producer.start()
             except BaseException:
                 await self.producer.stop()  # releases what start() left half-open

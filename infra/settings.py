@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # On AWS (see infra.kafka_auth): an MSK cluster by ARN, its brokers asked of the kafka API at start-up, and
+    # SCRAM credentials read from a Secrets Manager secret (JSON username/password) instead of the two above.
+    kafka_cluster_arn: str | None = None
+    kafka_sasl_secret_arn: str | None = None
     # Tansu rejects InitProducerId, so the embedded stack turns idempotence off; real Kafka keeps it on.
     kafka_idempotence: bool = True
     kafka_partitions: int = Field(default=4, ge=1)
@@ -118,6 +122,10 @@ class Settings(BaseSettings):
     # Workers.
     worker_id: str | None = None
     worker_lease_seconds: int = Field(default=120, ge=5)
+    # A file the worker's loop touches while it is alive, which `python -m workers.health` (the container's
+    # health check) reads: older than the max age, the worker is unhealthy. Unset: no heartbeat is written.
+    worker_heartbeat_path: Path | None = None
+    worker_heartbeat_max_age_seconds: float = Field(default=60.0, gt=0)
     model_cache_dir: Path = Path.home() / ".cache" / "lorafoundry" / "models"
     # LoRA weights a generator keeps loaded per base pipeline; past it, the least recently used are unloaded.
     adapter_cache_bytes: int = Field(default=1024**3, ge=0)
