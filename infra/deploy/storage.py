@@ -18,8 +18,12 @@ VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT = 6
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
 # Uploads abandoned half-way cost storage until aborted.
 ABORT_INCOMPLETE_UPLOADS_DAYS = 1
+# A notification waits up to 4 days (SQS's default, stated here rather than implied) for the function to take it.
+NOTIFICATION_RETENTION_S = 4 * 24 * 3600
 # Data outlives the stack: a teardown or a replacement keeps the bucket and the tables.
 RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+# Queues hold only notifications of objects that stay in the bucket: a teardown may delete them.
+DELETE = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
 QUEUE_POLICY = "NotificationsQueuePolicy"
 BUCKET_POLICY = "ArtifactsBucketPolicy"
 
@@ -53,6 +57,7 @@ def _add_queues(fragment: Fragment, queue: QueueSpec) -> None:
     properties: Json = {
         "QueueName": queue.name,
         "VisibilityTimeout": queue_visibility_timeout(queue),
+        "MessageRetentionPeriod": NOTIFICATION_RETENTION_S,
         "SqsManagedSseEnabled": True,
     }
     if queue.dead_letter_name:
@@ -64,12 +69,13 @@ def _add_queues(fragment: Fragment, queue: QueueSpec) -> None:
                 "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S,
                 "SqsManagedSseEnabled": True,
             },
+            **DELETE,
         )
         properties["RedrivePolicy"] = {
             "deadLetterTargetArn": queue_arn(catalog.NOTIFICATIONS_DLQ),
             "maxReceiveCount": queue.max_receive_count,
         }
-    fragment.add(catalog.NOTIFICATIONS_QUEUE, "AWS::SQS::Queue", properties)
+    fragment.add(catalog.NOTIFICATIONS_QUEUE, "AWS::SQS::Queue", properties, **DELETE)
 
 
 def _queue_policy(bucket_name: str) -> Json:
