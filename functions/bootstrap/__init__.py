@@ -1,0 +1,1 @@
+"""The deployment's bootstrap: the Kafka topics, made by a CloudFormation custom resource on every deploy."""
