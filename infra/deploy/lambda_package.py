@@ -271,15 +271,15 @@ def _sizes(staging: Path, packages: dict[str, LockedPackage]) -> tuple[PackageSi
 def write_deterministic_zip(tree: Path, zip_path: Path) -> tuple[int, int]:
     """Zip `tree`'s files with sorted names, one timestamp and one mode, so equal trees give equal bytes.
     Returns (files, unzipped bytes)."""
-    files = sorted(p for p in tree.rglob("*") if p.is_file())
+    files = sorted((p for p in tree.rglob("*") if p.is_file()), key=lambda p: p.relative_to(tree).as_posix())
     unzipped = 0
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    # zlib's default level: 9 takes about six times as long here for 0.4% fewer bytes.
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(tree).as_posix(), date_time=_ZIP_DATE)
             info.external_attr = _ZIP_MODE
             info.create_system = 3  # Unix, so the mode above is read as one
-            info.compress_type = zipfile.ZIP_DEFLATED
             data = path.read_bytes()
             unzipped += len(data)
-            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
     return len(files), unzipped
