@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -30,8 +31,18 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(log_dir: Path) -> Iterator[str]:
-    """A moto server (S3, DynamoDB, SQS) in its own process, over HTTP."""
+def moto_endpoint(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server (S3, DynamoDB, SQS) in its own process, over HTTP; LocalStack instead when
+    LF_TEST_AWS=localstack (`make test-localstack`)."""
+    if os.environ.get("LF_TEST_AWS") == "localstack":
+        from tests.localstack.server import start_localstack
+
+        localstack = start_localstack(log_dir / "localstack.log", tmp_path_factory.mktemp("localstack"))
+        try:
+            yield localstack.endpoint
+        finally:
+            localstack.stop()
+        return
     port = free_port()
     process = start_moto("127.0.0.1", port, log_dir / "moto.log")
     try:
