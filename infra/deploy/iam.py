@@ -66,6 +66,11 @@ def bucket_objects_arn(bucket_logical_id: str, prefix: str = "") -> Json:
     return sub(f"${{{bucket_logical_id}.Arn}}/{prefix}*")
 
 
+def bucket_keys_arn(bucket_logical_id: str, pattern: str) -> Json:
+    """The objects of a bucket whose keys match an IAM pattern ("jobs/*/failed.json": `*` spans slashes too)."""
+    return sub(f"${{{bucket_logical_id}.Arn}}/{pattern}")
+
+
 def queue_arn(queue_logical_id: str) -> Json:
     """An SQS queue's ARN."""
     return get_att(queue_logical_id, "Arn")
