@@ -5,7 +5,10 @@ Reliability rules it keeps (see docs/architecture.md):
 - while a long job runs the partitions are paused and the loop keeps polling, so the member stays in its
   group and the record is not redelivered to another member in a loop;
 - a record that cannot be parsed or validated goes to the DLQ topic with the reason and is committed, so it
-  never blocks its partition; a handler failure (infrastructure) is retried from the same offset.
+  never blocks its partition; a handler failure (infrastructure) is retried from the same offset;
+- a handler that gives its job back because the worker is stopping (`HandBack`) leaves the record uncommitted:
+  whichever member owns the partition next reads it again;
+- the loop calls `on_alive` while it polls and while a job runs, which the container's health check reads.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from infra.kafka import dead_letter
 from workers.worker_state import WorkerLifecycle, WorkerState
 
 log = logging.getLogger(__name__)
+
+
+class HandBack(Exception):
+    """Raised by a handler that stops its job unfinished because the worker is stopping, after making the job
+    claimable again: the loop leaves the record uncommitted and does not retry it, so the partition's next owner
+    (another worker, once this one has left the group) takes the job over."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class ConsumerLoop:
         keepalive_s: float = 1.0,
         retry_backoff_s: float = 2.0,
         name: str = "worker",
+        on_alive: Callable[[], None] | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -56,6 +66,7 @@ class ConsumerLoop:
         self.poll_timeout_ms = poll_timeout_ms
         self.keepalive_s = keepalive_s
         self.retry_backoff_s = retry_backoff_s
+        self.on_alive = on_alive or (lambda: None)
         self.lifecycle = WorkerLifecycle(name)
         self.handled = 0
         self.dead_lettered = 0
@@ -73,6 +84,7 @@ class ConsumerLoop:
             if on_ready:
                 on_ready(self)
             while not stop.is_set():
+                self.on_alive()
                 batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=1)
                 for tp, records in batch.items():
                     for record in records:
@@ -107,6 +119,11 @@ class ConsumerLoop:
 
         try:
             await self._run_keeping_membership(route.handle(event))
+        except HandBack:
+            log.info("%s@%s:%d handed back unfinished: left uncommitted", tp.topic, tp.partition, record.offset)
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, record.offset)
+            return
         except Exception:
             log.exception(
                 "handling %s@%s:%d failed; retrying from the same offset", tp.topic, tp.partition, record.offset
@@ -125,6 +142,7 @@ class ConsumerLoop:
         self.consumer.pause(*paused)
         try:
             while not task.done():
+                self.on_alive()
                 await asyncio.wait({task}, timeout=self.keepalive_s)
                 if task.done():
                     break

@@ -9,18 +9,20 @@ here, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.kafka import create_consumer
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from workers.consumer import ConsumerLoop, Route
+from workers.health import Heartbeat
 from workers.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,15 @@ OnReady = Callable[[ConsumerLoop], None]
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What a worker's set-up is given: the service's adapters, its single model thread and its id."""
+    """What a worker's set-up is given: the service's adapters, its single model thread, its id, and the event
+    set when it is asked to stop (a job too long to finish within the stop timeout hands itself back on it, see
+    `workers.consumer.HandBack`)."""
 
     settings: Settings
     context: ServiceContext
     executor: Executor
     worker_id: str
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,22 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
     progress when `stop` is set runs to its end; a killed worker's job is reclaimed after its lease."""
     worker_log = logging.getLogger(f"workers.{spec.name}")
     worker_id = settings.worker_id or default_worker_id()
+    heartbeat = Heartbeat(settings.worker_heartbeat_path)
     context = await ServiceContext(settings).open()
+    # On AWS the context resolved the brokers and credentials (infra.kafka_auth): the consumer uses the same.
+    settings = context.settings
     # One thread: a pipeline is not safe to run twice at once, and one job at a time saturates a device.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=spec.name)
     consumer = create_consumer(settings, spec.topic, group_id=spec.group(settings))
     consumer_loop: ConsumerLoop | None = None
     try:
-        routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id))
+        # Warming a base model (a download, a load onto the GPU) takes minutes before the loop's own beats begin.
+        async with beating(heartbeat):
+            routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id, stop))
         await consumer.start()
-        consumer_loop = ConsumerLoop(consumer, context.producer, routes, name=f"{spec.name} {worker_id}")
+        consumer_loop = ConsumerLoop(
+            consumer, context.producer, routes, name=f"{spec.name} {worker_id}", on_alive=heartbeat.beat
+        )
 
         def ready(loop: ConsumerLoop) -> None:
             worker_log.info("%s: %s", spec.ready_line, worker_id)
@@ -87,6 +99,24 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
                 consumer_loop.handled,
                 consumer_loop.dead_lettered,
             )
+
+
+@contextlib.asynccontextmanager
+async def beating(heartbeat: Heartbeat, interval_s: float = 5.0) -> AsyncIterator[None]:
+    """Beat every `interval_s` while the body runs: the event loop is alive while it awaits."""
+
+    async def beat() -> None:
+        while True:
+            heartbeat.beat()
+            await asyncio.sleep(interval_s)  # a period between beats, not a synchronisation
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def run_worker(spec: WorkerSpec) -> None:
