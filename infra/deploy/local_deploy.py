@@ -217,6 +217,14 @@ _PLACEHOLDERS = {
 }
 
 
+# A string parameter gets the first of these its AllowedPattern (if any) accepts: a word, an ARN, a host:port.
+_STRING_PLACEHOLDERS = (
+    "local",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:local",
+    "localhost:9092",
+)
+
+
 def _placeholder(name: str, spec: Json) -> str:
     if spec.get("AllowedValues"):
         return str(spec["AllowedValues"][0])
@@ -226,13 +234,11 @@ def _placeholder(name: str, spec: Json) -> str:
     inner = parameter_type.removeprefix("List<").removesuffix(">")
     if inner in _PLACEHOLDERS:
         return _PLACEHOLDERS[inner]
-    if parameter_type == "CommaDelimitedList":
-        return "local"
-    value = "local"
     pattern = spec.get("AllowedPattern")
-    if pattern and not re.fullmatch(pattern, value):
-        raise ValueError(f"parameter {name} needs a value matching {pattern!r}: pass it in `values`")
-    return value
+    for value in _STRING_PLACEHOLDERS:
+        if not pattern or re.fullmatch(pattern, value):
+            return value
+    raise ValueError(f"parameter {name} needs a value matching {pattern!r}: pass it in `values`")
 
 
 def local_parameters(template: Json, values: Mapping[str, str] | None = None) -> list[dict[str, str]]:
