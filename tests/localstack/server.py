@@ -18,7 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".localstack-venv"
 INSTALL_COMMAND = "bash infra/localstack/install.sh"
 # What the integration suites use, and what the deploy test's stack creates or calls.
-SERVICES = ("s3", "sqs", "dynamodb", "cloudformation", "lambda", "iam", "events", "sts", "logs", "secretsmanager")
+SERVICES = (
+    "s3",
+    "sqs",
+    "dynamodb",
+    "cloudformation",
+    "lambda",
+    "iam",
+    "events",
+    "sts",
+    "logs",
+    "secretsmanager",
+    "ec2",
+    "cloudwatch",
+)
 # Services load lazily: "available" is ready to serve its first request, "running" has served one.
 UP = frozenset({"available", "running"})
 READY_TIMEOUT_S = 60.0

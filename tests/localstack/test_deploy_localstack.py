@@ -1,0 +1,217 @@
+"""The synthesized template deployed into LocalStack's CloudFormation: the stack creates, and what moto's
+CloudFormation would accept and ignore is checked as LocalStack applied it, against `infra.resources` (the list
+the bootstrap follows): tables with their keys, indexes and TTL, the bucket's notifications (queue, prefix and
+suffix filters; an object put under a prefix reaches the queue), the queue's redrive policy, the EventBridge
+schedules. What LocalStack's CloudFormation cannot create is dropped by `deployable_subset` and checked
+elsewhere (cfn-lint and the tests on the template); what it creates but leaves unapplied is marked xfail here
+(strict: the day LocalStack applies it, the mark must go)."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from infra.deploy import catalog
+from infra.deploy.config import DeployConfig
+from infra.deploy.local_deploy import LOCALSTACK_UNSUPPORTED, deployable_subset, local_parameters
+from infra.deploy.storage import queue_visibility_timeout
+from infra.deploy.template import description, merged_fragment
+from infra.local.processes import wait_until
+from infra.resources import Resources
+
+STACK_TIMEOUT_S = 180.0
+# Resource types that must be in the deployed subset: a local deployment that silently dropped one would prove
+# nothing about it.
+MUST_DEPLOY = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue")
+
+
+@dataclass
+class Deployed:
+    """A stack created from the template's LocalStack-deployable subset."""
+
+    config: DeployConfig
+    template: dict[str, Any]
+    dropped: dict[str, str]
+    physical_ids: dict[str, str]  # logical id -> physical id, as the stack lists them
+    statuses: dict[str, str]  # logical id -> resource status
+
+    @property
+    def resources(self) -> Resources:
+        return self.config.resources
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The subset's resources of one type, by logical id."""
+        return {k: r for k, r in self.template["Resources"].items() if r["Type"] == resource_type}
+
+
+def _code_zip() -> bytes:
+    """A stand-in for the Lambda package: creating a function needs an object to point at, not the real code
+    (tests/unit covers the package, and nothing is invoked here: LocalStack's Lambda runtime needs Docker)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "placeholder for the LoRA Foundry Lambda package\n")
+    return buffer.getvalue()
+
+
+def _failures(cloudformation, stack_name: str) -> str:
+    events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+    return "\n".join(
+        f"{e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason')}"
+        for e in events
+        if e["ResourceStatus"].endswith("FAILED")
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(aws) -> Deployed:
+    """The whole template's deployable subset, as one stack of a prefix of its own."""
+    config = DeployConfig(prefix=f"lsd-{secrets.token_hex(3)}")
+    fragment, skipped = merged_fragment(config)
+    assert not skipped, f"template parts missing, so not deployed: {skipped}"
+    subset, dropped = deployable_subset(fragment.template(description(config)), LOCALSTACK_UNSUPPORTED)
+    code_bucket = f"{config.prefix}-code"
+    s3 = aws("s3")
+    s3.create_bucket(Bucket=code_bucket)
+    s3.put_object(Bucket=code_bucket, Key="lambda.zip", Body=_code_zip())
+    values = {catalog.CODE_BUCKET_PARAMETER: code_bucket, catalog.CODE_KEY_PARAMETER: "lambda.zip"}
+    cloudformation = aws("cloudformation")
+    stack_name = config.prefix
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(subset),
+        Parameters=local_parameters(subset, values),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+    )
+
+    def stack() -> dict[str, Any]:
+        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+
+    wait_until(lambda: not stack()["StackStatus"].endswith("_IN_PROGRESS"), STACK_TIMEOUT_S, "the stack to settle")
+    assert stack()["StackStatus"] == "CREATE_COMPLETE", _failures(cloudformation, stack_name)
+    listed = cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    physical_ids = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed}
+    statuses = {r["LogicalResourceId"]: r["ResourceStatus"] for r in listed}
+    return Deployed(config, subset, dropped, physical_ids, statuses)
+
+
+def test_every_resource_of_the_subset_is_created_and_storage_is_not_dropped(deployed: Deployed) -> None:
+    assert deployed.statuses == {logical_id: "CREATE_COMPLETE" for logical_id in deployed.template["Resources"]}
+    storage = {catalog.BUCKET, catalog.NOTIFICATIONS_QUEUE, catalog.NOTIFICATIONS_DLQ} | {
+        catalog.table_logical_id(spec.name, deployed.config.prefix) for spec in deployed.resources.tables
+    }
+    assert {logical_id: deployed.dropped[logical_id] for logical_id in storage & set(deployed.dropped)} == {}
+    assert storage <= set(deployed.template["Resources"])
+    for resource_type in MUST_DEPLOY:
+        assert deployed.of_type(resource_type), f"no {resource_type} deployed"
+
+
+def test_tables_have_the_bootstraps_keys_and_indexes_and_their_ttl(deployed: Deployed, aws) -> None:
+    dynamodb = aws("dynamodb")
+    for spec in deployed.resources.tables:
+        expected = spec.create_kwargs()
+        table = dynamodb.describe_table(TableName=spec.name)["Table"]
+        assert table["KeySchema"] == expected["KeySchema"], spec.name
+        indexes = {i["IndexName"]: i["KeySchema"] for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes == {i["IndexName"]: i["KeySchema"] for i in expected.get("GlobalSecondaryIndexes", [])}
+        ttl = dynamodb.describe_time_to_live(TableName=spec.name)["TimeToLiveDescription"]
+        if spec.ttl_attribute:
+            assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": spec.ttl_attribute}, spec.name
+        else:
+            assert ttl["TimeToLiveStatus"] == "DISABLED", spec.name
+
+
+@pytest.mark.xfail(
+    strict=True, reason="LocalStack 2026.3.0's AWS::DynamoDB::Table ignores PointInTimeRecoverySpecification"
+)
+def test_tables_have_point_in_time_recovery(deployed: Deployed, aws) -> None:
+    dynamodb = aws("dynamodb")
+    for spec in deployed.resources.tables:
+        backups = dynamodb.describe_continuous_backups(TableName=spec.name)["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED", spec.name
+
+
+def _queue(aws, name: str) -> dict[str, str]:
+    sqs = aws("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return {"Url": url, **sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]}
+
+
+def test_the_queue_redrives_to_its_dead_letter_queue(deployed: Deployed, aws) -> None:
+    (spec,) = deployed.resources.queues
+    assert spec.dead_letter_name is not None
+    queue, dead_letters = _queue(aws, spec.name), _queue(aws, spec.dead_letter_name)
+    assert json.loads(queue["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dead_letters["QueueArn"],
+        "maxReceiveCount": spec.max_receive_count,
+    }
+    assert int(queue["VisibilityTimeout"]) == queue_visibility_timeout(spec)
+
+
+def test_the_bucket_notifies_the_queue_of_the_bootstraps_prefixes_and_suffixes(deployed: Deployed, aws) -> None:
+    s3, sqs = aws("s3"), aws("sqs")
+    resources = deployed.resources
+    configuration = s3.get_bucket_notification_configuration(Bucket=resources.bucket)
+    arns = {spec.queue_name: _queue(aws, spec.queue_name)["QueueArn"] for spec in resources.notifications}
+    found = {
+        (
+            c["QueueArn"],
+            tuple(sorted((rule["Name"].lower(), rule["Value"]) for rule in c["Filter"]["Key"]["FilterRules"])),
+        )
+        for c in configuration["QueueConfigurations"]
+        if c["Events"] == ["s3:ObjectCreated:*"]
+    }
+    assert found == {
+        (arns[spec.queue_name], (("prefix", spec.prefix), ("suffix", spec.suffix))) for spec in resources.notifications
+    }
+    # Applied for real: an object under the first notification's prefix and suffix reaches its queue; one that
+    # matches no filter does not come with it.
+    spec = resources.notifications[0]
+    queue_url = _queue(aws, spec.queue_name)["Url"]
+    s3.put_object(Bucket=resources.bucket, Key=f"{spec.prefix}unmatched.bin", Body=b"x")
+    key = f"{spec.prefix}probe-{secrets.token_hex(3)}{spec.suffix}"
+    s3.put_object(Bucket=resources.bucket, Key=key, Body=b"{}")
+    keys: list[str] = []
+
+    def notified() -> bool:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            keys.extend(r["s3"]["object"]["key"] for r in json.loads(message["Body"]).get("Records", []))
+        return key in keys
+
+    wait_until(notified, 30, f"the notification of {key}")
+    assert f"{spec.prefix}unmatched.bin" not in keys
+
+
+@pytest.mark.xfail(strict=True, reason="LocalStack 2026.3.0's AWS::S3::Bucket ignores LifecycleConfiguration")
+def test_the_bucket_expires_what_the_bootstrap_expires(deployed: Deployed, aws) -> None:
+    rules = aws("s3").get_bucket_lifecycle_configuration(Bucket=deployed.resources.bucket)["Rules"]
+    expiring = {
+        (r.get("Filter", {}).get("Prefix", r.get("Prefix")), r["Expiration"]["Days"])
+        for r in rules
+        if "Expiration" in r
+    }
+    assert expiring == set(deployed.resources.expirations)
+
+
+def test_the_schedules_are_eventbridge_rules_on_their_functions(deployed: Deployed, aws) -> None:
+    events, lambdas = aws("events"), aws("lambda")
+    rules = deployed.of_type("AWS::Events::Rule")
+    targeted = set()
+    for logical_id, resource in rules.items():
+        # A rule's physical id is its name (an ARN's last part, where a provider lists the ARN).
+        name = deployed.physical_ids[logical_id].rsplit("/", 1)[-1]
+        rule = events.describe_rule(Name=name)
+        assert rule["ScheduleExpression"] == resource["Properties"]["ScheduleExpression"], logical_id
+        assert rule["State"] == "ENABLED", logical_id
+        targeted |= {target["Arn"] for target in events.list_targets_by_rule(Rule=name)["Targets"]}
+    # The reconciler and the webhook retry sweep each run on a schedule.
+    for spec in (catalog.RECONCILER, catalog.WEBHOOKS):
+        function = lambdas.get_function(FunctionName=deployed.physical_ids[spec.logical_id])["Configuration"]
+        assert function["FunctionArn"] in targeted, f"{spec.name} has no schedule"
