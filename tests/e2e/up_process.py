@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,23 @@ from infra.local.processes import wait_until
 from infra.local.stack import StackInfo
 
 ROOT = Path(__file__).resolve().parents[2]
+# In the LocalStack lane (LF_TEST_AWS=localstack) the session's LocalStack, set by tests/e2e/conftest.py: `up` then
+# uses it (`--aws external`) instead of starting moto.
+external_aws_endpoint: str | None = None
+
+
+def external_aws() -> tuple[list[str], dict[str, str]]:
+    """`up`'s arguments and environment for the external AWS endpoint, if the session has one: resources of a
+    prefix of their own on it, since the endpoint outlives each stack."""
+    if external_aws_endpoint is None:
+        return [], {}
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    return ["--aws", "external"], {
+        "LF_AWS_ENDPOINT_URL": external_aws_endpoint,
+        "LF_RESOURCE_PREFIX": f"e2e-{secrets.token_hex(3)}",
+        **credentials,
+        **{f"LF_{name}": value for name, value in credentials.items()},
+    }
 
 
 def launch_up(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], StackInfo]:
@@ -19,7 +37,9 @@ def launch_up(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], Stac
     state_file = tmp_path / "stack.json"
     argv = [sys.executable, "-m", "infra.local.cli", "up", "--state-file", str(state_file)]
     argv += ["--log-dir", str(tmp_path / "logs")]
-    environment = {**os.environ, "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models"), **env}
+    aws_argv, aws_env = external_aws()
+    argv += aws_argv
+    environment = {**os.environ, "LF_MODEL_CACHE_DIR": str(ROOT / ".pytest_cache" / "models"), **aws_env, **env}
     process = subprocess.Popen(
         argv, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
