@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${1:-$root/.localstack-venv}"
 marker="$venv/.installed"
-inputs=("$here/requirements.txt" "$here/moto_dynamodb/pyproject.toml" "$here/moto_dynamodb/lf_localstack_moto_dynamodb.py")
+inputs=("$here/install.sh" "$here/requirements.txt" "$here/moto_dynamodb/pyproject.toml" "$here/moto_dynamodb/lf_localstack_moto_dynamodb.py")
 
 up_to_date() {
   [ -f "$marker" ] || return 1
