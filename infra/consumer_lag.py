@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from events.topics import GENERATION_REQUESTS, TRAINING_REQUESTS
 from infra.kafka import admin_kwargs, create_consumer
+from infra.kafka_auth import resolve_kafka_settings
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicParti
 
 async def measure_lag(settings: Settings, groups: Sequence[WorkerGroup]) -> list[GroupLag]:
     """Each group's lag, read from the broker (offsets only: no record is fetched, no group is joined)."""
+    settings = await resolve_kafka_settings(settings)  # on AWS: the brokers and credentials named by ARN
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
     # No group: this consumer only asks for offsets, so it must not join (and rebalance) the workers' group.
     consumer = create_consumer(settings, group_id=None)  # type: ignore[arg-type]
