@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # health check) reads: older than the max age, the worker is unhealthy. Unset: no heartbeat is written.
     worker_heartbeat_path: Path | None = None
     worker_heartbeat_max_age_seconds: float = Field(default=60.0, gt=0)
+    # On ECS: protect the task from the service's scale-in while it runs a job (trainers: a training outlasts any
+    # stop timeout), so scaling in stops an idle task rather than a busy one. Off elsewhere.
+    worker_scale_in_protection: bool = False
     model_cache_dir: Path = Path.home() / ".cache" / "lorafoundry" / "models"
     # LoRA weights a generator keeps loaded per base pipeline; past it, the least recently used are unloaded.
     adapter_cache_bytes: int = Field(default=1024**3, ge=0)

@@ -17,6 +17,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
 
 from infra.kafka import create_consumer
 from infra.runtime import ServiceContext
@@ -76,6 +79,8 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
         # Warming a base model (a download, a load onto the GPU) takes minutes before the loop's own beats begin.
         async with beating(heartbeat):
             routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id, stop))
+        if settings.worker_scale_in_protection:
+            routes = TaskProtection(os.environ.get("ECS_AGENT_URI")).protecting(routes)
         await consumer.start()
         consumer_loop = ConsumerLoop(
             consumer, context.producer, routes, name=f"{spec.name} {worker_id}", on_alive=heartbeat.beat
@@ -99,6 +104,48 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
                 consumer_loop.handled,
                 consumer_loop.dead_lettered,
             )
+
+
+class TaskProtection:
+    """ECS task scale-in protection while a job runs, through the ECS agent's endpoint (ECS_AGENT_URI): a service
+    scaling in then stops idle tasks, never one in the middle of a job. Without the endpoint (not on ECS) it does
+    nothing; a failed call is logged and the job runs anyway (protection only spares work, it guards no data)."""
+
+    # Bounds a protection a worker failed to lift (it died): ECS drops it by itself after this.
+    EXPIRES_IN_MINUTES = 24 * 60
+
+    def __init__(self, agent_uri: str | None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.agent_uri = agent_uri
+        self.transport = transport
+
+    async def set(self, enabled: bool) -> None:
+        """Protect the task (or stop protecting it)."""
+        if not self.agent_uri:
+            return
+        body: dict[str, object] = {"ProtectionEnabled": enabled}
+        if enabled:
+            body["ExpiresInMinutes"] = self.EXPIRES_IN_MINUTES
+        try:
+            async with httpx.AsyncClient(transport=self.transport, timeout=5.0) as client:
+                response = await client.put(f"{self.agent_uri}/task-protection/v1/state", json=body)
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("task scale-in protection %s failed: %s", "on" if enabled else "off", exc)
+
+    def protecting(self, routes: dict[str, Route]) -> dict[str, Route]:
+        """The same routes, each job protected while it runs."""
+
+        def wrap(handle: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+            async def protected(event: Any) -> None:
+                await self.set(True)
+                try:
+                    await handle(event)
+                finally:
+                    await self.set(False)
+
+            return protected
+
+        return {event_type: Route(route.model, wrap(route.handle)) for event_type, route in routes.items()}
 
 
 @contextlib.asynccontextmanager

@@ -65,6 +65,8 @@ STOP_TIMEOUT_S = 120
 # The model cache lives on the instance, so a task that replaces another on the same instance finds the weights.
 MODEL_CACHE_HOST_PATH = "/var/cache/lorafoundry/models"
 MODEL_CACHE_CONTAINER_PATH = "/models"
+# The image's non-root user (infra/docker/worker-gpu.Dockerfile, WORKER_UID): the host's cache is given to it.
+WORKER_UID = 10001
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class WorkerKind:
     scale_in_cooldown_s: int
     consumer_group: Callable[[Settings], str]
     statements: Callable[[DeployConfig], list[Json]]  # its S3 and DynamoDB permissions
+    # Protect a task from the service's scale-in while it runs a job (workers.service.TaskProtection): for jobs
+    # longer than the stop timeout. Each job then costs two ECS API calls, so not for the many short generations.
+    scale_in_protection: bool = False
 
 
 def _table(settings_table: Callable[[Settings], str]) -> Callable[[DeployConfig], list[Json]]:
@@ -126,6 +131,12 @@ def _trainer_statements(config: DeployConfig) -> list[Json]:
         statement("s3:PutObject", [bucket_objects_arn(bucket, "trainings/")], sid="WriteOutputs"),
         # Finding the last checkpoint lists the training's prefix.
         _list_statement(["trainings/", BASE_MODELS_PREFIX]),
+        # Scale-in protection while a training runs (through the ECS agent, with the task's own role).
+        statement(
+            ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+            sub(f"arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{cluster_name(config)}/*"),
+            sid="TaskProtection",
+        ),
     ]
 
 
@@ -156,8 +167,14 @@ KINDS: dict[str, WorkerKind] = {
         scale_in_cooldown_s=600,
         consumer_group=lambda s: s.kafka_training_consumer_group,
         statements=_trainer_statements,
+        scale_in_protection=True,
     ),
 }
+
+
+def cluster_name(config: DeployConfig) -> str:
+    """The workers' ECS cluster."""
+    return f"{config.prefix}-workers"
 
 
 def _title(spec: WorkerServiceSpec) -> str:
@@ -180,6 +197,7 @@ def worker_environment(config: DeployConfig, spec: WorkerServiceSpec) -> list[Js
         "LF_WORKER_HEARTBEAT_MAX_AGE_SECONDS": str(HEARTBEAT_MAX_AGE_S),
         "LF_MODEL_CACHE_DIR": MODEL_CACHE_CONTAINER_PATH,
         "LF_TORCH_DEVICE": "cuda",
+        "LF_WORKER_SCALE_IN_PROTECTION": "true" if KINDS[spec.name].scale_in_protection else "false",
         "PYTHONUNBUFFERED": "1",
     }
     return [{"Name": name, "Value": value} for name, value in values.items()]
@@ -199,7 +217,7 @@ def workers_fragment(config: DeployConfig) -> Fragment:
         CLUSTER,
         "AWS::ECS::Cluster",
         {
-            "ClusterName": f"{config.prefix}-workers",
+            "ClusterName": cluster_name(config),
             # Container Insights publishes the services' task counts, which the lag-per-task metric divides by.
             "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}],
             "Tags": tags(Name=f"{config.prefix}-workers"),
@@ -296,7 +314,7 @@ def _worker(fragment: Fragment, config: DeployConfig, spec: WorkerServiceSpec) -
                         "ECS_ENABLE_TASK_IAM_ROLE=true\n"
                         "ECS_AWSVPC_BLOCK_IMDS=true\n"
                         "EOF\n"
-                        f"mkdir -p {MODEL_CACHE_HOST_PATH}\n",
+                        f"install -d -o {WORKER_UID} -g {WORKER_UID} {MODEL_CACHE_HOST_PATH}\n",
                         Cluster=ref(CLUSTER),
                     )
                 },

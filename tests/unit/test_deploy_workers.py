@@ -165,6 +165,13 @@ def test_task_roles_are_least_privilege() -> None:
     # Each writes only its own prefix.
     assert json.dumps(generator["s3:PutObject"]) == json.dumps([{"Fn::Sub": "${ArtifactsBucket.Arn}/jobs/*"}])
     assert json.dumps(trainer["s3:PutObject"]) == json.dumps([{"Fn::Sub": "${ArtifactsBucket.Arn}/trainings/*"}])
+    # Only the trainer, whose trainings outlast the stop timeout, protects its task from scale-in while busy.
+    assert "ecs:UpdateTaskProtection" in trainer and "ecs:UpdateTaskProtection" not in generator
+    protection = {
+        spec.name: environment(container(fragment, spec))["LF_WORKER_SCALE_IN_PROTECTION"]
+        for spec in catalog.WORKER_SERVICES
+    }
+    assert protection == {"generator": "false", "trainer": "true"}
     # Only the trainer touches models (a direct producer's training takes its model).
     assert "ModelsTable" in json.dumps(trainer["dynamodb:UpdateItem"])
     assert "ModelsTable" not in json.dumps(generator)

@@ -4,17 +4,21 @@ handed back unfinished when the worker stops (fake consumer, no broker)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from infra.settings import Settings
-from tests.unit.test_worker_state import TP, FakeConsumer, Ping, loop_with, ping_record
-from workers.consumer import HandBack
+from tests.unit.test_worker_state import TP, FakeConsumer, Ping, PingData, loop_with, ping_record
+from workers.consumer import HandBack, Route
 from workers.health import Heartbeat, check, main
-from workers.service import beating
+from workers.service import TaskProtection, beating
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,3 +130,40 @@ async def test_the_set_up_beats_until_it_ends(tmp_path: Path) -> None:
         await _wait_until(lambda: path.stat().st_mtime > 1)  # beats again while the set-up awaits
     # After the block the beating task is gone: nothing beats for a set-up that ended (the loop's beats take over).
     assert all(task.done() for task in asyncio.all_tasks() if task is not asyncio.current_task())
+
+
+async def test_a_job_is_protected_from_scale_in_while_it_runs() -> None:
+    calls: list[tuple[str, str, dict]] = []
+    during: list[dict] = []
+
+    def agent(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json={"protection": {}})
+
+    async def handle(event: Ping) -> None:
+        during.append(calls[-1][2])
+        raise RuntimeError("the job failed")
+
+    protection = TaskProtection("http://agent.invalid/v1", transport=httpx.MockTransport(agent))
+    routes = protection.protecting({"test.ping": Route(Ping, handle)})
+    with pytest.raises(RuntimeError):
+        await routes["test.ping"].handle(Ping(type="test.ping", subject="s", tenantid="t", data=PingData(n=1)))
+    assert during == [{"ProtectionEnabled": True, "ExpiresInMinutes": TaskProtection.EXPIRES_IN_MINUTES}]
+    # Lifted again though the job failed.
+    assert calls[-1] == ("PUT", "/v1/task-protection/v1/state", {"ProtectionEnabled": False})
+    assert len(calls) == 2
+
+
+async def test_protection_is_best_effort_and_off_outside_ecs() -> None:
+    handled: list[int] = []
+
+    async def handle(event: Ping) -> None:
+        handled.append(event.data.n)
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": "no task"})
+
+    event = Ping(type="test.ping", subject="s", tenantid="t", data=PingData(n=1))
+    for protection in (TaskProtection(None), TaskProtection("http://agent.invalid", httpx.MockTransport(refusing))):
+        await protection.protecting({"test.ping": Route(Ping, handle)})["test.ping"].handle(event)
+    assert handled == [1, 1]  # the job ran both times
