@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from events.topics import ALL_TOPICS
 from functions.bootstrap.handler import BootstrapLambda
 from infra.kafka import admin_kwargs
 from infra.local.processes import free_port
-from infra.local.stack import start_tansu
+from tests.conftest import Broker
 from tests.http_server import LoopbackServer, loopback_server
 
 pytestmark = pytest.mark.integration
@@ -26,13 +25,13 @@ RESPONSE_PATH = "/cfn-response?X-Amz-Signature=abc"
 
 @pytest.fixture(scope="module")
 def fresh_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A broker with no topic yet."""
-    port = free_port()
-    process = start_tansu("127.0.0.1", port, Path(tmp_path_factory.mktemp("bootstrap-fn")) / "tansu.log")
+    """A broker of this module's own, with no topic yet."""
+    broker = Broker(tmp_path_factory.mktemp("bootstrap-fn"))
+    broker.start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap_servers
     finally:
-        process.stop()
+        broker.stop()
 
 
 @pytest.fixture

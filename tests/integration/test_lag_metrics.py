@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,22 +14,15 @@ from aiokafka import TopicPartition
 from events.topics import GENERATION_REQUESTS, TRAINING_REQUESTS
 from functions.lag_metrics.handler import LagMetricsLambda
 from infra.aws import create_client
+from infra.bootstrap import ensure_topics
 from infra.consumer_lag import DIMENSION, METRIC_NAME, NAMESPACE
 from infra.kafka import create_consumer, create_producer
+from infra.resources import resources_for
+from tests.conftest import Broker
 
 pytestmark = pytest.mark.integration
 
 SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-
-
-async def end_offsets(settings, topic: str) -> dict[TopicPartition, int]:
-    """Every partition's log end offset (the bootstrap made `kafka_partitions` of them), read outside any group."""
-    consumer = create_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        return await consumer.end_offsets([TopicPartition(topic, p) for p in range(settings.kafka_partitions)])
-    finally:
-        await consumer.stop()
 
 
 async def commit_as(settings, group_id: str, offsets: dict[TopicPartition, int]) -> None:
@@ -43,8 +37,7 @@ async def commit_as(settings, group_id: str, offsets: dict[TopicPartition, int])
 
 
 async def produce(settings, topic: str, partition: int, count: int) -> None:
-    """`count` records on one partition. They are no valid command on purpose: a worker of the session's own
-    group that reads them dead-letters them instead of running a job; the lag counts offsets, not content."""
+    """`count` records on one partition (no valid command: the lag counts offsets, not content)."""
     producer = create_producer(settings)
     await producer.start()
     try:
@@ -81,38 +74,50 @@ async def read_metric(settings, group_id: str) -> list[float]:
     return data["MetricDataResults"][0]["Values"]
 
 
-async def test_the_handler_publishes_each_worker_groups_lag(bootstrapped) -> None:
+@pytest.fixture(scope="module")
+async def own_broker(bootstrapped, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator:
+    """Settings on a broker of this module's own, its topics made as the bootstrap makes them: no other test's
+    records are on it, so each group's lag is known exactly. Fresh groups, and moto as the session's."""
+    broker = Broker(tmp_path_factory.mktemp("lag-metrics"))
+    broker.start()
     marker = secrets.token_hex(4)
     settings = bootstrapped.model_copy(
-        update={"kafka_consumer_group": f"lag-gen-{marker}", "kafka_training_consumer_group": f"lag-trn-{marker}"}
+        update={
+            "kafka_bootstrap_servers": broker.bootstrap_servers,
+            "kafka_consumer_group": f"lag-gen-{marker}",
+            "kafka_training_consumer_group": f"lag-trn-{marker}",
+        }
     )
-
-    # Generators: caught up everywhere, then 5 new commands on partition 0 of which they finished 2.
-    generation_end = await end_offsets(settings, GENERATION_REQUESTS)
-    await commit_as(settings, settings.kafka_consumer_group, generation_end)
-    await produce(settings, GENERATION_REQUESTS, 0, 5)
-    first = TopicPartition(GENERATION_REQUESTS, 0)
-    await commit_as(settings, settings.kafka_consumer_group, {first: generation_end[first] + 2})
-
-    # Trainers: caught up everywhere but partition 1, which they never committed; it counts from its earliest
-    # offset, so all it holds (what other tests wrote there too, and 4 more now) is their lag.
-    training_end = await end_offsets(settings, TRAINING_REQUESTS)
-    never = TopicPartition(TRAINING_REQUESTS, 1)
-    await commit_as(
-        settings, settings.kafka_training_consumer_group, {tp: o for tp, o in training_end.items() if tp != never}
-    )
-    await produce(settings, TRAINING_REQUESTS, 1, 4)
-    consumer = create_consumer(settings, group_id=None)
-    await consumer.start()
     try:
-        earliest = (await consumer.beginning_offsets([never]))[never]
+        await ensure_topics(settings, resources_for(settings))
+        yield settings
     finally:
-        await consumer.stop()
-    training_lag = training_end[never] + 4 - earliest
-    assert training_lag >= 4
+        broker.stop()
+
+
+async def test_the_handler_publishes_each_worker_groups_lag(own_broker) -> None:
+    settings = own_broker
+    generators, trainers = settings.kafka_consumer_group, settings.kafka_training_consumer_group
+
+    # Generators: 5 commands on partition 0 and 2 on partition 1; they finished 2 of the first and both others.
+    await produce(settings, GENERATION_REQUESTS, 0, 5)
+    await produce(settings, GENERATION_REQUESTS, 1, 2)
+    await commit_as(
+        settings, generators, {TopicPartition(GENERATION_REQUESTS, 0): 2, TopicPartition(GENERATION_REQUESTS, 1): 2}
+    )
+    # Trainers: 3 on partition 0, finished; 4 on partition 1, which they never committed: it counts from its
+    # earliest offset, so all 4 are their lag.
+    await produce(settings, TRAINING_REQUESTS, 0, 3)
+    await produce(settings, TRAINING_REQUESTS, 1, 4)
+    await commit_as(settings, trainers, {TopicPartition(TRAINING_REQUESTS, 0): 3})
 
     result = await asyncio.to_thread(LagMetricsLambda(lambda: settings), SCHEDULED, None)
 
-    assert result == {"lag": {settings.kafka_consumer_group: 3, settings.kafka_training_consumer_group: training_lag}}
-    assert await read_metric(settings, settings.kafka_consumer_group) == [3.0]
-    assert await read_metric(settings, settings.kafka_training_consumer_group) == [float(training_lag)]
+    assert result == {"lag": {generators: 3, trainers: 4}}
+    assert await read_metric(settings, generators) == [3.0]
+    assert await read_metric(settings, trainers) == [4.0]
+
+    # A group that catches up has no lag left.
+    await commit_as(settings, generators, {TopicPartition(GENERATION_REQUESTS, 0): 5})
+    result = await asyncio.to_thread(LagMetricsLambda(lambda: settings), SCHEDULED, None)
+    assert result["lag"][generators] == 0
