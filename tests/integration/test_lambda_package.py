@@ -9,10 +9,8 @@ skipped, with the reason, when python3.12 or PyPI is not there.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -30,6 +28,7 @@ from infra.deploy.lambda_package import (
     PackageReport,
     build_lambda_package,
     lambda_packages,
+    lambda_python,
     write_deterministic_zip,
 )
 from infra.deploy.lock import normalize, read_lock
@@ -64,8 +63,9 @@ HEALTH_EVENT = {
     "isBase64Encoded": False,
 }
 
-# Run as `python3.12 -I -S probe.py PACKAGE_DIR HANDLERS_JSON EVENT_JSON`: -I ignores PYTHON* variables and the
-# user's site, -S skips site-packages altogether, so only the standard library and the package can be imported.
+# Run as `python3.12 -I -S -B probe.py PACKAGE_DIR HANDLERS_JSON EVENT_JSON API_HANDLER`: -I ignores PYTHON*
+# variables and the user's site, -S skips site-packages altogether, so only the standard library and the package
+# can be imported; -B writes no bytecode, as on Lambda's read-only /var/task.
 PROBE = r"""
 import importlib, json, sys, sysconfig, traceback
 package, handlers, event, api = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
@@ -91,13 +91,6 @@ except BaseException:
     result["api"] = {"error": traceback.format_exc(limit=-3)}
 print(json.dumps(result))
 """
-
-
-def python312() -> str | None:
-    """A CPython 3.12 (the Lambda runtime's version): pyenv's on these machines, else one on PATH."""
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python")), reverse=True)
-    found = shutil.which("python3.12")
-    return (candidates or [found])[0] if candidates or found else None
 
 
 def pypi_reachable() -> bool:
@@ -136,7 +129,7 @@ def unzipped(package: PackageReport, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def probe(unzipped: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Every catalog handler imported, and the API called, under python3.12 from the package only."""
-    interpreter = python312()
+    interpreter = lambda_python()
     if interpreter is None:
         pytest.skip("no CPython 3.12 here (~/.pyenv/versions/3.12*/bin/python or python3.12 on PATH)")
     home = tmp_path_factory.mktemp("home")
@@ -146,7 +139,7 @@ def probe(unzipped: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     # What a Lambda's environment holds before the template's variables: no LF_ setting, so every default.
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "AWS_REGION": "us-east-1"}
     result = subprocess.run(
-        [interpreter, "-I", "-S", str(script), str(unzipped), handlers, json.dumps(HEALTH_EVENT), API.handler],
+        [interpreter, "-I", "-S", "-B", str(script), str(unzipped), handlers, json.dumps(HEALTH_EVENT), API.handler],
         capture_output=True,
         text=True,
         env=env,
@@ -179,7 +172,7 @@ def test_the_package_carries_exactly_the_locked_closure_and_nothing_forbidden(
     assert not (unzipped / "infra" / "local").exists()
     assert (unzipped / "functions" / "api" / "handler.py").is_file()
     assert (unzipped / "events" / "schemas").is_dir()
-    assert not list(unzipped.rglob("__pycache__"))
+    assert [p.name for p in unzipped.rglob("*.pyc") if ".cpython-312." not in p.name] == []
 
 
 def test_the_wheels_are_the_lambda_runtimes(unzipped: Path) -> None:
@@ -187,6 +180,19 @@ def test_the_wheels_are_the_lambda_runtimes(unzipped: Path) -> None:
     extensions = [path.name for path in unzipped.rglob("*.so") if ".cpython-" in path.name]
     assert extensions, "no compiled extension found: pydantic-core at least has one"
     assert all(".cpython-312-x86_64-linux-gnu.so" in name for name in extensions), extensions
+
+
+def test_every_module_has_the_runtimes_bytecode(package: PackageReport, unzipped: Path) -> None:
+    """Without it a cold start compiles all it imports (/var/task is read-only): seconds, measured."""
+    if package.bytecode is None:
+        pytest.skip("no python3.12 here, so the package was built without bytecode")
+    assert package.bytecode.startswith("3.12.")
+    missing = [
+        str(path.relative_to(unzipped))
+        for path in unzipped.rglob("*.py")
+        if not (path.parent / "__pycache__" / f"{path.stem}.cpython-312.pyc").is_file()
+    ]
+    assert missing == []
 
 
 @pytest.mark.parametrize("spec", FUNCTIONS, ids=[spec.name for spec in FUNCTIONS])
