@@ -22,7 +22,7 @@ class Received:
 
 class LoopbackServer:
     """Routes: path -> (status, headers, body), or a list of them answered in turn (the last one repeats).
-    Every request path is recorded in `requests`, every POST in `posts`."""
+    Every request path is recorded in `requests`, every POST or PUT in `posts`."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Response | list[Response]] = {}
@@ -35,6 +35,9 @@ class LoopbackServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 server.posts.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.do_GET()
+
+            # A presigned-URL upload (CloudFormation's custom resource answer) is recorded like a POST.
+            do_PUT = do_POST
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)

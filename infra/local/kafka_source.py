@@ -1,6 +1,8 @@
 """Plays Lambda's Kafka event source mapping locally: consume a topic as a consumer group, hand each batch
 to a Lambda-style handler in the event shape Lambda sends, commit only after the handler succeeded. A
-handler that raises gets the same batch again (after a pause), as Lambda retries a failed batch.
+handler that raises gets the same batch again (after a pause), as Lambda retries a failed batch; a handler
+that answers with a partial batch response (`batchItemFailures`, as the mapping's ReportBatchItemFailures
+asks) has each reported partition committed up to, and read again from, the reported offset.
 
 The handler is named by a string (`module.attribute`), so this module imports nothing from `functions/`.
 """
@@ -53,6 +55,17 @@ def lambda_kafka_event(batch: dict[TopicPartition, list[ConsumerRecord]], bootst
     }
 
 
+def resume_offsets(batch: dict[TopicPartition, list[ConsumerRecord]], response: Any) -> dict[TopicPartition, int]:
+    """Where each partition of a handled batch goes on: past its last record, or, for a partition the handler's
+    partial batch response reports ({"itemIdentifier": {"partition": "<topic>-<n>", "offset": o}}), at o."""
+    reported: dict[str, int] = {}
+    if isinstance(response, dict):
+        for failure in response.get("batchItemFailures") or []:
+            item = failure["itemIdentifier"]
+            reported[item["partition"]] = int(item["offset"])
+    return {tp: reported.get(f"{tp.topic}-{tp.partition}", records[-1].offset + 1) for tp, records in batch.items()}
+
+
 async def run_kafka_source(
     settings: Settings,
     topic: str,
@@ -71,14 +84,23 @@ async def run_kafka_source(
             if not batch:
                 continue
             try:
-                await asyncio.to_thread(handler, lambda_kafka_event(batch, settings.kafka_bootstrap_servers), None)
+                response = await asyncio.to_thread(
+                    handler, lambda_kafka_event(batch, settings.kafka_bootstrap_servers), None
+                )
             except Exception:
                 log.exception("handler raised; the batch will be retried")
                 for tp, records in batch.items():
                     consumer.seek(tp, records[0].offset)
                 await asyncio.sleep(RETRY_PAUSE_S)  # Lambda's retry back-off, not a synchronisation
                 continue
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+            resume = resume_offsets(batch, response)
+            await consumer.commit(resume)
+            retried = {tp: offset for tp, offset in resume.items() if offset <= batch[tp][-1].offset}
+            if retried:
+                log.warning("partial batch failure; partitions resume from %s", retried)
+                for tp, offset in retried.items():
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(RETRY_PAUSE_S)  # Lambda's retry back-off, not a synchronisation
     finally:
         # Every handled batch is already committed, so a stop that hangs on a broker that stopped answering
         # (a pending fetch) loses nothing: it is bounded and logged, not allowed to hang the shutdown.
