@@ -51,18 +51,20 @@ MOTO_UNSUPPORTED: frozenset[str] = frozenset(
     }
 )
 
-# LocalStack (localstack-core, no auth token): the types of the template whose resource providers ship only in
-# LocalStack's licensed edition, plus custom resources (their Lambda would have to run).
+# LocalStack (localstack-core 2026.3, no auth token): the types of the template it has no CloudFormation resource
+# provider for (its entry points `localstack.cloudformation.resource_providers` list the ones it has; the others
+# ship in its licensed edition), custom resources (their Lambda would have to run, and its Lambda runtime needs
+# Docker), and the Kafka event sources (its pollers read SQS, Kinesis and DynamoDB streams only).
 LOCALSTACK_UNSUPPORTED: frozenset[str] = frozenset(
     {
         "AWS::ApiGatewayV2::*",
         "AWS::ApplicationAutoScaling::*",
         "AWS::AutoScaling::*",
         "AWS::CloudFormation::CustomResource",
-        "AWS::EC2::LaunchTemplate",
-        "AWS::EC2::NatGateway",
         "AWS::EC2::EIP",
-        "AWS::ECR::*",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::EC2::SecurityGroupEgress",
+        "AWS::EC2::SecurityGroupIngress",
         "AWS::ECS::*",
         "AWS::MSK::*",
         "Custom::*",

@@ -8,7 +8,7 @@ from infra.deploy import catalog
 from infra.deploy.cfn import ACCOUNT, Fragment, Json, ref
 from infra.deploy.config import DeployConfig
 from infra.deploy.iam import bucket_arn, bucket_objects_arn, policy_document, queue_arn, statement
-from infra.resources import NotificationSpec, QueueSpec, TableSpec
+from infra.resources import NotificationSpec, QueueSpec, Resources, TableSpec
 
 # Lambda refuses an SQS event source whose queue's visibility timeout is shorter than the function's timeout, and
 # AWS recommends six times it: a batch that fails and is retried by Lambda's poller stays invisible meanwhile
@@ -134,8 +134,7 @@ def _lifecycle_configuration(expirations: tuple[tuple[str, int], ...]) -> Json:
     return {"Rules": rules}
 
 
-def _add_bucket(fragment: Fragment, config: DeployConfig, queue: QueueSpec) -> None:
-    resources = config.resources
+def _add_bucket(fragment: Fragment, resources: Resources, queue: QueueSpec) -> None:
     fragment.add(
         catalog.BUCKET,
         "AWS::S3::Bucket",
@@ -190,7 +189,7 @@ def storage_fragment(config: DeployConfig) -> Fragment:
         "AWS::SQS::QueuePolicy",
         {"Queues": [ref(catalog.NOTIFICATIONS_QUEUE)], "PolicyDocument": _queue_policy(resources.bucket)},
     )
-    _add_bucket(fragment, config, queue)
+    _add_bucket(fragment, resources, queue)
     fragment.output("BucketName", ref(catalog.BUCKET), "the artifacts bucket")
     fragment.output("NotificationsQueueUrl", ref(catalog.NOTIFICATIONS_QUEUE), "the S3 notifications queue")
     fragment.output(

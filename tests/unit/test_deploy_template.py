@@ -4,6 +4,9 @@ is deterministic and offline; the local-deployment subset drops what a local Clo
 
 from __future__ import annotations
 
+import configparser
+import functools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +16,21 @@ import pytest
 from infra.deploy import catalog
 from infra.deploy.cfn import DuplicateLogicalId, Fragment, ref, sub
 from infra.deploy.config import DeployConfig, KafkaMode
-from infra.deploy.local_deploy import MOTO_UNSUPPORTED, deployable_subset, local_parameters, unsupported_reason
+from infra.deploy.local_deploy import (
+    LOCALSTACK_UNSUPPORTED,
+    MOTO_UNSUPPORTED,
+    deployable_subset,
+    local_parameters,
+    unsupported_reason,
+)
 from infra.deploy.storage import QUEUE_POLICY, queue_visibility_timeout
 from infra.deploy.template import render, synthesize, template_file_name, write_templates
 from infra.resources import Resources
 
 PREFIX = "lfunit"
 CLI = Path(sys.executable).with_name("lorafoundry")
+ROOT = Path(__file__).resolve().parents[2]
+LOCALSTACK_VENV = ROOT / ".localstack-venv"  # `make test-localstack` installs it (infra/localstack/install.sh)
 
 
 @pytest.fixture(scope="module")
@@ -155,31 +166,23 @@ def test_synthesis_is_deterministic(config: DeployConfig, template: dict) -> Non
 
 
 def test_synth_command_offline_with_an_empty_environment(tmp_path: Path) -> None:
-    """The command as a user runs it, with no AWS credentials, region or config, twice with different hash seeds
-    (a set iterated into the template would show as a difference): the same bytes."""
-    outputs = []
-    for seed in ("1", "2"):
-        out = tmp_path / seed
-        env = {"PYTHONHASHSEED": seed, "HOME": str(tmp_path), "AWS_CONFIG_FILE": "/nonexistent"}
-        done = subprocess.run(
-            [str(CLI), "deploy", "synth", "--out", str(out), "--prefix", PREFIX, "--kafka", "msk-provisioned"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        written = out / f"{PREFIX}.template.json"
-        assert done.stdout.strip() == str(written)
-        outputs.append(written.read_bytes())
-    assert outputs[0] == outputs[1]
-    assert (
-        outputs[0]
-        == render(
-            synthesize(DeployConfig(prefix=PREFIX, kafka=KafkaMode.MSK_PROVISIONED))[f"{PREFIX}.template.json"]
-        ).encode()
+    """The command as a user runs it, with no AWS credentials, region or config, under a hash seed other than
+    this process's (a set iterated into the template would show as a difference): the same bytes as here."""
+    out = tmp_path / "out"
+    seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    done = subprocess.run(
+        [str(CLI), "deploy", "synth", "--out", str(out), "--prefix", PREFIX, "--kafka", "msk-provisioned"],
+        env={"PYTHONHASHSEED": seed, "HOME": str(tmp_path), "AWS_CONFIG_FILE": "/nonexistent"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+    assert done.returncode == 0, done.stderr
+    written = out / f"{PREFIX}.template.json"
+    assert done.stdout.strip() == str(written)
+    (template,) = synthesize(DeployConfig(prefix=PREFIX, kafka=KafkaMode.MSK_PROVISIONED)).values()
+    assert written.read_bytes() == render(template).encode()
 
 
 def test_write_templates_creates_the_folder(tmp_path: Path, config: DeployConfig) -> None:
@@ -271,18 +274,49 @@ def test_local_parameters_fill_what_has_no_default() -> None:
         local_parameters({"Parameters": {"Tag": {"Type": "String", "AllowedPattern": "[0-9]+"}}})
 
 
-def test_moto_unsupported_matches_the_installed_moto() -> None:
-    """Every type of every synthesized template (each Kafka mode, scale to zero or not) is one moto's
-    CloudFormation has a model for, or is listed as unsupported; and no whole type listed is one moto has."""
-    from moto.cloudformation.parsing import get_model_map
-
-    supported = set(get_model_map())
+@functools.cache
+def types_of_every_template() -> frozenset[str]:
+    """The resource types of every synthesized template (each Kafka mode, scale to zero or not)."""
     used = set()
     for kafka in KafkaMode:
         for scale_to_zero in (True, False):
             (template,) = synthesize(DeployConfig(prefix=PREFIX, kafka=kafka, scale_to_zero=scale_to_zero)).values()
             used |= {r["Type"] for r in template["Resources"].values()}
-    missing = {t for t in used - supported if unsupported_reason({"Type": t}, MOTO_UNSUPPORTED) is None}
-    assert not missing, f"moto has no CloudFormation model for {sorted(missing)}: add them to MOTO_UNSUPPORTED"
-    listed_whole = {entry for entry in MOTO_UNSUPPORTED if "." not in entry and not entry.endswith("*")}
-    assert not listed_whole & supported, "moto supports these now: take them off MOTO_UNSUPPORTED"
+    return frozenset(used)
+
+
+def check_unsupported_list(supported: set[str], unsupported: frozenset[str], name: str) -> None:
+    """Every type used is supported or listed; no whole type listed is supported (case-insensitively)."""
+    supported_lower = {t.lower() for t in supported}
+    missing = {
+        t
+        for t in types_of_every_template()
+        if t.lower() not in supported_lower and not unsupported_reason({"Type": t}, unsupported)
+    }
+    assert not missing, f"no CloudFormation support for {sorted(missing)}: add them to {name}"
+    listed_whole = {entry for entry in unsupported if "." not in entry and not entry.endswith("*")}
+    assert not {t for t in listed_whole if t.lower() in supported_lower}, f"supported now: take them off {name}"
+
+
+def test_localstack_unsupported_matches_the_installed_localstack() -> None:
+    """LocalStack's resource providers, read from its entry points in the lane's venv (no LocalStack started)."""
+    files = list(LOCALSTACK_VENV.glob("lib/python*/site-packages/localstack_core-*.dist-info/entry_points.txt"))
+    if not files:
+        pytest.skip(f"the LocalStack lane is not installed in {LOCALSTACK_VENV} (make test-localstack installs it)")
+    providers: set[str] = set()
+    for path in files:
+        parser = configparser.ConfigParser(delimiters=("=",))
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read(path)
+        if parser.has_section("localstack.cloudformation.resource_providers"):
+            providers |= set(parser["localstack.cloudformation.resource_providers"])
+    assert providers, files
+    check_unsupported_list(providers, LOCALSTACK_UNSUPPORTED, "LOCALSTACK_UNSUPPORTED")
+
+
+def test_moto_unsupported_matches_the_installed_moto() -> None:
+    """Every type of every synthesized template is one moto's CloudFormation has a model for, or is listed as
+    unsupported; and no whole type listed is one moto has."""
+    from moto.cloudformation.parsing import get_model_map
+
+    check_unsupported_list(set(get_model_map()), MOTO_UNSUPPORTED, "MOTO_UNSUPPORTED")
