@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.deploy.lock import LOCK_PATH, LockedPackage, closure, normalize, read_lock
@@ -61,14 +61,15 @@ FORBIDDEN: frozenset[str] = frozenset(
 SOURCE_PACKAGES: tuple[str, ...] = ("events", "functions", "infra")
 EXCLUDED_SOURCE: tuple[str, ...] = ("infra/local", "infra/localstack")
 
-# The Lambda runtime the wheels are chosen for (see docs/deploy-aws.md: glibc 2.34 on Amazon Linux 2023).
+# The Lambda runtime the wheels are chosen for: python3.12 runs on Amazon Linux 2023, whose glibc is 2.34, so no
+# wheel newer than manylinux_2_34 can load there.
 PYTHON_VERSION = "3.12"
 PLATFORMS: tuple[str, ...] = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
 
 # Bytecode for the runtime's interpreter: /var/task is read-only, so without it every cold start compiles every
 # module it imports (measured here: importing the API took 11-14 s without, 2 s with). Compiled with
 # `unchecked-hash` invalidation, the files depend on the source only, not on mtimes, so the zip stays deterministic.
-_PYC_TAG = "cpython-312"
+_PYC_TAG = f"cpython-{PYTHON_VERSION.replace('.', '')}"
 
 # Lambda's quotas: the unzipped code of a function with all its layers, and a zip uploaded directly (through S3
 # the zipped size is bounded only by the unzipped one). The exact byte counts its API enforces.
@@ -108,7 +109,7 @@ class PackageReport:
     bytecode: str | None = None  # the interpreter that compiled it ("3.12.1"), None when none was found
     unzipped_limit_bytes: int = UNZIPPED_LIMIT_BYTES
     zipped_direct_upload_limit_bytes: int = ZIPPED_DIRECT_UPLOAD_LIMIT_BYTES
-    files: int = field(default=0)
+    files: int = 0
 
     @property
     def third_party(self) -> tuple[PackageSize, ...]:
@@ -129,7 +130,8 @@ class PackageReport:
             "x86_64; largest:",
         ]
         if self.bytecode is None:
-            lines.insert(3, "  bytecode: NONE (no python3.12 found): every cold start compiles what it imports")
+            missing = f"  bytecode: NONE (no python{PYTHON_VERSION} here): each cold start compiles what it imports"
+            lines.insert(3, missing)
         else:
             lines.insert(3, f"  bytecode: compiled by python {self.bytecode} ({_PYC_TAG})")
         for package in self.packages[:largest]:
