@@ -1,7 +1,8 @@
 """`python -m workers.trainer`: a trainer worker, one member of the trainers' consumer group.
 
-A training in progress when the worker is asked to stop runs to its end; a killed worker's training is resumed
-from its last checkpoint by whichever worker claims it next.
+A training in progress when the worker is asked to stop is handed back at its next step and resumed from its last
+checkpoint by the next trainer of its partition; a killed worker's training is resumed the same way by whichever
+worker claims it after its lease lapses.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ READY_LINE = "trainer worker ready"
 async def setup(worker: WorkerSetup) -> dict[str, Route]:
     """Put the built-in base model on disk, then route training requests to a job runner."""
     await asyncio.get_running_loop().run_in_executor(worker.executor, weights_dir, TINY_SD, worker.settings)
-    runner = TrainingJobRunner(worker.context, worker.worker_id, worker.executor)
+    runner = TrainingJobRunner(worker.context, worker.worker_id, worker.executor, worker.stopping)
     return {TRAINING_REQUESTED: Route(TrainingRequested, runner)}
 
 

@@ -24,10 +24,13 @@ class StopSignals:
     def __init__(self) -> None:
         self.stop = threading.Event()  # a cancel was requested: stop and write the canceled marker
         self.lost = threading.Event()  # the lease went to another worker: stop without writing markers
+        # The worker is stopping (SIGTERM): stop without markers and give the training back, for another worker
+        # to resume from its last checkpoint.
+        self.hand_back = threading.Event()
 
     def should_stop(self) -> bool:
-        """Whether either was set."""
-        return self.stop.is_set() or self.lost.is_set()
+        """Whether any was set."""
+        return self.stop.is_set() or self.lost.is_set() or self.hand_back.is_set()
 
 
 def progress_snapshot(

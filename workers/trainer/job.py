@@ -1,5 +1,9 @@
 """Running one training job: claim it, load its inputs (resuming from the last checkpoint), train off the event
-loop, then write its outcome; every epoch's checkpoint and samples are written as training goes."""
+loop, then write its outcome; every epoch's checkpoint and samples are written as training goes.
+
+A training outlasts any stop timeout, so a worker asked to stop hands its training back at the next step: it
+writes no marker, ends its lease at once and leaves the record uncommitted (`HandBack`), so the partition's next
+owner claims it straight away and resumes it from its last checkpoint."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from events.usecases.lifecycle import publish_lifecycle_once
 from infra.base_models import base_model_registry
 from infra.runtime import ServiceContext
 from workers.base_models.loader import load_pipeline, pick_device
+from workers.consumer import HandBack
 from workers.job_errors import TRAINING_FAILED, BaseModelUnavailable, failure_reason
 from workers.trainer.bridge import StopSignals, TrainingBridge
 from workers.trainer.inputs import TrainingInputs, load_training_inputs
@@ -43,12 +48,15 @@ CANCEL_POLL_S = 0.5
 class TrainingJobRunner:
     """Handles `training.requested` events for one worker."""
 
-    def __init__(self, context: ServiceContext, worker_id: str, executor: Executor) -> None:
+    def __init__(
+        self, context: ServiceContext, worker_id: str, executor: Executor, stopping: asyncio.Event | None = None
+    ) -> None:
         self.context = context
         self.settings = context.settings
         self.worker_id = worker_id
         self.executor = executor
         self.lease_seconds = context.settings.worker_lease_seconds
+        self.stopping = stopping or asyncio.Event()  # set when the worker is asked to stop
 
     async def __call__(self, event: TrainingRequested) -> None:
         """Run the training the event names, unless it is done or held by a live worker."""
@@ -128,6 +136,9 @@ class TrainingJobRunner:
             job = await self.context.jobs.get_as(training_id, TrainingJob)
             if job is not None and job.cancelRequested:
                 signals.stop.set()
+            if self.stopping.is_set() and not signals.hand_back.is_set():
+                log.info("worker stopping: handing training %s back at its next step", training_id)
+                signals.hand_back.set()
             if time.monotonic() - last_renewal >= self.lease_seconds / 3:
                 renewed = await self.context.jobs.renew_lease(
                     training_id, self.worker_id, self.lease_seconds, kind=JobKind.TRAINING
@@ -176,6 +187,10 @@ class TrainingJobRunner:
         if bridge.signals.lost.is_set():
             return  # another worker owns it now and will finish it
         outputs = bridge.outputs
+        if outcome.canceled and not bridge.signals.stop.is_set() and bridge.signals.hand_back.is_set():
+            # A lease that ends now: the next claim, a moment later, finds it lapsed.
+            await self.context.jobs.renew_lease(data.trainingId, self.worker_id, 0, kind=JobKind.TRAINING)
+            raise HandBack(f"training {data.trainingId} handed back at step {outcome.steps}")
         if outcome.canceled:
             await outputs.canceled(
                 TrainingCanceled(
