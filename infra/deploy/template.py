@@ -4,26 +4,19 @@ Offline: nothing here needs AWS credentials or a network."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from infra.deploy.cfn import Fragment, Json
 from infra.deploy.config import DeployConfig
+from infra.deploy.functions import functions_fragment
+from infra.deploy.kafka_cluster import kafka_fragment
+from infra.deploy.network import network_fragment
+from infra.deploy.storage import storage_fragment
+from infra.deploy.workers import workers_fragment
 
-log = logging.getLogger(__name__)
-
-# (module, function): each returns the Fragment of one part of the system. Imported by name so that a part still
-# being written (its function raising NotImplementedError) leaves the rest synthesizable.
-PARTS: tuple[tuple[str, str], ...] = (
-    ("infra.deploy.storage", "storage_fragment"),
-    ("infra.deploy.network", "network_fragment"),
-    ("infra.deploy.kafka_cluster", "kafka_fragment"),
-    ("infra.deploy.functions", "functions_fragment"),
-    ("infra.deploy.workers", "workers_fragment"),
-)
+# Each returns the Fragment of one part of the system; a logical id two parts both define is refused on merge.
+PARTS = (storage_fragment, network_fragment, kafka_fragment, functions_fragment, workers_fragment)
 
 
 def template_file_name(config: DeployConfig) -> str:
@@ -31,34 +24,12 @@ def template_file_name(config: DeployConfig) -> str:
     return f"{config.prefix}.template.json"
 
 
-def _part(module_name: str, function_name: str) -> Callable[[DeployConfig], Fragment] | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise  # a missing dependency of a module that exists is a bug, not a part still to come
-        log.warning("template part %s is missing: skipped", module_name)
-        return None
-    return getattr(module, function_name)
-
-
-def merged_fragment(config: DeployConfig) -> tuple[Fragment, list[str]]:
-    """Every part's fragment merged into one, and the parts skipped (missing or not implemented yet)."""
+def merged_fragment(config: DeployConfig) -> Fragment:
+    """Every part's fragment merged into one."""
     merged = Fragment()
-    skipped = []
-    for module_name, function_name in PARTS:
-        build = _part(module_name, function_name)
-        if build is None:
-            skipped.append(module_name)
-            continue
-        try:
-            fragment = build(config)
-        except NotImplementedError:
-            log.warning("template part %s.%s is not implemented: skipped", module_name, function_name)
-            skipped.append(module_name)
-            continue
-        merged.merge(fragment)
-    return merged, skipped
+    for part in PARTS:
+        merged.merge(part(config))
+    return merged
 
 
 def description(config: DeployConfig) -> str:
@@ -72,8 +43,7 @@ def description(config: DeployConfig) -> str:
 
 def synthesize(config: DeployConfig) -> dict[str, Json]:
     """File name -> template, for one stack."""
-    fragment, _ = merged_fragment(config)
-    return {template_file_name(config): fragment.template(description(config))}
+    return {template_file_name(config): merged_fragment(config).template(description(config))}
 
 
 def render(template: Json) -> str:
