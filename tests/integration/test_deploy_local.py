@@ -252,6 +252,31 @@ def test_queue_and_dead_letter_queue(deployment: Deployment) -> None:
     assert int(attributes["VisibilityTimeout"]) >= 6 * catalog.S3_EVENTS.timeout_s
 
 
+def test_s3_events_function_reads_the_queue(deployment: Deployment) -> None:
+    """The S3-events function's SQS event source: its batch size and partial batch responses, as created."""
+    mappings = deployment.of_type("AWS::Lambda::EventSourceMapping")
+    if deployment.config.kafka not in PROVES_FUNCTIONS:
+        assert not mappings  # they went with their functions (see MSK_DROPPED)
+        return
+    physical = deployment.physical_ids()
+    lambda_ = deployment.client("lambda")
+    function_arn = lambda_.get_function(FunctionName=physical[catalog.S3_EVENTS.logical_id])["Configuration"][
+        "FunctionArn"
+    ]
+    sqs = deployment.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=deployment.config.resources.queues[0].name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    (mapping,) = lambda_.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
+    expected = next(
+        r["Properties"]
+        for r in mappings.values()
+        if r["Properties"]["FunctionName"] == {"Ref": catalog.S3_EVENTS.logical_id}
+    )
+    assert mapping["FunctionArn"] == function_arn
+    assert mapping["BatchSize"] == expected["BatchSize"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
 def test_bucket_exists(deployment: Deployment) -> None:
     deployment.client("s3").head_bucket(Bucket=deployment.config.resources.bucket)
 
