@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from infra.deploy import catalog
 from infra.deploy.config import DeployConfig, KafkaMode
 from infra.deploy.local_deploy import MOTO_UNSUPPORTED, deployable_subset, local_parameters
 from infra.deploy.template import synthesize
+from infra.local.processes import wait_until
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -132,13 +132,13 @@ class Deployment:
 
 def wait_for_stack(cloudformation: Any, stack_name: str) -> dict:
     """The stack once no operation is in progress on it (moto is synchronous; AWS is not)."""
-    deadline = time.monotonic() + STACK_DEADLINE_S
-    while True:
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
-            return stack
-        assert time.monotonic() < deadline, f"stack {stack_name} still {stack['StackStatus']}"
-        time.sleep(0.2)
+
+    def settled() -> bool:
+        status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
+        return not status.endswith("_IN_PROGRESS")
+
+    wait_until(settled, STACK_DEADLINE_S, f"stack {stack_name} to settle", interval_s=0.2)
+    return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
 
 
 def lambda_code_zip() -> bytes:
