@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip check
 	touch $@
 
-.PHONY: setup test test-fast demo lint bench lock
+.PHONY: setup test test-fast test-localstack test-localstack-ci demo lint bench lock
 setup: $(VENV)/.installed
 
 test: setup
@@ -27,6 +27,28 @@ test: setup
 # The pure tier (no network) and the use cases against in-memory fakes of the ports: seconds, no servers.
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/usecases
+
+# The LocalStack lane: LocalStack (no Docker) in its own Python 3.13 venv, built once and cached by its marker,
+# in place of moto for the integration and e2e suites (Tansu for Kafka, as usual), plus the lane's own tests
+# (the template deployed into LocalStack's CloudFormation). See infra/localstack/install.sh.
+LOCALSTACK_VENV ?= .localstack-venv
+LOCALSTACK_INPUTS := infra/localstack/install.sh infra/localstack/requirements.txt \
+	$(wildcard infra/localstack/*/pyproject.toml infra/localstack/*/*.py)
+
+$(LOCALSTACK_VENV)/.installed: $(LOCALSTACK_INPUTS)
+	bash infra/localstack/install.sh $(LOCALSTACK_VENV)
+
+test-localstack: setup $(LOCALSTACK_VENV)/.installed
+	LF_TEST_AWS=localstack $(PY) -m pytest -q -p no:cacheprovider tests/integration tests/e2e tests/localstack
+
+# The lane's representative part, sized for CI (about 3 minutes with the cached install): the lane's own tests
+# (the deployed template) and the integration modules where LocalStack differs from moto (S3 notifications
+# through SQS, presigned uploads, conditional writes).
+LOCALSTACK_CI_TESTS := tests/localstack tests/integration/test_s3_events_handler.py tests/integration/test_uploads.py \
+	tests/integration/test_idempotency.py
+
+test-localstack-ci: setup $(LOCALSTACK_VENV)/.installed
+	LF_TEST_AWS=localstack $(PY) -m pytest -q -p no:cacheprovider $(LOCALSTACK_CI_TESTS)
 
 demo: setup
 	$(VENV)/bin/lorafoundry demo

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The LocalStack lane's venv: LocalStack at its pins on Python 3.13, plus the moto DynamoDB provider plugin.
+# The LocalStack lane's venv: LocalStack at its pins on Python 3.13, plus the lane's two plugins (DynamoDB served
+# by moto; a Lambda executor that creates functions without Docker).
 # Cached: does nothing while the venv's marker is newer than the pins and the plugin's files.
 #
 #   bash infra/localstack/install.sh [VENV]      (default: .localstack-venv at the repository root)
@@ -11,7 +12,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${1:-$root/.localstack-venv}"
 marker="$venv/.installed"
-inputs=("$here/install.sh" "$here/requirements.txt" "$here/moto_dynamodb/pyproject.toml" "$here/moto_dynamodb/lf_localstack_moto_dynamodb.py")
+plugins=(moto_dynamodb no_lambda_runtime)
+inputs=("$here/install.sh" "$here/requirements.txt")
+for plugin in "${plugins[@]}"; do
+  inputs+=("$here/$plugin"/pyproject.toml "$here/$plugin"/*.py)
+done
 
 up_to_date() {
   [ -f "$marker" ] || return 1
@@ -41,14 +46,16 @@ rm -rf "$venv"
 # Built from a copy: an in-tree build would leave build/ and *.egg-info/ in the repository.
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
-cp -r "$here/moto_dynamodb" "$build/"
-"$venv/bin/python" -m pip install -q --no-deps "$build/moto_dynamodb"
-# The plugin must be visible to LocalStack's plugin loader, not just importable.
+for plugin in "${plugins[@]}"; do
+  cp -r "$here/$plugin" "$build/"
+  "$venv/bin/python" -m pip install -q --no-deps "$build/$plugin"
+done
+# The plugins must be visible to LocalStack's plugin loader, not just importable.
 "$venv/bin/python" - <<'PY'
 from importlib.metadata import entry_points
 
-names = {ep.name for ep in entry_points(group="localstack.aws.provider")}
-assert "dynamodb:moto" in names, "the dynamodb:moto provider plugin is not registered"
+for group, name in (("localstack.aws.provider", "dynamodb:moto"), ("localstack.lambda.runtime_executor", "none")):
+    assert name in {ep.name for ep in entry_points(group=group)}, f"plugin {name} is not registered in {group}"
 PY
 touch "$marker"
 echo "LocalStack lane: installed into $venv in $((SECONDS - started)) s"

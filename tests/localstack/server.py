@@ -70,6 +70,9 @@ def localstack_env(port: int, state_dir: Path, services: Iterable[str] = SERVICE
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         # Its own DynamoDB downloads a JDK and DynamoDB Local: infra/localstack/moto_dynamodb serves moto's.
         "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+        # Its Lambda executor needs Docker even to create a function: infra/localstack/no_lambda_runtime creates
+        # them without one (and runs none).
+        "LAMBDA_RUNTIME_EXECUTOR": "none",
     }
 
 
