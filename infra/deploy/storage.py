@@ -39,6 +39,7 @@ def table_properties(spec: TableSpec) -> Json:
     billing) plus what only a deployment sets (TTL, point-in-time recovery, encryption)."""
     properties: Json = dict(spec.create_kwargs())
     properties["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    # The AWS managed key (aws/dynamodb) rather than the default AWS owned one: its use shows in CloudTrail.
     properties["SSESpecification"] = {"SSEEnabled": True}
     if spec.ttl_attribute:
         properties["TimeToLiveSpecification"] = {"AttributeName": spec.ttl_attribute, "Enabled": True}
