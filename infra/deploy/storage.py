@@ -11,8 +11,8 @@ from infra.deploy.iam import bucket_arn, bucket_objects_arn, policy_document, qu
 from infra.resources import NotificationSpec, QueueSpec, Resources, TableSpec
 
 # Lambda refuses an SQS event source whose queue's visibility timeout is shorter than the function's timeout, and
-# AWS recommends six times it: a batch that fails and is retried by Lambda's poller stays invisible meanwhile
-# instead of being handed to a second concurrent invocation. The bootstrap's 15 s suits the local poller only.
+# AWS recommends six times it, so that Lambda can retry a batch whose invocation was throttled or failed before
+# the messages turn visible to another poller. The bootstrap's 15 s suits the local poller only.
 VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT = 6
 # A dead letter waits the longest SQS allows (14 days) for someone to look at it.
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
