@@ -69,6 +69,8 @@ PLATFORMS: tuple[str, ...] = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", 
 # Bytecode for the runtime's interpreter: /var/task is read-only, so without it every cold start compiles every
 # module it imports (measured here: importing the API took 11-14 s without, 2 s with). Compiled with
 # `unchecked-hash` invalidation, the files depend on the source only, not on mtimes, so the zip stays deterministic.
+# Where Lambda extracts the zip (LAMBDA_TASK_ROOT).
+LAMBDA_TASK_ROOT = "/var/task"
 _PYC_TAG = f"cpython-{PYTHON_VERSION.replace('.', '')}"
 
 # Lambda's quotas: the unzipped code of a function with all its layers, and a zip uploaded directly (through S3
@@ -224,7 +226,9 @@ def _compile(staging: Path) -> str | None:
         text=True,
         check=True,
     ).stdout.strip()
-    command = [interpreter, "-I", "-S", "-m", "compileall", "-q", "-j", "0"]
+    # -d: the file names in the bytecode are where Lambda puts the code (tracebacks name /var/task/...), not
+    # this build's temporary folder, which would make every build's bytes differ.
+    command = [interpreter, "-I", "-S", "-m", "compileall", "-q", "-j", "0", "-d", LAMBDA_TASK_ROOT]
     command += ["--invalidation-mode", "unchecked-hash", str(staging)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
