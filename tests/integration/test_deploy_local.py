@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 import zipfile
 from collections.abc import Iterator
@@ -37,7 +38,14 @@ from infra.deploy.template import synthesize
 from infra.local.processes import wait_until
 from infra.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Under the LocalStack lane `moto_endpoint` is LocalStack, whose CloudFormation has its own test and list.
+    pytest.mark.skipif(
+        os.environ.get("LF_TEST_AWS") == "localstack",
+        reason="moto's CloudFormation only; tests/localstack/test_deploy_localstack.py deploys into LocalStack's",
+    ),
+]
 
 STACK_DEADLINE_S = 60.0
 WORKER_KINDS = ("Generator", "Trainer")
