@@ -6,7 +6,7 @@
 #   docker run --gpus all lorafoundry-worker-gpu python -m workers.trainer    # a trainer
 #
 # CUDA 12.8 and PyTorch's cu128 wheels, chosen together (tests/unit/test_dockerfiles.py checks that the base's
-# major.minor is the index's). PyTorch has published cu128 builds of every release since 2.7; that 2.13.0 is on
+# major.minor is the index's). PyTorch has published cu128 builds of every release since 2.7; that the lock's release is on
 # https://download.pytorch.org/whl/cu128 could not be checked from the machine this was written on (no route to
 # it): the first build says. CUDA 12.8 runs every GPU the instance-type parameters offer (A10G on the default
 # g5, L4/L40S on g6/g6e, A100/H100 on p4d/p5: sm_80 to sm_90, and Blackwell) on any R535-or-newer data-center
