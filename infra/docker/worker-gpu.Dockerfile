@@ -6,12 +6,12 @@
 #   docker run --gpus all lorafoundry-worker-gpu python -m workers.trainer    # a trainer
 #
 # CUDA 12.8 and PyTorch's cu128 wheels, chosen together (tests/unit/test_dockerfiles.py checks that the base's
-# major.minor is the index's). PyTorch has published cu128 builds of every release since 2.7; that the lock's release is on
-# https://download.pytorch.org/whl/cu128 could not be checked from the machine this was written on (no route to
-# it): the first build says. CUDA 12.8 runs every GPU the instance-type parameters offer (A10G on the default
-# g5, L4/L40S on g6/g6e, A100/H100 on p4d/p5: sm_80 to sm_90, and Blackwell) on any R535-or-newer data-center
-# driver (CUDA's minor-version compatibility, which the base's NVIDIA_REQUIRE_CUDA allows for those GPUs), as
-# ECS's GPU-optimized AMI has; cu130 (CUDA 13) would require an R580 driver on every host.
+# major.minor is the index's). PyTorch has published cu128 builds of every release since 2.7; that the lock's
+# release is on https://download.pytorch.org/whl/cu128 could not be checked from the machine this was written
+# on (no route to it): the first build says. CUDA 12.8 runs every GPU the instance-type parameters offer (A10G
+# on the default g5, L4/L40S on g6/g6e, A100/H100 on p4d/p5: sm_80 to sm_90, and Blackwell) on any R535-or-newer
+# data-center driver (CUDA's minor-version compatibility, which the base's NVIDIA_REQUIRE_CUDA allows for those
+# GPUs), as ECS's GPU-optimized AMI has; cu130 (CUDA 13) would require an R580 driver on every host.
 # The `base` flavour of the CUDA image, not `runtime`: torch's CUDA wheels bring their own cuBLAS, cuDNN, NCCL
 # (the nvidia-* wheels, found through torch's RPATH), so `runtime`'s copies would add ~2.5 GB that nothing loads.
 # What the base gives is the CUDA runtime and NVIDIA_REQUIRE_CUDA, so the container toolkit refuses a host
