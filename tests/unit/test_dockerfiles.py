@@ -196,3 +196,11 @@ def test_the_gpu_image_agrees_with_the_task_definition() -> None:
     assert volumes == [ecs_workers.MODEL_CACHE_CONTAINER_PATH]
     health = next(rest for keyword, rest in steps if keyword == "HEALTHCHECK")
     assert arguments(health.split(" CMD ", 1)[1]) == ecs_workers.HEALTH_CHECK["Command"][1:]
+
+
+def test_the_host_cache_is_given_to_the_images_user() -> None:
+    """ECS bind-mounts the instance's cache folder: made by root at boot, the image's user could not write it."""
+    uid = getattr(ecs_workers, "WORKER_UID", None)
+    if uid is None:
+        pytest.skip("infra/deploy/workers.py names no WORKER_UID yet (the instance's UserData must chown the cache)")
+    assert str(uid) == build_args(GPU)["WORKER_UID"]
