@@ -200,7 +200,4 @@ def test_the_gpu_image_agrees_with_the_task_definition() -> None:
 
 def test_the_host_cache_is_given_to_the_images_user() -> None:
     """ECS bind-mounts the instance's cache folder: made by root at boot, the image's user could not write it."""
-    uid = getattr(ecs_workers, "WORKER_UID", None)
-    if uid is None:
-        pytest.skip("infra/deploy/workers.py names no WORKER_UID yet (the instance's UserData must chown the cache)")
-    assert str(uid) == build_args(GPU)["WORKER_UID"]
+    assert str(ecs_workers.WORKER_UID) == build_args(GPU)["WORKER_UID"]
