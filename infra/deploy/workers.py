@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from infra.consumer_lag import DIMENSION, METRIC_NAME, NAMESPACE
 from infra.deploy import catalog
 from infra.deploy.catalog import WorkerServiceSpec
 from infra.deploy.cfn import REGION, Fragment, Json, equals, get_att, if_, join, ref, sub, tags
@@ -43,9 +44,8 @@ GPU_AMI_PARAMETER = "WorkerGpuAmi"
 # ECS's GPU-optimized Amazon Linux 2023 AMI (NVIDIA driver, container toolkit, the ECS agent), looked up at deploy.
 GPU_AMI_SSM_PATH = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 
-METRIC_NAMESPACE = "LoRAFoundry"
-LAG_METRIC = "ConsumerLag"
-LAG_DIMENSION = "ConsumerGroup"
+# The metric the lag-metrics function publishes, named once there.
+METRIC_NAMESPACE, LAG_METRIC, LAG_DIMENSION = NAMESPACE, METRIC_NAME, DIMENSION
 
 HEARTBEAT_PATH = "/tmp/lorafoundry/heartbeat"
 HEARTBEAT_MAX_AGE_S = 60
