@@ -56,10 +56,12 @@ FORBIDDEN: frozenset[str] = frozenset(
         "uvicorn",
     }
 )
-# The project's code: every package but what runs on a developer's machine only: the embedded local stack (it
-# imports moto and starts servers) and the LocalStack lane's plugin (it imports localstack).
+# The project's code: every package but what never runs in a function: the embedded local stack (it imports moto
+# and starts servers), the LocalStack lane's plugin (it imports localstack), and the deployment's own tooling
+# (synth, this packager, the Dockerfiles), which runs on the operator's machine. The build checks that nothing
+# packaged imports from these.
 SOURCE_PACKAGES: tuple[str, ...] = ("events", "functions", "infra")
-EXCLUDED_SOURCE: tuple[str, ...] = ("infra/local", "infra/localstack")
+EXCLUDED_SOURCE: tuple[str, ...] = ("infra/local", "infra/localstack", "infra/deploy", "infra/docker")
 
 # The Lambda runtime the wheels are chosen for: python3.12 runs on Amazon Linux 2023, whose glibc is 2.34, so no
 # wheel newer than manylinux_2_34 can load there.
@@ -257,10 +259,9 @@ def _copy_source(staging: Path) -> None:
         shutil.copyfile(ROOT / relative, destination)
 
 
-def imported_top_levels(files: list[Path]) -> dict[str, str]:
-    """Third-party top-level modules the given Python files import anywhere (lazily too), each with one file
-    that imports it."""
-    first_party = {*SOURCE_PACKAGES, "workers"}
+def imported_modules(files: list[Path]) -> dict[str, str]:
+    """Modules the given Python files import anywhere (lazily too, and `importlib.import_module("...")` with a
+    literal name), each with one file that imports it; the standard library left out."""
     found: dict[str, str] = {}
     for path in files:
         if path.suffix != ".py":
@@ -271,25 +272,43 @@ def imported_top_levels(files: list[Path]) -> dict[str, str]:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
+            elif isinstance(node, ast.Call) and _is_import_call(node):
+                names = [node.args[0].value]  # type: ignore[attr-defined]
             for name in names:
                 top = name.split(".", 1)[0]
-                if top not in sys.stdlib_module_names and top not in first_party and top != "__future__":
-                    found.setdefault(top, str(path))
+                if top not in sys.stdlib_module_names and top != "__future__":
+                    found.setdefault(name, str(path))
     return found
+
+
+def _is_import_call(node: ast.Call) -> bool:
+    function = node.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+    literal = bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+    return name in {"import_module", "__import__"} and literal
 
 
 def _check_imports_are_packaged(staging: Path) -> None:
     """Every module the packaged code imports is in the package: a new import fails the build here, not a
-    cold start in production."""
-    code = [staging / relative for relative in _source_files()]
-    missing = {
-        module: importer
-        for module, importer in imported_top_levels(code).items()
-        if not (staging / module).is_dir() and not any(staging.glob(f"{module}.*"))
-    }
+    cold start in production. Third-party ones by their top-level name; the project's own by the module itself,
+    so code that imports from an excluded folder is caught too."""
+    first_party = {*SOURCE_PACKAGES, "workers"}
+    missing = {}
+    for module, importer in imported_modules([staging / relative for relative in _source_files()]).items():
+        parts = module.split(".")
+        if parts[0] in first_party:
+            path = staging.joinpath(*parts)
+            present = path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+        else:
+            present = (staging / parts[0]).is_dir() or any(staging.glob(f"{parts[0]}.*"))
+        if not present:
+            missing[module] = importer.removeprefix(str(staging) + os.sep)
     if missing:
-        listed = ", ".join(f"{m} (imported by {i.removeprefix(str(staging) + os.sep)})" for m, i in missing.items())
-        raise PackageBuildError(f"imported but not packaged: {listed}; add its distribution to LAMBDA_REQUIREMENTS")
+        listed = ", ".join(f"{module} (imported by {importer})" for module, importer in missing.items())
+        raise PackageBuildError(
+            f"imported but not in the package: {listed}. A third-party module: add its distribution to "
+            "LAMBDA_REQUIREMENTS; one of the project's: it is left out by EXCLUDED_SOURCE (or does not exist)"
+        )
 
 
 def _check_nothing_forbidden(staging: Path) -> None:

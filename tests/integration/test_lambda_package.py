@@ -172,8 +172,9 @@ def test_the_package_carries_exactly_the_locked_closure_and_nothing_forbidden(
     lock = read_lock()
     assert installed == {name: lock[name].version for name in lambda_packages(lock)}
     assert not FORBIDDEN & installed.keys()
-    # The embedded stack and the LocalStack plugin stay out; the code the handlers need is in.
-    assert not (unzipped / "infra" / "local").exists()
+    # The embedded stack, the LocalStack plugin and the deployment tooling stay out; the handlers' code is in.
+    for left_out in ("local", "localstack", "deploy", "docker"):
+        assert not (unzipped / "infra" / left_out).exists(), left_out
     assert (unzipped / "functions" / "api" / "handler.py").is_file()
     assert (unzipped / "events" / "schemas").is_dir()
     assert [p.name for p in unzipped.rglob("*.pyc") if ".cpython-312." not in p.name] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.deploy.lambda_package import FORBIDDEN, LAMBDA_REQUIREMENTS, imported_top_levels, lambda_packages
+from infra.deploy.lambda_package import FORBIDDEN, LAMBDA_REQUIREMENTS, imported_modules, lambda_packages
 from infra.deploy.lock import PROJECT, closure, read_lock
 
 SAMPLE = """\
@@ -70,6 +70,7 @@ def test_the_lambda_closure_has_its_requirements_and_nothing_forbidden() -> None
 def test_imports_are_found_anywhere_in_a_module(tmp_path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
-        "import os\nfrom events import x\n\n\ndef f():\n    import aiokafka.errors\n    from PIL import Image\n"
+        "import os\nimport importlib\nfrom events import x\n\n\ndef f():\n    import aiokafka.errors\n"
+        "    from PIL import Image\n    importlib.import_module('infra.deploy.catalog')\n"
     )
-    assert set(imported_top_levels([source])) == {"aiokafka", "PIL"}
+    assert set(imported_modules([source])) == {"events", "aiokafka.errors", "PIL", "infra.deploy.catalog"}
