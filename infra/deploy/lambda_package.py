@@ -69,7 +69,7 @@ PYTHON_VERSION = "3.12"
 PLATFORMS: tuple[str, ...] = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
 
 # Bytecode for the runtime's interpreter: /var/task is read-only, so without it every cold start compiles every
-# module it imports (measured here: importing the API took 11-14 s without, 2 s with). Compiled with
+# module it imports (measured here: importing the API handler took 4.7 s without, 2.0 s with). Compiled with
 # `unchecked-hash` invalidation, the files depend on the source only, not on mtimes, so the zip stays deterministic.
 # Where Lambda extracts the zip (LAMBDA_TASK_ROOT).
 LAMBDA_TASK_ROOT = "/var/task"
