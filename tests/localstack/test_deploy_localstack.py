@@ -124,7 +124,8 @@ def deployed(aws) -> Deployed:
     def stack() -> dict[str, Any]:
         return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
 
-    wait_until(lambda: not stack()["StackStatus"].endswith("_IN_PROGRESS"), STACK_TIMEOUT_S, "the stack to settle")
+    settled = lambda: not stack()["StackStatus"].endswith("_IN_PROGRESS")  # noqa: E731
+    wait_until(settled, STACK_TIMEOUT_S, "the stack to settle", interval_s=0.5)
     assert stack()["StackStatus"] == "CREATE_COMPLETE", _failures(cloudformation, stack_name)
     listed = cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     physical_ids = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed}
