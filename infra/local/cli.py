@@ -149,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=3, help="how many generation requests to submit")
     demo.set_defaults(func=cmd_demo)
 
-    from infra.deploy.commands import register
+    from infra.deploy.commands import register as register_deploy
+    from infra.key_commands import register as register_keys
 
-    register(sub)
+    register_deploy(sub)
+    register_keys(sub)
     return parser
 
 
