@@ -164,11 +164,15 @@ class ApiKeyRepository:
 
     async def revoke(self, raw_key: str) -> None:
         """Mark a key revoked. Other processes' caches refuse it within their TTL; this one's at once."""
-        key_hash = hash_api_key(raw_key)
+        await self.revoke_hash(hash_api_key(raw_key))
+
+    async def revoke_hash(self, key_hash: str) -> None:
+        """Mark the key with this stored hash revoked."""
         await self.dynamodb.update_item(
             TableName=self.table,
             Key=to_item({"keyHash": key_hash}),
             UpdateExpression="SET #status = :revoked, revokedAt = :now",
+            ConditionExpression="attribute_exists(keyHash)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":revoked": serialize(ApiKeyStatus.REVOKED.value),
@@ -177,6 +181,20 @@ class ApiKeyRepository:
         )
         if self.cache is not None:
             self.cache.forget(key_hash)
+
+    async def hash_for_id(self, key_id: str) -> str | None:
+        """The stored hash of the key with this public id, or None. A scan: an operator's rare lookup over a
+        table of one item per key, which saves an index that every request's write would also pay for."""
+        paginator = self.dynamodb.get_paginator("scan")
+        async for page in paginator.paginate(
+            TableName=self.table,
+            FilterExpression="keyId = :id",
+            ExpressionAttributeValues={":id": serialize(key_id)},
+            ProjectionExpression="keyHash",
+        ):
+            for item in page.get("Items", []):
+                return str(from_item(item)["keyHash"])
+        return None
 
     async def lookup(self, raw_key: str) -> ApiKeyRecord | None:
         """The record of an active key, or None for an unknown or revoked key (cached for a few seconds)."""

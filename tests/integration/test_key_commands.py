@@ -1,5 +1,5 @@
 """`lorafoundry keys create|revoke` against the moto server: the key printed once authenticates, as the tenant
-it was issued for, until it is revoked; only its hash is stored."""
+it was issued for, until it is revoked by its id; only its hash is stored."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 
-from infra.key_commands import revoke_key
 from infra.repositories.api_keys import ApiKeyRepository, hash_api_key
 
 
-def _cli_env(settings) -> dict[str, str]:
-    return {
+def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
         **os.environ,
         "LF_RESOURCE_PREFIX": settings.resource_prefix,
         "LF_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
@@ -20,26 +19,30 @@ def _cli_env(settings) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
     }
-
-
-async def test_an_issued_key_authenticates_as_its_tenant_until_revoked(bootstrapped, context) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.local.cli", "keys", "create", "--tenant", "acme", "--signed"],
-        env=_cli_env(bootstrapped),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    return subprocess.run(
+        [sys.executable, "-m", "infra.local.cli", "keys", *args], env=env, capture_output=True, text=True, timeout=60
     )
-    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
-    raw_key = lines["api key"].strip()
+
+
+async def test_an_issued_key_authenticates_as_its_tenant_until_revoked_by_its_id(bootstrapped, context) -> None:
+    created = _cli(bootstrapped, "create", "--tenant", "acme", "--label", "ci")
+    assert created.returncode == 0, created.stderr
+    lines = dict(line.split(": ", 1) for line in created.stdout.splitlines())
+    key_id, raw_key, secret = lines["Key id"], lines["API key"], lines["Signing secret"]
     repository = ApiKeyRepository(context.clients.dynamodb, bootstrapped.api_keys_table)
     record = await repository.lookup(raw_key)
-    assert record is not None and record.tenantId == "acme" and record.signingSecret == lines["signing secret"]
+    assert record is not None and (record.tenantId, record.keyId, record.name) == ("acme", key_id, "ci")
+    assert record.signingSecret == secret
     stored = await context.clients.dynamodb.get_item(
         TableName=bootstrapped.api_keys_table, Key={"keyHash": {"S": hash_api_key(raw_key)}}
     )
     assert raw_key not in str(stored["Item"])  # only the hash names it
 
-    await revoke_key(bootstrapped, raw_key)
+    revoked = _cli(bootstrapped, "revoke", key_id)
+    assert revoked.returncode == 0 and revoked.stdout.strip() == f"Revoked: {key_id}"
     assert await repository.lookup(raw_key) is None
+
+
+async def test_revoking_an_unknown_id_fails_and_says_so(bootstrapped) -> None:
+    done = _cli(bootstrapped, "revoke", "key_000000000000")
+    assert done.returncode == 1 and "no key has the id key_000000000000" in done.stderr
