@@ -8,6 +8,8 @@ Secrets Manager, the MSK API, webhook deliveries).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from infra.deploy import catalog
 from infra.deploy.cfn import Fragment, Json, get_att, ref, sub, tags
 from infra.deploy.config import DeployConfig
@@ -37,6 +39,29 @@ def private_subnet_ids() -> list[Json]:
 def security_group_id(logical_id: str) -> Json:
     """The GroupId of one of the security groups (FUNCTIONS_, WORKERS_ or KAFKA_SECURITY_GROUP)."""
     return get_att(logical_id, "GroupId")
+
+
+def _add_subnets(
+    fragment: Fragment, prefix: str, kind: str, logical_ids: Sequence[str], cidrs: Sequence[str], route_table: str
+) -> None:
+    """One subnet per AZ, each on `route_table`."""
+    for index, (logical_id, cidr) in enumerate(zip(logical_ids, cidrs, strict=True)):
+        fragment.add(
+            logical_id,
+            "AWS::EC2::Subnet",
+            {
+                "VpcId": ref(catalog.VPC),
+                "CidrBlock": cidr,
+                "AvailabilityZone": _az(index),
+                "MapPublicIpOnLaunch": False,
+                "Tags": tags(Name=f"{prefix}-{kind}-{'ab'[index]}"),
+            },
+        )
+        fragment.add(
+            f"{logical_id}RouteTableAssociation",
+            "AWS::EC2::SubnetRouteTableAssociation",
+            {"SubnetId": ref(logical_id), "RouteTableId": ref(route_table)},
+        )
 
 
 def network_fragment(config: DeployConfig) -> Fragment:
@@ -74,23 +99,7 @@ def network_fragment(config: DeployConfig) -> Fragment:
         },
         DependsOn="InternetGatewayAttachment",
     )
-    for index, (logical_id, cidr) in enumerate(zip(PUBLIC_SUBNETS, _PUBLIC_CIDRS, strict=True)):
-        fragment.add(
-            logical_id,
-            "AWS::EC2::Subnet",
-            {
-                "VpcId": ref(catalog.VPC),
-                "CidrBlock": cidr,
-                "AvailabilityZone": _az(index),
-                "MapPublicIpOnLaunch": False,
-                "Tags": tags(Name=f"{prefix}-public-{'ab'[index]}"),
-            },
-        )
-        fragment.add(
-            f"{logical_id}RouteTableAssociation",
-            "AWS::EC2::SubnetRouteTableAssociation",
-            {"SubnetId": ref(logical_id), "RouteTableId": ref("PublicRouteTable")},
-        )
+    _add_subnets(fragment, prefix, "public", PUBLIC_SUBNETS, _PUBLIC_CIDRS, "PublicRouteTable")
 
     # One NAT gateway, in the first AZ: about $33/month plus $0.045/GB, against twice that for one per AZ. The
     # trade-off: if that AZ fails, the private subnets lose the internet (ECR pulls, webhooks, CloudWatch) until
@@ -120,23 +129,7 @@ def network_fragment(config: DeployConfig) -> Fragment:
             "NatGatewayId": ref(NAT_GATEWAY),
         },
     )
-    for index, (logical_id, cidr) in enumerate(zip(catalog.PRIVATE_SUBNETS, _PRIVATE_CIDRS, strict=True)):
-        fragment.add(
-            logical_id,
-            "AWS::EC2::Subnet",
-            {
-                "VpcId": ref(catalog.VPC),
-                "CidrBlock": cidr,
-                "AvailabilityZone": _az(index),
-                "MapPublicIpOnLaunch": False,
-                "Tags": tags(Name=f"{prefix}-private-{'ab'[index]}"),
-            },
-        )
-        fragment.add(
-            f"{logical_id}RouteTableAssociation",
-            "AWS::EC2::SubnetRouteTableAssociation",
-            {"SubnetId": ref(logical_id), "RouteTableId": ref(PRIVATE_ROUTE_TABLE)},
-        )
+    _add_subnets(fragment, prefix, "private", catalog.PRIVATE_SUBNETS, _PRIVATE_CIDRS, PRIVATE_ROUTE_TABLE)
 
     for logical_id, service in (("S3GatewayEndpoint", "s3"), ("DynamoDbGatewayEndpoint", "dynamodb")):
         fragment.add(

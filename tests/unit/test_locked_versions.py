@@ -7,44 +7,25 @@ names the drift up front instead.
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
-LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
-MODEL_STACK = (
-    "torch",
-    "diffusers",
-    "peft",
-    "transformers",
-    "accelerate",
-    "huggingface-hub",
-    "safetensors",
-    "tokenizers",
-)
+from infra.deploy.lambda_package import FORBIDDEN
+from infra.deploy.lock import read_lock
 
-
-def locked_versions(text: str) -> dict[str, str]:
-    """`name==version` pins of a pip requirements lock, names normalised as PEP 503 does."""
-    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", text, flags=re.MULTILINE)
-    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
-
-
-def test_the_lock_parser_reads_pins_and_ignores_hashes_and_comments() -> None:
-    text = "# via x\nPeft==0.21.2 \\\n    --hash=sha256:ab\nhuggingface_hub==1.0.0\n    # via diffusers\n"
-    assert locked_versions(text) == {"peft": "0.21.2", "huggingface-hub": "1.0.0"}
+# The model stack is what the Lambda package must never hold (less what only the local stack runs).
+MODEL_STACK = sorted(FORBIDDEN - {"moto", "uvicorn"})
 
 
 def test_the_lock_pins_the_whole_model_stack() -> None:
-    pins = locked_versions(LOCK.read_text())
+    pins = read_lock()
     missing = [name for name in MODEL_STACK if name not in pins]
     assert not missing, f"requirements.lock pins none of {missing}: run `make lock`"
 
 
 def test_installed_model_stack_is_the_locked_combination() -> None:
-    pins = locked_versions(LOCK.read_text())
+    pins = {name: package.version for name, package in read_lock().items()}
     drifted = []
     for name in MODEL_STACK:
         try:
