@@ -4,6 +4,7 @@ to the values a deployment fills in (CloudFormation parameters: code location, i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from enum import StrEnum
 
 from infra.resources import Resources, resources_for
@@ -37,7 +38,7 @@ class DeployConfig:
         """MSK keeps three copies; a bring-your-own cluster is assumed to have at least three brokers too."""
         return 3
 
-    @property
+    @cached_property
     def settings(self) -> Settings:
         """The service's settings that name every resource (the same names the bootstrap uses)."""
         return Settings(
@@ -47,7 +48,7 @@ class DeployConfig:
             kafka_replication_factor=self.kafka_replication_factor,
         )
 
-    @property
+    @cached_property
     def resources(self) -> Resources:
         """`infra.resources` for these settings: the one list the template and the bootstrap both follow."""
         return resources_for(self.settings)
