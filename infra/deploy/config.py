@@ -4,8 +4,8 @@ to the values a deployment fills in (CloudFormation parameters: code location, i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from enum import StrEnum
+from functools import cached_property
 
 from infra.resources import Resources, resources_for
 from infra.settings import Settings
