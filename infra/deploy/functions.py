@@ -36,6 +36,8 @@ from infra.settings import Settings
 RUNTIME = "python3.12"  # Amazon Linux 2023 (glibc 2.34): Pillow's current wheels need it
 ARCHITECTURE = "x86_64"
 LOG_RETENTION_DAYS = 30
+# Logs are kept LOG_RETENTION_DAYS while the stack lives and go with it: they hold no user data.
+LOGS_GO_WITH_THE_STACK = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
 
 # --- What each function's code reaches -------------------------------------------------------------------------
 
@@ -239,6 +241,7 @@ def _add_function(fragment: Fragment, config: DeployConfig, spec: FunctionSpec) 
         log_group_logical_id(spec),
         "AWS::Logs::LogGroup",
         {"LogGroupName": f"/aws/lambda/{name}", "RetentionInDays": LOG_RETENTION_DAYS},
+        **LOGS_GO_WITH_THE_STACK,
     )
     add_role(
         fragment,
@@ -346,6 +349,7 @@ def _add_http_api(fragment: Fragment, config: DeployConfig) -> None:
         HTTP_API_ACCESS_LOGS,
         "AWS::Logs::LogGroup",
         {"LogGroupName": f"/aws/apigateway/{config.prefix}-api", "RetentionInDays": LOG_RETENTION_DAYS},
+        **LOGS_GO_WITH_THE_STACK,
     )
     fragment.add(
         HTTP_API_STAGE,

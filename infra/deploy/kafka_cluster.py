@@ -151,6 +151,9 @@ def _provisioned(fragment: Fragment, config: DeployConfig, subnets_and_groups: J
                 "ExcludePunctuation": True,
             },
         },
+        # The credentials belong to the stack's own cluster, which goes with the stack: so do they.
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
     )
     fragment.add(
         "KafkaScramSecretAssociation",
