@@ -161,6 +161,9 @@ async def handle_one_event_each(env: Isolated, processes: dict[str, ManagedProce
         await eventually(lambda g=group: committed_past(settings, g, tp, sent.offset), bool, what=f"{group}")
     # A schedule fires at once when it starts, and its handler reads DynamoDB: the process then holds a pooled
     # connection to moto, which only the handler's clients open.
+    # LocalStack's server (hypercorn) closes idle keep-alive connections after 5 s: no pooled connection to look for.
+    if os.environ.get("LF_TEST_AWS") == "localstack":
+        return
     moto_port = urlparse(settings.aws_endpoint_url).port
     for name in ("webhooks-sweep", "reconciler"):
         pid = processes[name].process.pid  # type: ignore[union-attr]

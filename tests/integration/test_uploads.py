@@ -15,6 +15,11 @@ from events.states import UploadStatus
 from tests.journeys import create_model, png
 from tests.support import bearer, eventually
 
+
+async def _upload_view(client: httpx.AsyncClient, api_key: str, key: str) -> dict:
+    return (await client.get(f"/v1/uploads/{key}", headers=bearer(api_key))).json()
+
+
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("poller")]
 
 
@@ -127,7 +132,10 @@ async def test_presigned_training_image_becomes_ready_after_validation(client, a
     ready = await eventually(item, lambda v: v.get("status") == "ready", timeout_s=30, what="presigned image ready")
     assert (ready["width"], ready["height"], ready["format"]) == (1024, 768, "jpeg")
     assert ready["name"] == "big.jpg" and ready["dataUrl"].startswith("data:image/png;base64,")
-    upload = (await client.get(f"/v1/uploads/{ticket['key']}", headers=bearer(api_key))).json()
+    # The image is settled before its upload record (a redelivery then finishes both): wait for the record too.
+    upload = await eventually(
+        lambda: _upload_view(client, api_key, ticket["key"]), lambda v: v["status"] != "pending", what="upload ready"
+    )
     assert upload["status"] == "ready" and upload["dataId"] == data_id
 
 
@@ -142,7 +150,9 @@ async def test_presigned_upload_of_a_non_image_is_rejected_with_the_reason(clien
     items = await eventually(listed, lambda v: v[0]["status"] != "pending", timeout_s=30, what="rejection")
     assert items[0]["status"] == "rejected"
     assert items[0]["error"]["code"] == "unsupported_image_format"
-    upload = (await client.get(f"/v1/uploads/{ticket['key']}", headers=bearer(api_key))).json()
+    upload = await eventually(
+        lambda: _upload_view(client, api_key, ticket["key"]), lambda v: v["status"] != "pending", what="upload rejected"
+    )
     assert upload["status"] == "rejected" and "webp, png or jpeg" in upload["error"]["message"]
     # A rejected image is not trained on, and does not block: with no ready image the answer says so.
     training = await client.post(f"/v1/models/{model_id}/trainings", json={}, headers=bearer(api_key))
