@@ -4,7 +4,9 @@ small valid commands for the job records a test writes itself."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -135,4 +137,42 @@ def training_request(training_id: str, model_id: str = "mod_1") -> TrainingReque
             resolution=64,
             conceptPrompt="sks",
         ),
+    )
+
+
+# --- Deploying the template into a local CloudFormation (moto's, LocalStack's) ---------------------------------
+
+
+def placeholder_code_zip() -> bytes:
+    """What the functions' code points at in a local deployment: creating a function needs an object, not the
+    real package (tests/integration/test_lambda_package.py covers that); nothing is invoked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("functions/__init__.py", "")
+    return buffer.getvalue()
+
+
+def wait_for_stack(cloudformation: Any, stack_name: str, deadline_s: float) -> dict:
+    """The stack once no operation is in progress on it (moto's is synchronous; LocalStack's and AWS's not)."""
+    from infra.local.processes import wait_until
+
+    def describe() -> dict:
+        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+
+    wait_until(
+        lambda: not describe()["StackStatus"].endswith("_IN_PROGRESS"),
+        deadline_s,
+        f"stack {stack_name}",
+        interval_s=0.25,
+    )
+    return describe()
+
+
+def stack_failures(cloudformation: Any, stack_name: str) -> str:
+    """Every failed resource of a stack with its reason, for an assertion's message."""
+    events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+    return "\n".join(
+        f"{e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason')}"
+        for e in events
+        if e["ResourceStatus"].endswith("FAILED")
     )

@@ -18,11 +18,9 @@ nothing else there uses.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +33,8 @@ from infra.deploy import catalog
 from infra.deploy.config import DeployConfig, KafkaMode
 from infra.deploy.local_deploy import MOTO_UNSUPPORTED, deployable_subset, local_parameters
 from infra.deploy.template import synthesize
-from infra.local.processes import wait_until
 from infra.settings import Settings
+from tests.support import placeholder_code_zip, wait_for_stack
 
 pytestmark = [
     pytest.mark.integration,
@@ -138,25 +136,6 @@ class Deployment:
         return {lid: r for lid, r in self.subset["Resources"].items() if r["Type"] == resource_type}
 
 
-def wait_for_stack(cloudformation: Any, stack_name: str) -> dict:
-    """The stack once no operation is in progress on it (moto is synchronous; AWS is not)."""
-
-    def settled() -> bool:
-        status = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
-        return not status.endswith("_IN_PROGRESS")
-
-    wait_until(settled, STACK_DEADLINE_S, f"stack {stack_name} to settle", interval_s=0.2)
-    return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-
-
-def lambda_code_zip() -> bytes:
-    """A stand-in for the Lambda package: moto stores the code, it never runs it here."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("functions/__init__.py", "")
-    return buffer.getvalue()
-
-
 def retained_data(deployment: Deployment) -> tuple[list[str], list[str]]:
     """The tables and buckets of the template that keep their data when the stack goes (DeletionPolicy Retain)."""
     resources = deployment.template["Resources"].values()
@@ -202,7 +181,7 @@ def deployment(request: pytest.FixtureRequest, moto_endpoint: str) -> Iterator[D
     clients = {service: boto3.client(service, **client_kwargs(settings, service)) for service in services}
     code_bucket = f"{prefix}-code"
     clients["s3"].create_bucket(Bucket=code_bucket)
-    clients["s3"].put_object(Bucket=code_bucket, Key="lambda.zip", Body=lambda_code_zip())
+    clients["s3"].put_object(Bucket=code_bucket, Key="lambda.zip", Body=placeholder_code_zip())
     stack_name = f"{prefix}-stack"
     result = Deployment(config, stack_name, template, subset, dropped, clients, code_bucket)
     clients["cloudformation"].create_stack(
@@ -222,7 +201,7 @@ def deployment(request: pytest.FixtureRequest, moto_endpoint: str) -> Iterator[D
 
 
 def test_stack_creates(deployment: Deployment) -> None:
-    stack = wait_for_stack(deployment.client("cloudformation"), deployment.stack_name)
+    stack = wait_for_stack(deployment.client("cloudformation"), deployment.stack_name, STACK_DEADLINE_S)
     assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
     physical = deployment.physical_ids()
     assert set(physical) == set(deployment.subset["Resources"])

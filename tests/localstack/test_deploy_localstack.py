@@ -12,10 +12,8 @@ mode. Functions are created but never run (the lane's `none` Lambda executor: no
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +26,7 @@ from infra.deploy.storage import queue_visibility_timeout
 from infra.deploy.template import synthesize
 from infra.local.processes import wait_until
 from infra.resources import Resources
+from tests.support import placeholder_code_zip, stack_failures, wait_for_stack
 
 STACK_TIMEOUT_S = 180.0
 # Resource types that must be in the deployed subset: a local deployment that silently dropped one would prove
@@ -63,15 +62,6 @@ class Deployed:
         return {k: r for k, r in self.template["Resources"].items() if r["Type"] == resource_type}
 
 
-def _code_zip() -> bytes:
-    """A stand-in for the Lambda package: creating a function needs an object to point at, not the real code
-    (tests/unit covers the package, and nothing is invoked here: LocalStack's Lambda runtime needs Docker)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "placeholder for the LoRA Foundry Lambda package\n")
-    return buffer.getvalue()
-
-
 def queue_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The template's event source mappings that read the notifications queue."""
     return {
@@ -80,15 +70,6 @@ def queue_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if resource["Type"] == "AWS::Lambda::EventSourceMapping"
         and catalog.NOTIFICATIONS_QUEUE in set(references(resource["Properties"].get("EventSourceArn")))
     }
-
-
-def _failures(cloudformation, stack_name: str) -> str:
-    events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
-    return "\n".join(
-        f"{e['LogicalResourceId']} ({e['ResourceType']}): {e.get('ResourceStatusReason')}"
-        for e in events
-        if e["ResourceStatus"].endswith("FAILED")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +86,7 @@ def deployed(aws) -> Deployed:
     code_bucket = f"{config.prefix}-code"
     s3 = aws("s3")
     s3.create_bucket(Bucket=code_bucket)
-    s3.put_object(Bucket=code_bucket, Key="lambda.zip", Body=_code_zip())
+    s3.put_object(Bucket=code_bucket, Key="lambda.zip", Body=placeholder_code_zip())
     values = {
         catalog.CODE_BUCKET_PARAMETER: code_bucket,
         catalog.CODE_KEY_PARAMETER: "lambda.zip",
@@ -121,12 +102,8 @@ def deployed(aws) -> Deployed:
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     )
 
-    def stack() -> dict[str, Any]:
-        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-
-    settled = lambda: not stack()["StackStatus"].endswith("_IN_PROGRESS")  # noqa: E731
-    wait_until(settled, STACK_TIMEOUT_S, "the stack to settle", interval_s=0.5)
-    assert stack()["StackStatus"] == "CREATE_COMPLETE", _failures(cloudformation, stack_name)
+    settled = wait_for_stack(cloudformation, stack_name, STACK_TIMEOUT_S)
+    assert settled["StackStatus"] == "CREATE_COMPLETE", stack_failures(cloudformation, stack_name)
     listed = cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     physical_ids = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed}
     statuses = {r["LogicalResourceId"]: r["ResourceStatus"] for r in listed}
