@@ -148,6 +148,9 @@ class TaskProtection:
         return {event_type: Route(route.model, wrap(route.handle)) for event_type, route in routes.items()}
 
 
+HEARTBEAT_TASK = "worker heartbeat"
+
+
 @contextlib.asynccontextmanager
 async def beating(heartbeat: Heartbeat, interval_s: float = 5.0) -> AsyncIterator[None]:
     """Beat every `interval_s` while the body runs: the event loop is alive while it awaits."""
@@ -157,7 +160,7 @@ async def beating(heartbeat: Heartbeat, interval_s: float = 5.0) -> AsyncIterato
             heartbeat.beat()
             await asyncio.sleep(interval_s)  # a period between beats, not a synchronisation
 
-    task = asyncio.create_task(beat())
+    task = asyncio.create_task(beat(), name=HEARTBEAT_TASK)
     try:
         yield
     finally:
