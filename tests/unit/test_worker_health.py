@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from infra.settings import Settings
+from tests.support import eventually
 from tests.unit.test_worker_state import TP, FakeConsumer, Ping, PingData, loop_with, ping_record
 from workers.consumer import HandBack, Route
 from workers.health import Heartbeat, check, main
@@ -74,11 +76,13 @@ def test_the_containers_health_command(tmp_path: Path) -> None:
     assert unhealthy.returncode == 1 and unhealthy.stdout.startswith("unhealthy")
 
 
-async def _wait_until(condition, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+async def _wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait on a synchronous condition with the suite's one deadline-bounded poll (tests.support.eventually)."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await eventually(probe, bool, timeout_s=timeout_s)
 
 
 async def test_the_loop_beats_while_polling_and_while_a_job_runs() -> None:
