@@ -80,6 +80,20 @@ class ApiKeyStatus(StrEnum):
     REVOKED = "revoked"
 
 
+class TenantStatus(StrEnum):
+    """Whether a tenant's keys are served: a suspended tenant's requests are refused (403), its data kept."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class WorkerKind(StrEnum):
+    """The two kinds of GPU worker, each its own consumer group."""
+
+    GENERATOR = "generator"
+    TRAINER = "trainer"
+
+
 class DeliveryStatus(StrEnum):
     """Where a webhook delivery stands: pending until delivered, gone (410) or given up."""
 

@@ -136,6 +136,8 @@ def resources_for(settings: Settings) -> Resources:
             TableSpec(name=settings.uploads_table, hash_key="uploadId", ttl_attribute="expiresAt"),
             TableSpec(name=settings.idempotency_table, hash_key="scope", ttl_attribute="expiresAt"),
             TableSpec(name=settings.webhook_secrets_table, hash_key="tenantId"),
+            TableSpec(name=settings.tenants_table, hash_key="tenantId"),
+            TableSpec(name=settings.workers_table, hash_key="workerId", ttl_attribute="expiresAt"),
             TableSpec(
                 name=settings.webhook_deliveries_table,
                 hash_key="jobId",

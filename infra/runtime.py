@@ -14,6 +14,7 @@ from infra.repositories.idempotency import IdempotencyRepository
 from infra.repositories.jobs import JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
+from infra.repositories.tenants import TenantCache, TenantRepository
 from infra.repositories.training_data import TrainingDataRepository
 from infra.repositories.uploads import UploadRepository
 from infra.repositories.webhooks import DeliveryRepository, WebhookSecretRepository
@@ -31,6 +32,8 @@ class ServiceContext:
         self.publisher = EventPublisher(self.producer)
         # Every API request reads its key: this process trusts a read for a few seconds (bounded staleness).
         self.api_key_cache = ApiKeyCache(settings.api_key_cache_seconds)
+        # And its tenant's record (quotas, suspension), with the same bound on staleness.
+        self.tenant_cache = TenantCache(settings.api_key_cache_seconds)
         self._kafka_started = False
 
     async def open(self, *, kafka: bool = True) -> ServiceContext:
@@ -110,6 +113,11 @@ class ServiceContext:
     def api_keys(self) -> ApiKeyRepository:
         """Hashed API keys, looked up through this process's cache."""
         return ApiKeyRepository(self.clients.dynamodb, self.settings.api_keys_table, self.api_key_cache)
+
+    @property
+    def tenants(self) -> TenantRepository:
+        """Tenants (quotas, status, stored bytes), read per request through this process's cache."""
+        return TenantRepository(self.clients.dynamodb, self.settings.tenants_table, self.tenant_cache)
 
     @property
     def store(self) -> ArtifactStore:

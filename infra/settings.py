@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,11 +114,35 @@ class Settings(BaseSettings):
     # auth with the secret); false lets a custom-models client delete with the key alone.
     dev_require_signed_deletes: bool = True
     # How long the API trusts an API-key lookup: a revoked key keeps working for at most this long (0: no cache).
-    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Under the 5 s an operator is promised between revoking a key and every process refusing it.
+    api_key_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     # API worker processes in the embedded stack (uvicorn --workers). Default: one per CPU but one, because
     # moto and Tansu run on the same machine; on 2 cores 1 worker made 1.7x the creations/s of 2 (the API
     # processes and moto competed for the cores; bench/api_throughput.py).
     api_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), ge=1, le=64)
+
+    # Operating it (docs/operations.md). The operator's credential for /v1/admin/ and /metrics: never a tenant's
+    # key. Unset, the operator API is off. On AWS it is read from a Secrets Manager secret (JSON or plain string).
+    admin_token: SecretStr | None = None
+    admin_token_secret_arn: str | None = None
+    # Quotas per tenant (0: no limit); a tenant's record may override each. Jobs queued or running of each kind,
+    # requests per second of one API key, training images of one model, bytes of images a tenant has stored.
+    quota_active_generations: int = Field(default=100, ge=0)
+    quota_active_trainings: int = Field(default=10, ge=0)
+    quota_requests_per_second: float = Field(default=100.0, ge=0)
+    quota_training_images_per_model: int = Field(default=200, ge=0)
+    quota_storage_bytes: int = Field(default=10 * 1024**3, ge=0)
+    # Prometheus text on a port of each worker (and of each local event source); unset: no metrics server.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # OpenTelemetry: spans are always made (their ids join logs and events); exported over OTLP/HTTP only when an
+    # endpoint is set, e.g. LF_OTLP_ENDPOINT=http://collector:4318.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # Logs: one JSON object per line (job id, tenant and trace id on every line about a job), or plain text.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    # Live workers: each refreshes its record this often; a record not refreshed for 3 intervals is gone (TTL).
+    worker_registry_interval_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Workers.
     worker_id: str | None = None
@@ -193,6 +218,16 @@ class Settings(BaseSettings):
     def nonces_table(self) -> str:
         """DynamoDB table of one-time tokens (request signatures already used)."""
         return f"{self.resource_prefix}-nonces"
+
+    @property
+    def tenants_table(self) -> str:
+        """DynamoDB table of tenants (their quotas and usage)."""
+        return f"{self.resource_prefix}-tenants"
+
+    @property
+    def workers_table(self) -> str:
+        """DynamoDB table of live workers, each record refreshed while its worker lives (TTL forgets the dead)."""
+        return f"{self.resource_prefix}-workers"
 
     @property
     def notifications_queue(self) -> str:

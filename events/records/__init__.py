@@ -16,9 +16,11 @@ from events.records.jobs import (
 )
 from events.records.models import ConceptRef, ModelRecord
 from events.records.nonces import NonceRecord
+from events.records.tenants import TenantQuotas, TenantRecord
 from events.records.training_data import TrainingImageRecord
 from events.records.uploads import UploadPurpose, UploadRecord
 from events.records.webhooks import DeliveryAttempt, DeliveryRecord, WebhookSecretRecord
+from events.records.workers import WorkerRecord
 
 __all__ = [
     "JOB_CLASSES",
@@ -38,11 +40,14 @@ __all__ = [
     "PortraitStyle",
     "StoredRecord",
     "StoredResponse",
+    "TenantQuotas",
+    "TenantRecord",
     "TrainingImageRecord",
     "TrainingJob",
     "UploadPurpose",
     "UploadRecord",
     "WebhookSecretRecord",
+    "WorkerRecord",
     "now_iso",
     "parse_job",
 ]

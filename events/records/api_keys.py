@@ -24,3 +24,7 @@ class ApiKeyRecord(StoredRecord):
     )
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the key was stored.")
     revokedAt: IsoTime | None = Field(default=None, description="When the key was revoked.")
+    expiresAt: float | None = Field(
+        default=None, description="Epoch seconds after which the key is refused (a rotated-out key's grace period)."
+    )
+    rotatedTo: str | None = Field(default=None, description="The id of the key that replaced this one.")

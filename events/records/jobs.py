@@ -74,6 +74,13 @@ class JobRecordBase(StoredRecord):
         default=None, ge=0, description="The job's `attempts` when the reconciler last republished it."
     )
     modelId: str | None = Field(default=None, description="The model the job uses or trains.")
+    traceparent: str | None = Field(
+        default=None, description="The W3C trace context the job was created in: its spans and events join it."
+    )
+    cancelRequested: bool | None = Field(default=None, description="The caller asked the running job to stop.")
+    cancelRequestedAt: IsoTime | None = Field(default=None, description="When the stop was asked for.")
+    canceledBy: str | None = Field(default=None, description="Who canceled a queued job (`user`).")
+    canceledAtStep: int | None = Field(default=None, ge=0, description="The step a running job stopped at.")
 
 
 class GenerationJob(JobRecordBase):
@@ -109,10 +116,6 @@ class TrainingJob(JobRecordBase):
     result: TrainingRun | None = Field(
         default=None, description="How it ran (the worker's result.json less `trainingId` and `modelId`)."
     )
-    cancelRequested: bool | None = Field(default=None, description="The caller asked a running training to stop.")
-    cancelRequestedAt: IsoTime | None = Field(default=None, description="When the stop was asked for.")
-    canceledBy: str | None = Field(default=None, description="Who canceled a queued training (`user`).")
-    canceledAtStep: int | None = Field(default=None, ge=0, description="The step a running training stopped at.")
     portraitId: str | None = Field(default=None, description="The portrait this training is the first step of.")
 
 

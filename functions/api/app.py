@@ -13,9 +13,12 @@ from functions.api.errors import install_error_handlers
 from functions.api.idempotency import IdempotencyMiddleware
 from functions.api.openapi import install_openapi
 from functions.api.routes import (
+    admin,
     base_models,
     health,
     images,
+    jobs,
+    metrics,
     models,
     portraits,
     predictions,
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         portraits.router,
         predictions.router,
         webhooks.router,
+        jobs.router,
+        admin.router,
+        metrics.router,
     ):
         app.include_router(router)
     install_openapi(app)

@@ -14,6 +14,7 @@ from fastapi import Depends, Header, Path, Request
 from events.envelope import is_valid_traceparent
 from events.records.api_keys import ApiKeyRecord
 from functions.api.errors import ApiError
+from functions.api.services.quotas import check_request_allowed
 from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
 from infra.settings import Settings
@@ -90,6 +91,7 @@ async def authenticate(request: Request, context: ContextDep) -> ApiKeyRecord:
         raise ApiError(401, "unauthorized", message, headers=_UNAUTHORIZED)
     request.state.api_key = record
     request.state.credentials = credentials
+    await check_request_allowed(context, record)
     return record
 
 
