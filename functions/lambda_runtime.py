@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from infra.observability import configure_process
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
 
@@ -24,7 +25,9 @@ class AsyncLambda:
 
     async def _handle(self, event: dict[str, Any]) -> dict[str, Any] | None:
         if self.context is None:
-            self.context = await ServiceContext(self.settings_factory()).open()
+            settings = self.settings_factory()
+            configure_process(settings, f"lorafoundry-{type(self).__name__.removesuffix('Lambda').lower()}")
+            self.context = await ServiceContext(settings).open()
         return await self.process(self.context, event)
 
     def __call__(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any] | None:

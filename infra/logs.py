@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from collections.abc import Iterator
 
 from infra.settings import Settings
@@ -32,4 +33,6 @@ def current_job() -> tuple[str | None, str | None]:
 
 def configure_logging(settings: Settings, service: str) -> None:
     """Configure the root logger of this process (its entry point calls it once)."""
-    raise NotImplementedError  # the observability work fills this in
+    # Placeholder until the JSON formatter lands: the format every process used before.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

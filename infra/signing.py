@@ -21,6 +21,11 @@ def generate_signing_secret() -> str:
     return "lfs_" + secrets.token_urlsafe(32)
 
 
+def generate_admin_token() -> str:
+    """A new operator token (256 bits) for the operator API and /metrics."""
+    return "lfa_" + secrets.token_urlsafe(32)
+
+
 def string_to_sign(method: str, path: str, timestamp: str, body: bytes) -> bytes:
     """What is signed: the method, the path (with its query string, if any), the time and the body's hash."""
     return "\n".join((method.upper(), path, timestamp, hashlib.sha256(body).hexdigest())).encode()

@@ -173,10 +173,10 @@ def run_worker(spec: WorkerSpec) -> None:
     """A worker process's main: logging, then `serve` until SIGTERM or SIGINT sets its stop event."""
     import signal
 
+    from infra.observability import configure_process
     from infra.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    configure_process(get_settings(), f"lorafoundry-{spec.name}")
 
     async def run() -> None:
         stop = asyncio.Event()

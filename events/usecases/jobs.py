@@ -70,7 +70,9 @@ async def record_job(backends: Backends, record: QueuedJobT, *, existing_ok: boo
 
 def command_for(job: QueuedJob, source: str, traceparent: str | None = None) -> tuple[str, CloudEvent[Any], str]:
     """The topic, event and message key that start `job` (a generation or a training), rebuilt from its
-    record: the record is the source of truth, so whatever Kafka lost can be published again from it."""
+    record: the record is the source of truth, so whatever Kafka lost can be published again from it (in the
+    trace the job was created in, unless `traceparent` names another)."""
+    traceparent = traceparent or job.traceparent
     if isinstance(job, TrainingJob):
         event: CloudEvent[Any] = TrainingRequested(
             subject=job.jobId, tenantid=job.tenantId, traceparent=traceparent, source=source, data=job.request
@@ -116,8 +118,11 @@ async def queue_job(
     """Record a queued job, then publish its command; returns the job record.
 
     The record is written first so a job on the topic always has one. With `existing_ok`, an existing job
-    is published again: workers skip a job that is running or done, so at-least-once is safe.
+    is published again: workers skip a job that is running or done, so at-least-once is safe. The job keeps
+    `traceparent` (the request's trace): its command, its lifecycle events and its spans all join that trace.
     """
+    if traceparent and record.traceparent is None:
+        record = record.model_copy(update={"traceparent": traceparent})
     job = await record_job(backends, record, existing_ok=existing_ok)
     await publish_command(backends, job, source, traceparent)
     return job

@@ -12,8 +12,11 @@ from functions.api.dependencies import new_context_lock, open_context
 from functions.api.errors import install_error_handlers
 from functions.api.idempotency import IdempotencyMiddleware
 from functions.api.openapi import install_openapi
+from functions.api.request_metrics import RequestMetrics
+from functions.api.request_tracing import RequestTracing
 from functions.api.routes import (
     admin,
+    admin_status,
     base_models,
     health,
     images,
@@ -66,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (r"/v1/images/modify", 2 * settings.max_image_bytes + 64 * 1024),
         ),
     )
+    # Outermost (added last): every request is timed and traced, refusals by the inner layers included; the
+    # trace is outside the timing so that the metrics' exemplars can name it.
+    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestTracing)
     for router in (
         health.router,
         base_models.router,
@@ -79,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         jobs.router,
         admin.router,
+        admin_status.router,
         metrics.router,
     ):
         app.include_router(router)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from mangum import Mangum
 
 from functions.api.app import create_app
+from infra.observability import configure_process
+from infra.settings import get_settings
 
+configure_process(get_settings(), "lorafoundry-api")
 app = create_app()
 # Lifespan off: clients open lazily and stay open for the warm container's life, not one invocation's.
 handler = Mangum(app, lifespan="off")

@@ -28,7 +28,7 @@ from infra.local.supervision import Backoff, RestartPolicy
 from infra.local.supervisor import ProcessSupervisor
 from infra.repositories.api_keys import generate_api_key
 from infra.settings import Settings
-from infra.signing import generate_signing_secret
+from infra.signing import generate_admin_token, generate_signing_secret
 
 API_APP = "functions.api.asgi:app"
 S3_EVENTS_HANDLER = "functions.s3_events.handler.handler"
@@ -126,6 +126,8 @@ class StackInfo:
     kafka_bootstrap_servers: str
     log_dir: str
     signing_secret: str = ""
+    # The operator's credential for /v1/admin/ and /metrics (`lorafoundry keys|tenants|status` read it here).
+    admin_token: str = ""
     pid: int = field(default_factory=os.getpid)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -184,6 +186,7 @@ class EmbeddedStack:
         self.embedded_kafka = embedded_kafka
         self.api_key = api_key or os.environ.get("LF_DEV_API_KEY") or generate_api_key()
         self.signing_secret = os.environ.get("LF_DEV_SIGNING_SECRET") or generate_signing_secret()
+        self.admin_token = os.environ.get("LF_ADMIN_TOKEN") or generate_admin_token()
         self.extra_env = extra_env or {}
         self.worker_ready_timeout_s = worker_ready_timeout_s
         self.processes: list[ManagedProcess] = []
@@ -209,13 +212,19 @@ class EmbeddedStack:
             raise
 
     def _start(self, on_ready: OnReady) -> StackInfo:
-        self.env = {"LF_DEV_API_KEY": self.api_key, "LF_DEV_SIGNING_SECRET": self.signing_secret, **self.extra_env}
+        self.env = {
+            "LF_DEV_API_KEY": self.api_key,
+            "LF_DEV_SIGNING_SECRET": self.signing_secret,
+            "LF_ADMIN_TOKEN": self.admin_token,
+            **self.extra_env,
+        }
         timings = start_in_order(self.components(), on_ready)
         settings = self.settings()
         return StackInfo(
             api_url=self.api_url,
             api_key=self.api_key,
             signing_secret=self.signing_secret,
+            admin_token=self.admin_token,
             aws_endpoint_url=self.env.get("LF_AWS_ENDPOINT_URL") or settings.aws_endpoint_url,
             kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
             log_dir=str(self.log_dir),

@@ -1,0 +1,7 @@
+"""Placeholder: filled in by issue 15's work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
