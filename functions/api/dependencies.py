@@ -19,6 +19,7 @@ from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from infra.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
+from infra.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
 async def valid_traceparent(traceparent: Annotated[str | None, Header()] = None) -> str | None:
-    """The request's W3C `traceparent` header when it is well formed, else None: a malformed one is dropped,
-    not refused, as W3C trace context asks of a receiver (the job then starts a trace of its own)."""
-    return traceparent if is_valid_traceparent(traceparent) else None
+    """The trace context a job created by this request records: the request's SERVER span's (a child of the
+    request's W3C `traceparent` header when that one is well formed; a malformed one is dropped, not refused, as
+    W3C trace context asks of a receiver, and the request's span starts a trace of its own). Without a tracer
+    (no span), the well-formed header itself, or None."""
+    return current_traceparent() or (traceparent if is_valid_traceparent(traceparent) else None)
 
 
 TraceparentDep = Annotated[str | None, Depends(valid_traceparent)]
