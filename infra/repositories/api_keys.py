@@ -16,12 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from events.envelope import utcnow
 from events.records.api_keys import ApiKeyRecord
 from events.states import ApiKeyStatus
-from infra.repositories.dynamo import from_item, record_item, serialize, to_item
+from infra.repositories.dynamo import from_item, is_condition_failure, record_item, serialize, to_item
 
 KEY_PREFIX = "lf_"
+# The longest grace a rotated-out key may keep (a week): rotation is for replacing a key, not for keeping two.
+MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600
 # Longer than any key we issue; a longer token is refused before it is hashed or looked up.
 MAX_KEY_LENGTH = 256
 _CACHE_MAX_ENTRIES = 10_000
@@ -30,6 +34,29 @@ _CACHE_MAX_ENTRIES = 10_000
 def generate_api_key() -> str:
     """A new random API key (256 bits of entropy)."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_id_of(key_hash: str) -> str:
+    """A key's public id: `key_` and the start of its hash (safe to show, print and log)."""
+    return f"key_{key_hash[:12]}"
+
+
+def is_usable(record: ApiKeyRecord, now: float) -> bool:
+    """Whether a stored key may authenticate at `now` (epoch seconds): active, and not past a rotation's grace."""
+    if record.status is not ApiKeyStatus.ACTIVE:
+        return False
+    return record.expiresAt is None or now < record.expiresAt
+
+
+def rotation_expiry(now: float, grace_seconds: int) -> float:
+    """When a rotated-out key stops working: `grace_seconds` from now (0: at once)."""
+    if not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
+        raise ValueError(f"the grace period must be 0 to {MAX_ROTATION_GRACE_SECONDS} seconds")
+    return now + grace_seconds
+
+
+class KeyNotRotatable(Exception):
+    """The key is revoked, expired or already rotated: there is nothing to rotate (the message says which)."""
 
 
 def hash_api_key(raw_key: str) -> str:
@@ -146,7 +173,7 @@ class ApiKeyRepository:
         (the custom-models API's clients).
         """
         key_hash = hash_api_key(raw_key)
-        key_id = f"key_{key_hash[:12]}"
+        key_id = key_id_of(key_hash)
         record = ApiKeyRecord(
             keyHash=key_hash,
             keyId=key_id,
@@ -196,11 +223,90 @@ class ApiKeyRepository:
                 return str(from_item(item)["keyHash"])
         return None
 
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        """The record of the key with this public id (whatever its status), or None."""
+        key_hash = await self.hash_for_id(key_id)
+        return await self.get_by_hash(key_hash) if key_hash else None
+
+    async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The stored record of a key by its hash (whatever its status), or None."""
+        response = await self.dynamodb.get_item(
+            TableName=self.table, Key=to_item({"keyHash": key_hash}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return ApiKeyRecord.model_validate(from_item(item)) if item else None
+
+    async def list(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key, or one tenant's, oldest first. A scan with a filter: the table is keyed by the key's hash
+        (the per-request read), an operator lists rarely, and an index by tenant would be paid on every write."""
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        if tenant_id is not None:
+            kwargs["FilterExpression"] = "tenantId = :tenant"
+            kwargs["ExpressionAttributeValues"] = {":tenant": serialize(tenant_id)}
+        records: list[ApiKeyRecord] = []
+        async for page in self.dynamodb.get_paginator("scan").paginate(**kwargs):
+            records.extend(ApiKeyRecord.model_validate(from_item(item)) for item in page.get("Items", []))
+        return sorted(records, key=lambda r: (r.createdAt, r.keyId))
+
+    async def rotate(
+        self, old: ApiKeyRecord, new_raw_key: str, new_signing_secret: str, *, grace_seconds: int
+    ) -> tuple[ApiKeyRecord, ApiKeyRecord]:
+        """Replace `old` by a new key of the same tenant, name and delete policy; `old` keeps working for
+        `grace_seconds` (0: revoked now). Returns (the old key as updated, the new key). KeyNotRotatable when
+        `old` is revoked, expired or already rotated (also when that changed since it was read)."""
+        now = time.time()
+        if not is_usable(old, now) or old.rotatedTo:
+            raise KeyNotRotatable(f"key {old.keyId} is {_why_not_rotatable(old, now)}: issue a new key instead")
+        expires_at = rotation_expiry(now, grace_seconds)
+        new_id = await self.put(
+            new_raw_key,
+            tenant_id=old.tenantId,
+            name=old.name,
+            signing_secret=new_signing_secret,
+            require_signed_deletes=old.requireSignedDeletes,
+        )
+        sets = "SET expiresAt = :expires, rotatedTo = :new"
+        values = {
+            ":expires": serialize(expires_at),
+            ":new": serialize(new_id),
+            ":active": serialize(ApiKeyStatus.ACTIVE.value),
+        }
+        if grace_seconds == 0:
+            sets += ", #status = :revoked, revokedAt = :now"
+            values[":revoked"] = serialize(ApiKeyStatus.REVOKED.value)
+            values[":now"] = serialize(utcnow().isoformat())
+        try:
+            response = await self.dynamodb.update_item(
+                TableName=self.table,
+                Key=to_item({"keyHash": old.keyHash}),
+                UpdateExpression=sets,
+                # Two operators rotating the same key at once: one wins, the other's new key is withdrawn.
+                ConditionExpression="attribute_exists(keyHash) AND #status = :active "
+                "AND attribute_not_exists(rotatedTo)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            await self.dynamodb.delete_item(TableName=self.table, Key=to_item({"keyHash": hash_api_key(new_raw_key)}))
+            if is_condition_failure(exc):
+                raise KeyNotRotatable(f"key {old.keyId} changed while it was rotated: read it again") from exc
+            raise
+        if self.cache is not None:
+            self.cache.forget(old.keyHash)
+        new = await self.get_by_hash(hash_api_key(new_raw_key))
+        assert new is not None  # written above, read consistently
+        return ApiKeyRecord.model_validate(from_item(response["Attributes"])), new
+
     async def lookup(self, raw_key: str) -> ApiKeyRecord | None:
-        """The record of an active key, or None for an unknown or revoked key (cached for a few seconds)."""
+        """The record of a usable key, or None for an unknown, revoked or expired key (cached for a few seconds;
+        a cached key's expiry is checked on every hit, so a rotated-out key stops at its `expiresAt`)."""
         key_hash = hash_api_key(raw_key)
         if self.cache is not None and (cached := self.cache.get(key_hash)) is not None:
-            return cached
+            if is_usable(cached, time.time()):
+                return cached
+            self.cache.forget(key_hash)
+            return None
         response = await self.dynamodb.get_item(
             TableName=self.table, Key=to_item({"keyHash": key_hash}), ConsistentRead=True
         )
@@ -208,7 +314,7 @@ class ApiKeyRepository:
         if not item:
             return None
         record = ApiKeyRecord.model_validate(from_item(item))
-        if record.status is not ApiKeyStatus.ACTIVE:
+        if not is_usable(record, time.time()):
             return None
         if self.cache is not None:
             self.cache.put(key_hash, record)
@@ -230,3 +336,11 @@ class ApiKeyRepository:
         """The tenant an active key belongs to, or None for an unknown or revoked key."""
         record = await self.lookup(raw_key)
         return record.tenantId if record else None
+
+
+def _why_not_rotatable(record: ApiKeyRecord, now: float) -> str:
+    if record.status is not ApiKeyStatus.ACTIVE:
+        return "revoked"
+    if record.rotatedTo:
+        return f"already rotated to {record.rotatedTo}"
+    return "expired"
