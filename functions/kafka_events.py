@@ -18,11 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict
 
 from events.envelope import EnvelopeError, decode_envelope, parse_event
 from events.lifecycle import LIFECYCLE_TYPES, JobLifecycle
 from infra.kafka import dead_letter
+from infra.logs import job_log_context
+from infra.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,8 @@ def item_failure(record: ReceivedKafkaRecord) -> dict[str, Any]:
 
 
 async def handle_record(producer: AIOKafkaProducer, record: ReceivedKafkaRecord, act: LifecycleAction) -> bool:
-    """Act on the record's lifecycle event, or dead-letter it if it holds none; whether it was an event.
+    """Act on the record's lifecycle event, or dead-letter it if it holds none; whether it was an event. The action
+    runs in a CONSUMER span of the job's trace (the event's `traceparent`) and the job's log context.
 
     Raises whatever `act` raises, and PublishFailed if the record could not be dead-lettered.
     """
@@ -104,7 +108,24 @@ async def handle_record(producer: AIOKafkaProducer, record: ReceivedKafkaRecord,
         log.warning("dead-lettering %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
         await dead_letter(producer, record, str(exc))
         return False
-    await act(lifecycle)
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": record.topic,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+        "messaging.message.id": lifecycle.id,
+        "cloudevents.event_type": lifecycle.type,
+        "lorafoundry.job_id": lifecycle.subject,
+        "lorafoundry.tenant": lifecycle.tenantid,
+    }
+    with (
+        job_log_context(lifecycle.subject, lifecycle.tenantid),
+        span(
+            f"process {record.topic}", traceparent=lifecycle.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
+        ),
+    ):
+        await act(lifecycle)
     return True
 
 

@@ -8,12 +8,14 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
 from events.envelope import CloudEvent, kafka_headers
 from events.persistence import PublishFailed
 from events.topics import DEAD_LETTERS
 from infra.kafka_auth import sasl_kwargs
 from infra.settings import Settings
+from infra.tracing import current_trace_id, current_traceparent, mark_failed, span, trace_id_of
 
 
 def _common_kwargs(settings: Settings) -> dict[str, Any]:
@@ -73,16 +75,40 @@ class EventPublisher:
         self.producer = producer
 
     async def publish(self, topic: str, event: CloudEvent[Any], key: str | None = None) -> None:
-        """Send one event and wait for the broker's acknowledgement; PublishFailed if the broker did not take it."""
-        try:
-            await self.producer.send_and_wait(
-                topic,
-                value=event.to_json_bytes(),
-                key=(key or event.subject).encode(),
-                headers=kafka_headers(),
-            )
-        except KafkaError as exc:
-            raise PublishFailed(f"{topic}: {exc}") from exc
+        """Send one event and wait for the broker's acknowledgement; PublishFailed if the broker did not take it.
+
+        The send is a PRODUCER span in the event's trace (under the current span when that one is in the same
+        trace: the request's, the marker's), and the event sent names that span as its `traceparent`, so its
+        consumer's span hangs under the send; an event without a trace is sent as it is.
+        """
+        parent = event.traceparent
+        if parent is not None and trace_id_of(parent) == current_trace_id():
+            parent = None  # the current span is in the event's trace and nearer: hang the send under it
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.message.id": event.id,
+            "cloudevents.event_type": event.type,
+            "lorafoundry.job_id": event.subject,
+            "lorafoundry.tenant": event.tenantid,
+        }
+        with span(f"send {topic}", traceparent=parent, kind=SpanKind.PRODUCER, attributes=attributes) as current:
+            if event.traceparent is not None:
+                event = event.model_copy(update={"traceparent": current_traceparent() or event.traceparent})
+            try:
+                metadata = await self.producer.send_and_wait(
+                    topic,
+                    value=event.to_json_bytes(),
+                    key=(key or event.subject).encode(),
+                    headers=kafka_headers(),
+                )
+            except KafkaError as exc:
+                mark_failed(current, exc)
+                raise PublishFailed(f"{topic}: {exc}") from exc
+            if hasattr(metadata, "partition") and hasattr(metadata, "offset"):
+                current.set_attribute("messaging.destination.partition.id", str(metadata.partition))
+                current.set_attribute("messaging.kafka.offset", int(metadata.offset))
 
 
 # A reason is a validation message and can be long; a header that big would make the broker refuse the record.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from botocore.exceptions import ClientError
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel
+
+from infra.tracing import span
 
 
 class ArtifactStore:
@@ -16,9 +20,17 @@ class ArtifactStore:
         self.s3 = s3
         self.bucket = bucket
 
+    def _span(self, operation: str, key: str) -> contextlib.AbstractContextManager[Span]:
+        # A CLIENT span per object read or written (aiobotocore has no instrumentation of its own here).
+        attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation}
+        attributes |= {"aws.s3.bucket": self.bucket, "aws.s3.key": key}
+        return span(f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes)
+
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         """Write one object."""
-        await self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        with self._span("PutObject", key) as current:
+            current.set_attribute("lorafoundry.bytes", len(data))
+            await self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     async def put_model(self, key: str, model: BaseModel) -> None:
         """Write a pydantic model as JSON (how markers are written)."""
@@ -26,14 +38,18 @@ class ArtifactStore:
 
     async def get_bytes(self, key: str) -> bytes | None:
         """Read one object, or None if it does not exist."""
-        try:
-            response = await self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                return None
-            raise
-        async with response["Body"] as body:
-            return await body.read()
+        with self._span("GetObject", key) as current:
+            try:
+                response = await self.s3.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                    current.set_attribute("lorafoundry.found", False)
+                    return None
+                raise
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+            current.set_attribute("lorafoundry.bytes", len(data))
+            return data
 
     async def get_json(self, key: str) -> Any | None:
         """Read and parse a JSON object, or None if it does not exist."""

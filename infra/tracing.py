@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,6 +28,7 @@ from infra.settings import Settings
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER_NAME = "lorafoundry"
 _provider: TracerProvider | None = None
+_configure_lock = threading.Lock()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,10 +61,11 @@ def build_provider(settings: Settings, service_name: str) -> TracerProvider:
 def configure_tracing(settings: Settings, service_name: str) -> TracerProvider:
     """Install this process's tracer provider (once; later calls return the first one)."""
     global _provider
-    if _provider is None:
-        _provider = build_provider(settings, service_name)
-        trace.set_tracer_provider(_provider)
-    return _provider
+    with _configure_lock:  # a test process configures from its event sources' threads as well
+        if _provider is None:
+            _provider = build_provider(settings, service_name)
+            trace.set_tracer_provider(_provider)
+        return _provider
 
 
 def add_span_processor(processor: SpanProcessor) -> None:

@@ -9,6 +9,9 @@ Reliability rules it keeps (see docs/architecture.md):
 - a handler that gives its job back because the worker is stopping (`HandBack`) leaves the record uncommitted:
   whichever member owns the partition next reads it again;
 - the loop calls `on_alive` while it polls and while a job runs, which the container's health check reads.
+
+Each handled event gets a CONSUMER span in the trace the event carries, and the job's log context (job id,
+tenant): both reach the handler's task, not threads it hands work to (see `infra.tracing.in_current_context`).
 """
 
 from __future__ import annotations
@@ -18,17 +21,29 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from opentelemetry.trace import SpanKind
 
 from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
 from events.persistence import PublishFailed
 from infra.kafka import dead_letter
+from infra.logs import job_log_context
+from infra.tracing import mark_failed, span
 from workers.worker_state import WorkerLifecycle, WorkerState
 
 log = logging.getLogger(__name__)
+
+
+class _Outcome(Enum):
+    """What handling one record came to."""
+
+    HANDLED = "handled"
+    HANDED_BACK = "handed_back"
+    FAILED = "failed"
 
 
 class HandBack(Exception):
@@ -117,24 +132,55 @@ class ConsumerLoop:
             await self._commit(tp, record)
             return
 
-        try:
-            await self._run_keeping_membership(route.handle(event))
-        except HandBack:
-            log.info("%s@%s:%d handed back unfinished: left uncommitted", tp.topic, tp.partition, record.offset)
-            if tp in self.consumer.assignment():
-                self.consumer.seek(tp, record.offset)
-            return
-        except Exception:
-            log.exception(
-                "handling %s@%s:%d failed; retrying from the same offset", tp.topic, tp.partition, record.offset
-            )
-            if tp in self.consumer.assignment():  # else it moved: its new owner reads it from the commit
-                self.consumer.seek(tp, record.offset)
+        outcome = await self._run_traced(tp, record, route, event)
+        if outcome is _Outcome.FAILED:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_backoff_s)
             return
+        if outcome is _Outcome.HANDED_BACK:
+            return
         self.handled += 1
         await self._commit(tp, record)
+
+    async def _run_traced(
+        self, tp: TopicPartition, record: ConsumerRecord, route: Route, event: CloudEvent[Any]
+    ) -> _Outcome:
+        """Handle one event inside its CONSUMER span (a child of the trace the event carries) and its job's log
+        context, which the handler's task inherits; a failed or handed-back record is left to be read again."""
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": tp.topic,
+            "messaging.destination.partition.id": str(tp.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.message.id": event.id,
+            "cloudevents.event_type": event.type,
+            "lorafoundry.job_id": event.subject,
+            "lorafoundry.tenant": event.tenantid,
+        }
+        with (
+            job_log_context(event.subject, event.tenantid),
+            span(
+                f"process {tp.topic}", traceparent=event.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
+            ) as current,
+        ):
+            try:
+                await self._run_keeping_membership(route.handle(event))
+            except HandBack:
+                current.set_attribute("lorafoundry.outcome", "handed_back")
+                log.info("%s@%s:%d handed back unfinished: left uncommitted", tp.topic, tp.partition, record.offset)
+                if tp in self.consumer.assignment():
+                    self.consumer.seek(tp, record.offset)
+                return _Outcome.HANDED_BACK
+            except Exception as exc:
+                mark_failed(current, exc)
+                log.exception(
+                    "handling %s@%s:%d failed; retrying from the same offset", tp.topic, tp.partition, record.offset
+                )
+                if tp in self.consumer.assignment():  # else it moved: its new owner reads it from the commit
+                    self.consumer.seek(tp, record.offset)
+                return _Outcome.FAILED
+            return _Outcome.HANDLED
 
     async def _run_keeping_membership(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

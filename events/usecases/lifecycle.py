@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from events.envelope import utcnow
+from events.envelope import is_valid_traceparent, utcnow
 from events.lifecycle import (
     EVENT_TYPE_FOR_STATUS,
     JOB_CHECKPOINT,
@@ -32,6 +32,8 @@ def _event(job: AnyJob, event_type: str, event_id: str, source: str, **data: Any
         subject=job.jobId,
         source=source,
         tenantid=job.tenantId,
+        # The job's trace: whoever acts on the event (webhooks, portraits) joins the trace its request started.
+        traceparent=job.traceparent if is_valid_traceparent(job.traceparent) else None,
         data=JobLifecycleData(jobId=job.jobId, kind=job.kind, occurredAt=utcnow(), **data),
     )
 

@@ -14,12 +14,12 @@ from fastapi import Depends, Header, Path, Request
 from events.envelope import is_valid_traceparent
 from events.records.api_keys import ApiKeyRecord
 from functions.api.errors import ApiError
+from functions.api.request_tracing import request_traceparent
 from functions.api.services.quotas import check_request_allowed
 from infra.repositories.api_keys import InvalidCredentials, parse_authorization
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from infra.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches
-from infra.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ async def valid_traceparent(traceparent: Annotated[str | None, Header()] = None)
     request's W3C `traceparent` header when that one is well formed; a malformed one is dropped, not refused, as
     W3C trace context asks of a receiver, and the request's span starts a trace of its own). Without a tracer
     (no span), the well-formed header itself, or None."""
-    return current_traceparent() or (traceparent if is_valid_traceparent(traceparent) else None)
+    return request_traceparent() or (traceparent if is_valid_traceparent(traceparent) else None)
 
 
 TraceparentDep = Annotated[str | None, Depends(valid_traceparent)]

@@ -10,13 +10,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-from events.storage_keys import parse_notification_key, parse_upload_key
+from events.storage_keys import JobMarkerRef, parse_notification_key, parse_upload_key
 from functions.lambda_runtime import AsyncLambda
 from functions.s3_events.event_models import S3Notification, SqsEvent, SqsRecord
 from functions.s3_events.markers import apply_marker
 from functions.s3_events.uploads import apply_upload
+from infra.logs import job_log_context
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
+from infra.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,33 @@ async def process_record(context: ServiceContext, record: SqsRecord) -> None:
         ref = parse_notification_key(s3_record.s3.object.key)
         if ref is None:
             continue
-        await apply_marker(context, unquote_plus(s3_record.s3.object.key), ref)
+        await apply_traced_marker(context, unquote_plus(s3_record.s3.object.key), ref)
+
+
+async def apply_traced_marker(context: ServiceContext, key: str, ref: JobMarkerRef) -> None:
+    """Apply one marker inside a span of its job's trace, with the job's log context.
+
+    The job record is read first for its `traceparent` (one GetItem per marker: S3 notifications carry no object
+    metadata, and the marker's body is read only inside `apply_marker`). A marker of an unknown job still gets a
+    span, in a trace of its own.
+    """
+    job = await context.jobs.get(ref.job_id)
+    tenant = job.tenantId if job is not None else None
+    attributes = {
+        "lorafoundry.job_id": ref.job_id,
+        "lorafoundry.tenant": tenant,
+        "lorafoundry.marker": ref.marker.value if ref.marker else None,
+        "lorafoundry.epoch": ref.epoch,
+        "aws.s3.bucket": context.settings.bucket,
+        "aws.s3.key": key,
+    }
+    with (
+        job_log_context(ref.job_id, tenant),
+        span("s3-events marker", traceparent=job.traceparent if job else None, attributes=attributes) as current,
+    ):
+        outcome = await apply_marker(context, key, ref)
+        if outcome is not None:
+            current.set_attribute("lorafoundry.outcome", str(outcome))
 
 
 async def process_sqs_event(context: ServiceContext, event: dict[str, Any]) -> dict[str, Any]:

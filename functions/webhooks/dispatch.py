@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from standardwebhooks import Webhook
 
 from events.lifecycle import JobLifecycle
@@ -36,8 +38,10 @@ from events.webhooks import (
     payload,
 )
 from infra.egress import EgressRefused, guarded_client
+from infra.metrics import WEBHOOK_DELIVERIES
 from infra.repositories.webhooks import schedule_time
 from infra.runtime import ServiceContext
+from infra.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,38 @@ def signature_headers(delivery_id_: str, timestamp: datetime, body: str, secrets
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": signatures,
     }
+
+
+# The `outcome` label of WEBHOOK_DELIVERIES for each verdict.
+_OUTCOME_LABEL = {
+    Verdict.DELIVERED: "delivered",
+    Verdict.RETRY: "retry",
+    Verdict.GONE: "gone",
+    Verdict.GAVE_UP: "failed",
+}
+
+
+def _span_attributes(delivery: DeliveryRecord, number: int) -> dict[str, Any]:
+    # The host only, not the URL: a receiver's URL may carry a token of its own in its path or query.
+    return {
+        "http.request.method": "POST",
+        "server.address": urlsplit(delivery.url).hostname,
+        "lorafoundry.job_id": delivery.jobId,
+        "lorafoundry.tenant": delivery.tenantId,
+        "lorafoundry.delivery_id": delivery.deliveryId,
+        "lorafoundry.webhook_event": str(delivery.event),
+        "lorafoundry.attempt": number,
+    }
+
+
+def _record_outcome(current: Span, outcome: Outcome, verdict: Verdict) -> None:
+    """An attempt's outcome on its span and in the delivery counter."""
+    if outcome.status is not None:
+        current.set_attribute("http.response.status_code", outcome.status)
+    current.set_attribute("lorafoundry.verdict", str(verdict))
+    if verdict is not Verdict.DELIVERED:
+        current.set_status(Status(StatusCode.ERROR, outcome.error[:100] if outcome.error else str(outcome.status)))
+    WEBHOOK_DELIVERIES.labels(outcome=_OUTCOME_LABEL[verdict]).inc()
 
 
 class Dispatcher:
@@ -153,12 +189,14 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.context.settings.webhook_lease_seconds)
         if not await self.context.deliveries.take(delivery, lease):
             return False
-        outcome = await self._send(delivery, now)
         number = len(delivery.attempts) - delivery.scheduleStart + 1
-        decision = decide(number, outcome.status, outcome.retry_after, self.clock(), self.policy, self.rng)
-        if outcome.refused:
-            # A forbidden address stays forbidden: retrying would only knock on the same door.
-            decision = Decision(Verdict.GAVE_UP)
+        with span("webhook delivery", kind=SpanKind.CLIENT, attributes=_span_attributes(delivery, number)) as current:
+            outcome = await self._send(delivery, now)
+            decision = decide(number, outcome.status, outcome.retry_after, self.clock(), self.policy, self.rng)
+            if outcome.refused:
+                # A forbidden address stays forbidden: retrying would only knock on the same door.
+                decision = Decision(Verdict.GAVE_UP)
+            _record_outcome(current, outcome, decision.verdict)
         attempt = DeliveryAttempt(
             at=schedule_time(now),
             statusCode=outcome.status,

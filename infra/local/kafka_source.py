@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from infra.kafka import create_consumer
 from infra.local.sqs_poller import Handler, process_handler
+from infra.observability import configure_process, service_for_handler
 from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -124,9 +125,8 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = get_settings()
+    configure_process(settings, service_for_handler(args.handler))
 
     async def serve(handler: Handler) -> None:
         stop = asyncio.Event()

@@ -15,6 +15,8 @@ from typing import Any
 
 from events.envelope import utcnow
 from infra.local.sqs_poller import Handler, process_handler
+from infra.observability import configure_process, service_for_handler
+from infra.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, required=True, help="seconds between invocations")
     parser.add_argument("--rule", default="schedule")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_process(get_settings(), service_for_handler(args.handler))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

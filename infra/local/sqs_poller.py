@@ -20,6 +20,7 @@ from typing import Any
 import botocore.session
 
 from infra.aws import client_kwargs
+from infra.observability import configure_process, service_for_handler
 from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,8 @@ def main() -> None:
     parser.add_argument("--handler", required=True, help="dotted path of the Lambda handler")
     parser.add_argument("--queue", help="queue name (default: the S3 notifications queue)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = get_settings()
+    configure_process(settings, service_for_handler(args.handler))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
