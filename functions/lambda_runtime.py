@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from infra.lambda_metrics import EmbeddedMetrics, flush_quietly, in_lambda
 from infra.observability import configure_process
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
@@ -22,16 +23,26 @@ class AsyncLambda:
         self.settings_factory = settings_factory
         self.runner = asyncio.Runner()
         self.context: ServiceContext | None = None
+        # In Lambda, what the metrics recorded during an invocation is written as EMF lines after it.
+        self.metrics = EmbeddedMetrics(self.service_name) if in_lambda() else None
+
+    @property
+    def service_name(self) -> str:
+        """The service name its logs, spans and metrics carry: `lorafoundry-<function>`."""
+        return f"lorafoundry-{type(self).__name__.removesuffix('Lambda').lower()}"
 
     async def _handle(self, event: dict[str, Any]) -> dict[str, Any] | None:
         if self.context is None:
             settings = self.settings_factory()
-            configure_process(settings, f"lorafoundry-{type(self).__name__.removesuffix('Lambda').lower()}")
+            configure_process(settings, self.service_name)
             self.context = await ServiceContext(settings).open()
         return await self.process(self.context, event)
 
     def __call__(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any] | None:
-        return self.runner.run(self._handle(event))
+        try:
+            return self.runner.run(self._handle(event))
+        finally:
+            flush_quietly(self.metrics)
 
     def close(self) -> None:
         """Close the clients, then the loop: at the end of a process that ran this handler (the local event

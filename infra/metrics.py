@@ -29,19 +29,32 @@ JOBS_FINISHED = Counter(
 )
 JOB_DURATION = Histogram(
     "lorafoundry_job_duration_seconds",
-    "Time a worker spent on a job, by kind and stage (load, adapter_load, adapter_switch, compute, upload, total).",
+    "Time a worker spent on a job, by kind and stage (load, adapter_load, adapter_switch, inputs, compute, upload,"
+    " total).",
     ["kind", "stage"],
     buckets=_JOB_BUCKETS,
 )
-JOBS_BY_STATUS = Gauge("lorafoundry_jobs", "Jobs by kind and status, as the jobs table holds them.", ["kind", "status"])
+# Set at scrape time by whichever API process answers: across processes (multiprocess mode) the newest value counts.
+JOBS_BY_STATUS = Gauge(
+    "lorafoundry_jobs",
+    "Jobs by kind and status, as the jobs table holds them (queued and running: the sparse queue indexes).",
+    ["kind", "status"],
+    multiprocess_mode="mostrecent",
+)
 CONSUMER_LAG = Gauge(
     "lorafoundry_consumer_lag",
     "Records a consumer group has still to read (the deployment's scaling metric), by group and topic.",
     ["group", "topic"],
+    multiprocess_mode="mostrecent",
 )
 ADAPTER_CACHE = Counter(
     "lorafoundry_adapter_cache", "Adapter activations by result: hit (already loaded), miss (loaded now).", ["result"]
 )
 WEBHOOK_DELIVERIES = Counter("lorafoundry_webhook_deliveries", "Webhook delivery attempts by outcome.", ["outcome"])
 QUOTA_REFUSALS = Counter("lorafoundry_quota_refusals", "Requests refused with 429, by the limit they met.", ["limit"])
-GPU_MEMORY = Gauge("lorafoundry_gpu_memory_bytes", "GPU memory of this process by device and kind.", ["device", "kind"])
+GPU_MEMORY = Gauge(
+    "lorafoundry_gpu_memory_bytes",
+    "GPU memory of this process by device and kind (allocated, reserved).",
+    ["device", "kind"],
+    multiprocess_mode="all",
+)

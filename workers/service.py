@@ -21,11 +21,16 @@ from typing import Any
 
 import httpx
 
+from events.states import WorkerKind
+from infra.consumer_lag import WorkerGroup
 from infra.kafka import create_consumer
+from infra.repositories.workers import WorkerRepository
 from infra.runtime import ServiceContext
 from infra.settings import Settings
 from workers.consumer import ConsumerLoop, Route
 from workers.health import Heartbeat
+from workers.registration import CurrentJob, WorkerRegistration
+from workers.telemetry import worker_metrics
 from workers.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -73,25 +78,42 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
     settings = context.settings
     # One thread: a pipeline is not safe to run twice at once, and one job at a time saturates a device.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=spec.name)
-    consumer = create_consumer(settings, spec.topic, group_id=spec.group(settings))
+    group = WorkerGroup(spec.group(settings), spec.topic)
+    consumer = create_consumer(settings, spec.topic, group_id=group.group_id)
     consumer_loop: ConsumerLoop | None = None
+    current_job = CurrentJob()
     try:
-        # Warming a base model (a download, a load onto the GPU) takes minutes before the loop's own beats begin.
-        async with beating(heartbeat):
-            routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id, stop))
-        if settings.worker_scale_in_protection:
-            routes = TaskProtection(os.environ.get("ECS_AGENT_URI")).protecting(routes)
-        await consumer.start()
-        consumer_loop = ConsumerLoop(
-            consumer, context.producer, routes, name=f"{spec.name} {worker_id}", on_alive=heartbeat.beat
-        )
+        async with worker_metrics(settings, group) as metrics_server:
+            registration = WorkerRegistration(
+                WorkerRepository(context.clients.dynamodb, settings.workers_table),
+                worker_id=worker_id,
+                kind=WorkerKind(spec.name),
+                group=group.group_id,
+                interval_s=settings.worker_registry_interval_seconds,
+                state=lambda: (consumer_loop.state if consumer_loop else WorkerState.STARTING).value,
+                current_job=current_job,
+                metrics_url=lambda: metrics_server.url if metrics_server else None,
+            )
+            async with registration.kept():
+                # Warming a base model (a download, a load onto the GPU) takes minutes before the loop's own
+                # beats begin.
+                async with beating(heartbeat):
+                    routes = await spec.setup(WorkerSetup(settings, context, executor, worker_id, stop))
+                routes = current_job.tracking(routes)
+                if settings.worker_scale_in_protection:
+                    routes = TaskProtection(os.environ.get("ECS_AGENT_URI")).protecting(routes)
+                await consumer.start()
+                consumer_loop = ConsumerLoop(
+                    consumer, context.producer, routes, name=f"{spec.name} {worker_id}", on_alive=heartbeat.beat
+                )
 
-        def ready(loop: ConsumerLoop) -> None:
-            worker_log.info("%s: %s", spec.ready_line, worker_id)
-            if on_ready:
-                on_ready(loop)
+                def ready(loop: ConsumerLoop) -> None:
+                    worker_log.info("%s: %s", spec.ready_line, worker_id)
+                    registration.nudge()
+                    if on_ready:
+                        on_ready(loop)
 
-        await consumer_loop.run(stop, on_ready=ready)
+                await consumer_loop.run(stop, on_ready=ready)
     finally:
         await consumer.stop()
         await context.close()

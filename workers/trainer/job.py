@@ -31,6 +31,7 @@ from events.training import (
 from events.usecases import jobs
 from events.usecases.lifecycle import publish_lifecycle_once
 from infra.base_models import base_model_registry
+from infra.metrics import JOB_DURATION, JOBS_FINISHED
 from infra.runtime import ServiceContext
 from workers.base_models.loader import load_pipeline, pick_device
 from workers.consumer import HandBack
@@ -43,6 +44,12 @@ from workers.trainer.outputs import TrainingOutputs
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5
+_KIND = JobKind.TRAINING.value
+
+
+def _record_stage(stage: str, started: float) -> None:
+    """Observe how long a stage of a training took, from `started` (a perf counter) to now."""
+    JOB_DURATION.labels(kind=_KIND, stage=stage).observe(time.perf_counter() - started)
 
 
 class TrainingJobRunner:
@@ -156,13 +163,14 @@ class TrainingJobRunner:
         started = time.perf_counter()
         try:
             inputs = await load_training_inputs(self.context.store, data)
+            _record_stage("inputs", started)
             bridge.epochs = list(inputs.epochs_done)
             outcome = await loop.run_in_executor(self.executor, self._train, data, inputs, bridge)
         except Exception as exc:  # the training failed (see job_errors): its marker says why, the worker goes on
             reason = failure_reason(exc, TRAINING_FAILED)
             if not reason.expected:
                 log.exception("training %s failed", data.trainingId)
-            await self._fail(data.trainingId, bridge.attempt, reason.code, reason.message)
+            await self._fail(data.trainingId, bridge.attempt, reason.code, reason.message, started)
             return
         await self._write_outcome(data, bridge, outcome, started)
 
@@ -171,13 +179,18 @@ class TrainingJobRunner:
         spec = base_model_registry(self.settings).get(data.baseModel)
         if spec is None:
             raise BaseModelUnavailable(f"unknown base model {data.baseModel!r}")
+        loading = time.perf_counter()
         pipeline = load_pipeline(spec, self.settings)  # a fresh copy: adapters are added to it in place
         pipeline.set_progress_bar_config(disable=True)
+        _record_stage("load", loading)
+        computing = time.perf_counter()
         device, _ = pick_device(self.settings.torch_device)
         trainer = LoraTrainer(pipeline, data.parameters, device, spec.lora_targets, log=log.info)
         trainer.prepare(inputs.images)
         bridge.progress(TrainingStage.STARTING, 0, 0, None, None)
-        return trainer.run(bridge, inputs.resume)
+        outcome = trainer.run(bridge, inputs.resume)
+        _record_stage("compute", computing)
+        return outcome
 
     async def _write_outcome(
         self, data: TrainingRequestedData, bridge: TrainingBridge, outcome: TrainingOutcome, started: float
@@ -191,12 +204,14 @@ class TrainingJobRunner:
             # A lease that ends now: the next claim, a moment later, finds it lapsed.
             await self.context.jobs.renew_lease(data.trainingId, self.worker_id, 0, kind=JobKind.TRAINING)
             raise HandBack(f"training {data.trainingId} handed back at step {outcome.steps}")
+        uploading = time.perf_counter()
         if outcome.canceled:
             await outputs.canceled(
                 TrainingCanceled(
                     trainingId=data.trainingId, step=outcome.steps, workerId=self.worker_id, canceledAt=utcnow()
                 )
             )
+            self._finished(TrainingStatus.CANCELED, started)
             return
         assert outcome.adapter is not None
         adapter_key = await outputs.adapter(outcome.adapter)
@@ -217,8 +232,19 @@ class TrainingJobRunner:
                 trainSeconds=round(time.perf_counter() - started, 3),
             )
         )
+        _record_stage("upload", uploading)
+        self._finished(TrainingStatus.SUCCEEDED, started)
 
-    async def _fail(self, training_id: str, attempt: int, code: str, message: str) -> None:
+    @staticmethod
+    def _finished(status: TrainingStatus, started: float | None) -> None:
+        """Count a training this worker ended (its marker written) and, when it ran, its whole time."""
+        JOBS_FINISHED.labels(kind=_KIND, status=status.value).inc()
+        if started is not None:
+            _record_stage("total", started)
+
+    async def _fail(
+        self, training_id: str, attempt: int, code: str, message: str, started: float | None = None
+    ) -> None:
         failure = TrainingFailure(
             trainingId=training_id,
             error=JobError(code=code, message=message[:2000]),
@@ -227,3 +253,4 @@ class TrainingJobRunner:
             failedAt=utcnow(),
         )
         await self.context.store.put_model(training_marker_key(training_id, Marker.FAILED), failure)
+        self._finished(TrainingStatus.FAILED, started)
