@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from infra.metrics import JOBS_BY_STATUS
-from infra.repositories.job_counts import count_active
+from infra.repositories.status_counts import count_active
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 from events.topics import JOB_LIFECYCLE
 from functions.api.schemas.admin_status import ComponentOut, JobCountOut, JobCountsOut, LagOut, StatusOut
 from infra.consumer_lag import WorkerGroup, measure_lag, worker_groups
-from infra.repositories.job_counts import count_all
+from infra.repositories.status_counts import count_all
 from infra.repositories.workers import WorkerRepository
 from infra.settings import Settings
 
