@@ -53,4 +53,22 @@ class Unavailable(UseCaseError):
         self.retry_after_s = retry_after_s
 
 
-__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "Unavailable", "UseCaseError"]
+class QuotaExceeded(UseCaseError):
+    """The caller is over one of its limits (a quota or a rate limit); the same request may succeed after
+    `retry_after_s` seconds, or once the caller has freed what the limit counts (`details` says which limit,
+    its value and the current count)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        retry_after_s: int = 1,
+    ) -> None:
+        super().__init__(code, message, field, details)
+        self.retry_after_s = retry_after_s
+
+
+__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "QuotaExceeded", "Unavailable", "UseCaseError"]

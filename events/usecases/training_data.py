@@ -9,7 +9,8 @@ from typing import Any
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
 from events.storage_keys import model_data_key
-from events.usecases.ports import Backends, NormalizedImage
+from events.usecases.ports import NormalizedImage, QuotaAwareBackends
+from events.usecases.quotas import release_storage, reserve_storage
 
 
 def image_facts(image: NormalizedImage) -> dict[str, Any]:
@@ -29,24 +30,35 @@ def new_data_id() -> str:
 
 
 async def store_training_image(
-    backends: Backends,
+    backends: QuotaAwareBackends,
     model_id: str,
     tenant_id: str,
     image: NormalizedImage,
     data_id: str,
     name: str | None = None,
+    *,
+    reserved: bool = False,
 ) -> TrainingImageRecord:
-    """Write the image's bytes, then its `ready` record (so a ready record always has its bytes)."""
+    """Count the image's bytes against the tenant's storage (unless the caller `reserved` them already;
+    `QuotaExceeded` before anything is written when they do not fit), then write the bytes, then the `ready`
+    record (so a ready record always has its bytes). What counts is the size the tenant sent (`bytes`)."""
+    if not reserved:
+        await reserve_storage(backends, tenant_id, image.source_bytes)
     key = model_data_key(model_id, data_id, image.sha256)
-    await backends.store.put_bytes(key, image.png, "image/png")
-    return await backends.training_data.put(
-        TrainingImageRecord(
-            modelId=model_id,
-            dataId=data_id,
-            tenantId=tenant_id,
-            key=key,
-            name=name,
-            **image_facts(image),
-            status=UploadStatus.READY,
+    try:
+        await backends.store.put_bytes(key, image.png, "image/png")
+        return await backends.training_data.put(
+            TrainingImageRecord(
+                modelId=model_id,
+                dataId=data_id,
+                tenantId=tenant_id,
+                key=key,
+                name=name,
+                **image_facts(image),
+                status=UploadStatus.READY,
+            )
         )
-    )
+    except Exception:
+        if not reserved:  # a caller that reserved gives back what it reserved
+            await release_storage(backends, tenant_id, image.source_bytes)
+        raise

@@ -20,7 +20,8 @@ from events.training import MAX_TRAINING_IMAGES, TrainingRequestedData
 from events.usecases import jobs
 from events.usecases.errors import Conflict, Invalid, Unavailable
 from events.usecases.lifecycle import publish_lifecycle_once
-from events.usecases.ports import Backends, BaseModelSpec, NormalizedImage
+from events.usecases.ports import Backends, BaseModelSpec, NormalizedImage, QuotaAwareBackends
+from events.usecases.quotas import release_storage, require_image_room, reserve_storage
 from events.usecases.training_data import new_data_id, store_training_image
 from events.usecases.training_params import BaseDefaults, ParameterError, estimated_seconds, resolve_parameters
 
@@ -183,21 +184,34 @@ def check_trainable_now(model: ModelRecord, new_image_count: int) -> None:
 
 
 async def train_with_images(
-    backends: Backends,
+    backends: QuotaAwareBackends,
     tenant_id: str,
     model: ModelRecord,
     images: Sequence[tuple[NormalizedImage, str | None]],
     **training: Any,
 ) -> tuple[TrainingJob, list[str]]:
     """Store the (already validated) images, then start a training on everything the model holds; returns
-    the training and the new images' ids. `training` is passed on to `start_training`."""
+    the training and the new images' ids. `training` is passed on to `start_training`.
+
+    The model's image quota is checked and the images' bytes reserved for all of them at once, so a request
+    over a limit stores none of its images."""
     check_trainable_now(model, len(images))
     if not images and not await backends.training_data.list(model.modelId):
         raise Invalid("validation_error", "send at least one image in images[]", field="images")
+    await require_image_room(backends, tenant_id, model.modelId, len(images))
+    total = sum(image.source_bytes for image, _ in images)
+    await reserve_storage(backends, tenant_id, total)
     data_ids = []
-    for image, filename in images:
-        item = await store_training_image(backends, model.modelId, tenant_id, image, new_data_id(), filename)
-        data_ids.append(item.dataId)
+    try:
+        for image, filename in images:
+            item = await store_training_image(
+                backends, model.modelId, tenant_id, image, new_data_id(), filename, reserved=True
+            )
+            data_ids.append(item.dataId)
+            total -= image.source_bytes
+    finally:
+        # What was reserved and not stored (a write failed) is given back; stored images stay counted.
+        await release_storage(backends, tenant_id, total)
     return await start_training(backends, tenant_id, model, **training), data_ids
 
 

@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.usecases.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable, UseCaseError
+from events.usecases.errors import Conflict, Forbidden, Invalid, NotFound, QuotaExceeded, Unavailable, UseCaseError
 from events.validation import error_message
+from infra.metrics import QUOTA_REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ USE_CASE_STATUSES: dict[type[UseCaseError], int] = {
     Conflict: 409,
     Forbidden: 403,
     Unavailable: 503,
+    QuotaExceeded: 429,
 }
 
 
@@ -58,7 +60,8 @@ def use_case_status(kind: type[UseCaseError]) -> int:
 
 def api_error_of(exc: UseCaseError) -> ApiError:
     """The API's rendering of a use-case refusal: its status from the table, `Retry-After` when it says."""
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    retry_after = exc.retry_after_s if isinstance(exc, Unavailable | QuotaExceeded) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return ApiError(use_case_status(type(exc)), exc.code, exc.message, exc.field, headers, dict(exc.details))
 
 
@@ -110,6 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UseCaseError)
     async def _use_case_error(request: Request, exc: UseCaseError) -> JSONResponse:
+        if isinstance(exc, QuotaExceeded):
+            QUOTA_REFUSALS.labels(limit=str(exc.details.get("quota", exc.code))).inc()
         return await _api_error(request, api_error_of(exc))
 
     @app.exception_handler(RequestValidationError)

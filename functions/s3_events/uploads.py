@@ -9,8 +9,11 @@ from events.lifecycle import JobError
 from events.records.uploads import UploadPurpose, UploadRecord
 from events.states import UploadStatus
 from events.storage_keys import UploadRef, upload_image_key, upload_raw_key
+from events.usecases.errors import QuotaExceeded
+from events.usecases.quotas import require_image_room
 from events.usecases.training_data import image_facts, store_training_image
 from infra.images import ImageRejected, NormalizedImage, normalize_upload
+from infra.metrics import QUOTA_REFUSALS
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,15 @@ async def _accept(context: ServiceContext, upload: UploadRecord, image: Normaliz
         if model is None:
             await _reject(context, upload, "model_not_found", "the model was deleted before its image arrived")
             return
-        item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
+        try:
+            # The pending image itself was counted when its upload was presigned: nothing more is added.
+            await require_image_room(context, upload.tenantId, model_id, adding=0)
+            item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
+        except QuotaExceeded as exc:
+            # Nobody waits on this request to answer 429: the image is rejected with the quota's words.
+            QUOTA_REFUSALS.labels(limit=str(exc.details.get("quota", exc.code))).inc()
+            await _reject(context, upload, exc.code, exc.message)
+            return
         fields["key"] = item.key
     else:
         key = upload_image_key(upload.tenantId, upload.uploadId)

@@ -10,7 +10,9 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from events.states import JobKind
 from events.usecases import trainings
+from events.usecases.quotas import require_image_room, require_job_slot
 from events.validation import error_message, error_path
 from functions.api.dependencies import ContextDep, ModelIdPath, SignedDep, TenantDep, TraceparentDep
 from functions.api.dialects import realm_style, scenario_style
@@ -147,6 +149,9 @@ async def train_model(
     webhook_fields = webhook_record(context, subscription)
     model = await service.require_model(context, tenant, modelId)
     trainings.check_trainable_now(model, len(files))
+    # The quotas before the files are read: a request over a limit costs nothing.
+    await require_job_slot(context, tenant, JobKind.TRAINING)
+    await require_image_room(context, tenant, model.modelId, len(files))
     # Validate every file before storing any, so a bad file leaves nothing half-written.
     validated = []
     for index, upload in enumerate(files):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
 from events.training import MAX_TRAINING_IMAGES
+from events.usecases.quotas import require_image_room
 from functions.api.dependencies import ContextDep, DataIdPath, ModelIdPath, TenantDep
 from functions.api.dialects.custom_models import training_image_out
 from functions.api.errors import ApiError
@@ -67,6 +68,7 @@ async def presign_training_image(
     existing = await context.training_data.list(model.modelId)
     if len(existing) >= MAX_TRAINING_IMAGES:
         raise ApiError(409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images")
+    await require_image_room(context, tenant, model.modelId)
     upload, post = await presign_upload(context, tenant, body.name if body else None, model=model)
     return await render_upload(context, upload, post)
 

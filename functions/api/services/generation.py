@@ -11,8 +11,10 @@ from typing import Any
 from events import generation as contract
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
 from events.records.jobs import GenerationJob
+from events.states import JobKind
 from events.storage_keys import JobInput, job_input_key
 from events.usecases import jobs
+from events.usecases.quotas import require_job_slot
 from functions.api.errors import ApiError
 from functions.api.schemas.images import GenerateImageRequest, ModifyImageForm
 from functions.api.services.adapters import ResolvedModel, resolve_model
@@ -121,6 +123,7 @@ async def submit_generation(
     webhook = webhook_record(context, body)
     resolved = await resolve_model(context, tenant_id, body.modelId)
     data = build_generation(new_job_id(), GenerationOptions.of(body), resolved)
+    await require_job_slot(context, tenant_id, JobKind.GENERATION)
     return await queue(context, tenant_id, data, traceparent, extra=webhook)
 
 
@@ -162,6 +165,8 @@ async def submit_modify(
     image's. The inputs are stored under the job's prefix, then the job is queued."""
     webhook = webhook_record(context, form)
     resolved = await resolve_model(context, tenant_id, form.modelId)
+    # Before the images are read and stored: a request over the limit costs nothing.
+    await require_job_slot(context, tenant_id, JobKind.GENERATION)
     image = await _input_image(context, tenant_id, image_bytes, form.imageKey, "image")
     mask = None
     if mask_bytes is not None or form.maskKey is not None:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.records.jobs import PortraitJob, PortraitStyle
+from events.states import JobKind
 from events.storage_keys import JobInput, job_input_key
 from events.usecases import portraits
 from events.usecases.errors import UseCaseError
+from events.usecases.quotas import check_training_images, limits_of, release_storage, require_job_slot, reserve_storage
 from events.usecases.training_data import store_training_image
 from events.usecases.trainings import name_training
 from functions.api.errors import ApiError
@@ -116,15 +118,25 @@ async def create_portrait(
     """Validate everything, then model, images, the portrait record, and last its training (tagged with the
     portrait, so whatever the training's events cause finds the portrait written)."""
     webhook = webhook_record(context, body)
+    # A portrait queues a training: it counts there, and its photos are its model's training images.
+    await require_job_slot(context, tenant_id, JobKind.TRAINING)
+    check_training_images(await limits_of(context, tenant_id), 0, len(body.imageUrls) + len(body.imageKeys))
     styles = await _pick_styles(context, tenant_id, body)
     photos = await gather_photos(context, tenant_id, body)
-    portrait_id = new_portrait_id()
-    job_ids = portraits.style_job_ids(portrait_id, len(styles))
-    model = await create_model(
-        context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
-    )
-    for photo in photos:
-        await store_training_image(context, model.modelId, tenant_id, photo, new_data_id())
+    # Every photo's bytes at once, before the model is made: over the storage quota, nothing is left behind.
+    unstored = sum(photo.source_bytes for photo in photos)
+    await reserve_storage(context, tenant_id, unstored)
+    try:
+        portrait_id = new_portrait_id()
+        job_ids = portraits.style_job_ids(portrait_id, len(styles))
+        model = await create_model(
+            context, tenant_id, CreateModelRequest(name=body.name or f"Portrait ({body.gender})", tags=["portrait"])
+        )
+        for photo in photos:
+            await store_training_image(context, model.modelId, tenant_id, photo, new_data_id(), reserved=True)
+            unstored -= photo.source_bytes
+    finally:
+        await release_storage(context, tenant_id, unstored)
     style_images: dict[int, str] = {}
     for index, style in enumerate(styles):
         if style.image is not None:

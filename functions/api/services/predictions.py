@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from events.envelope import utcnow
 from events.records.jobs import GenerationJob
+from events.states import JobKind
+from events.usecases.quotas import require_job_slot
 from functions.api.errors import ApiError
 from functions.api.schemas.predictions import MIN_PREDICTION_SIDE, CreatePredictionRequest
 from functions.api.services.adapters import combine, training_adapter
@@ -47,6 +49,7 @@ async def submit_prediction(
         size_fields=("image_size.width", "image_size.height"),
     )
     data = build_generation(new_job_id(), options, resolved)
+    await require_job_slot(context, tenant_id, JobKind.GENERATION)
     labels = list(body.scaleConfigs)
     return await queue(context, tenant_id, data, traceparent, extra={"scaleConfigLabels": labels, **webhook})
 

@@ -7,6 +7,7 @@ from events.records.models import ModelRecord
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
 from events.training import MAX_TRAINING_IMAGES
+from events.usecases.quotas import release_storage, require_image_room
 from events.usecases.training_data import new_data_id, store_training_image
 from functions.api.errors import ApiError
 from infra.images import ImageRejected, NormalizedImage, normalize_upload
@@ -31,14 +32,20 @@ async def store_image(
 async def add_training_image(
     context: ServiceContext, model: ModelRecord, data: bytes, name: str | None = None, field: str = "body"
 ) -> TrainingImageRecord:
-    """Validate and store one new training image."""
+    """Validate and store one new training image (within the model's image quota and the tenant's storage)."""
     image = await validate_image(context, data, field)
     existing = await context.training_data.list(model.modelId)
     if len(existing) >= MAX_TRAINING_IMAGES:
         raise ApiError(
             409, "too_many_images", f"a model holds at most {MAX_TRAINING_IMAGES} training images", field=field
         )
+    await require_image_room(context, model.tenantId, model.modelId)
     return await store_image(context, model, image, new_data_id(), name)
+
+
+def counted_bytes(item: TrainingImageRecord) -> int:
+    """The bytes an image counts for in its tenant's storage: what was sent, once it is stored (ready)."""
+    return (item.bytes or 0) if item.status is UploadStatus.READY else 0
 
 
 async def require_item(context: ServiceContext, model: ModelRecord, data_id: str) -> TrainingImageRecord:
@@ -55,7 +62,10 @@ async def replace_training_image(
     """Replace an image's bytes; it keeps its id and creation time. The old bytes stay for trainings that
     already listed them (content-addressed keys) until the model's artifacts are purged."""
     image = await validate_image(context, data)
-    return await store_image(context, model, image, item.dataId, item.name)
+    replaced = await store_image(context, model, image, item.dataId, item.name)
+    # The new bytes were counted when stored; the old ones no longer count as the tenant's.
+    await release_storage(context, model.tenantId, counted_bytes(item))
+    return replaced
 
 
 async def delete_training_image(context: ServiceContext, model: ModelRecord, item: TrainingImageRecord) -> None:
@@ -69,3 +79,4 @@ async def delete_training_image(context: ServiceContext, model: ModelRecord, ite
         )
     await context.training_data.delete(model.modelId, item.dataId)
     await context.store.delete(item.key)
+    await release_storage(context, model.tenantId, counted_bytes(item))

@@ -10,6 +10,7 @@ from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
 from events.states import JobKind
 from events.usecases import trainings as usecase
+from events.usecases.quotas import require_job_slot
 from functions.api.errors import ApiError
 from functions.api.schemas.models import canonical_parameters
 from infra.runtime import ServiceContext
@@ -33,7 +34,9 @@ async def start_training(
     name: usecase.TrainingName | None = None,
 ) -> TrainingJob:
     """Queue a training of the model on its current images (`events.usecases.trainings.start_training`),
-    with the model's stored parameters read in canonical form; returns the training record."""
+    with the model's stored parameters read in canonical form; returns the training record. `QuotaExceeded`
+    when the tenant already has its limit of trainings queued or running."""
+    await require_job_slot(context, tenant_id, JobKind.TRAINING)
     return await usecase.start_training(
         context,
         tenant_id,

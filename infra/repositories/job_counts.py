@@ -1,0 +1,47 @@
+"""How many jobs a tenant has queued or running (its quotas), counted on the jobs table's sparse indexes
+(`byQueue` holds only waiting jobs, `byInFlight` only held ones), so a count costs what the whole system has
+active, never a tenant's history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.states import JobKind
+from infra.repositories.dynamo import serialize
+from infra.repositories.jobs import IN_FLIGHT_ATTRIBUTE, QUEUE_ATTRIBUTE, QUEUE_FOR_KIND
+from infra.resources import JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
+
+
+class JobCountRepository:
+    """Counts of active jobs per tenant and kind."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+
+    async def _count(self, index: str, attribute: str, partition: str, tenant_id: str) -> int:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "Select": "COUNT",
+            "KeyConditionExpression": "#part = :p",
+            # A portrait's generations are queued by the service, not the caller: its training counts for it.
+            "FilterExpression": "tenantId = :t AND attribute_not_exists(portraitId)",
+            "ExpressionAttributeNames": {"#part": attribute},
+            "ExpressionAttributeValues": {":p": serialize(partition), ":t": serialize(tenant_id)},
+        }
+        total = 0
+        while True:
+            response = await self.dynamodb.query(**kwargs)
+            total += response.get("Count", 0)
+            if "LastEvaluatedKey" not in response:
+                return total
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def active(self, tenant_id: str, kind: JobKind) -> int:
+        """The tenant's jobs of `kind` queued or running. The claim moves a job from one index to the other in
+        one write; a count that reads both while it happens may be off by one (the limits are soft)."""
+        partition = QUEUE_FOR_KIND[kind]
+        queued = await self._count(JOBS_QUEUE_INDEX, QUEUE_ATTRIBUTE, partition, tenant_id)
+        running = await self._count(JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, partition, tenant_id)
+        return queued + running
