@@ -6,6 +6,11 @@ indexes' partition are picked by the job's kind (given, or implied by a target s
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar, overload
 
@@ -26,7 +31,7 @@ from events.states import (
     TrainingStatus,
 )
 from events.training import TrainingProgress
-from infra.repositories.dynamo import is_condition_failure, query_all, serialize
+from infra.repositories.dynamo import from_item, is_condition_failure, query_all, serialize
 from infra.repositories.versioned import (
     Advance,
     AdvanceOutcome,
@@ -34,7 +39,7 @@ from infra.repositories.versioned import (
     StaleWrite,
     VersionedRepository,
 )
-from infra.resources import JOBS_BY_MODEL_INDEX, JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
+from infra.resources import JOBS_BY_MODEL_INDEX, JOBS_BY_TENANT_INDEX, JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
 
 JobExists = RecordExists
 
@@ -55,11 +60,69 @@ __all__ = [
     "QUEUED_KINDS",
     "Advance",
     "AdvanceOutcome",
+    "InvalidCursor",
     "Job",
     "JobExists",
+    "JobPage",
     "JobRepository",
     "StaleWrite",
+    "decode_cursor",
+    "encode_cursor",
 ]
+
+# -- the history's cursor ---------------------------------------------------------------------------------------
+# A position in a tenant's `byTenant` partition is the key of the last job read there: the table's key and the
+# index's. The cursor is that key as compact JSON in unpadded base64url, opaque to clients.
+CURSOR_FIELDS = ("jobId", "tenantId", "createdAt")
+MAX_CURSOR_CHARS = 1024
+MAX_CURSOR_FIELD_CHARS = 256
+
+
+class InvalidCursor(ValueError):
+    """A history cursor that this service did not hand to this tenant (malformed, altered or another's)."""
+
+
+def encode_cursor(key: dict[str, str]) -> str:
+    """The opaque cursor of a position in a tenant's history (`key`: jobId, tenantId, createdAt)."""
+    document = json.dumps({name: key[name] for name in CURSOR_FIELDS}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(document.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, tenant_id: str) -> dict[str, str]:
+    """The position a cursor names, checked to be one of `tenant_id`'s history; `InvalidCursor` otherwise, so
+    that nothing a client makes up is ever sent to DynamoDB as a start key (nor reads another partition)."""
+    if not cursor or len(cursor) > MAX_CURSOR_CHARS:
+        raise InvalidCursor("the cursor is empty or too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidCursor("the cursor is not one this service issued") from exc
+    if not isinstance(key, dict) or set(key) != set(CURSOR_FIELDS):
+        raise InvalidCursor("the cursor is not one this service issued")
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_CURSOR_FIELD_CHARS for v in key.values()):
+        raise InvalidCursor("the cursor is not one this service issued")
+    if key["tenantId"] != tenant_id:
+        raise InvalidCursor("the cursor belongs to another listing")
+    try:
+        datetime.fromisoformat(key["createdAt"])
+    except ValueError as exc:
+        raise InvalidCursor("the cursor is not one this service issued") from exc
+    return key
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a tenant's jobs, newest first; `next_cursor` is set only when more may follow."""
+
+    jobs: list[AnyJob]
+    next_cursor: str | None
+
+
+# A history read follows DynamoDB pages (its Limit counts items before the filter) for at most this many
+# round trips; a sparse filter then returns a short page with a cursor rather than reading the whole partition.
+HISTORY_MAX_READS = 10
+HISTORY_FILTERED_PAGE = 100
 
 
 def kind_of(target: StrEnum) -> JobKind:
@@ -328,6 +391,68 @@ class JobRepository(VersionedRepository[AnyJob]):
             ScanIndexForward=False,
         )
         return [self.parse(i) for i in items]
+
+    async def page_for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        kind: JobKind | None = None,
+        predictions: bool | None = None,
+        status: str | None = None,
+    ) -> JobPage:
+        """The tenant's live (not soft-deleted) jobs, newest first, `limit` at most, after `cursor` (from an
+        earlier page; `InvalidCursor` if it is not one of this tenant's). Filters: `kind`; `predictions`
+        (True: only the custom-models API's predictions, False: none of them, None: either); the stored
+        `status`."""
+        start = decode_cursor(cursor, tenant_id) if cursor is not None else None
+        conditions = ["attribute_not_exists(deletedAt)"]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":t": serialize(tenant_id)}
+        if kind is not None:
+            names["#kind"] = "kind"
+            values[":kind"] = serialize(kind.value)
+            # A generation item from before every writer set `kind` has none.
+            legacy = kind is JobKind.GENERATION
+            conditions.append("(attribute_not_exists(#kind) OR #kind = :kind)" if legacy else "#kind = :kind")
+        if predictions is not None:
+            conditions.append(f"attribute_{'exists' if predictions else 'not_exists'}(scaleConfigLabels)")
+        if status is not None:
+            names["#status"] = "status"
+            values[":status"] = serialize(status)
+            conditions.append("#status = :status")
+        filtered = len(conditions) > 1
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": JOBS_BY_TENANT_INDEX,
+            "KeyConditionExpression": "tenantId = :t",
+            "FilterExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            # One more than asked tells, without another read, whether more follow.
+            "Limit": max(limit + 1, HISTORY_FILTERED_PAGE) if filtered else limit + 1,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = {name: serialize(value) for name, value in start.items()}
+        found: list[AnyJob] = []
+        for _ in range(HISTORY_MAX_READS):
+            response = await self.dynamodb.query(**kwargs)
+            page = response.get("Items", [])
+            for index, item in enumerate(page):
+                found.append(self.parse(from_item(item)))
+                if len(found) == limit:
+                    more = index < len(page) - 1 or "LastEvaluatedKey" in response
+                    last = found[-1]
+                    position = {"jobId": last.jobId, "tenantId": last.tenantId, "createdAt": last.createdAt}
+                    return JobPage(found, encode_cursor(position) if more else None)
+            if "LastEvaluatedKey" not in response:
+                return JobPage(found, None)
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        # Read enough for one request: where the reading stopped is the next page's start.
+        return JobPage(found, encode_cursor(from_item(kwargs["ExclusiveStartKey"])))
 
     async def mark_published(self, job_id: str, status: StrEnum | str) -> None:
         """Record that the lifecycle event of `status` reached Kafka (so a redelivery need not resend it)."""
