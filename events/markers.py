@@ -58,3 +58,15 @@ class JobFailure(BaseModel):
     workerId: str
     attempt: int = Field(ge=1)
     failedAt: AwareDatetime
+
+
+class JobCanceled(BaseModel):
+    """`jobs/{jobId}/canceled.json`: the worker stopped the job between two denoising steps on request, and
+    wrote no outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobId: str
+    step: int = Field(ge=0, description="Denoising steps done when the run stopped.")
+    workerId: str
+    canceledAt: AwareDatetime

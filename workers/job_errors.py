@@ -35,6 +35,15 @@ class TrainingDataMissing(RuntimeError):
     """None of the training's images can be read."""
 
 
+class GenerationCanceled(Exception):
+    """A generation stopped between two denoising steps because its cancel was asked for: not a failure,
+    so it is no job error (the worker writes `canceled.json`, not `failed.json`)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"canceled after {step} denoising step(s)")
+        self.step = step
+
+
 # Looked up along the exception's class hierarchy, so a subclass gets its parent's code.
 JOB_ERROR_CODES: Mapping[type, str] = {
     InputUnavailable: "input_unavailable",

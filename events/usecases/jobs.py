@@ -9,15 +9,16 @@ import contextlib
 import logging
 from typing import Any, TypeVar
 
-from events.envelope import CloudEvent
+from events.envelope import CloudEvent, utcnow
 from events.generation import GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
-from events.persistence import Advance, PublishFailed, RecordExists
+from events.persistence import Advance, AdvanceOutcome, PublishFailed, RecordExists, StaleWrite
 from events.records.jobs import GenerationJob, TrainingJob
 from events.states import GenerationStatus, JobKind, TrainingStatus
 from events.topics import GENERATION_REQUESTS, TRAINING_REQUESTS
 from events.training import TrainingRequested, TrainingRequestedData
-from events.usecases.errors import Unavailable
+from events.usecases.errors import Conflict, Unavailable
+from events.usecases.lifecycle import publish_lifecycle_once
 from events.usecases.ports import Backends
 
 log = logging.getLogger(__name__)
@@ -148,3 +149,45 @@ async def republish(backends: Backends, job: QueuedJob, source: str) -> None:
     raises `PublishFailed` when the broker refuses, leaving the job as it is."""
     topic, event, key = command_for(job, source)
     await backends.publisher.publish(topic, event, key=key)
+
+
+async def cancel_generation(
+    backends: Backends, job: GenerationJob, *, source: str, field: str = "jobId"
+) -> GenerationJob:
+    """Cancel a queued generation at once (no worker will claim it: a claim needs it queued), or ask the
+    worker running it to stop between two denoising steps (it then writes `canceled.json`, which ends it);
+    `Conflict` naming `field` if it already ended. Returns the job as it now stands."""
+    repository = backends.jobs
+    job_id = job.jobId
+    if job.status is GenerationStatus.QUEUED:
+        # Only while still queued: a worker may have claimed it since it was read, and a running job is
+        # stopped by its worker (below), never ended under it (its outputs could be half written).
+        advance = await repository.advance(
+            job_id,
+            GenerationStatus.CANCELED,
+            {"completedAt": utcnow().isoformat(), "canceledBy": "user"},
+            only_from=GenerationStatus.QUEUED,
+        )
+        if advance.outcome is AdvanceOutcome.APPLIED:
+            assert advance.record is not None
+            await publish_lifecycle_once(backends, advance.record, GenerationStatus.CANCELED, source=source)
+            return advance.record
+        job = advance.record or job  # claimed meanwhile: ask its worker to stop
+    if job.status is GenerationStatus.PROCESSING:
+        try:
+            updated = await repository.update_fields(
+                job_id,
+                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
+                condition="#status = :processing",
+                values={":processing": GenerationStatus.PROCESSING.value},
+            )
+        except StaleWrite:
+            job = await repository.get_as(job_id, GenerationJob) or job
+        else:
+            assert isinstance(updated, GenerationJob)
+            return updated
+    raise Conflict(
+        "job_finished",
+        f"job {job_id!r} already {job.status.value}; there is nothing to cancel",
+        field=field,
+    )

@@ -6,9 +6,8 @@ import logging
 from enum import StrEnum
 from typing import Any
 
-from events.envelope import utcnow
 from events.lifecycle import JobProgress
-from events.markers import GenerationResult, JobFailure
+from events.markers import GenerationResult, JobCanceled, JobFailure
 from events.persistence import AdvanceOutcome, PublishFailed
 from events.records.jobs import EpochRecord, TrainingJob
 from events.states import TRAINING, GenerationStatus, JobKind, TrainingStatus
@@ -56,7 +55,8 @@ def _generation_fields(marker: Marker, body: Any) -> dict[str, Any]:
     if marker is Marker.FAILED:
         failure = JobFailure.model_validate(body)
         return {"error": failure.error, "completedAt": failure.failedAt.isoformat()}
-    return {"completedAt": utcnow().isoformat()}
+    canceled = JobCanceled.model_validate(body)
+    return {"completedAt": canceled.canceledAt.isoformat(), "canceledAtStep": canceled.step}
 
 
 def _training_fields(marker: Marker, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:

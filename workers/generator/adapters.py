@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from events.generation import AdapterRef
+from infra.metrics import ADAPTER_CACHE
 from workers.job_errors import AdapterUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 
@@ -66,7 +67,9 @@ class AdapterCache:
         for adapter in adapters:
             if adapter.key in self._sizes:
                 self._sizes.move_to_end(adapter.key)
+                ADAPTER_CACHE.labels(result="hit").inc()
             else:
+                ADAPTER_CACHE.labels(result="miss").inc()
                 self._load(adapter.key, fetch, keep={a.key for a in adapters})
                 newly.append(adapter.key)
         loaded_at = time.perf_counter()

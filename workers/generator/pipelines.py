@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
@@ -16,7 +18,7 @@ from infra.base_models import BaseModelSpec, base_model_registry
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.generator.adapters import AdapterCache, AdapterFetcher
-from workers.job_errors import InvalidInput
+from workers.job_errors import GenerationCanceled, InvalidInput
 
 CONTENT_TYPES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg"}
 EXTENSIONS = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpeg"}
@@ -135,24 +137,45 @@ class PipelineCache:
             return self._pipelines[key]
 
 
+StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
+
+
+def stop_when_set(cancel: threading.Event) -> StepCallback:
+    """A diffusers `callback_on_step_end` that ends the run between two denoising steps once `cancel` is set,
+    raising `GenerationCanceled` with the number of steps done (diffusers calls it after step `index`)."""
+
+    def on_step_end(pipeline: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if cancel.is_set():
+            raise GenerationCanceled(index + 1)
+        return tensors
+
+    return on_step_end
+
+
 def generate(
     cache: PipelineCache,
     request: GenerationRequestedData,
     fetch: AdapterFetcher,
     inputs: ModifyInputs | None = None,
+    cancel: threading.Event | None = None,
 ) -> GeneratedImages:
     """Run one request with its adapters active; blocking, so callers run it off the event loop, one at a
     time per worker (activating adapters mutates the shared pipeline). `fetch` reads an adapter's bytes;
-    `inputs` are the decoded images of an image-to-image or inpainting request."""
+    `inputs` are the decoded images of an image-to-image or inpainting request. Once `cancel` is set the
+    run stops at the next step boundary with `GenerationCanceled`."""
+    cancel = cancel or threading.Event()
     pipeline, load_ms = cache.get(request.baseModel)
     activation = cache.adapters(request.baseModel).activate(request.adapters, fetch)
+    if cancel.is_set():
+        raise GenerationCanceled(0)
     started = time.perf_counter()
+    on_step_end = stop_when_set(cancel)
     if request.mode is GenerationMode.TEXT_TO_IMAGE:
-        images = _run(pipeline, request, width=request.width, height=request.height)
+        images = _run(pipeline, request, on_step_end, width=request.width, height=request.height)
     else:
         if inputs is None:
             raise InvalidInput(f"a {request.mode.value} job needs its input image")
-        images = _modify(cache.for_mode(request.baseModel, request.mode), request, inputs)
+        images = _modify(cache.for_mode(request.baseModel, request.mode), request, inputs, on_step_end)
     computed = time.perf_counter()
     encoded = [encode_image(image, request.outputFormat) for image in images]
     return GeneratedImages(
@@ -167,7 +190,9 @@ def generate(
     )
 
 
-def _run(pipeline: DiffusionPipeline, request: GenerationRequestedData, **extra: object) -> list[Image.Image]:
+def _run(
+    pipeline: DiffusionPipeline, request: GenerationRequestedData, on_step_end: StepCallback, **extra: object
+) -> list[Image.Image]:
     # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     count = request.numOutputs
@@ -184,12 +209,15 @@ def _run(pipeline: DiffusionPipeline, request: GenerationRequestedData, **extra:
             num_inference_steps=request.numInferenceSteps,
             num_images_per_prompt=count,
             generator=generator,
+            callback_on_step_end=on_step_end,
             **extra,
         )
     return list(result.images)
 
 
-def _modify(pipeline: DiffusionPipeline, request: GenerationRequestedData, inputs: ModifyInputs) -> list[Image.Image]:
+def _modify(
+    pipeline: DiffusionPipeline, request: GenerationRequestedData, inputs: ModifyInputs, on_step_end: StepCallback
+) -> list[Image.Image]:
     strength = request.effective_strength
     if int(request.numInferenceSteps * strength) < 1:
         # Diffusers runs int(steps x strength) denoising steps: none means the input itself, unchanged.
@@ -197,7 +225,7 @@ def _modify(pipeline: DiffusionPipeline, request: GenerationRequestedData, input
     extra: dict[str, object] = {"image": inputs.image, "strength": strength}
     if inputs.mask is not None:
         extra |= {"mask_image": inputs.mask, "width": request.width, "height": request.height}
-    generated = _run(pipeline, request, **extra)
+    generated = _run(pipeline, request, on_step_end, **extra)
     if inputs.mask is None:
         return generated
     return [keep_unmasked(inputs.image, image.resize(inputs.image.size), inputs.mask) for image in generated]

@@ -134,4 +134,7 @@ async def render_prediction(context: ServiceContext, job: GenerationJob) -> Pred
         timings=view.timings,
         webhook=view.webhook,
         deliveries=view.deliveries,
+        cancelRequested=view.cancelRequested,
+        queuePosition=view.queuePosition,
+        estimatedStartAt=view.estimatedStartAt,
     )

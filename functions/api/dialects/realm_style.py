@@ -16,7 +16,7 @@ from events.records.jobs import GenerationJob, TrainingJob
 from events.records.models import ModelRecord
 from events.states import GenerationStatus, ModelStatus, TrainingStatus
 from functions.api.dialects import scenario_style
-from functions.api.dialects.reads import latest_training
+from functions.api.dialects.reads import generation_queue_place, latest_training
 from functions.api.schemas.images import AdapterUsedOut, ImageOut, JobErrorOut, JobParameters, JobView
 from functions.api.schemas.models import ModelList, ModelOut
 from functions.api.services.webhooks import job_deliveries
@@ -146,6 +146,7 @@ async def render_job(context: ServiceContext, job: GenerationJob) -> JobView:
             timings[name] = value
     if job.result is not None:
         timings.update({k: float(v) for k, v in job.result.timings.model_dump().items()})
+    place = await generation_queue_place(context, job) if status is GenerationStatus.QUEUED else None
     strength = None if request.mode is GenerationMode.TEXT_TO_IMAGE else request.effective_strength
     stored = request.model_dump(mode="json")
     return JobView(
@@ -167,4 +168,7 @@ async def render_job(context: ServiceContext, job: GenerationJob) -> JobView:
         timings=timings or None,
         webhook=job.webhook.model_dump(mode="json") if job.webhook else None,
         deliveries=await job_deliveries(context, job),
+        cancelRequested=True if job.cancelRequested and status is GenerationStatus.PROCESSING else None,
+        queuePosition=place.position if place else None,
+        estimatedStartAt=place.estimated_start if place else None,
     )

@@ -1,4 +1,5 @@
-"""Realm-style images routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`."""
+"""Realm-style images routes: `POST /v1/images/generate`, `POST /v1/images/modify`, `GET /v1/images/jobs/{jobId}`,
+`POST /v1/images/jobs/{jobId}/cancel`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.images import GenerateImageRequest, JobAccepted, JobView, ModifyImageForm
 from functions.api.services.generation import submit_generation, submit_modify
+from functions.api.services.jobs import cancel_generation
+from infra.runtime import ServiceContext
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=ERROR_RESPONSES)
 
@@ -55,7 +58,26 @@ def _accepted(job: GenerationJob, response: Response) -> JobAccepted:
 @router.get("/jobs/{jobId}", response_model=JobView, response_model_exclude_none=True)
 async def get_job(jobId: JobIdPath, tenant: TenantDep, context: ContextDep) -> JobView:
     """A job's status and, once completed, its images (presigned URLs)."""
-    job = await context.jobs.get_for_tenant(tenant, jobId)
-    if not isinstance(job, GenerationJob) or job.deletedAt:
-        raise ApiError(404, "job_not_found", f"job {jobId!r} does not exist", field="jobId")
+    return await render_job(context, await _require_job(context, tenant, jobId))
+
+
+@router.post(
+    "/jobs/{jobId}/cancel",
+    status_code=202,
+    response_model=JobView,
+    response_model_exclude_none=True,
+    responses=error_responses(409),
+)
+async def cancel_job(jobId: JobIdPath, tenant: TenantDep, context: ContextDep) -> JobView:
+    """Cancel: a queued job at once; a running one stops between two denoising steps, without images (poll
+    for `failed` with error code `canceled`). 409 once it ended."""
+    job = await cancel_generation(context, await _require_job(context, tenant, jobId))
     return await render_job(context, job)
+
+
+async def _require_job(context: ServiceContext, tenant: str, job_id: str) -> GenerationJob:
+    """The caller's live generation job, or 404 (another tenant's or a deleted one looks like none)."""
+    job = await context.jobs.get_for_tenant(tenant, job_id)
+    if not isinstance(job, GenerationJob) or job.deletedAt:
+        raise ApiError(404, "job_not_found", f"job {job_id!r} does not exist", field="jobId")
+    return job

@@ -1,4 +1,5 @@
-"""Custom-models routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `DELETE` (soft)."""
+"""Custom-models routes: `POST /v1/predictions`, `GET /v1/predictions/{predictionId}`, `POST …/cancel`, `DELETE`
+(soft)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
 from functions.api.schemas.predictions import CreatePredictionRequest, PredictionAccepted, PredictionView
 from functions.api.services import predictions as service
+from functions.api.services.jobs import cancel_generation
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERROR_RESPONSES)
 
@@ -33,6 +35,21 @@ async def get_prediction(predictionId: PredictionIdPath, tenant: TenantDep, cont
     """A prediction's status and, once succeeded, its `outputImages` (presigned URLs)."""
     job = await service.require_prediction(context, tenant, predictionId)
     return await render_prediction(context, job)
+
+
+@router.post(
+    "/{predictionId}/cancel",
+    status_code=202,
+    response_model=PredictionView,
+    response_model_exclude_none=True,
+    responses=error_responses(409),
+)
+async def cancel_prediction(predictionId: PredictionIdPath, tenant: TenantDep, context: ContextDep) -> PredictionView:
+    """Cancel: a starting prediction at once; a processing one stops between two denoising steps, without
+    images (poll for `canceled`). 409 once it ended."""
+    job = await service.require_prediction(context, tenant, predictionId)
+    updated = await cancel_generation(context, job, field="predictionId")
+    return await render_prediction(context, updated)
 
 
 @router.delete("/{predictionId}", status_code=204)

@@ -162,3 +162,14 @@ class JobView(BaseModel):
     timings: dict[str, float] | None = None
     webhook: WebhookSubscriptionOut | None = None
     deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")
+    cancelRequested: bool | None = Field(
+        default=None, description="Set once a cancel was asked of the running job: it stops at its next step."
+    )
+    queuePosition: int | None = Field(
+        default=None, description="While queued: how many jobs (of every tenant) wait ahead of this one."
+    )
+    estimatedStartAt: ApiTime | None = Field(
+        default=None,
+        description="While queued: when the job should start, if each job ahead takes the typical time of this "
+        "job's base model (its default steps at its typical step rate), one after another. A rough guide.",
+    )

@@ -117,3 +117,14 @@ class PredictionView(BaseModel):
     timings: dict[str, float] | None = None
     webhook: WebhookSubscriptionOut | None = None
     deliveries: list[DeliveryOut] = Field(default_factory=list, description="Webhook deliveries and attempts.")
+    cancelRequested: bool | None = Field(
+        default=None, description="Set once a cancel was asked of the running prediction: it stops at its next step."
+    )
+    queuePosition: int | None = Field(
+        default=None, description="While starting (queued): how many jobs (of every tenant) wait ahead of it."
+    )
+    estimatedStartAt: ApiTime | None = Field(
+        default=None,
+        description="While starting (queued): when it should start, if each job ahead takes the typical time of "
+        "its base model (default steps at its typical step rate), one after another. A rough guide.",
+    )
