@@ -19,14 +19,18 @@ class JobCountRepository:
         self.dynamodb = dynamodb
         self.table = table
 
-    async def _count(self, index: str, attribute: str, partition: str, tenant_id: str) -> int:
+    async def _count(self, index: str, attribute: str, kind: JobKind, tenant_id: str) -> int:
+        partition = QUEUE_FOR_KIND[kind]
+        mine = "tenantId = :t"
+        if kind is JobKind.GENERATION:
+            # A portrait's generations are queued by the service, not the caller: its training counts for it.
+            mine += " AND attribute_not_exists(portraitId)"
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index,
             "Select": "COUNT",
             "KeyConditionExpression": "#part = :p",
-            # A portrait's generations are queued by the service, not the caller: its training counts for it.
-            "FilterExpression": "tenantId = :t AND attribute_not_exists(portraitId)",
+            "FilterExpression": mine,
             "ExpressionAttributeNames": {"#part": attribute},
             "ExpressionAttributeValues": {":p": serialize(partition), ":t": serialize(tenant_id)},
         }
@@ -41,7 +45,6 @@ class JobCountRepository:
     async def active(self, tenant_id: str, kind: JobKind) -> int:
         """The tenant's jobs of `kind` queued or running. The claim moves a job from one index to the other in
         one write; a count that reads both while it happens may be off by one (the limits are soft)."""
-        partition = QUEUE_FOR_KIND[kind]
-        queued = await self._count(JOBS_QUEUE_INDEX, QUEUE_ATTRIBUTE, partition, tenant_id)
-        running = await self._count(JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, partition, tenant_id)
+        queued = await self._count(JOBS_QUEUE_INDEX, QUEUE_ATTRIBUTE, kind, tenant_id)
+        running = await self._count(JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, kind, tenant_id)
         return queued + running

@@ -21,7 +21,7 @@ from events.usecases.trainings import train_with_images
 from functions.api.app import create_app
 from tests.fakes import FakeBackends
 from tests.support import bearer
-from tests.usecases.builders import SOURCE, TENANT, generation_data, new_model
+from tests.usecases.builders import SOURCE, TENANT, generation_data, new_model, start, trainable_model
 
 KEY = "lf_quota_key"
 GOOD = {"modelId": "tiny-sd", "prompt": "a red fox", "width": 64, "height": 64}
@@ -76,6 +76,14 @@ async def test_a_portraits_own_generations_do_not_count_against_the_caller(backe
         backends, TENANT, generation_data("job_prt_0"), source=SOURCE, extra={"portraitId": "prt_1"}
     )
     await quotas.require_job_slot(backends, TENANT, JobKind.GENERATION)
+
+
+async def test_a_portraits_training_counts_as_a_training(backends: FakeBackends) -> None:
+    await with_quotas(backends, activeTrainings=1)
+    model = await trainable_model(backends)
+    await start(backends, model, extra={"portraitId": "prt_1"})
+    with pytest.raises(QuotaExceeded, match="trainings queued or running"):
+        await quotas.require_job_slot(backends, TENANT, JobKind.TRAINING)
 
 
 async def test_storage_is_reserved_before_the_bytes_are_written(backends: FakeBackends) -> None:
