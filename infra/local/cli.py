@@ -149,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=3, help="how many generation requests to submit")
     demo.set_defaults(func=cmd_demo)
 
+    from infra.admin_commands import register as register_admin
     from infra.deploy.commands import register as register_deploy
-    from infra.key_commands import register as register_keys
+    from infra.status_command import register as register_status
 
     register_deploy(sub)
-    register_keys(sub)
+    register_admin(sub)
+    register_status(sub)
     return parser
 
 
