@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -27,6 +27,7 @@ LAMBDA_ENV = "AWS_LAMBDA_FUNCTION_NAME"
 _PREFIX = "lorafoundry_"
 
 Labels = tuple[tuple[str, str], ...]
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
 
 
 def in_lambda() -> bool:
@@ -139,14 +140,20 @@ def flush_quietly(metrics: EmbeddedMetrics | None) -> None:
 
 
 class FlushingHandler:
-    """A Lambda handler that flushes the embedded metrics after each invocation (only in Lambda)."""
+    """A Lambda handler that flushes the embedded metrics after each invocation."""
 
     def __init__(self, handler: Callable[[Any, Any], Any], service: str) -> None:
         self.handler = handler
-        self.metrics = EmbeddedMetrics(service) if in_lambda() else None
+        self.metrics = EmbeddedMetrics(service)
 
     def __call__(self, event: Any, context: Any = None) -> Any:
         try:
             return self.handler(event, context)
         finally:
             flush_quietly(self.metrics)
+
+
+def flushing(handler: HandlerT, service: str) -> HandlerT | FlushingHandler:
+    """In Lambda, `handler` flushing the embedded metrics after each invocation; elsewhere `handler` itself (the
+    local stack and tests call it as it is, and a scrape reads the metrics instead)."""
+    return FlushingHandler(handler, service) if in_lambda() else handler

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
 from infra import metrics as service_metrics
-from infra.lambda_metrics import NAMESPACE, EmbeddedMetrics, FlushingHandler, service_metric_objects
+from infra.lambda_metrics import NAMESPACE, EmbeddedMetrics, FlushingHandler, flushing, service_metric_objects
 
 
 @pytest.fixture
@@ -103,15 +103,16 @@ def test_the_bridge_reads_every_object_of_infra_metrics() -> None:
 
 
 def test_the_handler_wrapper_flushes_only_in_lambda(monkeypatch, capsys) -> None:
+    def handle(event, context):
+        service_metrics.QUOTA_REFUSALS.labels(limit="emf-test").inc()
+        return "done"
+
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
-    outside = FlushingHandler(lambda event, context: {"ok": event}, "svc")
-    assert outside.metrics is None
-    assert outside(1) == {"ok": 1}
+    assert flushing(handle, "svc") is handle  # outside Lambda: the handler as it is
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "lorafoundry-api")
-    inside = FlushingHandler(
-        lambda event, context: service_metrics.QUOTA_REFUSALS.labels(limit="emf-test").inc() or "done", "svc"
-    )
+    inside = flushing(handle, "svc")
+    assert isinstance(inside, FlushingHandler)
     capsys.readouterr()
     assert inside({}) == "done"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
