@@ -31,37 +31,50 @@ TenantIdPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 KeyIdPath = IdPath
 
 
-@router.post("/tenants", status_code=201, response_model=TenantOut, responses=error_responses(409))
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantOut,
+    response_model_exclude_none=True,
+    responses=error_responses(409),
+)
 async def create_tenant(body: TenantCreateIn, _: OperatorDep, context: ContextDep) -> TenantOut:
     """Create a tenant (409 if the id is taken), optionally with its own quotas."""
     return await service.create_tenant(context, body)
 
 
-@router.get("/tenants", response_model=list[TenantOut])
+@router.get("/tenants", response_model=list[TenantOut], response_model_exclude_none=True)
 async def list_tenants(_: OperatorDep, context: ContextDep) -> list[TenantOut]:
     """Every tenant, by id."""
     return await service.list_tenants(context)
 
 
-@router.get("/tenants/{tenantId}", response_model=TenantDetailOut, responses=error_responses(404))
+@router.get(
+    "/tenants/{tenantId}",
+    response_model=TenantDetailOut,
+    response_model_exclude_none=True,
+    responses=error_responses(404),
+)
 async def get_tenant(tenantId: TenantIdPath, _: OperatorDep, context: ContextDep) -> TenantDetailOut:
     """A tenant with its quotas, the limits in effect, its usage and its keys (never their values)."""
     return await service.show_tenant(context, tenantId)
 
 
-@router.patch("/tenants/{tenantId}", response_model=TenantOut, responses=error_responses(404))
+@router.patch(
+    "/tenants/{tenantId}", response_model=TenantOut, response_model_exclude_none=True, responses=error_responses(404)
+)
 async def update_tenant(tenantId: TenantIdPath, body: TenantUpdateIn, _: OperatorDep, context: ContextDep) -> TenantOut:
     """Change a tenant's display name, status (a suspended tenant's keys are refused) or quotas."""
     return await service.update_tenant(context, tenantId, body)
 
 
-@router.post("/keys", status_code=201, response_model=KeyIssuedOut)
+@router.post("/keys", status_code=201, response_model=KeyIssuedOut, response_model_exclude_none=True)
 async def create_key(body: KeyCreateIn, _: OperatorDep, context: ContextDep) -> KeyIssuedOut:
     """Issue an API key and its signing secret for a tenant (created if it has no record): shown this once."""
     return await service.create_key(context, body)
 
 
-@router.get("/keys", response_model=list[KeyOut])
+@router.get("/keys", response_model=list[KeyOut], response_model_exclude_none=True)
 async def list_keys(
     _: OperatorDep,
     context: ContextDep,
@@ -71,13 +84,21 @@ async def list_keys(
     return await service.list_keys(context, tenant)
 
 
-@router.post("/keys/{keyId}/revoke", response_model=KeyOut, responses=error_responses(404))
+@router.post(
+    "/keys/{keyId}/revoke", response_model=KeyOut, response_model_exclude_none=True, responses=error_responses(404)
+)
 async def revoke_key(keyId: KeyIdPath, _: OperatorDep, context: ContextDep) -> KeyOut:
     """Revoke a key (again is fine): every API process refuses it within a few seconds."""
     return await service.revoke_key(context, keyId)
 
 
-@router.post("/keys/{keyId}/rotate", status_code=201, response_model=KeyRotatedOut, responses=error_responses(404, 409))
+@router.post(
+    "/keys/{keyId}/rotate",
+    status_code=201,
+    response_model=KeyRotatedOut,
+    response_model_exclude_none=True,
+    responses=error_responses(404, 409),
+)
 async def rotate_key(
     keyId: KeyIdPath, _: OperatorDep, context: ContextDep, body: KeyRotateIn | None = None
 ) -> KeyRotatedOut:
