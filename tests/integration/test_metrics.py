@@ -109,3 +109,12 @@ async def test_a_worker_metrics_port_serves_the_same_registry() -> None:
         assert server.url.endswith(f":{server.port}/metrics")
     finally:
         server.stop()
+
+
+async def test_trainings_are_counted_by_the_trainer(operator_client, trained_pair) -> None:
+    # The session's two trainings (a shared fixture, trained by the session's trainer in this process).
+    samples = await scrape(operator_client)
+    assert value(samples, "lorafoundry_jobs_finished_total", kind="training", status="succeeded") >= len(trained_pair)
+    for stage in ("inputs", "load", "compute", "upload", "total"):
+        count = value(samples, "lorafoundry_job_duration_seconds_count", kind="training", stage=stage)
+        assert count >= len(trained_pair), stage
