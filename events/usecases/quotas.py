@@ -10,6 +10,7 @@ never exceeded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -188,8 +189,16 @@ async def require_job_slot(backends: QuotaBackends, tenant_id: str, kind: JobKin
     """Refuse a new job of `kind` when the tenant already has its limit queued or running. A soft limit:
     two concurrent requests may both see the last free slot."""
     limits = await limits_of(backends, tenant_id)
-    if limits.value(ACTIVE_LIMIT_OF_KIND[kind]):
+    if not limits.value(ACTIVE_LIMIT_OF_KIND[kind]):
+        return
+    try:
         check_active_jobs(limits, kind, await backends.job_counts.active(tenant_id, kind))
+    except QuotaExceeded as refusal:
+        # When the running jobs say how long they take (trainings do), the first to end frees a slot.
+        soonest = await backends.job_counts.soonest_end_s(tenant_id, kind)
+        if soonest is not None:
+            refusal.retry_after_s = max(1, math.ceil(soonest))
+        raise
 
 
 async def require_image_room(backends: QuotaBackends, tenant_id: str, model_id: str, adding: int = 1) -> None:

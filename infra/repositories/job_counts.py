@@ -4,10 +4,12 @@ active, never a tenant's history."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from events.envelope import utcnow
 from events.states import JobKind
-from infra.repositories.dynamo import serialize
+from infra.repositories.dynamo import query_all, serialize
 from infra.repositories.jobs import IN_FLIGHT_ATTRIBUTE, QUEUE_ATTRIBUTE, QUEUE_FOR_KIND
 from infra.resources import JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
 
@@ -48,3 +50,24 @@ class JobCountRepository:
         queued = await self._count(JOBS_QUEUE_INDEX, QUEUE_ATTRIBUTE, kind, tenant_id)
         running = await self._count(JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, kind, tenant_id)
         return queued + running
+
+    async def soonest_end_s(self, tenant_id: str, kind: JobKind) -> float | None:
+        """Seconds until the first of the tenant's running jobs of `kind` is expected to end, from the estimate
+        each carries (trainings do); None when none says. Read only when a request is refused."""
+        items = await query_all(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=JOBS_IN_FLIGHT_INDEX,
+            KeyConditionExpression="#part = :p",
+            FilterExpression="tenantId = :t AND attribute_exists(estimatedSeconds)",
+            ProjectionExpression="startedAt, estimatedSeconds",
+            ExpressionAttributeNames={"#part": IN_FLIGHT_ATTRIBUTE},
+            ExpressionAttributeValues={":p": serialize(QUEUE_FOR_KIND[kind]), ":t": serialize(tenant_id)},
+        )
+        now = utcnow()
+        ends = [
+            datetime.fromisoformat(job["startedAt"]).timestamp() + float(job["estimatedSeconds"]) - now.timestamp()
+            for job in items
+            if job.get("startedAt") and job.get("estimatedSeconds") is not None
+        ]
+        return min(ends) if ends else None

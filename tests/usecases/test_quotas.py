@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from events.usecases.trainings import train_with_images
 from functions.api.app import create_app
 from tests.fakes import FakeBackends
 from tests.support import bearer
-from tests.usecases.builders import SOURCE, TENANT, generation_data, new_model, start, trainable_model
+from tests.usecases.builders import SOURCE, TENANT, generation_data, new_model, run_training, start, trainable_model
 
 KEY = "lf_quota_key"
 GOOD = {"modelId": "tiny-sd", "prompt": "a red fox", "width": 64, "height": 64}
@@ -81,9 +82,16 @@ async def test_a_portraits_own_generations_do_not_count_against_the_caller(backe
 async def test_a_portraits_training_counts_as_a_training(backends: FakeBackends) -> None:
     await with_quotas(backends, activeTrainings=1)
     model = await trainable_model(backends)
-    await start(backends, model, extra={"portraitId": "prt_1"})
-    with pytest.raises(QuotaExceeded, match="trainings queued or running"):
+    training = await start(backends, model, extra={"portraitId": "prt_1"})
+    with pytest.raises(QuotaExceeded, match="trainings queued or running") as queued:
         await quotas.require_job_slot(backends, TENANT, JobKind.TRAINING)
+    assert queued.value.retry_after_s == quotas.TRAINING_SLOT_RETRY_S  # nothing running says when it ends
+    await run_training(backends, training)
+    with pytest.raises(QuotaExceeded) as running:
+        await quotas.require_job_slot(backends, TENANT, JobKind.TRAINING)
+    # The running training's own estimate says when the slot frees.
+    assert training.estimatedSeconds is not None
+    assert 1 <= running.value.retry_after_s <= max(1, math.ceil(training.estimatedSeconds))
 
 
 async def test_storage_is_reserved_before_the_bytes_are_written(backends: FakeBackends) -> None:
