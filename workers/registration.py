@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 REGISTRY_TASK = "worker registration"
 # A record outlives this many missed refreshes before the worker is taken for dead.
 EXPIRY_INTERVALS = 3
+# How long a stop waits for the record's deletion.
+STOP_TIMEOUT_S = 5.0
 
 
 class CurrentJob:
@@ -109,16 +111,17 @@ class WorkerRegistration:
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[None]:
-        """Register now, refresh every interval while the block runs, then delete the record."""
-        await self.refresh()
+        """Register, then refresh every interval while the block runs, then delete the record. The writes run
+        beside the block, never in its way: a table that does not answer delays no worker's start or stop by
+        more than STOP_TIMEOUT_S."""
 
         async def keep() -> None:
             while True:
+                await self.refresh()
                 # The refresh period (or a nudge), not a synchronisation.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._nudged.wait(), self.interval_s)
                 self._nudged.clear()
-                await self.refresh()
 
         task = asyncio.create_task(keep(), name=REGISTRY_TASK)
         try:
@@ -128,6 +131,6 @@ class WorkerRegistration:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             try:
-                await self.repository.delete(self.worker_id)
+                await asyncio.wait_for(self.repository.delete(self.worker_id), STOP_TIMEOUT_S)
             except Exception as exc:  # the record then expires by itself
                 log.warning("could not delete the record of worker %s: %s", self.worker_id, exc)

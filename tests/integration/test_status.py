@@ -126,8 +126,12 @@ async def test_a_registration_is_live_while_kept_and_gone_after(context) -> None
         current_job=current,
     )
     current.job_id = "trn_123"
+
+    async def records_of_mine() -> list[WorkerRecord]:
+        return [w for w in await repository.live() if w.workerId == worker_id]
+
     async with registration.kept():
-        (mine,) = [w for w in await repository.live() if w.workerId == worker_id]
+        (mine,) = await eventually(records_of_mine, bool, timeout_s=10, what="the worker's record")
         assert (mine.kind, mine.state, mine.jobId) == (WorkerKind.TRAINER, "busy", "trn_123")
         assert mine.expiresAt > time.time() + 60  # three intervals ahead
         # A record past its expiry is not live, though the TTL has not deleted it yet.
