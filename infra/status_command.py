@@ -32,8 +32,9 @@ def _age(iso: str | None) -> str:
     return f"{int(seconds // 3600)}h"
 
 
-def tables(status: dict[str, Any]) -> list[Table]:
-    """The report's sections as tables: components, consumer lag, jobs, workers."""
+def tables(status: dict[str, Any]) -> list[tuple[Table, str | None]]:
+    """The report's sections as tables, each with a note printed under it (or None): components, consumer lag,
+    jobs, workers."""
     components = Table(title="Components", title_justify="left")
     for column in ("component", "state", "latency", "detail"):
         components.add_column(column)
@@ -47,20 +48,20 @@ def tables(status: dict[str, Any]) -> list[Table]:
         lag.add_column(column, justify="right" if column == "lag" else "left")
     for item in status["consumerLag"]:
         lag.add_row(item["group"], item["topic"], str(item["lag"]))
-    if status.get("lagError"):
-        lag.caption = f"not measured: {status['lagError']}"
+    lag_note = f"not measured: {status['lagError']}" if status.get("lagError") else None
 
     jobs = Table(title="Jobs", title_justify="left")
     for column in ("kind", "status", "count"):
         jobs.add_column(column, justify="right" if column == "count" else "left")
     counts = status.get("jobs")
+    jobs_note = None
     if counts is None:
-        jobs.caption = "not counted: the jobs table could not be read"
+        jobs_note = "not counted: the jobs table could not be read"
     else:
         for item in counts["counts"]:
             jobs.add_row(item["kind"], item["status"], str(item["count"]))
         if not counts["complete"]:
-            jobs.caption = "the count stopped at its bound: at least these"
+            jobs_note = "the count stopped at its bound: at least these"
 
     workers = Table(title="Live workers", title_justify="left")
     for column in ("worker", "kind", "state", "job", "host", "pid", "up", "seen", "metrics"):
@@ -77,9 +78,8 @@ def tables(status: dict[str, Any]) -> list[Table]:
             _age(w.get("heartbeatAt")),
             w.get("metricsUrl") or "-",
         )
-    if not status["workers"]:
-        workers.caption = "none"
-    return [components, lag, jobs, workers]
+    workers_note = None if status["workers"] else "none (no worker has refreshed its record lately)"
+    return [(components, None), (lag, lag_note), (jobs, jobs_note), (workers, workers_note)]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -91,8 +91,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     except AdminClientError as exc:
         print(f"lorafoundry status: {exc}", file=sys.stderr)
         return 1
-    for table in tables(status):
+    for table, note in tables(status):
         console.print(table)
+        if note:
+            console.print(f"  [dim]{note}[/dim]")
     if not status["ok"]:
         down = ", ".join(c["name"] for c in status["components"] if not c["ok"])
         console.print(f"[red]down:[/red] {down}")
