@@ -11,9 +11,11 @@ from infra.kafka import EventPublisher, create_producer
 from infra.kafka_auth import resolve_kafka_settings
 from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
 from infra.repositories.idempotency import IdempotencyRepository
+from infra.repositories.job_counts import JobCountRepository
 from infra.repositories.jobs import JobRepository
 from infra.repositories.models import ModelRepository
 from infra.repositories.nonces import NonceRepository
+from infra.repositories.rate_limits import RateLeases, RateLimitRepository
 from infra.repositories.tenants import TenantCache, TenantRepository
 from infra.repositories.training_data import TrainingDataRepository
 from infra.repositories.uploads import UploadRepository
@@ -34,6 +36,8 @@ class ServiceContext:
         self.api_key_cache = ApiKeyCache(settings.api_key_cache_seconds)
         # And its tenant's record (quotas, suspension), with the same bound on staleness.
         self.tenant_cache = TenantCache(settings.api_key_cache_seconds)
+        # Shares of each key's per-second allowance this process has taken (infra/repositories/rate_limits.py).
+        self.rate_leases = RateLeases()
         self._kafka_started = False
 
     async def open(self, *, kafka: bool = True) -> ServiceContext:
@@ -118,6 +122,16 @@ class ServiceContext:
     def tenants(self) -> TenantRepository:
         """Tenants (quotas, status, stored bytes), read per request through this process's cache."""
         return TenantRepository(self.clients.dynamodb, self.settings.tenants_table, self.tenant_cache)
+
+    @property
+    def rate_limits(self) -> RateLimitRepository:
+        """Per-key request windows, counted across processes (in the nonces table), leased to this process."""
+        return RateLimitRepository(self.clients.dynamodb, self.settings.nonces_table, self.rate_leases)
+
+    @property
+    def job_counts(self) -> JobCountRepository:
+        """A tenant's jobs queued or running, counted on the sparse indexes (the active-jobs quota)."""
+        return JobCountRepository(self.clients.dynamodb, self.settings.jobs_table)
 
     @property
     def store(self) -> ArtifactStore:

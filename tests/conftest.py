@@ -93,6 +93,10 @@ def make_settings(moto_endpoint: str, broker: Broker, prefix: str, **overrides: 
         kafka_idempotence=False,
         resource_prefix=prefix,
         model_cache_dir=MODEL_CACHE,
+        # A session's tenants pile up jobs no worker takes (on purpose, in failure tests): the active-job quotas
+        # would refuse unrelated tests late in a run. tests/integration/test_quotas.py sets its own per tenant.
+        quota_active_generations=0,
+        quota_active_trainings=0,
         **overrides,  # type: ignore[arg-type]
     )
 

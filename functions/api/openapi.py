@@ -17,12 +17,13 @@ from functions.api.schemas.common import ErrorResponse
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (a Content-Length, an Idempotency-Key or an empty image body)",
     401: "Missing or invalid API key (or request signature)",
-    403: "Not allowed for this API key",
+    403: "Not allowed for this API key (or its tenant is suspended, or the operator API is off)",
     404: "Not found (or another tenant's)",
     409: "Conflicts with the resource's state (or an Idempotency-Key still in use)",
     413: "Request body or image too large",
     415: "Not a supported image format",
     422: "Invalid request, naming the field",
+    429: "Over a quota or rate limit, which the message names; retry after Retry-After",
     503: "A backing service or the queue is unavailable; retry after Retry-After",
 }
 _ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -34,12 +35,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def implied_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
-    """The statuses an operation answers by its shape alone: authentication and the backing services on every
-    /v1 call, validation where it takes input, 404 for a path id, the body limit where it takes a body, and
-    the Idempotency-Key checks on every POST."""
+    """The statuses an operation answers by its shape alone: authentication, suspension, quotas and the backing
+    services on every /v1 call, validation where it takes input, 404 for a path id, the body limit where it takes
+    a body, and the Idempotency-Key checks on every POST."""
     if not path.startswith("/v1/"):
         return set()
-    statuses = {401, 503}
+    # A suspended tenant (403) or a quota (429) on every tenant call; the operator API is off (403) or open.
+    statuses = {401, 403, 503} if path.startswith("/v1/admin/") else {401, 403, 429, 503}
     if operation.get("parameters") or operation.get("requestBody"):
         statuses.add(422)
     if "{" in path:

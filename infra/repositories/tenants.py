@@ -130,7 +130,8 @@ class TenantRepository:
 
     async def add_storage(self, tenant_id: str, delta: int, *, limit: int | None = None) -> bool:
         """Add `delta` bytes (negative: freed) to the tenant's stored bytes; with `limit`, only while the total
-        stays within it (False: refused, nothing added). A tenant without a record gets one (defaults)."""
+        stays within it (False: refused, nothing added); freeing more than is counted is refused too (False). A
+        tenant without a record gets one (defaults)."""
         now = utcnow().isoformat()
         condition = None
         values: dict[str, Any] = {":d": serialize(delta), ":zero": serialize(0), ":now": serialize(now)}
@@ -139,6 +140,10 @@ class TenantRepository:
             values[":room"] = serialize(limit - delta)
             if limit - delta < 0:
                 return False
+        elif delta < 0:
+            # Two concurrent deletes must not take the count below zero (a negative usage fails every later read).
+            condition = "storageBytes >= :freed"
+            values[":freed"] = serialize(-delta)
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "Key": to_item({"tenantId": tenant_id}),
