@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     quota_storage_bytes: int = Field(default=10 * 1024**3, ge=0)
     # Prometheus text on a port of each worker (and of each local event source); unset: no metrics server.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Where that server binds: every interface by default (a container's port is what is published); the embedded
+    # stack binds its own host (loopback) so a laptop's counters are not served to its network.
+    metrics_host: str = "0.0.0.0"
     # OpenTelemetry: spans are always made (their ids join logs and events); exported over OTLP/HTTP only when an
     # endpoint is set, e.g. LF_OTLP_ENDPOINT=http://collector:4318.
     otlp_endpoint: str | None = None

@@ -618,6 +618,10 @@ class FakeBackends:
         self.publisher = FakePublisher()
         self.base_models: dict[str, BaseModelSpec] = base_model_registry(self.settings)
         self.api_keys = FakeApiKeys()
+        # --- issue 15: quotas ---
+        self.tenants = FakeTenants()
+        self.rate_limits = FakeRateLimits()
+        self.job_counts = FakeJobCounts(self.jobs)
 
     async def close(self) -> None:
         """Nothing to close (the API's shutdown closes its context)."""
@@ -635,3 +639,90 @@ __all__ = [
     "Sent",
     "condition_holds",
 ]
+
+
+# --- issue 15: quotas ---
+from datetime import datetime  # noqa: E402
+
+from events.records.tenants import TenantRecord  # noqa: E402
+from infra.repositories.rate_limits import RateDecision, rate_window  # noqa: E402
+
+
+class FakeTenants:
+    """Tenants (`infra.repositories.tenants.TenantRepository`): records by id, stored bytes counted as its
+    conditional update does."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    async def create(self, record: TenantRecord) -> TenantRecord:
+        """Insert a new tenant (`attribute_not_exists(tenantId)`: a taken id raises `RecordExists`)."""
+        if record.tenantId in self.documents:
+            raise RecordExists(record.tenantId)
+        self.documents[record.tenantId] = record.to_document()
+        return record
+
+    async def get(self, tenant_id: str, *, cached: bool = False) -> TenantRecord | None:
+        """The tenant's record, or None (the fake has no cache: every read is fresh)."""
+        document = self.documents.get(tenant_id)
+        return None if document is None else TenantRecord.model_validate(copy.deepcopy(document))
+
+    async def add_storage(self, tenant_id: str, delta: int, *, limit: int | None = None) -> bool:
+        """Add `delta` bytes; with `limit`, only while the total stays within it (`storageBytes <= :room`).
+        A tenant without a record gets one."""
+        document = self.documents.setdefault(tenant_id, TenantRecord(tenantId=tenant_id).to_document())
+        stored = int(document.get("storageBytes") or 0)
+        if limit is not None and delta > 0 and stored + delta > limit:
+            return False
+        document["storageBytes"] = stored + delta
+        return True
+
+
+class FakeRateLimits:
+    """Fixed-window request counters by key (`infra.repositories.rate_limits.RateLimitRepository`), on a clock
+    a test sets (`now`)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.hits: dict[tuple[str, int], int] = {}
+
+    async def hit(self, key_id: str, requests_per_second: float) -> RateDecision:
+        """Count one request in the key's current window unless it is full (`hits < :allowed`)."""
+        window, allowed = rate_window(requests_per_second)
+        start = int(self.now // window) * window
+        if self.hits.get((key_id, start), 0) >= allowed:
+            return RateDecision(False, max(1, int(start + window - self.now + 0.999)))
+        self.hits[(key_id, start)] = self.hits.get((key_id, start), 0) + 1
+        return RateDecision(True)
+
+
+class FakeJobCounts:
+    """Active jobs per tenant (`infra.repositories.job_counts.JobCountRepository`): the fake jobs' `queue` and
+    `inFlight` partitions, a portrait's own generations left out (its training counts)."""
+
+    def __init__(self, jobs: FakeJobs) -> None:
+        self.jobs = jobs
+
+    async def active(self, tenant_id: str, kind: JobKind) -> int:
+        """The tenant's jobs of `kind` queued or running."""
+        partition = QUEUE_FOR_KIND[kind]
+        return sum(
+            1
+            for d in self.jobs.documents.values()
+            if d.get("tenantId") == tenant_id
+            and not (kind is JobKind.GENERATION and d.get("portraitId"))
+            and partition in (d.get(QUEUE_ATTRIBUTE), d.get(IN_FLIGHT_ATTRIBUTE))
+        )
+
+    async def soonest_end_s(self, tenant_id: str, kind: JobKind) -> float | None:
+        """Seconds until the first of the tenant's held jobs of `kind` with an estimate should end."""
+        now = utcnow().timestamp()
+        ends = [
+            datetime.fromisoformat(d["startedAt"]).timestamp() + float(d["estimatedSeconds"]) - now
+            for d in self.jobs.documents.values()
+            if d.get("tenantId") == tenant_id
+            and d.get(IN_FLIGHT_ATTRIBUTE) == QUEUE_FOR_KIND[kind]
+            and d.get("startedAt")
+            and d.get("estimatedSeconds") is not None
+        ]
+        return min(ends) if ends else None

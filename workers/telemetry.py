@@ -53,7 +53,7 @@ async def worker_metrics(settings: Settings, group: WorkerGroup) -> AsyncIterato
     if settings.metrics_port is None:
         yield None
         return
-    server = start_metrics_server(settings.metrics_port)
+    server = start_metrics_server(settings.metrics_port, settings.metrics_host)
 
     async def sample() -> None:
         gpu = True

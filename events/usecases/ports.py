@@ -229,3 +229,49 @@ class Backends(Protocol):
     def publisher(self) -> EventPublisher: ...
     @property
     def base_models(self) -> Mapping[str, BaseModelSpec]: ...
+
+
+# --- issue 15: quotas ---
+from events.records.tenants import TenantRecord  # noqa: E402
+from events.states import JobKind  # noqa: E402
+
+
+class TenantStore(Protocol):
+    """Tenants (`infra.repositories.tenants.TenantRepository`): their quota overrides and stored bytes."""
+
+    async def get(self, tenant_id: str, *, cached: bool = False) -> TenantRecord | None:
+        """The tenant's record, or None (most tenants have none: the defaults apply)."""
+        ...
+
+    async def add_storage(self, tenant_id: str, delta: int, *, limit: int | None = None) -> bool:
+        """Add `delta` stored bytes; with `limit`, only while the total stays within it (False: refused)."""
+        ...
+
+
+class ActiveJobCounter(Protocol):
+    """How many jobs a tenant has waiting or held (`infra.repositories.job_counts.JobCountRepository`)."""
+
+    async def active(self, tenant_id: str, kind: JobKind) -> int:
+        """The tenant's jobs of `kind` queued or running (a portrait's own generations left out)."""
+        ...
+
+    async def soonest_end_s(self, tenant_id: str, kind: JobKind) -> float | None:
+        """Seconds until the first of the tenant's running jobs of `kind` is expected to end; None if unknown."""
+        ...
+
+
+class QuotaBackends(Protocol):
+    """What the quota checks reach, named as on `infra.runtime.ServiceContext`."""
+
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def tenants(self) -> TenantStore: ...
+    @property
+    def job_counts(self) -> ActiveJobCounter: ...
+    @property
+    def training_data(self) -> TrainingDataStore: ...
+
+
+class QuotaAwareBackends(Backends, QuotaBackends, Protocol):
+    """Backends of a use case that stores what the quotas count (training images and their bytes)."""

@@ -30,14 +30,20 @@ ROOT = LOCK_PATH.parent
 LAMBDA_REQUIREMENTS: tuple[str, ...] = (
     "aiobotocore",
     "aiokafka",
+    "aws-lambda-powertools",
     "aws-msk-iam-sasl-signer-python",
     "boto3",
     "fastapi",
     "httpx",
     "mangum",
+    "opentelemetry-api",
+    "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-sdk",
     "pillow",
+    "prometheus-client",
     "pydantic",
     "pydantic-settings",
+    "python-json-logger",
     "python-multipart",
     "standardwebhooks",
 )
@@ -61,7 +67,16 @@ FORBIDDEN: frozenset[str] = frozenset(
 # (synth, this packager, the Dockerfiles), which runs on the operator's machine. The build checks that nothing
 # packaged imports from these.
 SOURCE_PACKAGES: tuple[str, ...] = ("events", "functions", "infra")
-EXCLUDED_SOURCE: tuple[str, ...] = ("infra/local", "infra/localstack", "infra/deploy", "infra/docker")
+EXCLUDED_SOURCE: tuple[str, ...] = (
+    "infra/local",
+    "infra/localstack",
+    "infra/deploy",
+    "infra/docker",
+    # The operator's commands: they run on the operator's machine, against the API.
+    "infra/admin_client.py",
+    "infra/admin_commands.py",
+    "infra/status_command.py",
+)
 
 # The Lambda runtime the wheels are chosen for: python3.12 runs on Amazon Linux 2023, whose glibc is 2.34, so no
 # wheel newer than manylinux_2_34 can load there.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -92,6 +93,11 @@ def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
     tansu = tansu_process(host, port, log_path)
     tansu.start().wait_ready(lambda: port_open(port, host), TANSU_READY_TIMEOUT_S)
     return tansu
+
+
+# Each worker serves its metrics on a free port of its own; its record in the workers table (`lorafoundry status`)
+# says where.
+WORKER_METRICS_ENV = {"LF_METRICS_PORT": "0"}
 
 
 def api_argv(host: str, port: int, settings: Settings) -> list[str]:
@@ -195,8 +201,9 @@ class EmbeddedStack:
         self.aws_port = 0
         self.kafka_port = 0
 
-    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env=self.env).start()
+    def _process(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        """Start a component with the stack's environment, plus `env` of its own."""
+        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env={**self.env, **(env or {})}).start()
         self.processes.append(process)
         return process
 
@@ -230,6 +237,24 @@ class EmbeddedStack:
             log_dir=str(self.log_dir),
             timings_ms=timings,
         )
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """A worker's own environment: its metrics on a free port of the stack's host."""
+        return {**WORKER_METRICS_ENV, "LF_METRICS_HOST": self.host}
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the API's processes keep their metrics (prometheus_client's multiprocess mode): one scrape of
+        `/metrics` then reads every uvicorn worker's."""
+        return self.log_dir / "api-metrics"
+
+    def _start_api(self) -> list[ManagedProcess]:
+        # Values of a previous run's processes would be read as this run's.
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        self.metrics_dir.mkdir(parents=True)
+        argv = api_argv(self.host, self.api_port, self.settings())
+        return [self._process("api", argv, env={"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)})]
 
     @property
     def api_url(self) -> str:
@@ -267,7 +292,7 @@ class EmbeddedStack:
             Component("bootstrap", start=self._bootstrap, address=lambda: f"bucket {self.settings().bucket}"),
             Component(
                 "api",
-                start=lambda: [self._process("api", api_argv(self.host, self.api_port, self.settings()))],
+                start=self._start_api,
                 address=lambda: self.api_url,
                 ready=lambda _api: api_healthy(self.api_url),
             ),
@@ -286,7 +311,8 @@ class EmbeddedStack:
             Component(
                 f"generator workers x{self.workers}",
                 start=lambda: [
-                    self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE]) for i in range(self.workers)
+                    self._process(f"worker-{i}", [sys.executable, "-m", WORKER_MODULE], env=self.worker_env)
+                    for i in range(self.workers)
                 ],
                 address=lambda: self.settings().kafka_consumer_group,
                 ready=lambda worker: worker.log_contains(WORKER_READY_LINE),
@@ -296,7 +322,7 @@ class EmbeddedStack:
             ),
             Component(
                 "trainer worker",
-                start=lambda: [self._process("trainer", [sys.executable, "-m", TRAINER_MODULE])],
+                start=lambda: [self._process("trainer", [sys.executable, "-m", TRAINER_MODULE], env=self.worker_env)],
                 address=lambda: self.settings().kafka_training_consumer_group,
                 ready=lambda trainer: trainer.log_contains(TRAINER_READY_LINE),
                 timeout_s=self.worker_ready_timeout_s,

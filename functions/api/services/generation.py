@@ -21,6 +21,7 @@ from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
 from functions.api.services.webhooks import webhook_record
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
+from infra.metrics import JOBS_SUBMITTED
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,9 @@ async def queue(
 ) -> GenerationJob:
     """Queue a built command for the API, with `extra` job fields (its webhook, a prediction's labels);
     returns the job record (`Unavailable` if the queue is down)."""
-    return await jobs.queue_generation(context, tenant_id, data, source=SOURCE, traceparent=traceparent, extra=extra)
+    job = await jobs.queue_generation(context, tenant_id, data, source=SOURCE, traceparent=traceparent, extra=extra)
+    JOBS_SUBMITTED.labels(kind=JobKind.GENERATION.value).inc()
+    return job
 
 
 async def submit_generation(

@@ -30,6 +30,7 @@ from functions.api.services.uploads import UPLOAD_KEY_PREFIX, read_upload_image
 from functions.api.services.webhooks import webhook_record
 from infra.egress import EgressRefused, fetch_limited, guarded_client
 from infra.images import NormalizedImage, pad_to_square
+from infra.metrics import JOBS_SUBMITTED
 from infra.runtime import ServiceContext
 
 
@@ -185,4 +186,5 @@ async def create_portrait(
         await portraits.abandon_portrait(context, portrait_id, exc if isinstance(exc, UseCaseError) else None)
         await soft_delete_model(context, model)
         raise
+    JOBS_SUBMITTED.labels(kind=JobKind.PORTRAIT.value).inc()
     return portrait

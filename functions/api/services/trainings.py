@@ -13,6 +13,7 @@ from events.usecases import trainings as usecase
 from events.usecases.quotas import require_job_slot
 from functions.api.errors import ApiError
 from functions.api.schemas.models import canonical_parameters
+from infra.metrics import JOBS_CANCELED, JOBS_SUBMITTED
 from infra.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def start_training(
     with the model's stored parameters read in canonical form; returns the training record. `QuotaExceeded`
     when the tenant already has its limit of trainings queued or running."""
     await require_job_slot(context, tenant_id, JobKind.TRAINING)
-    return await usecase.start_training(
+    training = await usecase.start_training(
         context,
         tenant_id,
         model,
@@ -50,6 +51,8 @@ async def start_training(
         extra=extra,
         name=name,
     )
+    JOBS_SUBMITTED.labels(kind=JobKind.TRAINING.value).inc()
+    return training
 
 
 async def require_training(
@@ -75,7 +78,9 @@ async def require_training(
 
 async def cancel_training(context: ServiceContext, training: TrainingJob) -> TrainingJob:
     """Cancel a queued training at once, or ask the worker running it to stop at the next step."""
-    return await usecase.cancel_training(context, training, source=SOURCE)
+    canceled = await usecase.cancel_training(context, training, source=SOURCE)
+    JOBS_CANCELED.labels(kind=JobKind.TRAINING.value).inc()
+    return canceled
 
 
 async def soft_delete_training(context: ServiceContext, training: TrainingJob) -> None:
