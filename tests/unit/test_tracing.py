@@ -180,3 +180,49 @@ def test_a_malformed_traceparent_header_starts_a_new_trace(spans, native: bool) 
     assert server.name == "GET"  # no route matched: no name per unknown path
     assert server.parent is None
     assert server.attributes["http.response.status_code"] == 404
+
+
+def test_a_lifecycle_event_carries_its_jobs_trace_to_the_lambda_consumers_span(spans) -> None:
+    from events.records.jobs import GenerationJob
+    from events.states import GenerationStatus
+    from events.usecases.lifecycle import lifecycle_event
+    from functions.kafka_events import ReceivedKafkaRecord, handle_record
+
+    job = GenerationJob(
+        jobId="job_3", tenantId="tenant-a", request=generation_request("job_3"), traceparent=TRACEPARENT
+    )
+    event = lifecycle_event(job, GenerationStatus.COMPLETED, "/test")
+    assert event.traceparent == TRACEPARENT
+    record = ReceivedKafkaRecord(
+        topic="job-lifecycle", partition=0, offset=5, key=b"job_3", value=event.to_json_bytes(), headers=[]
+    )
+    seen: list[tuple[str | None, tuple[str | None, str | None]]] = []
+
+    async def act(_event: Any) -> None:
+        seen.append((current_trace_id(), current_job()))
+
+    assert asyncio.run(handle_record(_Producer(), record, act))  # type: ignore[arg-type]
+    assert seen == [(TRACE_ID, ("job_3", "tenant-a"))]
+    (consumed,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert format(consumed.parent.span_id, "016x") == PARENT_SPAN_ID
+    assert consumed.attributes["messaging.kafka.offset"] == 5
+
+
+@pytest.mark.parametrize(
+    ("status", "label"), [(200, "delivered"), (503, "retry"), (410, "gone"), (None, "failed")], ids=str
+)
+def test_a_webhook_attempt_is_a_client_span_counted_by_outcome(spans, status: int | None, label: str) -> None:
+    from events.webhooks import Verdict
+    from functions.webhooks.dispatch import Outcome, _record_outcome
+    from infra.metrics import WEBHOOK_DELIVERIES
+
+    verdict = {"delivered": "delivered", "retry": "retry", "gone": "gone", "failed": "gave_up"}[label]
+    before = WEBHOOK_DELIVERIES.labels(outcome=label)._value.get()
+    with span("webhook delivery", kind=SpanKind.CLIENT) as current:
+        _record_outcome(
+            current, Outcome(status, None, None if status else "ConnectError: refused", 1.0), Verdict(verdict)
+        )
+    assert WEBHOOK_DELIVERIES.labels(outcome=label)._value.get() == before + 1
+    (attempt,) = spans.get_finished_spans()
+    assert attempt.attributes["lorafoundry.verdict"] == verdict
+    assert attempt.status.is_ok == (label == "delivered")
