@@ -141,3 +141,9 @@ def in_current_context(function: Callable[P, R]) -> Callable[P, R]:
     """`function`, to be run on another thread (run_in_executor) inside a copy of this one's context: threads do
     not inherit contextvars, and the current span and the log context (`infra.logs.job_log_context`) live there."""
     return functools.partial(contextvars.copy_context().run, function)  # type: ignore[return-value]
+
+
+def flush_spans(timeout_millis: int = 2000) -> bool:
+    """Export the spans still batched (end of a Lambda invocation: a frozen container exports nothing); True when
+    done, or when there is nothing to flush."""
+    return _provider.force_flush(timeout_millis) if _provider is not None else True

@@ -231,3 +231,9 @@ def test_a_webhook_attempt_is_a_client_span_counted_by_outcome(spans, status: in
     (attempt,) = [s for s in spans.get_finished_spans() if s.name == "webhook delivery"]
     assert attempt.attributes["lorafoundry.verdict"] == verdict
     assert attempt.status.is_ok == (label == "delivered")
+
+
+def test_flushing_without_an_exporter_is_immediate(exporter) -> None:
+    from infra.tracing import flush_spans
+
+    assert flush_spans(100)
