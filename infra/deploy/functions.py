@@ -48,6 +48,9 @@ GET, QUERY, PUT, UPDATE, DELETE = (
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 )
+# Operator calls only (listing tenants, keys, live workers; `lorafoundry status` counting jobs), and the readiness
+# probe's and status' DescribeTable.
+SCAN, DESCRIBE = "dynamodb:Scan", "dynamodb:DescribeTable"
 GET_OBJECT, PUT_OBJECT, DELETE_OBJECT = "s3:GetObject", "s3:PutObject", "s3:DeleteObject"
 
 
@@ -70,15 +73,19 @@ class Grants:
 
 GRANTS: dict[str, Grants] = {
     # Routes and the use cases they call (functions/api/services, events/usecases): records of every kind,
-    # API keys only looked up, nonces only used once; images written as job inputs, uploads and training data,
+    # API keys looked up (and, by the operator API, issued, listed, revoked, rotated), tenants read per request
+    # and their stored bytes counted, nonces used once; images written as job inputs, uploads and training data,
     # read (and presigned for GET) everywhere the API shows them, deleted with a training image.
     catalog.API.name: Grants(
         tables={
-            "jobs_table": (GET, QUERY, PUT, UPDATE),
-            "api_keys_table": (GET,),
+            "jobs_table": (GET, QUERY, PUT, UPDATE, SCAN, DESCRIBE),
+            "api_keys_table": (GET, PUT, UPDATE, DELETE, SCAN),
             "models_table": (GET, QUERY, PUT, UPDATE),
             "training_data_table": (GET, QUERY, PUT, DELETE),
-            "nonces_table": (PUT,),
+            # Signatures used once (PUT), and the per-key request windows (UPDATE: a conditional ADD).
+            "nonces_table": (PUT, UPDATE),
+            "tenants_table": (GET, PUT, UPDATE, SCAN),
+            "workers_table": (SCAN,),
             "uploads_table": (GET, PUT, UPDATE),
             "idempotency_table": (GET, PUT, DELETE),
             "webhook_secrets_table": (GET, PUT),
@@ -103,6 +110,8 @@ GRANTS: dict[str, Grants] = {
             "models_table": (GET, UPDATE),
             "training_data_table": (GET, QUERY, PUT),
             "uploads_table": (GET, UPDATE),
+            # A presigned training image counted against its tenant's storage and per-model quota.
+            "tenants_table": (GET, UPDATE),
         },
         objects={
             "jobs/*": (GET_OBJECT,),

@@ -132,8 +132,18 @@ def test_resource_wildcards_only_where_iam_has_no_resource(template: dict[str, A
 def test_the_api_role_reads_keys_and_never_touches_the_queue(config, template) -> None:
     statements = statements_of(template, catalog.API)
     assert not any(a.startswith("sqs:") or a.startswith("cloudwatch:") for a in actions_of(statements))
-    assert grants_on(statements, table_id(config, "api_keys_table")) == {"dynamodb:GetItem"}
-    assert grants_on(statements, table_id(config, "nonces_table")) == {"dynamodb:PutItem"}
+    # Looked up per request; issued, listed, revoked and rotated by the operator API.
+    assert grants_on(statements, table_id(config, "api_keys_table")) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Scan",
+    }
+    # Signatures used once, and the per-key request windows (a conditional ADD).
+    assert grants_on(statements, table_id(config, "nonces_table")) == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    # Live workers are only read (listed by `lorafoundry status`); the workers write their own records.
+    assert grants_on(statements, table_id(config, "workers_table")) == {"dynamodb:Scan"}
     assert "dynamodb:DeleteItem" not in grants_on(statements, table_id(config, "jobs_table"))
     # Query on a table reaches its indexes (the jobs' byTenant, byModel...) too.
     jobs = next(s for s in statements if "dynamodb:Query" in s["Action"] and "JobsTable" in str(s["Resource"]))
