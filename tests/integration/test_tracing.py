@@ -27,12 +27,11 @@ def spans(settings: Settings) -> Iterator[InMemorySpanExporter]:
     """Every span this process ends while the module runs (the API, the worker and the poller all run in it)."""
     configure_tracing(settings, "lorafoundry-test")
     exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    add_span_processor(processor)
+    add_span_processor(SimpleSpanProcessor(exporter))
     try:
         yield exporter
     finally:
-        processor.shutdown()  # the provider keeps it, but it exports nothing more
+        exporter.shutdown()  # the provider keeps its processor, which stores nothing more (and says nothing)
 
 
 def _hex(value: int, digits: int) -> str:

@@ -64,12 +64,11 @@ def test_without_an_endpoint_no_exporter_is_installed() -> None:
 def exporter() -> Iterator[InMemorySpanExporter]:
     configure_tracing(Settings(), "lorafoundry-test")
     exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    add_span_processor(processor)
+    add_span_processor(SimpleSpanProcessor(exporter))
     try:
         yield exporter
     finally:
-        processor.shutdown()
+        exporter.shutdown()  # the provider keeps its processor, which stores nothing more (and says nothing)
 
 
 @pytest.fixture
