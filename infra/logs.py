@@ -112,11 +112,18 @@ def configure_logging(settings: Settings, service: str) -> None:
     if not root.handlers:
         root.addHandler(log_handler(settings, service))
         root.setLevel(settings.log_level.upper())
-    elif os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
+    elif _in_lambda() and not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
         for handler in root.handlers:
+            if type(handler).__module__.startswith("_pytest"):
+                continue  # a test that plays Lambda keeps pytest's capture as it is
             handler.setFormatter(log_handler(settings, service).formatter)
             handler.addFilter(ContextFilter())
             handler.set_name(_HANDLER_NAME)
         root.setLevel(settings.log_level.upper())
+
+
+def _in_lambda() -> bool:
+    # Both are set by the Lambda runtime itself; a test that sets the function name alone is not Lambda.
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("LAMBDA_TASK_ROOT"))
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -118,3 +118,23 @@ def test_settings_never_put_the_admin_token_in_a_line(json_lines) -> None:
     logger.info("settings: %s", settings)
     logger.info("settings: %r", settings)
     assert SECRET not in stream.getvalue()
+
+
+def test_in_lambda_the_runtimes_handler_gets_the_json_format(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "lorafoundry-s3-events")
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    stream = io.StringIO()
+    runtime_handler = logging.StreamHandler(stream)  # what the Lambda runtime installs before our code runs
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(runtime_handler)
+    try:
+        configure_logging(Settings(log_format="json"), "lorafoundry-s3-events")
+        with job_log_context("job_7", "tenant-a"):
+            logging.getLogger("lorafoundry.test.lambda").warning("marker applied")
+    finally:
+        root.removeHandler(runtime_handler)
+        root.setLevel(level)
+    (line,) = _records(stream)
+    assert line["service"] == "lorafoundry-s3-events" and line["job_id"] == "job_7"
+    assert not any(h.get_name() == "lorafoundry" for h in root.handlers)  # pytest's own were left alone
