@@ -11,6 +11,7 @@ from infra.lambda_metrics import EmbeddedMetrics, flush_quietly, in_lambda
 from infra.observability import configure_process
 from infra.runtime import ServiceContext
 from infra.settings import Settings, get_settings
+from infra.tracing import flush_spans
 
 Process = Callable[[ServiceContext, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -43,6 +44,8 @@ class AsyncLambda:
             return self.runner.run(self._handle(event))
         finally:
             flush_quietly(self.metrics)
+            # A container is frozen between invocations: spans waiting for their batch would go with it.
+            flush_spans()
 
     def close(self) -> None:
         """Close the clients, then the loop: at the end of a process that ran this handler (the local event

@@ -24,6 +24,7 @@ from events.usecases import jobs
 from events.usecases.lifecycle import publish_lifecycle_once
 from infra.metrics import JOB_DURATION, JOBS_FINISHED
 from infra.runtime import ServiceContext
+from infra.tracing import in_current_context
 from workers.generator.pipelines import GeneratedImages, PipelineCache, decode_inputs, generate
 from workers.job_errors import (
     GENERATION_FAILED,
@@ -161,7 +162,8 @@ class GenerationJobRunner:
             decoded = decode_inputs(data, blobs[0], blobs[1] if len(blobs) > 1 else None) if blobs else None
             return generate(self.cache, data, fetch_adapter, decoded, cancel)
 
-        return await loop.run_in_executor(self.executor, run)
+        # The model thread logs and traces as the job's task does (its job id, its span).
+        return await loop.run_in_executor(self.executor, in_current_context(run))
 
     async def _write_outputs(
         self, data: GenerationRequestedData, generated: GeneratedImages, attempt: int, started_at: datetime

@@ -33,6 +33,7 @@ from events.usecases.lifecycle import publish_lifecycle_once
 from infra.base_models import base_model_registry
 from infra.metrics import JOB_DURATION, JOBS_FINISHED
 from infra.runtime import ServiceContext
+from infra.tracing import in_current_context
 from workers.base_models.loader import load_pipeline, pick_device
 from workers.consumer import HandBack
 from workers.job_errors import TRAINING_FAILED, BaseModelUnavailable, failure_reason
@@ -165,7 +166,7 @@ class TrainingJobRunner:
             inputs = await load_training_inputs(self.context.store, data)
             _record_stage("inputs", started)
             bridge.epochs = list(inputs.epochs_done)
-            outcome = await loop.run_in_executor(self.executor, self._train, data, inputs, bridge)
+            outcome = await loop.run_in_executor(self.executor, in_current_context(self._train), data, inputs, bridge)
         except Exception as exc:  # the training failed (see job_errors): its marker says why, the worker goes on
             reason = failure_reason(exc, TRAINING_FAILED)
             if not reason.expected:
