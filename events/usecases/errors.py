@@ -37,8 +37,10 @@ class Forbidden(UseCaseError):
     """The caller may not do this."""
 
 
-class Unavailable(UseCaseError):
-    """A backing service did not answer; the same request may succeed after `retry_after_s` seconds."""
+class RetryLater(UseCaseError):
+    """A refusal the same request may pass after `retry_after_s` seconds (the `Retry-After` it is answered with)."""
+
+    default_retry_after_s = 5
 
     def __init__(
         self,
@@ -47,28 +49,22 @@ class Unavailable(UseCaseError):
         field: str | None = None,
         details: dict[str, Any] | None = None,
         *,
-        retry_after_s: int = 5,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(code, message, field, details)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
 
 
-class QuotaExceeded(UseCaseError):
+class Unavailable(RetryLater):
+    """A backing service did not answer; the same request may succeed after `retry_after_s` seconds."""
+
+
+class QuotaExceeded(RetryLater):
     """The caller is over one of its limits (a quota or a rate limit); the same request may succeed after
     `retry_after_s` seconds, or once the caller has freed what the limit counts (`details` says which limit,
     its value and the current count)."""
 
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-        *,
-        retry_after_s: int = 1,
-    ) -> None:
-        super().__init__(code, message, field, details)
-        self.retry_after_s = retry_after_s
+    default_retry_after_s = 1
 
 
 __all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "QuotaExceeded", "Unavailable", "UseCaseError"]

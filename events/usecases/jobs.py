@@ -31,6 +31,7 @@ QueuedJob = GenerationJob | TrainingJob
 QueuedJobT = TypeVar("QueuedJobT", GenerationJob, TrainingJob)
 
 _FAILED = {JobKind.GENERATION: GenerationStatus.FAILED, JobKind.TRAINING: TrainingStatus.FAILED}
+_QUEUED = {JobKind.GENERATION: GenerationStatus.QUEUED, JobKind.TRAINING: TrainingStatus.QUEUED}
 _QUEUE_NAME = {JobKind.GENERATION: "job queue", JobKind.TRAINING: "training queue"}
 
 
@@ -151,43 +152,60 @@ async def republish(backends: Backends, job: QueuedJob, source: str) -> None:
     await backends.publisher.publish(topic, event, key=key)
 
 
+_CANCELED = {JobKind.GENERATION: GenerationStatus.CANCELED, JobKind.TRAINING: TrainingStatus.CANCELED}
+_RUNNING = {JobKind.GENERATION: GenerationStatus.PROCESSING, JobKind.TRAINING: TrainingStatus.RUNNING}
+
+
+async def cancel_while_queued(backends: Backends, job: QueuedJobT) -> tuple[QueuedJobT, bool]:
+    """End a queued job as canceled, only while it is still queued: a worker may have claimed it since it was
+    read, and a running job is stopped by its worker, never ended under it (its outputs could be half written).
+    Returns (the job as it now stands, whether it was canceled here); the caller announces the cancel."""
+    advance = await backends.jobs.advance(
+        job.jobId,
+        _CANCELED[job.kind],
+        {"completedAt": utcnow().isoformat(), "canceledBy": "user"},
+        only_from=_QUEUED[job.kind],
+    )
+    if advance.outcome is AdvanceOutcome.APPLIED:
+        assert isinstance(advance.record, type(job))
+        return advance.record, True
+    return advance.record if isinstance(advance.record, type(job)) else job, False
+
+
+async def ask_worker_to_stop(backends: Backends, job: QueuedJobT) -> tuple[QueuedJobT, bool]:
+    """Set `cancelRequested` on a running job, only while it still runs: its worker notices, stops at the next
+    step and writes `canceled.json`, which ends it. Returns (the job as it now stands, whether it was asked)."""
+    running = _RUNNING[job.kind]
+    try:
+        updated = await backends.jobs.update_fields(
+            job.jobId,
+            {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
+            condition="#status = :running",
+            values={":running": running.value},
+        )
+    except StaleWrite:
+        return await backends.jobs.get_as(job.jobId, type(job)) or job, False
+    assert isinstance(updated, type(job))
+    return updated, True
+
+
 async def cancel_generation(
     backends: Backends, job: GenerationJob, *, source: str, field: str = "jobId"
 ) -> GenerationJob:
     """Cancel a queued generation at once (no worker will claim it: a claim needs it queued), or ask the
-    worker running it to stop between two denoising steps (it then writes `canceled.json`, which ends it);
-    `Conflict` naming `field` if it already ended. Returns the job as it now stands."""
-    repository = backends.jobs
-    job_id = job.jobId
+    worker running it to stop between two denoising steps; `Conflict` naming `field` if it already ended.
+    Returns the job as it now stands."""
     if job.status is GenerationStatus.QUEUED:
-        # Only while still queued: a worker may have claimed it since it was read, and a running job is
-        # stopped by its worker (below), never ended under it (its outputs could be half written).
-        advance = await repository.advance(
-            job_id,
-            GenerationStatus.CANCELED,
-            {"completedAt": utcnow().isoformat(), "canceledBy": "user"},
-            only_from=GenerationStatus.QUEUED,
-        )
-        if advance.outcome is AdvanceOutcome.APPLIED:
-            assert advance.record is not None
-            await publish_lifecycle_once(backends, advance.record, GenerationStatus.CANCELED, source=source)
-            return advance.record
-        job = advance.record or job  # claimed meanwhile: ask its worker to stop
+        job, canceled = await cancel_while_queued(backends, job)
+        if canceled:
+            await publish_lifecycle_once(backends, job, GenerationStatus.CANCELED, source=source)
+            return job
     if job.status is GenerationStatus.PROCESSING:
-        try:
-            updated = await repository.update_fields(
-                job_id,
-                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
-                condition="#status = :processing",
-                values={":processing": GenerationStatus.PROCESSING.value},
-            )
-        except StaleWrite:
-            job = await repository.get_as(job_id, GenerationJob) or job
-        else:
-            assert isinstance(updated, GenerationJob)
-            return updated
+        job, asked = await ask_worker_to_stop(backends, job)
+        if asked:
+            return job
     raise Conflict(
         "job_finished",
-        f"job {job_id!r} already {job.status.value}; there is nothing to cancel",
+        f"job {job.jobId!r} already {job.status.value}; there is nothing to cancel",
         field=field,
     )

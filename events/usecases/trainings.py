@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from events.envelope import utcnow
-from events.persistence import Advance, AdvanceOutcome, StaleWrite
+from events.persistence import Advance, AdvanceOutcome
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
 from events.records.training_data import TrainingImageRecord
@@ -231,41 +230,18 @@ async def settle_model(
 async def cancel_training(backends: Backends, training: TrainingJob, *, source: str) -> TrainingJob:
     """Cancel a queued training at once, or ask the worker running it to stop at the next step; `Conflict`
     if it already ended."""
-    repository = backends.jobs
-    status = training.status
-    training_id = training.jobId
-    if status is TrainingStatus.QUEUED:
-        # Only while still queued: a worker may have claimed it since it was read, and a running training is
-        # stopped by its worker (below), never ended under it.
-        advance = await repository.advance(
-            training_id,
-            TrainingStatus.CANCELED,
-            {"completedAt": utcnow().isoformat(), "canceledBy": "user"},
-            only_from=TrainingStatus.QUEUED,
-        )
-        if advance.outcome is AdvanceOutcome.APPLIED:
-            assert advance.record is not None
-            await settle_model(backends, advance.record, TrainingStatus.CANCELED)
-            await publish_lifecycle_once(backends, advance.record, TrainingStatus.CANCELED, source=source)
-            return advance.record
-        training = advance.record or training  # a worker claimed it meanwhile: ask it to stop
-        status = training.status
-    if status is TrainingStatus.RUNNING:
-        try:
-            updated = await repository.update_fields(
-                training_id,
-                {"cancelRequested": True, "cancelRequestedAt": utcnow().isoformat()},
-                condition="#status = :running",
-                values={":running": TrainingStatus.RUNNING.value},
-            )
-        except StaleWrite:
-            training = await repository.get_as(training_id, TrainingJob) or training
-            status = training.status
-        else:
-            assert isinstance(updated, TrainingJob)
-            return updated
+    if training.status is TrainingStatus.QUEUED:
+        training, canceled = await jobs.cancel_while_queued(backends, training)
+        if canceled:
+            await settle_model(backends, training, TrainingStatus.CANCELED)
+            await publish_lifecycle_once(backends, training, TrainingStatus.CANCELED, source=source)
+            return training
+    if training.status is TrainingStatus.RUNNING:
+        training, asked = await jobs.ask_worker_to_stop(backends, training)
+        if asked:
+            return training
     raise Conflict(
         "training_finished",
-        f"training {training_id!r} already {FINISHED_WORDS[status]}; there is nothing to cancel",
+        f"training {training.jobId!r} already {FINISHED_WORDS[training.status]}; there is nothing to cancel",
         field="trainingId",
     )

@@ -10,7 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.usecases.errors import Conflict, Forbidden, Invalid, NotFound, QuotaExceeded, Unavailable, UseCaseError
+from events.usecases.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    RetryLater,
+    Unavailable,
+    UseCaseError,
+)
 from events.validation import error_message
 from infra.metrics import QUOTA_REFUSALS
 
@@ -60,7 +69,7 @@ def use_case_status(kind: type[UseCaseError]) -> int:
 
 def api_error_of(exc: UseCaseError) -> ApiError:
     """The API's rendering of a use-case refusal: its status from the table, `Retry-After` when it says."""
-    retry_after = exc.retry_after_s if isinstance(exc, Unavailable | QuotaExceeded) else None
+    retry_after = exc.retry_after_s if isinstance(exc, RetryLater) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return ApiError(use_case_status(type(exc)), exc.code, exc.message, exc.field, headers, dict(exc.details))
 

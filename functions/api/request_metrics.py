@@ -8,43 +8,14 @@ values must stay few, and raw paths carry ids. A path no route matches is one la
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from functions.api.route_templates import route_template
 from infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
-UNMATCHED = "unmatched"
 # A client may send any token as a method: the label keeps the standard ones and folds the rest into one.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def route_template(scope: Scope, routes: Iterable[Any]) -> str:
-    """The path template of the first route matching the request (method aside: a 405 names its route too), or
-    `unmatched`."""
-    partial: str | None = None
-    for route in routes:
-        match, _ = route.matches(scope)
-        path = getattr(route, "path", None)
-        if match is Match.FULL and path:
-            return str(path)
-        if match is Match.PARTIAL and path and partial is None:
-            partial = str(path)
-    return partial or UNMATCHED
-
-
-def _route_label(scope: Scope) -> str:
-    # The router leaves the route it chose in the scope; a request the inner layers answered themselves (an
-    # oversized body, an idempotent replay) never reached it, so the routes are matched here instead.
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if path:
-        return str(path)
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    return route_template(scope, getattr(router, "routes", ()))
 
 
 class RequestMetrics:
@@ -69,7 +40,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = _route_label(scope)
+            route = route_template(scope)
             method = scope.get("method", "")
             method = method if method in _METHODS else "other"
             HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()

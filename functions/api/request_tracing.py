@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from events.envelope import is_valid_traceparent
+from functions.api.route_templates import matched_template
 from infra.tracing import span
 
 Scope = dict[str, Any]
@@ -50,12 +51,6 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
-
-
-def route_template(scope: Scope) -> str | None:
-    """The path template of the route the router matched for this request (`/v1/images/jobs/{jobId}`), or None."""
-    route = scope.get("route")
-    return getattr(route, "path_format", None) or getattr(route, "path", None)
 
 
 def _is_server_span(current: Span) -> bool:
@@ -113,7 +108,7 @@ class RequestTracing:
                 raise
             finally:
                 _REQUEST_TRACEPARENT.reset(token)
-                template = route_template(scope)
+                template = matched_template(scope)
                 if template:
                     current.update_name(f"{method} {template}")
                     current.set_attribute("http.route", template)

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from starlette.responses import PlainTextResponse
 
-from functions.api.request_metrics import UNMATCHED, RequestMetrics
+from functions.api.request_metrics import RequestMetrics
+from functions.api.route_templates import UNMATCHED
 
 
 class AnswersOversized:
