@@ -75,6 +75,18 @@ async def query_all(dynamodb: Any, **kwargs: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
+async def count_all_pages(dynamodb: Any, **kwargs: Any) -> int:
+    """The Count of a Query with `Select=COUNT`, over every page (a page stops at 1 MB read, not at a count)."""
+    kwargs = {**kwargs, "Select": "COUNT"}
+    total = 0
+    while True:
+        response = await dynamodb.query(**kwargs)
+        total += response.get("Count", 0)
+        if "LastEvaluatedKey" not in response:
+            return total
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
 def record_item(record: StoredRecord) -> dict[str, Any]:
     """A typed record as a DynamoDB item (None left out, floats as exact decimals, string sets as SS)."""
     return to_item(record.to_document())

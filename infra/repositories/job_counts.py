@@ -9,7 +9,7 @@ from typing import Any
 
 from events.envelope import utcnow
 from events.states import JobKind
-from infra.repositories.dynamo import query_all, serialize
+from infra.repositories.dynamo import count_all_pages, query_all, serialize
 from infra.repositories.jobs import IN_FLIGHT_ATTRIBUTE, QUEUE_ATTRIBUTE, QUEUE_FOR_KIND
 from infra.resources import JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
 
@@ -27,22 +27,15 @@ class JobCountRepository:
         if kind is JobKind.GENERATION:
             # A portrait's generations are queued by the service, not the caller: its training counts for it.
             mine += " AND attribute_not_exists(portraitId)"
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": index,
-            "Select": "COUNT",
-            "KeyConditionExpression": "#part = :p",
-            "FilterExpression": mine,
-            "ExpressionAttributeNames": {"#part": attribute},
-            "ExpressionAttributeValues": {":p": serialize(partition), ":t": serialize(tenant_id)},
-        }
-        total = 0
-        while True:
-            response = await self.dynamodb.query(**kwargs)
-            total += response.get("Count", 0)
-            if "LastEvaluatedKey" not in response:
-                return total
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return await count_all_pages(
+            self.dynamodb,
+            TableName=self.table,
+            IndexName=index,
+            KeyConditionExpression="#part = :p",
+            FilterExpression=mine,
+            ExpressionAttributeNames={"#part": attribute},
+            ExpressionAttributeValues={":p": serialize(partition), ":t": serialize(tenant_id)},
+        )
 
     async def active(self, tenant_id: str, kind: JobKind) -> int:
         """The tenant's jobs of `kind` queued or running. The claim moves a job from one index to the other in

@@ -31,7 +31,7 @@ from events.states import (
     TrainingStatus,
 )
 from events.training import TrainingProgress
-from infra.repositories.dynamo import from_item, is_condition_failure, query_all, serialize
+from infra.repositories.dynamo import count_all_pages, from_item, is_condition_failure, query_all, serialize
 from infra.repositories.versioned import (
     Advance,
     AdvanceOutcome,
@@ -265,14 +265,7 @@ class JobRepository(VersionedRepository[AnyJob]):
 
     async def count_queued_before(self, created_at: str, kind: JobKind = JobKind.TRAINING) -> int:
         """How many jobs of `kind` still wait that were created before `created_at` (all tenants)."""
-        total = 0
-        kwargs = {**self._waiting_query(kind, created_at), "Select": "COUNT"}
-        while True:
-            response = await self.dynamodb.query(**kwargs)
-            total += response.get("Count", 0)
-            if "LastEvaluatedKey" not in response:
-                return total
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return await count_all_pages(self.dynamodb, **self._waiting_query(kind, created_at))
 
     @overload
     async def claim(

@@ -9,24 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.states import MACHINE_FOR_KIND, RUNNING_FOR_KIND, JobKind
-from infra.repositories.dynamo import serialize
+from infra.repositories.dynamo import count_all_pages, serialize
 from infra.repositories.jobs import IN_FLIGHT_ATTRIBUTE, QUEUE_ATTRIBUTE, QUEUE_FOR_KIND
 from infra.resources import JOBS_IN_FLIGHT_INDEX, JOBS_QUEUE_INDEX
 
 # What `count_all` reads of the whole table before it stops and says its counts are incomplete.
 COUNT_ALL_MAX_ITEMS = 100_000
-
-
-async def _count_query(dynamodb: Any, **kwargs: Any) -> int:
-    """The Count of a query with `Select=COUNT`, over every page."""
-    kwargs = {**kwargs, "Select": "COUNT"}
-    total = 0
-    while True:
-        response = await dynamodb.query(**kwargs)
-        total += response.get("Count", 0)
-        if "LastEvaluatedKey" not in response:
-            return total
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 async def count_active(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
@@ -38,7 +26,7 @@ async def count_active(dynamodb: Any, table: str) -> dict[tuple[str, str], int]:
             (JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, RUNNING_FOR_KIND[kind]),
         ):
             assert status is not None  # every kind with a queue has a running status
-            counts[(kind.value, status.value)] = await _count_query(
+            counts[(kind.value, status.value)] = await count_all_pages(
                 dynamodb,
                 TableName=table,
                 IndexName=index,
@@ -81,31 +69,3 @@ async def count_all(dynamodb: Any, table: str, max_items: int = COUNT_ALL_MAX_IT
         if seen >= max_items:
             return JobCounts(counts, complete=False)
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
-class JobCountRepository:
-    """Counts of active jobs per tenant and kind."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self.dynamodb = dynamodb
-        self.table = table
-
-    async def _count(self, index: str, attribute: str, partition: str, tenant_id: str) -> int:
-        return await _count_query(
-            self.dynamodb,
-            TableName=self.table,
-            IndexName=index,
-            KeyConditionExpression="#part = :p",
-            # A portrait's generations are queued by the service, not the caller: its training counts for it.
-            FilterExpression="tenantId = :t AND attribute_not_exists(portraitId)",
-            ExpressionAttributeNames={"#part": attribute},
-            ExpressionAttributeValues={":p": serialize(partition), ":t": serialize(tenant_id)},
-        )
-
-    async def active(self, tenant_id: str, kind: JobKind) -> int:
-        """The tenant's jobs of `kind` queued or running. The claim moves a job from one index to the other in
-        one write; a count that reads both while it happens may be off by one (the limits are soft)."""
-        partition = QUEUE_FOR_KIND[kind]
-        queued = await self._count(JOBS_QUEUE_INDEX, QUEUE_ATTRIBUTE, partition, tenant_id)
-        running = await self._count(JOBS_IN_FLIGHT_INDEX, IN_FLIGHT_ATTRIBUTE, partition, tenant_id)
-        return queued + running
