@@ -18,14 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict
 
 from events.envelope import EnvelopeError, decode_envelope, parse_event
 from events.lifecycle import LIFECYCLE_TYPES, JobLifecycle
 from infra.kafka import dead_letter
-from infra.logs import job_log_context
-from infra.tracing import span
+from infra.observability import processing_event
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +106,7 @@ async def handle_record(producer: AIOKafkaProducer, record: ReceivedKafkaRecord,
         log.warning("dead-lettering %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
         await dead_letter(producer, record, str(exc))
         return False
-    attributes = {
-        "messaging.system": "kafka",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": record.topic,
-        "messaging.destination.partition.id": str(record.partition),
-        "messaging.kafka.offset": record.offset,
-        "messaging.message.id": lifecycle.id,
-        "cloudevents.event_type": lifecycle.type,
-        "lorafoundry.job_id": lifecycle.subject,
-        "lorafoundry.tenant": lifecycle.tenantid,
-    }
-    with (
-        job_log_context(lifecycle.subject, lifecycle.tenantid),
-        span(
-            f"process {record.topic}", traceparent=lifecycle.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
-        ),
-    ):
+    with processing_event(record.topic, record.partition, record.offset, lifecycle):
         await act(lifecycle)
     return True
 

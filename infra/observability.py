@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from infra.logs import configure_logging
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind
+
+from infra.logs import configure_logging, job_log_context
 from infra.settings import Settings
-from infra.tracing import configure_tracing
+from infra.tracing import configure_tracing, span
 
 
 def configure_process(settings: Settings, service: str) -> None:
@@ -19,3 +25,27 @@ def service_for_handler(dotted_path: str) -> str:
     parts = dotted_path.split(".")
     function = parts[1] if len(parts) > 2 and parts[0] == "functions" else parts[0]
     return f"lorafoundry-{function.replace('_', '-')}"
+
+
+@contextlib.contextmanager
+def processing_event(topic: str, partition: int, offset: int, event: Any) -> Iterator[Span]:
+    """The CONSUMER span of one Kafka record's CloudEvent (a child of the trace the event carries) and its job's log
+    context, for the block: what every consumer of our topics (the workers, the Lambda functions) handles in."""
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": topic,
+        "messaging.destination.partition.id": str(partition),
+        "messaging.kafka.offset": offset,
+        "messaging.message.id": event.id,
+        "cloudevents.event_type": event.type,
+        "lorafoundry.job_id": event.subject,
+        "lorafoundry.tenant": event.tenantid,
+    }
+    with (
+        job_log_context(event.subject, event.tenantid),
+        span(
+            f"process {topic}", traceparent=event.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
+        ) as current,
+    ):
+        yield current

@@ -26,13 +26,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from opentelemetry.trace import SpanKind
 
 from events.envelope import CloudEvent, EnvelopeError, decode_envelope, parse_event
 from events.persistence import PublishFailed
 from infra.kafka import dead_letter
-from infra.logs import job_log_context
-from infra.tracing import mark_failed, span
+from infra.observability import processing_event
+from infra.tracing import mark_failed
 from workers.worker_state import WorkerLifecycle, WorkerState
 
 log = logging.getLogger(__name__)
@@ -147,23 +146,7 @@ class ConsumerLoop:
     ) -> _Outcome:
         """Handle one event inside its CONSUMER span (a child of the trace the event carries) and its job's log
         context, which the handler's task inherits; a failed or handed-back record is left to be read again."""
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": tp.topic,
-            "messaging.destination.partition.id": str(tp.partition),
-            "messaging.kafka.offset": record.offset,
-            "messaging.message.id": event.id,
-            "cloudevents.event_type": event.type,
-            "lorafoundry.job_id": event.subject,
-            "lorafoundry.tenant": event.tenantid,
-        }
-        with (
-            job_log_context(event.subject, event.tenantid),
-            span(
-                f"process {tp.topic}", traceparent=event.traceparent, kind=SpanKind.CONSUMER, attributes=attributes
-            ) as current,
-        ):
+        with processing_event(tp.topic, tp.partition, record.offset, event) as current:
             try:
                 await self._run_keeping_membership(route.handle(event))
             except HandBack:
