@@ -120,6 +120,10 @@ def test_the_walk_finds_what_routes_raise() -> None:
     assert {401, 403} <= route_statuses(by_name[("DELETE", "/v1/models/{modelId}")])
     assert {409, 422, 503} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/train")])
     assert {409} <= route_statuses(by_name[("POST", "/v1/models/{modelId}/trainings/{trainingId}/cancel")])
+    assert {409} <= route_statuses(by_name[("POST", "/v1/images/jobs/{jobId}/cancel")])
+    assert {400} <= route_statuses(by_name[("GET", "/v1/jobs")])
+    # The quota and rate-limit refusals, raised deep in the services.
+    assert {429} <= route_statuses(by_name[("POST", "/v1/images/generate")])
 
 
 def test_the_error_shape_is_a_component() -> None:
