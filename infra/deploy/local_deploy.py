@@ -144,10 +144,29 @@ def _depends_on(resource: Json) -> list[str]:
     return [depends] if isinstance(depends, str) else list(depends)
 
 
+# A resource a local CloudFormation cannot create whose `Ref` its dependents only carry as a value read at run time
+# (a secret's ARN in a function's environment): the dependents get this stand-in instead of going with it.
+STAND_INS: Mapping[str, str] = {
+    "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:local"
+}
+
+
+def _replace_refs(value: Any, stand_ins: Mapping[str, str]) -> Any:
+    """`value` with every {"Ref": id} of `stand_ins` replaced by its stand-in string."""
+    if isinstance(value, list):
+        return [_replace_refs(item, stand_ins) for item in value]
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in stand_ins:
+            return stand_ins[value["Ref"]]
+        return {key: _replace_refs(inner, stand_ins) for key, inner in value.items()}
+    return value
+
+
 def deployable_subset(template: Json, unsupported_types: Iterable[str]) -> tuple[Json, dict[str, str]]:
     """The template without the resources a local CloudFormation cannot create, nor anything that refers to one
-    (Ref, Fn::GetAtt, Fn::Sub), transitively; outputs that refer to a dropped resource go too, and then the
-    conditions and parameters nothing uses any more. Returns the subset and logical id -> why it was dropped.
+    (Ref, Fn::GetAtt, Fn::Sub), transitively, but for a `Ref` of a `STAND_INS` type, which becomes its stand-in;
+    outputs that refer to a dropped resource go too, and then the conditions and parameters nothing uses any more.
+    Returns the subset and logical id -> why it was dropped.
 
     A `DependsOn` on a dropped resource is removed rather than followed: it orders creation and passes no value,
     so the dependent can still be created (the bucket depends on the queue policy only because S3 checks the
@@ -160,6 +179,11 @@ def deployable_subset(template: Json, unsupported_types: Iterable[str]) -> tuple
         reason = unsupported_reason(resource, unsupported)
         if reason:
             dropped[logical_id] = reason
+    stood_in = {lid: STAND_INS[resources[lid]["Type"]] for lid in dropped if resources[lid]["Type"] in STAND_INS}
+    if stood_in:
+        for logical_id, resource in resources.items():
+            if logical_id not in dropped:
+                resources[logical_id] = _replace_refs(resource, stood_in)
     changed = True
     while changed:
         changed = False

@@ -52,6 +52,8 @@ WORKER_KINDS = ("Generator", "Trainer")
 # resource (its function would have to run), and per GPU worker kind its capacity provider, scaling on lag,
 # alarm and service (which names the capacity provider).
 ALWAYS_DROPPED = {
+    # The operator token's secret: the API function keeps a stand-in ARN (local_deploy.STAND_INS).
+    "AdminTokenSecret",
     "NotificationsQueuePolicy",
     "ArtifactsBucketPolicy",
     "HttpApi",
