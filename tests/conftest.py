@@ -94,9 +94,13 @@ def make_settings(moto_endpoint: str, broker: Broker, prefix: str, **overrides: 
         resource_prefix=prefix,
         model_cache_dir=MODEL_CACHE,
         # A session's tenants pile up jobs no worker takes (on purpose, in failure tests): the active-job quotas
-        # would refuse unrelated tests late in a run. tests/integration/test_quotas.py sets its own per tenant.
+        # would refuse unrelated tests late in a run. tests/integration/test_quotas.py sets its own per tenant
+        # (a tenant's override applies over a default of 0).
         quota_active_generations=0,
         quota_active_trainings=0,
+        # And the per-key rate limit's lease writes would add a moto round trip to most requests of the suite; its
+        # own tests (test_quotas, the leases' unit tests) turn it on per tenant.
+        quota_requests_per_second=0,
         **overrides,  # type: ignore[arg-type]
     )
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 READY = "generator worker ready"
 RESTART_MARK = "--- lorafoundry supervisor:"
-ROUNDS = 3  # one kill per round
+ROUNDS = 2  # one kill per round
 JOBS_PER_ROUND = 8
 OUTPUTS = 2
 JOB = {"modelId": "tiny-sd", "prompt": "chaos", "numInferenceSteps": 6, "numOutputs": OUTPUTS}

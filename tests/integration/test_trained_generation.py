@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.journeys import QUICK, create_model, download, png, upload, wait_for_training
+from tests.journeys import create_model, download
 from tests.support import bearer, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker", "trainer")]
@@ -23,25 +23,16 @@ async def _generate(client: httpx.AsyncClient, key: str, model_id: str) -> dict:
     return view
 
 
-async def test_a_trained_model_generates_with_its_adapter(client, api_key) -> None:
-    model_id = (await create_model(client, api_key, name="adapter model"))["id"]
+async def test_a_trained_model_generates_with_its_adapter(client, api_key, trained_pair) -> None:
+    untrained_id = (await create_model(client, api_key, name="adapter model"))["id"]
     untrained = await client.post(
-        "/v1/images/generate", json={"modelId": model_id, "prompt": "p"}, headers=bearer(api_key)
+        "/v1/images/generate", json={"modelId": untrained_id, "prompt": "p"}, headers=bearer(api_key)
     )
     assert untrained.status_code == 409 and untrained.json()["error"]["code"] == "model_not_trained"
 
-    for color in ((230, 20, 20), (200, 40, 30)):
-        await upload(client, api_key, model_id, png(color))
-    started = await client.post(
-        f"/v1/models/{model_id}/trainings",
-        json={"trainingStrength": 5, "trainingSpeed": "fast", "parameters": {**QUICK, "learningRate": 0.005}},
-        headers=bearer(api_key),
-    )
-    assert started.status_code == 202, started.text
-    training_id = started.json()["trainingId"]
-    finished = await wait_for_training(client, api_key, model_id, training_id, ("succeeded", "failed"))
-    assert finished["status"] == "succeeded", finished
-
+    # The session's model trained on reds (tests/integration/conftest.py): its training costs this test nothing.
+    reds, _ = trained_pair
+    model_id, training_id = reds.model_id, reds.training_id
     tuned = await _generate(client, api_key, model_id)
     assert tuned["modelId"] == model_id
     assert tuned["adapters"] == [{"modelId": model_id, "trainingId": training_id, "scale": 1.0}]
@@ -55,12 +46,17 @@ async def test_a_trained_model_generates_with_its_adapter(client, api_key) -> No
     # The second request found the adapter loaded: nothing read or injected again.
     assert again["timings"]["adapterLoadMs"] < tuned["timings"]["adapterLoadMs"]
 
-    # Seed 003 epoch selection: the model now generates from the first epoch's checkpoint.
+    # Seed 003 epoch selection: the model now generates from the first epoch's checkpoint (and, for the session's
+    # other tests of this model, from its final adapter again afterwards).
     chosen = await client.put(f"/v1/models/{model_id}", json={"epoch": "000001"}, headers=bearer(api_key))
     assert chosen.status_code == 200, chosen.text
-    early = await _generate(client, api_key, model_id)
-    assert early["adapters"][0]["epoch"] == "000001"
-    assert await download(early["images"][0]["url"]) != tuned_bytes
+    try:
+        early = await _generate(client, api_key, model_id)
+        assert early["adapters"][0]["epoch"] == "000001"
+        assert await download(early["images"][0]["url"]) != tuned_bytes
+    finally:
+        reset = await client.put(f"/v1/models/{model_id}", json={"epoch": None}, headers=bearer(api_key))
+        assert reset.status_code == 200, reset.text
 
 
 async def test_another_tenants_model_is_not_found(client, api_key, other_api_key) -> None:
