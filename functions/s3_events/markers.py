@@ -93,6 +93,7 @@ async def _advance_and_announce(
         log.info("marker %s ignored: %s (job is %s)", key, advance.outcome, job.status if job else "missing")
         return advance.outcome, job
     assert job is not None
+    log.info("job %s is %s (%s)", job_id, target, advance.outcome)
     await publish_lifecycle_once(context, job, target, source="/lorafoundry/s3-events")
     return advance.outcome, job
 

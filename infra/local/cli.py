@@ -33,7 +33,7 @@ def _stack_from_args(args: argparse.Namespace) -> EmbeddedStack:
     )
 
 
-def _print_summary(info: StackInfo) -> None:
+def _print_summary(info: StackInfo, state_file: Path) -> None:
     table = Table(title="LoRA Foundry is up", show_header=False, title_justify="left")
     table.add_row("API", info.api_url)
     table.add_row("OpenAPI docs", f"{info.api_url}/docs")
@@ -43,6 +43,8 @@ def _print_summary(info: StackInfo) -> None:
     table.add_row("Dev API key", info.api_key)
     if info.signing_secret:
         table.add_row("Dev signing secret", info.signing_secret)
+    # Not printed: it opens every tenant's keys. The operator commands read it from the state file.
+    table.add_row("Operator token", f"in {state_file} (lorafoundry keys, tenants, status use it)")
     console.print(table)
     console.print(
         f'Try: curl -s -X POST {info.api_url}/v1/images/generate -H "Authorization: Bearer {info.api_key}" '
@@ -63,7 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         info = stack.start(_print_ready)
         info.save(state_file)
-        _print_summary(info)
+        _print_summary(info, state_file)
         console.print("Press Ctrl-C to stop.")
         # A component that dies is restarted with backoff, and the stack keeps serving; only the storage or
         # the broker dying ends it.

@@ -76,6 +76,7 @@ class GenerationJobRunner:
         if claimed is None:
             log.info("job %s is held by another worker: skipped", data.jobId)
             return
+        log.info("generation %s claimed (attempt %s)", data.jobId, claimed.attempts)
         await self._announce_start(claimed)
         cancel = threading.Event()  # read by the model thread between two denoising steps
         if claimed.cancelRequested:
@@ -129,9 +130,12 @@ class GenerationJobRunner:
 
     @staticmethod
     def _finished(status: str, began: float) -> None:
-        """Count the job's end and its whole time on this worker (`began`: the perf counter at its start)."""
+        """Count the job's end and its whole time on this worker (`began`: the perf counter at its start), and log
+        it (the line names the job, its tenant and its trace: the handler runs in the job's log context)."""
+        elapsed = time.perf_counter() - began
         JOBS_FINISHED.labels(kind=KIND, status=status).inc()
-        JOB_DURATION.labels(kind=KIND, stage="total").observe(time.perf_counter() - began)
+        JOB_DURATION.labels(kind=KIND, stage="total").observe(elapsed)
+        log.info("generation %s after %.2f s", status, elapsed)
 
     async def _load_inputs(self, data: GenerationRequestedData) -> dict[str, bytes | None]:
         """The bytes of a modify job's input image and mask by key (None where missing); none for a

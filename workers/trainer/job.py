@@ -84,6 +84,7 @@ class TrainingJobRunner:
         if claimed is None:
             log.info("training %s is held by another worker: skipped", data.trainingId)
             return
+        log.info("training %s claimed (attempt %s)", data.trainingId, claimed.attempts)
         await self._announce_start(claimed)
         outputs = TrainingOutputs(self.context.store, data.trainingId)
         assert claimed.attempts is not None and claimed.startedAt is not None  # a claim sets both
@@ -238,10 +239,12 @@ class TrainingJobRunner:
 
     @staticmethod
     def _finished(status: TrainingStatus, started: float | None) -> None:
-        """Count a training this worker ended (its marker written) and, when it ran, its whole time."""
+        """Count a training this worker ended (its marker written) and, when it ran, its whole time; log it (in the
+        training's log context: the line names the job, its tenant and its trace)."""
         JOBS_FINISHED.labels(kind=_KIND, status=status.value).inc()
         if started is not None:
             _record_stage("total", started)
+        log.info("training %s", status.value)
 
     async def _fail(
         self, training_id: str, attempt: int, code: str, message: str, started: float | None = None
