@@ -127,11 +127,11 @@ class Settings(BaseSettings):
     admin_token_secret_arn: str | None = None
     # Quotas per tenant (0: no limit); a tenant's record may override each. Jobs queued or running of each kind,
     # requests per second of one API key, training images of one model, bytes of images a tenant has stored.
-    quota_active_generations: int = Field(default=100, ge=0)
-    quota_active_trainings: int = Field(default=10, ge=0)
-    quota_requests_per_second: float = Field(default=100.0, ge=0)
-    quota_training_images_per_model: int = Field(default=200, ge=0)
-    quota_storage_bytes: int = Field(default=10 * 1024**3, ge=0)
+    quota_active_generations: int = Field(default=100, ge=0, le=1_000_000)
+    quota_active_trainings: int = Field(default=10, ge=0, le=1_000_000)
+    quota_requests_per_second: float = Field(default=100.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    quota_training_images_per_model: int = Field(default=200, ge=0, le=1_000_000)
+    quota_storage_bytes: int = Field(default=10 * 1024**3, ge=0, le=10**15)
     # Prometheus text on a port of each worker (and of each local event source); unset: no metrics server.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Where that server binds: every interface by default (a container's port is what is published); the embedded

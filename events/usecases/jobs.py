@@ -195,6 +195,13 @@ async def cancel_generation(
     """Cancel a queued generation at once (no worker will claim it: a claim needs it queued), or ask the
     worker running it to stop between two denoising steps; `Conflict` naming `field` if it already ended.
     Returns the job as it now stands."""
+    if job.portraitId:
+        # A portrait's style is moved along by the portrait, which would end failed for a lost style.
+        raise Conflict(
+            "part_of_portrait",
+            f"job {job.jobId!r} paints a style of portrait {job.portraitId!r} and is not canceled on its own",
+            field=field,
+        )
     if job.status is GenerationStatus.QUEUED:
         job, canceled = await cancel_while_queued(backends, job)
         if canceled:

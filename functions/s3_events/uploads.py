@@ -42,16 +42,22 @@ async def _accept(context: ServiceContext, upload: UploadRecord, image: Normaliz
         if model is None:
             await _reject(context, upload, "model_not_found", "the model was deleted before its image arrived")
             return
-        try:
-            # The pending image itself was counted when its upload was presigned: nothing more is added.
-            await require_image_room(context, upload.tenantId, model_id, adding=0)
-            item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
-        except QuotaExceeded as exc:
-            # Nobody waits on this request to answer 429: the image is rejected with the quota's words.
-            QUOTA_REFUSALS.labels(limit=str(exc.details.get("quota", exc.code))).inc()
-            await _reject(context, upload, exc.code, exc.message)
-            return
-        fields["key"] = item.key
+        stored = await context.training_data.get(model_id, data_id)
+        if stored is not None and stored.status is UploadStatus.READY:
+            # A delivery before this one stored the image (and counted its bytes) but did not settle the upload:
+            # settle it only, or the bytes would be counted twice.
+            fields["key"] = stored.key
+        else:
+            try:
+                # The pending image itself was counted when its upload was presigned: nothing more is added.
+                await require_image_room(context, upload.tenantId, model_id, adding=0)
+                item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
+            except QuotaExceeded as exc:
+                # Nobody waits on this request to answer 429: the image is rejected with the quota's words.
+                QUOTA_REFUSALS.labels(limit=str(exc.details.get("quota", exc.code))).inc()
+                await _reject(context, upload, exc.code, exc.message)
+                return
+            fields["key"] = item.key
     else:
         key = upload_image_key(upload.tenantId, upload.uploadId)
         await context.store.put_bytes(key, image.png, "image/png")

@@ -141,8 +141,10 @@ class StackInfo:
         """Write the state file (readable by the owner only: it holds an API key)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.chmod(0o600)
+        tmp.unlink(missing_ok=True)
+        # Created readable by the owner only: it holds the dev key and the operator token from its first byte.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(json.dumps(asdict(self), indent=2))
         tmp.replace(path)
 
     @classmethod

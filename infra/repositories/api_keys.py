@@ -189,25 +189,34 @@ class ApiKeyRepository:
             self.cache.forget(key_hash)
         return key_id
 
-    async def revoke(self, raw_key: str) -> None:
-        """Mark a key revoked. Other processes' caches refuse it within their TTL; this one's at once."""
-        await self.revoke_hash(hash_api_key(raw_key))
+    async def revoke(self, raw_key: str) -> bool:
+        """Mark a key revoked (False if there is no such key). Other processes' caches refuse it within their TTL;
+        this one's at once."""
+        return await self.revoke_hash(hash_api_key(raw_key))
 
-    async def revoke_hash(self, key_hash: str) -> None:
-        """Mark the key with this stored hash revoked."""
-        await self.dynamodb.update_item(
-            TableName=self.table,
-            Key=to_item({"keyHash": key_hash}),
-            UpdateExpression="SET #status = :revoked, revokedAt = :now",
-            ConditionExpression="attribute_exists(keyHash)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":revoked": serialize(ApiKeyStatus.REVOKED.value),
-                ":now": serialize(utcnow().isoformat()),
-            },
-        )
-        if self.cache is not None:
-            self.cache.forget(key_hash)
+    async def revoke_hash(self, key_hash: str) -> bool:
+        """Mark the key with this stored hash revoked; False if there is no such key (never stored, or deleted
+        meanwhile: a failed rotation takes its new key back)."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table,
+                Key=to_item({"keyHash": key_hash}),
+                UpdateExpression="SET #status = :revoked, revokedAt = :now",
+                ConditionExpression="attribute_exists(keyHash)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":revoked": serialize(ApiKeyStatus.REVOKED.value),
+                    ":now": serialize(utcnow().isoformat()),
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        finally:
+            if self.cache is not None:
+                self.cache.forget(key_hash)
+        return True
 
     async def hash_for_id(self, key_id: str) -> str | None:
         """The stored hash of the key with this public id, or None. A scan: an operator's rare lookup over a

@@ -14,6 +14,7 @@ from events.records.jobs import GenerationJob
 from events.records.tenants import TenantQuotas, TenantRecord
 from events.states import GenerationStatus, JobKind, TenantStatus, TrainingStatus
 from events.usecases import jobs
+from functions.api.services.models import soft_delete_model
 from tests.support import bearer, generation_request, training_request
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ async def test_a_training_over_the_active_limit_waits_for_the_running_ones_estim
 
 async def test_training_images_and_storage_are_bounded_and_freed(client, context) -> None:
     first, second = png(1), png(2)
-    _, key = await tenant_with(context, trainingImagesPerModel=1, storageBytes=len(first) + len(second) // 2)
+    tenant_id, key = await tenant_with(context, trainingImagesPerModel=1, storageBytes=len(first) + len(second) // 2)
     models = [
         (await client.post("/v1/models", json={"name": name}, headers=bearer(key))).json()["modelId"]
         for name in ("One", "Two")
@@ -113,6 +114,14 @@ async def test_training_images_and_storage_are_bounded_and_freed(client, context
     deleted = await client.delete(f"{urls[0]}/{stored.json()['dataId']}", headers=bearer(key))
     assert deleted.status_code == 204, deleted.text
     assert (await client.post(urls[1], content=second, headers=bearer(key))).status_code == 201
+    # Deleting a model gives its images' bytes back too: the tenant can no longer see or delete them.
+    tenant = await context.tenants.get(tenant_id)
+    assert tenant is not None and tenant.storageBytes == len(second)
+    model = await context.models.get(models[1])
+    assert model is not None
+    await soft_delete_model(context, model)
+    tenant = await context.tenants.get(tenant_id)
+    assert tenant is not None and tenant.storageBytes == 0
 
 
 async def test_a_suspended_tenant_is_forbidden_everywhere(client, context) -> None:

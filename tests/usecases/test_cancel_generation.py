@@ -71,3 +71,13 @@ async def test_canceling_a_finished_generation_is_a_conflict(backends: FakeBacke
         await jobs.cancel_generation(backends, running, source=SOURCE)
     stored = await backends.jobs.get_as(running.jobId, GenerationJob)
     assert stored is not None and stored.cancelRequested is None
+
+
+async def test_a_portraits_style_is_not_canceled_on_its_own(backends: FakeBackends) -> None:
+    record = jobs.generation_record(TENANT, generation_data("job_style"), {"portraitId": "prt_1"})
+    style = await jobs.queue_job(backends, record, source=SOURCE)
+    with pytest.raises(Conflict) as raised:
+        await jobs.cancel_generation(backends, style, source=SOURCE)
+    assert raised.value.code == "part_of_portrait" and "prt_1" in raised.value.message
+    stored = await backends.jobs.get_as(style.jobId, GenerationJob)
+    assert stored is not None and stored.status is GenerationStatus.QUEUED and not stored.cancelRequested

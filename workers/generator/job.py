@@ -237,17 +237,22 @@ class GenerationJobRunner:
         renew the lease every third of it (and stop watching once it is lost)."""
         last_renewal = time.monotonic()
         while True:
-            await asyncio.sleep(CANCEL_POLL_S)
-            if not cancel.is_set():
-                job = await self.context.jobs.get_as(job_id, GenerationJob)
-                if job is not None and job.cancelRequested:
-                    log.info("cancel asked of job %s: stopping at its next step", job_id)
-                    cancel.set()
-            if time.monotonic() - last_renewal >= self.lease_seconds / 3:
-                renewed = await self.context.jobs.renew_lease(
-                    job_id, self.worker_id, self.lease_seconds, kind=JobKind.GENERATION
-                )
-                if not renewed:
-                    log.warning("lost the lease of job %s", job_id)
-                    return
-                last_renewal = time.monotonic()
+            await asyncio.sleep(CANCEL_POLL_S)  # the polling period, not a synchronisation
+            try:
+                if not cancel.is_set():
+                    job = await self.context.jobs.get_as(job_id, GenerationJob)
+                    if job is not None and job.cancelRequested:
+                        log.info("cancel asked of job %s: stopping at its next step", job_id)
+                        cancel.set()
+                if time.monotonic() - last_renewal >= self.lease_seconds / 3:
+                    renewed = await self.context.jobs.renew_lease(
+                        job_id, self.worker_id, self.lease_seconds, kind=JobKind.GENERATION
+                    )
+                    if not renewed:
+                        log.warning("lost the lease of job %s", job_id)
+                        return
+                    last_renewal = time.monotonic()
+            except Exception:
+                # One failed read (a throttled table, a dropped connection) must neither end the watch, which
+                # keeps the lease, nor fail a job that may be finishing well: try again at the next tick.
+                log.warning("watching job %s: a read failed; trying again", job_id, exc_info=True)

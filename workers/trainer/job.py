@@ -141,22 +141,26 @@ class TrainingJobRunner:
         """Renew the lease and notice a cancel request, until the run ends."""
         last_renewal = time.monotonic()
         while True:
-            await asyncio.sleep(CANCEL_POLL_S)
-            job = await self.context.jobs.get_as(training_id, TrainingJob)
-            if job is not None and job.cancelRequested:
-                signals.stop.set()
+            await asyncio.sleep(CANCEL_POLL_S)  # the polling period, not a synchronisation
             if self.stopping.is_set() and not signals.hand_back.is_set():
                 log.info("worker stopping: handing training %s back at its next step", training_id)
                 signals.hand_back.set()
-            if time.monotonic() - last_renewal >= self.lease_seconds / 3:
-                renewed = await self.context.jobs.renew_lease(
-                    training_id, self.worker_id, self.lease_seconds, kind=JobKind.TRAINING
-                )
-                if not renewed:
-                    log.warning("lost the lease of training %s; stopping", training_id)
-                    signals.lost.set()
-                    return
-                last_renewal = time.monotonic()
+            try:
+                job = await self.context.jobs.get_as(training_id, TrainingJob)
+                if job is not None and job.cancelRequested:
+                    signals.stop.set()
+                if time.monotonic() - last_renewal >= self.lease_seconds / 3:
+                    renewed = await self.context.jobs.renew_lease(
+                        training_id, self.worker_id, self.lease_seconds, kind=JobKind.TRAINING
+                    )
+                    if not renewed:
+                        log.warning("lost the lease of training %s; stopping", training_id)
+                        signals.lost.set()
+                        return
+                    last_renewal = time.monotonic()
+            except Exception:
+                # One failed read must neither end the watch, which keeps the lease, nor fail the training.
+                log.warning("watching training %s: a read failed; trying again", training_id, exc_info=True)
 
     async def _run(self, data: TrainingRequestedData, bridge: TrainingBridge) -> None:
         """Load the inputs, train, then write the outcome; a job error (or a model failure) writes the

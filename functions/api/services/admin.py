@@ -152,10 +152,11 @@ async def revoke_key(context: ServiceContext, key_id: str) -> KeyOut:
     record = await context.api_keys.get(key_id)
     if record is None:
         raise _key_not_found(key_id)
-    await context.api_keys.revoke_hash(record.keyHash)
+    if not await context.api_keys.revoke_hash(record.keyHash):
+        raise _key_not_found(key_id)  # deleted between the read and the revocation
     revoked = await context.api_keys.get_by_hash(record.keyHash)
     if revoked is None:
-        raise _key_not_found(key_id)  # deleted between the read and the revocation
+        raise _key_not_found(key_id)
     log.info("api key revoked", extra={"tenant": record.tenantId, "keyId": key_id})
     return key_out(revoked)
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 from events.records.jobs import TrainingJob
 from events.records.models import ConceptRef, ModelRecord
 from events.states import ModelStatus
+from events.usecases.quotas import release_storage
 from events.usecases.trainings import base_model_of
 from functions.api.errors import ApiError
 from functions.api.schemas.models import (
@@ -20,6 +21,7 @@ from functions.api.schemas.models import (
     RenameModelRequest,
     UpdateModelRequest,
 )
+from functions.api.services.training_data import counted_bytes
 from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
 
@@ -206,5 +208,8 @@ async def check_epoch(context: ServiceContext, model: ModelRecord, epoch: str, f
 
 
 async def soft_delete_model(context: ServiceContext, model: ModelRecord) -> None:
-    """Hide a model from its owner for good; the record and its trainings stay for history."""
-    await context.models.soft_delete(model.modelId)
+    """Hide a model from its owner for good; the record and its trainings stay for history. Its training images
+    stop counting against the tenant's storage: the tenant can no longer see or delete them."""
+    if await context.models.soft_delete(model.modelId):
+        items = await context.training_data.list(model.modelId)
+        await release_storage(context, model.tenantId, sum(counted_bytes(item) for item in items))
