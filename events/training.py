@@ -26,6 +26,7 @@ MAX_SAMPLE_PROMPTS = 8
 MIN_RESOLUTION = 64
 MAX_RESOLUTION = 1024
 MAX_CLASS_IMAGES = 200
+MAX_CAPTION = 1000
 
 
 class LrScheduler(StrEnum):
@@ -64,6 +65,27 @@ class TrainingParameters(BaseModel):
     randomCrop: bool = False
     samplePrompts: list[str] = Field(default_factory=list, max_length=MAX_SAMPLE_PROMPTS)
     sampleSteps: int = Field(default=10, ge=1, le=50)
+    numTextTrainSteps: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TRAIN_STEPS,
+        description="SDXL (the Scenario-style API): the first this many of maxTrainSteps train the text encoders "
+        "alone, the rest the UNet alone; 0 trains them together when learningRateTextEncoder > 0.",
+    )
+    optimizeFor: Literal["likeness", "all", "none"] | None = Field(
+        default=None,
+        description="FLUX (the Scenario-style API): which transformer blocks the adapter covers "
+        "(workers/trainer/families/flux.py names the sets); unset: the base model's targets in every block.",
+    )
+    aspectRatioBuckets: bool = Field(
+        default=True,
+        description="Train each image at a bucket size near its own aspect ratio (about resolution^2 pixels); "
+        "false crops every image square.",
+    )
+    autoCaption: bool = Field(
+        default=False,
+        description="Caption the images that have no caption with the operator's captioning model first.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingParameters:
@@ -71,6 +93,10 @@ class TrainingParameters(BaseModel):
             raise ValueError("nbEpochs cannot exceed maxTrainSteps: every epoch needs at least one step")
         if self.numClassImages and not self.classPrompt:
             raise ValueError("numClassImages needs a classPrompt")
+        if self.numTextTrainSteps and self.numTextTrainSteps >= self.maxTrainSteps:
+            raise ValueError("numTextTrainSteps must be fewer than maxTrainSteps: the UNet needs steps too")
+        if self.numTextTrainSteps and self.learningRateTextEncoder <= 0:
+            raise ValueError("numTextTrainSteps needs a learningRateTextEncoder above 0")
         return self
 
 
@@ -90,6 +116,22 @@ class TrainingRequestedData(BaseModel):
         "under the model's own `models/{modelId}/data/`.",
     )
     parameters: TrainingParameters
+    captions: list[str | None] | None = Field(
+        default=None,
+        description="The prompt each image trains on, parallel to dataKeys, trigger word already woven in "
+        "(events/captions.py); None for an image (or for all) trains it on parameters.conceptPrompt, or on an "
+        "automatic caption when parameters.autoCaption is set.",
+    )
+
+    @model_validator(mode="after")
+    def _captions_match(self) -> TrainingRequestedData:
+        if self.captions is not None:
+            if len(self.captions) != len(self.dataKeys):
+                raise ValueError(f"captions has {len(self.captions)} entries for {len(self.dataKeys)} dataKeys")
+            for index, caption in enumerate(self.captions):
+                if caption is not None and not 1 <= len(caption) <= MAX_CAPTION:
+                    raise ValueError(f"captions[{index}] must be 1 to {MAX_CAPTION} characters")
+        return self
 
     @model_validator(mode="after")
     def _own_images(self) -> TrainingRequestedData:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from infra.settings import Settings
+from infra.settings import BaseModelSource, Settings
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -32,6 +32,15 @@ TINY_SD_TARGETS = (
 )
 
 
+class Family(StrEnum):
+    """A base-model architecture, in the Scenario-style API's words: adapters, compositions and mixes stay within one,
+    and each has its own trainer, its own LoRA layers and its own adapter key names."""
+
+    SD15 = "sd-1_5"
+    SDXL = "sd-xl"
+    FLUX = "flux.1"
+
+
 class Capability(StrEnum):
     """What a base model can be used for."""
 
@@ -41,71 +50,144 @@ class Capability(StrEnum):
     TRAINING = "training"
 
 
-# Every Stable Diffusion checkpoint generates in the three modes (diffusers derives the image-to-image and
-# inpainting pipelines from the text-to-image one). The trainer drives an SD 1.5 UNet with one text encoder,
-# so only that family trains.
+# Every family generates in the three modes (diffusers derives the image-to-image and inpainting pipelines from the
+# text-to-image one) and trains (workers/trainer/families/ has a trainer for each).
 GENERATION_CAPABILITIES = (Capability.TEXT_TO_IMAGE, Capability.IMAGE_TO_IMAGE, Capability.INPAINTING)
-SD15_CAPABILITIES = (*GENERATION_CAPABILITIES, Capability.TRAINING)
+ALL_CAPABILITIES = (*GENERATION_CAPABILITIES, Capability.TRAINING)
+SD15_CAPABILITIES = ALL_CAPABILITIES  # the name older code imports
+
+# FLUX's transformer blocks: the attention projections of both streams (diffusers' FLUX LoRA script's default set).
+FLUX_ATTENTION_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "add_k_proj", "add_q_proj", "add_v_proj", "to_add_out")
+# The tiny FLUX's weights are random, as tiny-sd's: its adapters also cover the feed-forwards and the single
+# blocks' projections, so a short training has a measurable say in the output.
+TINY_FLUX_TARGETS = (
+    *FLUX_ATTENTION_TARGETS,
+    "ff.net.0.proj",
+    "ff.net.2",
+    "ff_context.net.0.proj",
+    "ff_context.net.2",
+    "proj_mlp",
+    "proj_out",
+)
 
 
 @dataclass(frozen=True)
 class BaseModelSpec:
-    """A base model: its registry name, where its weights are, and the defaults requests inherit."""
+    """A base model: its registry name, its family, where its weights are, and the defaults requests inherit."""
 
     name: str
-    source: str  # "builtin:<name>", a local folder, or an s3:// prefix
-    model_type: str  # the Scenario-style API's words, e.g. "sd-1_5-lora"
+    source: str  # "builtin:<name>", a local diffusers folder or s3:// prefix, or one .safetensors file (local or s3://)
+    family: Family
     default_size: int
     max_side: int
     default_steps: int
     default_guidance: float = 7.5
-    # UNet modules a LoRA adapts: the attention projections, as diffusers' DreamBooth LoRA script does.
+    # UNet (or FLUX transformer) modules a LoRA adapts: the attention projections, as diffusers' LoRA scripts do.
     lora_targets: tuple[str, ...] = ATTENTION_TARGETS
     # Typical training speed (steps per second at the default size), for `estimatedCompletion` only.
     train_steps_per_second: float = 1.0
-    capabilities: tuple[Capability, ...] = SD15_CAPABILITIES
+    capabilities: tuple[Capability, ...] = ALL_CAPABILITIES
+    # A single-file checkpoint only: the diffusers folder (local or s3://) with its family's configuration (every
+    # component's config and the tokenizers; no weights needed), and the file's sha256 when the operator gave one.
+    config: str | None = None
+    sha256: str | None = None
+    # Image sides are multiples of this many pixels (the VAE's 8x, and FLUX's 2x2 latent packing: 16).
+    size_multiple: int = 8
 
     @property
-    def family(self) -> str:
-        """The model family in the Scenario-style API's words (`sd-1_5`, `sd-xl`): adapters only mix within one."""
-        return self.model_type.removesuffix("-lora")
+    def model_type(self) -> str:
+        """The Scenario-style type of a LoRA model created on it (`sd-1_5-lora`, `sd-xl-lora`, `flux.1-lora`)."""
+        return f"{self.family.value}-lora"
 
     @property
     def is_builtin(self) -> bool:
         """Whether the weights are made in-process rather than read from storage."""
         return self.source.startswith(BUILTIN_PREFIX)
 
+    @property
+    def is_single_file(self) -> bool:
+        """Whether the weights are one `.safetensors` checkpoint (loaded with its family's configuration)."""
+        return self.source.endswith(".safetensors")
+
 
 TINY_SD = BaseModelSpec(
     name="tiny-sd",
     source=f"{BUILTIN_PREFIX}tiny-sd",
-    model_type="sd-1_5-lora",
+    family=Family.SD15,
     default_size=64,
     max_side=1536,
     default_steps=10,
     train_steps_per_second=8.0,
     lora_targets=TINY_SD_TARGETS,
 )
+TINY_SDXL = BaseModelSpec(
+    name="tiny-sdxl",
+    source=f"{BUILTIN_PREFIX}tiny-sdxl",
+    family=Family.SDXL,
+    default_size=64,
+    max_side=1536,
+    default_steps=10,
+    default_guidance=5.0,
+    train_steps_per_second=5.0,
+    lora_targets=TINY_SD_TARGETS,
+)
+TINY_FLUX = BaseModelSpec(
+    name="tiny-flux",
+    source=f"{BUILTIN_PREFIX}tiny-flux",
+    family=Family.FLUX,
+    default_size=64,
+    max_side=1536,
+    default_steps=10,
+    default_guidance=3.5,
+    train_steps_per_second=8.0,
+    lora_targets=TINY_FLUX_TARGETS,
+    size_multiple=16,
+)
+BUILTIN_MODELS = {spec.name: spec for spec in (TINY_SD, TINY_SDXL, TINY_FLUX)}
 
-# Defaults for well-known families when an operator points a name at their weights.
-_FAMILY_DEFAULTS = {
-    "sd-xl": dict(
-        model_type="sd-xl-lora",
+# Defaults for each family when an operator points a name at its weights.
+FAMILY_DEFAULTS: dict[Family, dict[str, object]] = {
+    Family.SD15: dict(default_size=512, max_side=1536, default_steps=30),
+    Family.SDXL: dict(default_size=1024, max_side=2048, default_steps=30, default_guidance=5.0),
+    Family.FLUX: dict(
         default_size=1024,
         max_side=2048,
-        default_steps=30,
-        capabilities=GENERATION_CAPABILITIES,
+        default_steps=28,
+        default_guidance=3.5,
+        lora_targets=FLUX_ATTENTION_TARGETS,
+        size_multiple=16,
     ),
 }
-_SD15_DEFAULTS = dict(model_type="sd-1_5-lora", default_size=512, max_side=1536, default_steps=30)
+
+
+def family_of_name(name: str) -> Family:
+    """The family a configured base model's name implies when its entry does not say (`sd-xl…`, `sdxl…`,
+    `flux…`; anything else is SD 1.5, as before families were configurable)."""
+    lowered = name.lower()
+    if lowered.startswith(("sd-xl", "sdxl")):
+        return Family.SDXL
+    if lowered.startswith("flux"):
+        return Family.FLUX
+    return Family.SD15
+
+
+def configured_spec(name: str, entry: str | BaseModelSource) -> BaseModelSpec:
+    """The spec of a base model the operator configured: a source string, or an entry with its family (and, for a
+    single file, its configuration folder and sha256)."""
+    if isinstance(entry, str):
+        entry = BaseModelSource(source=entry)
+    family = Family(entry.family) if entry.family else family_of_name(name)
+    defaults: dict[str, object] = dict(FAMILY_DEFAULTS[family])
+    return BaseModelSpec(
+        name=name, source=entry.source, family=family, config=entry.config, sha256=entry.sha256, **defaults
+    )  # type: ignore[arg-type]
 
 
 def base_model_registry(settings: Settings) -> dict[str, BaseModelSpec]:
-    """Every base model this deployment offers: the built-in tiny one plus those configured."""
-    registry = {TINY_SD.name: TINY_SD}
-    for name, source in settings.base_models.items():
-        defaults = next((d for prefix, d in _FAMILY_DEFAULTS.items() if name.startswith(prefix)), _SD15_DEFAULTS)
-        registry[name] = BaseModelSpec(name=name, source=source, **defaults)  # type: ignore[arg-type]
+    """Every base model this deployment offers: the built-in tiny ones plus those configured."""
+    registry = dict(BUILTIN_MODELS)
+    for name, entry in settings.base_models.items():
+        registry[name] = configured_spec(name, entry)
     for alias, target in settings.base_model_aliases.items():
         if target in registry and alias not in registry:
             registry[alias] = registry[target]

@@ -10,8 +10,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BaseModelSource(BaseModel):
+    """One configured base model's weights (an entry of `base_models`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, description="A diffusers folder or s3:// prefix, or one .safetensors file.")
+    family: Literal["sd-1_5", "sd-xl", "flux.1"] | None = None
+    config: str | None = Field(
+        default=None, description="A single file's configuration: a diffusers folder (local or s3://), no weights."
+    )
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
 class Settings(BaseSettings):
@@ -160,13 +173,19 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path.home() / ".cache" / "lorafoundry" / "models"
     # LoRA weights a generator keeps loaded per base pipeline; past it, the least recently used are unloaded.
     adapter_cache_bytes: int = Field(default=1024**3, ge=0)
-    # Extra base models: JSON object of name -> local folder or s3:// prefix, e.g.
-    # LF_BASE_MODELS='{"sd-1.5": "/models/sd15"}'.
-    base_models: dict[str, str] = Field(default_factory=dict)
+    # Extra base models: JSON object of name -> a local folder or s3:// prefix in diffusers' layout, or an entry
+    # naming its family and, for a single .safetensors checkpoint, its configuration folder and sha256, e.g.
+    # LF_BASE_MODELS='{"sd-1.5": "/models/sd15", "my-xl": {"source": "s3://m/xl.safetensors", "family": "sd-xl",
+    # "config": "s3://m/sdxl-config/", "sha256": "…"}}'. Without a family, the name's prefix says (sd-xl…, flux…).
+    base_models: dict[str, str | BaseModelSource] = Field(default_factory=dict)
     # Other names for base models, e.g. LF_BASE_MODEL_ALIASES='{"realm-base-v2.1": "sd-1.5"}', so clients
     # written against another service's model names work unchanged.
     base_model_aliases: dict[str, str] = Field(default_factory=dict)
     torch_device: str = "auto"
+    # Automatic captioning of training images that have no description: a captioning model's folder (local or s3://,
+    # in transformers' layout, e.g. a BLIP image-to-text model) the trainer loads; unset, images without a
+    # description train on the concept prompt. Nothing is downloaded from a hub at run time.
+    captioning_model: str | None = None
 
     # Local poller that plays the SQS -> Lambda event source mapping.
     poller_batch_size: int = Field(default=10, ge=1, le=10)

@@ -21,6 +21,12 @@ class TrainingImageRecord(StoredRecord, ValidatedImage):
     )
     uploadId: str | None = Field(default=None, description="The presigned upload that brings its bytes.")
     name: str | None = Field(default=None, description="The file name the caller gave.")
+    description: str | None = Field(
+        default=None, max_length=1000, description="The caller's caption (the Scenario-style API's description)."
+    )
+    automaticCaptioning: str | None = Field(
+        default=None, max_length=1000, description="The caption a training's captioning model gave it."
+    )
     error: JobError | None = Field(default=None, description="Why it was rejected (the one failure model).")
     createdAt: IsoTime = Field(default_factory=now_iso, description="When the image was first recorded.")
     updatedAt: IsoTime = Field(default_factory=now_iso, description="When it was last written.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -11,13 +12,22 @@ import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
 from infra.aws import client_kwargs
-from infra.base_models import BaseModelSpec
+from infra.base_models import BUILTIN_PREFIX, BaseModelSpec
 from infra.settings import Settings
+from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
 from workers.job_errors import BaseModelUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 
 log = logging.getLogger(__name__)
+
+# The built-in tiny base models, by registry name: each builds its folder once into the model cache.
+BUILTIN_BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tiny-sd": ensure_tiny_sd,
+    "tiny-sdxl": ensure_tiny_sdxl,
+    "tiny-flux": ensure_tiny_flux,
+}
 
 
 def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:
@@ -53,7 +63,7 @@ def _download_prefix(settings: Settings, uri: str, cache_dir: Path) -> Path:
 def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
     """A local folder with the model's diffusers layout, fetched or built as needed."""
     if spec.is_builtin:
-        return ensure_tiny_sd(settings.model_cache_dir)
+        return BUILTIN_BUILDERS[spec.source.removeprefix(BUILTIN_PREFIX)](settings.model_cache_dir)
     if spec.source.startswith("s3://"):
         return _download_prefix(settings, spec.source, settings.model_cache_dir)
     path = Path(spec.source).expanduser()

@@ -8,42 +8,24 @@ that serves real models serves it too. Its pictures mean nothing.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from workers.base_models.builtin import ensure_built
+from workers.base_models.tokenizer import byte_level_tokenizer
 
 # Bump when the architecture below changes, so cached copies are rebuilt rather than reused.
 BUILD_VERSION = 2
 DEFAULT_SEED = 0
 MAX_TOKENS = 77
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def _tokenizer() -> PreTrainedTokenizerFast:
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    vocab[BOS] = len(vocab)
-    vocab[EOS] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=EOS, model_max_length=MAX_TOKENS
-    )
 
 
 def build_tiny_sd(seed: int = DEFAULT_SEED) -> StableDiffusionPipeline:
     """Make the pipeline in memory; the same seed always gives the same weights."""
-    tokenizer = _tokenizer()
+    tokenizer = byte_level_tokenizer(MAX_TOKENS)
     torch.manual_seed(seed)
     # SD's shape at a fraction of its width: a VAE that downscales 8x (so 512 px is a 64x64 latent, as in
     # SD 1.5) and attention only at 1/2 and 1/4 of the latent, so the custom-models API's 512..1536 px requests take
@@ -106,18 +88,4 @@ def build_tiny_sd(seed: int = DEFAULT_SEED) -> StableDiffusionPipeline:
 
 def ensure_tiny_sd(cache_dir: Path, seed: int = DEFAULT_SEED) -> Path:
     """The folder holding tiny-sd's saved weights, building it once; safe against concurrent builders."""
-    target = cache_dir / f"tiny-sd-v{BUILD_VERSION}-seed{seed}"
-    if (target / "model_index.json").exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-sd-", dir=cache_dir))
-    try:
-        build_tiny_sd(seed).save_pretrained(staging, safe_serialization=True)
-        try:
-            os.rename(staging, target)  # atomic: readers see the whole folder or none of it
-        except OSError:
-            if not (target / "model_index.json").exists():
-                raise  # not a lost race with another builder: a real failure
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return ensure_built(cache_dir, f"tiny-sd-v{BUILD_VERSION}-seed{seed}", lambda: build_tiny_sd(seed))
