@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from infra.base_models import TINY_SD_TARGETS
+from infra.base_models import TINY_FLUX, TINY_SD_TARGETS, TINY_SDXL
 from tests.conftest import MODEL_CACHE
+from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
 from workers.trainer import lora
 
 PipelineFactory = Callable[[], StableDiffusionPipeline]
+AnyPipelineFactory = Callable[[], DiffusionPipeline]
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +37,44 @@ def load_tiny_sd(tiny_sd_path: Path) -> PipelineFactory:
     return load
 
 
-def random_adapter(load: PipelineFactory, seed: int, rank: int = 4) -> bytes:
-    """An adapter file with random weights, made on a throwaway tiny-sd pipeline."""
-    return lora.random_adapter(load(), seed=seed, rank=rank, unet_targets=TINY_SD_TARGETS)
+@pytest.fixture(scope="session")
+def load_tiny_sdxl() -> Callable[[], StableDiffusionXLPipeline]:
+    """Loads a fresh tiny-sdxl pipeline."""
+    path = ensure_tiny_sdxl(MODEL_CACHE)
+
+    def load() -> StableDiffusionXLPipeline:
+        pipeline = StableDiffusionXLPipeline.from_pretrained(path)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def load_tiny_flux() -> Callable[[], FluxPipeline]:
+    """Loads a fresh tiny-flux pipeline."""
+    path = ensure_tiny_flux(MODEL_CACHE)
+
+    def load() -> FluxPipeline:
+        pipeline = FluxPipeline.from_pretrained(path)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    return load
+
+
+# The built-in base model's adapter targets, by pipeline class (random adapters for any family).
+_TARGETS = {
+    StableDiffusionPipeline: TINY_SD_TARGETS,
+    StableDiffusionXLPipeline: TINY_SDXL.lora_targets,
+    FluxPipeline: TINY_FLUX.lora_targets,
+}
+
+
+def random_adapter(load: AnyPipelineFactory, seed: int, rank: int = 4) -> bytes:
+    """An adapter file with random weights, made on a throwaway pipeline of the family `load` makes."""
+    pipeline = load()
+    return lora.random_adapter(pipeline, seed=seed, rank=rank, unet_targets=_TARGETS[type(pipeline)])
 
 
 def generate_latents(pipeline: StableDiffusionPipeline, prompt: str, steps: int, count: int = 1) -> torch.Tensor:

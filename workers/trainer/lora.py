@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -51,27 +51,53 @@ def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) 
     training examples apply, renames only attention projections: on an adapter that also covers convolutions
     or feed-forwards it yields mixed names, and `load_lora_weights` then silently drops the attention part.
     """
-    unet_layers = get_peft_model_state_dict(pipeline.unet)
-    text_layers = get_peft_model_state_dict(pipeline.text_encoder) if train_text_encoder else None
+    layers = {"unet": get_peft_model_state_dict(pipeline.unet)}
+    if train_text_encoder:
+        layers["text_encoder"] = get_peft_model_state_dict(pipeline.text_encoder)
+    return save_adapter_file(pipeline, layers)
+
+
+# What each adapted component is called in a pipeline class's `save_lora_weights` (SD 1.5, SDXL and FLUX alike).
+_SAVE_ARGUMENTS = {
+    "unet": "unet_lora_layers",
+    "transformer": "transformer_lora_layers",
+    "text_encoder": "text_encoder_lora_layers",
+    "text_encoder_2": "text_encoder_2_lora_layers",
+}
+
+
+def save_adapter_file(pipeline: DiffusionPipeline, layers: dict[str, dict[str, torch.Tensor]]) -> bytes:
+    """One safetensors file of LoRA layers by pipeline component (`unet` or `transformer`, `text_encoder`,
+    `text_encoder_2`; peft's naming), written by the pipeline class's own `save_lora_weights` so its
+    `load_lora_weights` reads it back."""
+    arguments = {_SAVE_ARGUMENTS[component]: state for component, state in layers.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        StableDiffusionPipeline.save_lora_weights(
-            save_directory=tmp,
-            unet_lora_layers=unet_layers,
-            text_encoder_lora_layers=text_layers,
-            safe_serialization=True,
-        )
+        type(pipeline).save_lora_weights(save_directory=tmp, safe_serialization=True, **arguments)  # type: ignore[attr-defined]
         return (Path(tmp) / ADAPTER_FILE).read_bytes()
 
 
-def random_adapter(pipeline: StableDiffusionPipeline, seed: int, rank: int, unet_targets: tuple[str, ...]) -> bytes:
-    """An adapter file with random, non-zero weights: as loadable as a trained one, made in a blink (for tests
-    and benchmarks). Adds layers to `pipeline`, so pass one that is thrown away after."""
-    params = add_adapters(pipeline, rank=rank, train_text_encoder=False, unet_targets=unet_targets)
+def denoiser_of(pipeline: DiffusionPipeline) -> tuple[str, torch.nn.Module]:
+    """The pipeline's denoiser and its component name: the UNet (SD 1.5, SDXL) or the transformer (FLUX)."""
+    if getattr(pipeline, "unet", None) is not None:
+        return "unet", pipeline.unet
+    return "transformer", pipeline.transformer
+
+
+def random_adapter(pipeline: DiffusionPipeline, seed: int, rank: int, unet_targets: tuple[str, ...]) -> bytes:
+    """An adapter file with random, non-zero weights on the pipeline's denoiser (a UNet or a FLUX transformer):
+    as loadable as a trained one, made in a blink (for tests and benchmarks). Adds layers to `pipeline`, so pass
+    one that is thrown away after."""
+    component, denoiser = denoiser_of(pipeline)
+    denoiser.requires_grad_(False)
+    with MODULE_CONSTRUCTION:
+        denoiser.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(unet_targets))
+        )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for param in params:
+        for param in (p for p in denoiser.parameters() if p.requires_grad):
             param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
-    return export_adapter(pipeline, train_text_encoder=False)
+    return save_adapter_file(pipeline, {component: get_peft_model_state_dict(denoiser)})
 
 
 def snapshot(
