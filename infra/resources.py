@@ -138,6 +138,7 @@ def resources_for(settings: Settings) -> Resources:
             TableSpec(name=settings.webhook_secrets_table, hash_key="tenantId"),
             TableSpec(name=settings.tenants_table, hash_key="tenantId"),
             TableSpec(name=settings.workers_table, hash_key="workerId", ttl_attribute="expiresAt"),
+            TableSpec(name=settings.base_models_table, hash_key="name"),
             TableSpec(
                 name=settings.webhook_deliveries_table,
                 hash_key="jobId",

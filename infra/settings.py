@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     # in transformers' layout, e.g. a BLIP image-to-text model) the trainer loads; unset, images without a
     # description train on the concept prompt. Nothing is downloaded from a hub at run time.
     captioning_model: str | None = None
+    # Training on a GPU: an 8-bit AdamW (bitsandbytes, when it is installed) halves the optimizer's memory.
+    trainer_8bit_optimizer: bool = False
 
     # Local poller that plays the SQS -> Lambda event source mapping.
     poller_batch_size: int = Field(default=10, ge=1, le=10)
@@ -250,6 +252,11 @@ class Settings(BaseSettings):
     def workers_table(self) -> str:
         """DynamoDB table of live workers, each record refreshed while its worker lives (TTL forgets the dead)."""
         return f"{self.resource_prefix}-workers"
+
+    @property
+    def base_models_table(self) -> str:
+        """DynamoDB table of base models an operator registered at run time (on top of settings' `base_models`)."""
+        return f"{self.resource_prefix}-base-models"
 
     @property
     def notifications_queue(self) -> str:
