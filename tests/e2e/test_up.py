@@ -21,7 +21,7 @@ from tests.e2e.up_process import alive, descendants, launch_up
 from tests.http_server import LoopbackServer, loopback_server
 from tests.journeys import QUICK, png
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 def _ports(info: StackInfo) -> list[int]:

@@ -15,7 +15,7 @@ from infra.local.processes import wait_until
 from tests.e2e.up_process import alive, descendants, launch_up
 from tests.journeys import png
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 def _component(root: int, needle: str) -> int | None:

@@ -32,7 +32,7 @@ from infra.settings import Settings
 from tests.conftest import isolated_api
 from tests.support import bearer, eventually, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 READY = "generator worker ready"
 RESTART_MARK = "--- lorafoundry supervisor:"

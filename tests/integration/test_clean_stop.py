@@ -40,7 +40,7 @@ from infra.settings import Settings
 from tests.conftest import Broker, make_settings
 from tests.support import eventually, generation_request, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 # What a process that leaves its clients open prints at exit, and what a failed close logs.
 LEAKS = ("Unclosed AIOKafkaProducer", "Unclosed client session", "Task was destroyed but it is pending!", "Traceback")

@@ -22,7 +22,7 @@ from tests.conftest import Broker, make_settings
 from tests.journeys import create_model, png, upload, wait_for_training
 from tests.support import bearer, eventually, settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 TRAINER_READY = "trainer worker ready"
 STATUS_ORDER = ["starting", "processing", "succeeded"]
