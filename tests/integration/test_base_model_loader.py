@@ -74,3 +74,49 @@ async def test_missing_weights_are_reported_clearly(bootstrapped, tmp_path: Path
         await asyncio.to_thread(load_pipeline, registry["nowhere"], settings)
     with pytest.raises(BaseModelUnavailable, match="no objects under"):
         await asyncio.to_thread(load_pipeline, registry["empty-s3"], settings)
+
+
+def _counting_client(calls: list[str]):
+    """An S3 client that records the Range header of every GetObject it sends."""
+    from workers.base_models import download
+
+    def client(settings):
+        s3 = real_client(settings)
+        s3.meta.events.register(
+            "before-call.s3.GetObject", lambda params, **_: calls.append(params["headers"].get("Range", "whole"))
+        )
+        return s3
+
+    real_client = download.s3_client
+    return client
+
+
+async def test_a_multipart_download_arrives_whole_and_a_wrong_sha256_leaves_nothing(
+    bootstrapped, context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import os
+
+    from boto3.s3.transfer import TransferConfig
+
+    from workers.base_models import download
+
+    payload = os.urandom(3 * 1024 * 1024 + 123)
+    key = "base-models/one-file/model.safetensors"
+    await context.store.put_bytes(key, payload, "application/octet-stream")
+    uri = f"s3://{bootstrapped.bucket}/{key}"
+    ranges: list[str] = []
+    monkeypatch.setattr(download, "s3_client", _counting_client(ranges))
+    small_parts = TransferConfig(multipart_threshold=256 * 1024, multipart_chunksize=256 * 1024, max_concurrency=4)
+
+    destination = tmp_path / "models" / "model.safetensors"
+    digest = hashlib.sha256(payload).hexdigest()
+    got = await asyncio.to_thread(download.download_file, bootstrapped, uri, destination, digest, small_parts)
+    assert got == destination and destination.read_bytes() == payload
+    assert len(ranges) == 13 and all(r.startswith("bytes=") for r in ranges)  # ceil(3 MiB + 123 / 256 KiB) parts
+    assert not list(destination.parent.glob("*.part"))
+
+    wrong = tmp_path / "wrong" / "model.safetensors"
+    with pytest.raises(BaseModelUnavailable, match=f"expected {'0' * 64}, got {digest}"):
+        await asyncio.to_thread(download.download_file, bootstrapped, uri, wrong, "0" * 64, small_parts)
+    assert list(wrong.parent.iterdir()) == []

@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
-import botocore.session
 import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
-from infra.aws import client_kwargs
 from infra.base_models import BUILTIN_PREFIX, BaseModelSpec
 from infra.settings import Settings
+from workers.base_models.download import download_prefix
 from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
@@ -38,34 +36,12 @@ def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:
     return device, (torch.float16 if device.type == "cuda" else torch.float32)
 
 
-def _download_prefix(settings: Settings, uri: str, cache_dir: Path) -> Path:
-    parsed = urlparse(uri)
-    bucket, prefix = parsed.netloc, parsed.path.lstrip("/").rstrip("/") + "/"
-    target = cache_dir / "s3" / bucket / prefix
-    if (target / "model_index.json").exists():
-        return target
-    s3 = botocore.session.get_session().create_client("s3", **client_kwargs(settings, "s3"))
-    found = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            destination = target / obj["Key"][len(prefix) :]
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            partial = destination.with_name(destination.name + ".part")
-            with partial.open("wb") as out:
-                out.write(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-            partial.rename(destination)
-            found += 1
-    if not found:
-        raise BaseModelUnavailable(f"no objects under {uri}")
-    return target
-
-
 def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
     """A local folder with the model's diffusers layout, fetched or built as needed."""
     if spec.is_builtin:
         return BUILTIN_BUILDERS[spec.source.removeprefix(BUILTIN_PREFIX)](settings.model_cache_dir)
     if spec.source.startswith("s3://"):
-        return _download_prefix(settings, spec.source, settings.model_cache_dir)
+        return download_prefix(settings, spec.source, settings.model_cache_dir)
     path = Path(spec.source).expanduser()
     if not (path / "model_index.json").exists():
         raise BaseModelUnavailable(f"base model {spec.name!r}: no diffusers model at {path}")
