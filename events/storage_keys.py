@@ -150,3 +150,26 @@ def parse_notification_key(raw_key: str) -> JobMarkerRef | None:
             except ValueError:
                 return None
     return None
+
+
+# --- issue 16: captions ---
+CAPTIONS_MARKER_NAME = "captions.json"
+_CAPTIONS_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/captions\.json$")
+_MODEL_DATA = re.compile(r"^models/(?P<model_id>[^/]+)/data/(?P<data_id>[^/]+)/[^/]+$")
+
+
+def training_captions_key(training_id: str) -> str:
+    """`captions.json`: the captions a training's captioning model gave its images (no status of its own)."""
+    return f"{training_prefix(training_id)}{CAPTIONS_MARKER_NAME}"
+
+
+def parse_captions_key(raw_key: str) -> str | None:
+    """The training id of a notification key that is a training's captions marker; None if it is not one."""
+    match = _CAPTIONS_MARKER.match(unquote_plus(raw_key))
+    return match["job_id"] if match else None
+
+
+def parse_model_data_key(key: str) -> tuple[str, str] | None:
+    """(model id, data id) of a normalized training image's key (`model_data_key`); None if it is not one."""
+    match = _MODEL_DATA.match(key)
+    return (match["model_id"], match["data_id"]) if match else None

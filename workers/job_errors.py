@@ -35,6 +35,14 @@ class TrainingDataMissing(RuntimeError):
     """None of the training's images can be read."""
 
 
+# --- issue 16: captions ---
+class CaptioningModelUnavailable(RuntimeError):
+    """The operator's captioning model (settings.captioning_model) cannot be found or loaded."""
+
+
+# --- end issue 16: captions ---
+
+
 class GenerationCanceled(Exception):
     """A generation stopped between two denoising steps because its cancel was asked for: not a failure,
     so it is no job error (the worker writes `canceled.json`, not `failed.json`)."""
@@ -51,6 +59,7 @@ JOB_ERROR_CODES: Mapping[type, str] = {
     BaseModelUnavailable: "model_unavailable",
     AdapterUnavailable: "adapter_unavailable",
     TrainingDataMissing: "training_data_missing",
+    CaptioningModelUnavailable: "captioning_model_unavailable",  # issue 16: captions
 }
 
 GENERATION_FAILED = "generation_failed"

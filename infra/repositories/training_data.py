@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from events.envelope import utcnow
 from events.records.training_data import TrainingImageRecord
-from infra.repositories.dynamo import from_item, query_all, record_item, serialize, to_item
+from infra.repositories.dynamo import from_item, is_condition_failure, query_all, record_item, serialize, to_item
 
 
 class TrainingDataRepository:
@@ -47,3 +49,27 @@ class TrainingDataRepository:
     async def delete(self, model_id: str, data_id: str) -> None:
         """Remove one image's record (the caller removes its bytes)."""
         await self.dynamodb.delete_item(TableName=self.table, Key=to_item({"modelId": model_id, "dataId": data_id}))
+
+    # --- issue 16: captions ---
+    async def record_automatic_caption(self, model_id: str, data_id: str, key: str, caption: str) -> bool:
+        """Set an image's automatic caption, if the image still exists with the bytes at `key` (a replaced image
+        is not the one captioned) and does not already say it; False when nothing changed."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table,
+                Key=to_item({"modelId": model_id, "dataId": data_id}),
+                UpdateExpression="SET automaticCaptioning = :caption, updatedAt = :now",
+                ConditionExpression="attribute_exists(modelId) AND #key = :key AND "
+                "(attribute_not_exists(automaticCaptioning) OR automaticCaptioning <> :caption)",
+                ExpressionAttributeNames={"#key": "key"},
+                ExpressionAttributeValues={
+                    ":caption": serialize(caption),
+                    ":key": serialize(key),
+                    ":now": serialize(utcnow().isoformat()),
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
