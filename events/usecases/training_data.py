@@ -38,10 +38,12 @@ async def store_training_image(
     name: str | None = None,
     *,
     reserved: bool = False,
+    description: str | None = None,
 ) -> TrainingImageRecord:
     """Count the image's bytes against the tenant's storage (unless the caller `reserved` them already;
     `QuotaExceeded` before anything is written when they do not fit), then write the bytes, then the `ready`
-    record (so a ready record always has its bytes). What counts is the size the tenant sent (`bytes`)."""
+    record (so a ready record always has its bytes). What counts is the size the tenant sent (`bytes`).
+    `description` is the image's caption (what it trains on, with the trigger word woven in)."""
     if not reserved:
         await reserve_storage(backends, tenant_id, image.source_bytes)
     key = model_data_key(model_id, data_id, image.sha256)
@@ -54,6 +56,7 @@ async def store_training_image(
                 tenantId=tenant_id,
                 key=key,
                 name=name,
+                description=description,
                 **image_facts(image),
                 status=UploadStatus.READY,
             )

@@ -3,7 +3,7 @@
 Two ways in, documented in docs/api-compat.md:
 - the custom-models API: `trainingStrength` (0..10) and `trainingSpeed` (fast, high_quality) pick a preset;
 - the Scenario-style API: explicit `parameters` (stored on the model by PUT, or sent with the training request), whose
-  unset fields take the Scenario-style API's documented defaults.
+  unset fields take the Scenario-style API's documented defaults for the base model's family (FAMILY_DEFAULTS).
 Precedence, lowest first: defaults (preset or the Scenario-style API) < the model's stored parameters < the request's.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from events.training import TrainingParameters
+from events.training import MAX_RANK, MAX_TRAIN_STEPS, TrainingParameters
 from events.validation import error_message, error_path
 
 TrainingSpeed = Literal["fast", "high_quality"]
@@ -59,12 +59,129 @@ class ParameterError(ValueError):
         self.field = field
 
 
+# The base-model families, in the Scenario-style API's words (infra.base_models.Family's values: events stays pure).
+SD15 = "sd-1_5"
+SDXL = "sd-xl"
+FLUX = "flux.1"
+
+# Parameters only some families' trainers take. Sent for another family they are accepted and ignored, as the
+# Scenario-style parameters without effect are (IGNORED_PARAMETERS in functions/api/schemas/models.py): a client
+# that sends one body to every family keeps working.
+FAMILY_ONLY: dict[str, frozenset[str]] = {
+    SD15: frozenset({"numTextTrainSteps", "numUNetTrainSteps", "textEncoderTrainingRatio", "optimizeFor"}),
+    SDXL: frozenset({"optimizeFor"}),
+    # FLUX trains no prior-preservation class images (the Scenario-style API: classPrompt is SD 1.5's,
+    # priorLossWeight SD 1.5's and SDXL's), and its steps are not split between text encoders and transformer.
+    FLUX: frozenset(
+        {
+            "classPrompt",
+            "priorLossWeight",
+            "numClassImages",
+            "numTextTrainSteps",
+            "numUNetTrainSteps",
+            "textEncoderTrainingRatio",
+        }
+    ),
+}
+# Inputs that are not TrainingParameters fields: folded into maxTrainSteps / numTextTrainSteps here.
+STEP_INPUTS = ("numUNetTrainSteps", "textEncoderTrainingRatio")
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """The Scenario-style API's documented defaults and limits of one family (its explicit-`parameters` path)."""
+
+    learning_rate: float
+    learning_rate_text_encoder: float
+    rank: int
+    steps_per_image: float
+    max_steps: int = MAX_TRAIN_STEPS
+    rank_range: tuple[int, int] = (1, MAX_RANK)
+    # When the text-encoder rate is set above 0, the range it must be in (FLUX's CLIP LoRA).
+    text_encoder_rate_range: tuple[float, float] | None = None
+
+    def default_steps(self, image_count: int) -> int:
+        """maxTrainSteps when nothing says otherwise, within the family's cap."""
+        return min(self.max_steps, max(1, round(image_count * self.steps_per_image)))
+
+
+FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
+    # round(images * 225 / 3): the SD 1.5 rule, as before families.
+    SD15: FamilyDefaults(learning_rate=5e-6, learning_rate_text_encoder=0.0, rank=16, steps_per_image=75),
+    SDXL: FamilyDefaults(learning_rate=5e-6, learning_rate_text_encoder=5e-5, rank=64, steps_per_image=175),
+    # FLUX's CLIP LoRA is off unless asked for (diffusers' FLUX LoRA script trains the transformer alone by
+    # default: the text encoders' adapters cost memory for little likeness); when set, the documented range.
+    FLUX: FamilyDefaults(
+        learning_rate=1e-4,
+        learning_rate_text_encoder=0.0,
+        rank=16,
+        steps_per_image=100,
+        max_steps=10_000,
+        rank_range=(2, 64),
+        text_encoder_rate_range=(1e-6, 1e-3),
+    ),
+}
+
+
+def family_defaults(family: str) -> FamilyDefaults:
+    """The defaults of a family (SD 1.5's for a family this module does not know)."""
+    return FAMILY_DEFAULTS.get(family, FAMILY_DEFAULTS[SD15])
+
+
 @dataclass(frozen=True)
 class BaseDefaults:
-    """What the base model contributes: the training resolution and the sampling steps."""
+    """What the base model contributes: its family, the training resolution and the sampling steps, and whether the
+    deployment has a captioning model (then images without a caption are captioned automatically by default)."""
 
     resolution: int
     sample_steps: int
+    family: str = SD15
+    captioning_available: bool = False
+
+
+def _explicit_steps(explicit: dict[str, Any], family: str, image_count: int, epochs_default: int) -> int | None:
+    """maxTrainSteps as the explicit parameters imply it, or None when they leave it to the defaults.
+
+    SDXL: numTextTrainSteps + numUNetTrainSteps (the Scenario-style API's replacement for maxTrainSteps). FLUX:
+    nbEpochs x ceil(images x nbRepeats / batchSize) when epochs or repeats are given (kohya's and ai-toolkit's
+    repeats: each epoch sees every image nbRepeats times)."""
+    if family == SDXL and explicit.get("numUNetTrainSteps") is not None:
+        total = int(explicit.get("numTextTrainSteps") or 0) + int(explicit["numUNetTrainSteps"])
+        given = explicit.get("maxTrainSteps")
+        if given is not None and int(given) != total:
+            raise ParameterError(
+                f"parameters.maxTrainSteps: {given} is not numTextTrainSteps + numUNetTrainSteps ({total}); "
+                "send one or the other (SDXL: numTextTrainSteps and numUNetTrainSteps)",
+                "maxTrainSteps",
+            )
+        return total
+    if explicit.get("maxTrainSteps") is not None:
+        return int(explicit["maxTrainSteps"])
+    if family == FLUX and (explicit.get("nbRepeats") is not None or explicit.get("nbEpochs") is not None):
+        epochs = int(explicit.get("nbEpochs") or epochs_default)
+        repeats = int(explicit.get("nbRepeats") or 1)
+        batch = int(explicit.get("batchSize") or 1)
+        return epochs * math.ceil(image_count * repeats / batch)
+    return None
+
+
+def _check_family_limits(values: dict[str, Any], family: str, limits: FamilyDefaults) -> None:
+    low, high = limits.rank_range
+    if not low <= int(values["rank"]) <= high:
+        raise ParameterError(f"parameters.rank: {family} LoRA ranks are {low} to {high}", "rank")
+    if int(values["maxTrainSteps"]) > limits.max_steps:
+        raise ParameterError(
+            f"parameters.maxTrainSteps: at most {limits.max_steps} for {family} LoRA training", "maxTrainSteps"
+        )
+    rate = float(values["learningRateTextEncoder"])
+    if limits.text_encoder_rate_range and rate > 0:
+        low_rate, high_rate = limits.text_encoder_rate_range
+        if not low_rate <= rate <= high_rate:
+            raise ParameterError(
+                f"parameters.learningRateTextEncoder: {family} takes 0 (text encoders frozen) or "
+                f"{low_rate:g} to {high_rate:g}",
+                "learningRateTextEncoder",
+            )
 
 
 def resolve_parameters(
@@ -77,30 +194,44 @@ def resolve_parameters(
     model_parameters: dict[str, Any] | None = None,
     request_parameters: dict[str, Any] | None = None,
 ) -> TrainingParameters:
-    """The concrete parameters of a training of `image_count` images."""
+    """The concrete parameters of a training of `image_count` images on a base of `base.family`."""
+    family = base.family
+    limits = family_defaults(family)
     explicit = {**(model_parameters or {}), **(request_parameters or {})}
+    explicit = {name: value for name, value in explicit.items() if name not in FAMILY_ONLY.get(family, ())}
     uses_preset = strength is not None or speed is not None or not explicit
     if uses_preset:
+        # The custom-models presets mean the same for every family (their rates and ranks are within each
+        # family's range); only the step count is capped at the family's maximum.
         preset = PRESETS[speed or DEFAULT_SPEED]
         factor = strength_factor(DEFAULT_STRENGTH if strength is None else strength)
         defaults: dict[str, Any] = {
             "learningRate": preset.learning_rate,
+            "learningRateTextEncoder": 0.0,
             "rank": preset.rank,
             "lrScheduler": preset.lr_scheduler,
-            "maxTrainSteps": max(1, math.ceil(image_count * preset.steps_per_image * factor)),
+            "maxTrainSteps": min(limits.max_steps, max(1, math.ceil(image_count * preset.steps_per_image * factor))),
         }
     else:
         defaults = {
-            "learningRate": 5e-6,  # the Scenario-style API's SD 1.5 default
-            "rank": 16,
+            "learningRate": limits.learning_rate,
+            "learningRateTextEncoder": limits.learning_rate_text_encoder,
+            "rank": limits.rank,
             "lrScheduler": "constant",
-            "maxTrainSteps": max(1, scenario_style_default_steps(image_count)),
+            "maxTrainSteps": limits.default_steps(image_count),
         }
+    steps = _explicit_steps(explicit, family, image_count, DEFAULT_EPOCHS)
+    if steps is not None:
+        explicit["maxTrainSteps"] = steps
     steps = int(explicit.get("maxTrainSteps", defaults["maxTrainSteps"]))
+    ratio = explicit.pop("textEncoderTrainingRatio", None)
+    if ratio is not None and explicit.get("numTextTrainSteps") is None and ratio > 0:
+        # The legacy split (SDXL): "for 100 steps and 0.2, the text encoder trains 20 steps, then the UNet 80".
+        explicit["numTextTrainSteps"] = round(float(ratio) * steps)
+    explicit.pop("numUNetTrainSteps", None)
     concept = explicit.get("conceptPrompt") or trigger_word
     values: dict[str, Any] = {
         **defaults,
-        "learningRateTextEncoder": 0.0,
         "batchSize": 1,
         "nbRepeats": 1,
         "nbEpochs": min(DEFAULT_EPOCHS, steps),
@@ -109,10 +240,12 @@ def resolve_parameters(
         "conceptPrompt": concept,
         "samplePrompts": [concept],
         "sampleSteps": base.sample_steps,
+        "autoCaption": base.captioning_available,
         **explicit,
     }
     if values.get("classPrompt") and "numClassImages" not in explicit:
         values["numClassImages"] = min(200, max(image_count, 4))
+    _check_family_limits(values, family, limits)
     try:
         return TrainingParameters.model_validate(values)
     except ValidationError as exc:

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from events.captions import training_prompt
 from events.persistence import Advance, AdvanceOutcome
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
 from events.records.training_data import TrainingImageRecord
 from events.states import MODEL_STATUS_AFTER_TRAINING, ModelStatus, TrainingStatus, UploadStatus
-from events.training import MAX_TRAINING_IMAGES, TrainingRequestedData
+from events.training import MAX_CAPTION, MAX_TRAINING_IMAGES, TrainingRequestedData
 from events.usecases import jobs
 from events.usecases.errors import Conflict, Invalid, Unavailable
 from events.usecases.lifecycle import publish_lifecycle_once
@@ -104,6 +105,20 @@ async def ready_images(backends: Backends, model: ModelRecord) -> list[TrainingI
     return items
 
 
+def image_captions(
+    items: Sequence[TrainingImageRecord], trigger_word: str, concept_prompt: str
+) -> list[str | None] | None:
+    """What each image trains on, parallel to the images: its description with the trigger word woven in (the word
+    the model's prompts call it by), or None for one without (the concept prompt, or an automatic caption); None
+    when no image has a description."""
+    # The event bounds a caption: a description near the record's limit loses its tail, not its trigger word.
+    captions = [
+        training_prompt(item.description, trigger_word, concept_prompt)[:MAX_CAPTION] if item.description else None
+        for item in items
+    ]
+    return captions if any(caption is not None for caption in captions) else None
+
+
 async def take_model(backends: Backends, model: ModelRecord, name: TrainingName) -> None:
     """Move the model to `training` for this training, by a conditional write: of two concurrent requests
     one wins and the other gets `Conflict`."""
@@ -145,7 +160,12 @@ async def start_training(
         parameters = resolve_parameters(
             image_count=len(items),
             trigger_word=name.subject_word,
-            base=BaseDefaults(resolution=spec.default_size, sample_steps=spec.default_steps),
+            base=BaseDefaults(
+                resolution=spec.default_size,
+                sample_steps=spec.default_steps,
+                family=str(spec.family),
+                captioning_available=bool(backends.settings.captioning_model),
+            ),
             strength=strength,
             speed=speed,
             model_parameters=model_parameters,
@@ -161,6 +181,7 @@ async def start_training(
         triggerWord=name.trigger_word,
         dataKeys=[i.key for i in items],
         parameters=parameters,
+        captions=image_captions(items, name.trigger_word, parameters.conceptPrompt),
     )
     estimate = round(estimated_seconds(parameters, spec.train_steps_per_second), 1)
     record = jobs.training_record(
@@ -187,10 +208,12 @@ async def train_with_images(
     tenant_id: str,
     model: ModelRecord,
     images: Sequence[tuple[NormalizedImage, str | None]],
+    descriptions: Sequence[str | None] | None = None,
     **training: Any,
 ) -> tuple[TrainingJob, list[str]]:
     """Store the (already validated) images, then start a training on everything the model holds; returns
-    the training and the new images' ids. `training` is passed on to `start_training`.
+    the training and the new images' ids. `descriptions`, parallel to `images`, are their captions where they
+    have one. `training` is passed on to `start_training`.
 
     The model's image quota is checked and the images' bytes reserved for all of them at once, so a request
     over a limit stores none of its images."""
@@ -202,9 +225,17 @@ async def train_with_images(
     await reserve_storage(backends, tenant_id, total)
     data_ids = []
     try:
-        for image, filename in images:
+        for index, (image, filename) in enumerate(images):
+            description = descriptions[index] if descriptions else None
             item = await store_training_image(
-                backends, model.modelId, tenant_id, image, new_data_id(), filename, reserved=True
+                backends,
+                model.modelId,
+                tenant_id,
+                image,
+                new_data_id(),
+                filename,
+                reserved=True,
+                description=description,
             )
             data_ids.append(item.dataId)
             total -= image.source_bytes

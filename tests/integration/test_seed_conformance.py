@@ -182,8 +182,8 @@ async def test_an_unknown_base_model_is_refused_with_the_ones_this_deployment_ha
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("unknown_base_model", "baseModel")
-    assert error["baseModels"] == ["broken", "tiny-sd"]
-    assert "broken, tiny-sd" in error["message"] and "GET /v1/base-models" in error["message"]
+    assert error["baseModels"] == ["broken", "tiny-flux", "tiny-sd", "tiny-sdxl"]
+    assert "broken, tiny-flux, tiny-sd, tiny-sdxl" in error["message"] and "GET /v1/base-models" in error["message"]
     assert catalog.status_code == 200 and [m["name"] for m in catalog.json()["data"]] == error["baseModels"]
 
 
@@ -191,7 +191,7 @@ async def test_base_models_are_listed_with_sizes_capabilities_and_aliases(client
     response = await client.get("/v1/base-models", headers=bearer(api_key))
     assert response.status_code == 200, response.text
     models = {m["name"]: m for m in response.json()["data"]}
-    assert set(models) == {"broken", "tiny-sd"}, "an alias is listed under its model, not as one"
+    assert set(models) == {"broken", "tiny-sd", "tiny-sdxl", "tiny-flux"}, "an alias is listed under its model"
     assert models["tiny-sd"] == {
         "name": "tiny-sd",
         "aliases": ["realm-base-v2.1"],
@@ -202,8 +202,15 @@ async def test_base_models_are_listed_with_sizes_capabilities_and_aliases(client
         "maxSize": {"width": 1536, "height": 1536},
         "defaultSteps": 10,
         "defaultGuidanceScale": 7.5,
+        "sizeMultiple": 8,
         "capabilities": ["text-to-image", "image-to-image", "inpainting", "training"],
+        "scenarioCapabilities": ["txt2img", "img2img", "inpaint", "training"],
+        "modelTypes": ["sd-1_5-lora", "sd-1_5-composition"],
     }
+    families = {name: (m["family"], m["type"], m["sizeMultiple"]) for name, m in models.items()}
+    assert families["tiny-sdxl"] == ("sd-xl", "sd-xl-lora", 8)
+    assert families["tiny-flux"] == ("flux.1", "flux.1-lora", 16)
+    assert models["tiny-flux"]["scenarioCapabilities"] == ["txt2img", "img2img", "inpaint", "training"]
     assert models["broken"]["default"] is False and models["broken"]["defaultSize"] == {"width": 512, "height": 512}
     assert (await client.get("/v1/base-models")).status_code == 401
     # With the alias, seed 000's body works unchanged.

@@ -152,7 +152,8 @@ async def test_seed003_update_then_train_reports_progress_stats_and_epochs(clien
     assert detail["id"] == model_id and detail["status"] == "new" and detail["type"] == "sd-1_5-lora"
     assert detail["name"] == update["name"] and detail["shortDescription"] == update["shortDescription"]
     assert detail["parameters"]["lrScheduler"] == "cosine" and detail["trainingImagesNumber"] == 1
-    assert detail["capabilities"] == ["txt2img", "img2img", "inpaint"] and detail["privacy"] == "private"
+    assert detail["capabilities"] == ["txt2img", "img2img", "inpaint", "training"] and detail["privacy"] == "private"
+    assert detail["family"] == "sd-1_5" and detail["sizes"]["multiple"] == 8
     assert detail["trainingImages"][0]["downloadUrl"].startswith("http")
 
     started = await client.post(f"/v1/models/{model_id}/trainings", headers=bearer(api_key))

@@ -98,6 +98,8 @@ def training_image_out(item: TrainingImageRecord) -> DataItemOut:
         format=item.format,
         bytes=item.bytes,
         name=item.name,
+        description=item.description or "",
+        automaticCaptioning=item.automaticCaptioning or "",
         error=item.error.model_dump() if item.error else None,
         createdAt=item.createdAt,
         updatedAt=item.updatedAt,

@@ -16,10 +16,12 @@ from events.records.jobs import GenerationJob, TrainingJob
 from events.records.models import ModelRecord
 from events.states import GenerationStatus, ModelStatus, TrainingStatus
 from functions.api.dialects import scenario_style
+from functions.api.dialects.base_models import model_capabilities, sizes_out
 from functions.api.dialects.reads import generation_queue_place, latest_training
 from functions.api.schemas.images import AdapterUsedOut, ImageOut, JobErrorOut, JobParameters, JobView
 from functions.api.schemas.models import ModelList, ModelOut
 from functions.api.services.webhooks import job_deliveries
+from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
 
 # A model's status; `model_status` refines two of them by the latest training and the adapter.
@@ -65,8 +67,11 @@ def matches_status(model: ModelRecord, training: TrainingJob | None, wanted: str
     return wanted in (scenario_style.model_status(model), model_status(model, training))
 
 
-def model_out(model: ModelRecord, training: TrainingJob | None, image_count: int) -> ModelOut:
-    """The flat view of a model, given its latest training and how many training images it has."""
+def model_out(
+    model: ModelRecord, training: TrainingJob | None, image_count: int, spec: BaseModelSpec | None = None
+) -> ModelOut:
+    """The flat view of a model, given its latest training, how many training images it has and its base model
+    (whose family, capabilities and sizes it shows)."""
     return ModelOut(
         modelId=model.modelId,
         id=model.modelId,
@@ -83,13 +88,16 @@ def model_out(model: ModelRecord, training: TrainingJob | None, image_count: int
         triggerWord=model.triggerWord,
         trainingId=model.trainingId,
         trainingImagesNumber=image_count,
+        family=spec.family.value if spec else None,
+        capabilities=model_capabilities(spec, model.type),
+        sizes=sizes_out(spec) if spec else None,
     )
 
 
 async def render_model(context: ServiceContext, model: ModelRecord) -> ModelOut:
     """The flat view, reading the latest training and counting images."""
     training, items = await asyncio.gather(latest_training(context, model), context.training_data.list(model.modelId))
-    return model_out(model, training, len(items))
+    return model_out(model, training, len(items), context.base_models.get(model.baseModel))
 
 
 async def list_models(
@@ -104,7 +112,10 @@ async def list_models(
     page = pairs[offset : offset + limit]
     counts = await asyncio.gather(*(context.training_data.list(m.modelId) for m, _ in page))
     return ModelList(
-        data=[model_out(m, t, len(c)) for (m, t), c in zip(page, counts, strict=True)],
+        data=[
+            model_out(m, t, len(c), context.base_models.get(m.baseModel))
+            for (m, t), c in zip(page, counts, strict=True)
+        ],
         pagination={"limit": limit, "offset": offset, "total": len(pairs)},
     )
 

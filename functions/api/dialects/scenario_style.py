@@ -12,6 +12,7 @@ from datetime import datetime
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
 from events.states import ModelStatus, TrainingStatus, UploadStatus
+from functions.api.dialects.base_models import model_capabilities, sizes_out
 from functions.api.dialects.reads import latest_training, queue_position
 from functions.api.schemas.models import (
     AssetOut,
@@ -36,7 +37,6 @@ MODEL_STATUS: dict[ModelStatus, str] = {
 QUEUED_STAGE = "queued-for-train"
 STARTING_STAGE = "starting-train"
 
-CAPABILITIES = ["txt2img", "img2img", "inpaint"]
 TRAINING_IMAGES_SHOWN = 3  # "the first 3 training images"
 
 
@@ -107,10 +107,13 @@ async def render_model_detail(context: ServiceContext, model: ModelRecord) -> Mo
             trainDuration=_seconds_between(training.startedAt, training.completedAt),
         )
     thumbnail = {"assetId": model.thumbnail, "url": ""} if model.thumbnail else None
+    spec = context.base_models.get(model.baseModel)
     return ModelDetailOut(
         id=model.modelId,
         modelId=model.modelId,
-        capabilities=CAPABILITIES,
+        capabilities=model_capabilities(spec, model.type),
+        family=spec.family.value if spec else None,
+        sizes=sizes_out(spec) if spec else None,
         createdAt=model.createdAt,
         updatedAt=model.updatedAt,
         status=model_status(model),
@@ -129,7 +132,14 @@ async def render_model_detail(context: ServiceContext, model: ModelRecord) -> Mo
         epoch=model.epoch,
         epochs=epochs,
         trainingImages=[
-            TrainingImageOut(id=i.dataId, createdAt=i.createdAt, downloadUrl=url, name=i.name or f"{i.dataId}.png")
+            TrainingImageOut(
+                id=i.dataId,
+                createdAt=i.createdAt,
+                downloadUrl=url,
+                name=i.name or f"{i.dataId}.png",
+                description=i.description or "",
+                automaticCaptioning=i.automaticCaptioning or "",
+            )
             for i, url in zip(shown, download_urls, strict=True)
         ],
         trainingProgress=await training_progress_out(context, training),

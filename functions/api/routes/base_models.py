@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.api.dependencies import SettingsDep, TenantDep
+from functions.api.dialects.base_models import SCENARIO_CAPABILITIES
 from functions.api.schemas.base_models import BaseModelList, BaseModelOut, SizeOut
 from infra.base_models import CatalogEntry, base_model_catalog
 
@@ -21,9 +22,12 @@ def _entry_out(entry: CatalogEntry) -> BaseModelOut:
         default=entry.is_default,
         defaultSize=SizeOut(width=spec.default_size, height=spec.default_size),
         maxSize=SizeOut(width=spec.max_side, height=spec.max_side),
+        sizeMultiple=spec.size_multiple,
         defaultSteps=spec.default_steps,
         defaultGuidanceScale=spec.default_guidance,
         capabilities=[c.value for c in spec.capabilities],
+        scenarioCapabilities=[SCENARIO_CAPABILITIES[c] for c in spec.capabilities],
+        modelTypes=[spec.model_type, f"{spec.family.value}-composition"],
     )
 
 

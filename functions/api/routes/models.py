@@ -4,6 +4,7 @@ in one call."""
 from __future__ import annotations
 
 import json
+from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
@@ -32,7 +33,7 @@ from functions.api.schemas.models import (
     canonical_parameters,
 )
 from functions.api.services import models as service
-from functions.api.services.training_data import validate_image
+from functions.api.services.training_data import caption_of_file, is_caption_file, pair_captions, validate_image
 from functions.api.services.trainings import SOURCE as TRAINING_SOURCE
 from functions.api.services.webhooks import webhook_record
 
@@ -47,7 +48,7 @@ async def create_model(
     `pending_training`."""
     model = await service.create_model(context, tenant, body)
     response.headers["Location"] = f"/v1/models/{model.modelId}"
-    return realm_style.model_out(model, None, 0)
+    return realm_style.model_out(model, None, 0, context.base_models.get(model.baseModel))
 
 
 @router.get("", response_model=ModelList)
@@ -139,8 +140,9 @@ async def train_model(
     webhook: Annotated[str | None, Form(max_length=2048)] = None,
     webhookEvents: Annotated[list[str] | None, Form()] = None,
 ) -> TrainAccepted:
-    """The Realm-style API: store the uploaded images and start training in one call."""
-    files = [*(images or []), *(images_plain or [])]
+    """The Realm-style API: store the uploaded images and start training in one call. A `.txt` file named like an
+    image (`cat1.txt` beside `cat1.png`) is that image's caption."""
+    parts = [*(images or []), *(images_plain or [])]
     parameters = _training_params(trainingParams)
     try:
         subscription = WebhookFields.model_validate({"webhook": webhook, "webhookEvents": webhookEvents})
@@ -148,13 +150,22 @@ async def train_model(
         raise RequestValidationError(exc.errors(), body=None) from None
     webhook_fields = webhook_record(context, subscription)
     model = await service.require_model(context, tenant, modelId)
+    # A `.txt` part is the caption of the image part named like it (seed 000's images, kohya's sidecars).
+    files = [(index, part) for index, part in enumerate(parts) if not is_caption_file(part.filename)]
+    sidecars = [(index, part) for index, part in enumerate(parts) if is_caption_file(part.filename)]
     trainings.check_trainable_now(model, len(files))
     # The quotas before the files are read: a request over a limit costs nothing.
     await require_job_slot(context, tenant, JobKind.TRAINING)
     await require_image_room(context, tenant, model.modelId, len(files))
     # Validate every file before storing any, so a bad file leaves nothing half-written.
+    captions = {}
+    for index, part in sidecars:
+        field = f"images[{index}]"
+        name = part.filename or ""
+        captions[PurePosixPath(name).stem] = (field, caption_of_file(name, await part.read(), field))
+    descriptions = pair_captions([part.filename for _, part in files], captions)
     validated = []
-    for index, upload in enumerate(files):
+    for index, upload in files:
         data = await upload.read()
         validated.append((await validate_image(context, data, field=f"images[{index}]"), upload.filename))
     training, data_ids = await trainings.train_with_images(
@@ -162,6 +173,7 @@ async def train_model(
         tenant,
         model,
         validated,
+        descriptions=descriptions,
         source=TRAINING_SOURCE,
         model_parameters=canonical_parameters(model.parameters),
         request_parameters=parameters or None,

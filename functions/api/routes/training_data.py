@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
@@ -13,7 +15,13 @@ from functions.api.dialects.custom_models import training_image_out
 from functions.api.errors import ApiError
 from functions.api.openapi import error_responses
 from functions.api.schemas.common import ERROR_RESPONSES
-from functions.api.schemas.trainings import DataAccepted, DataItemOut, DataItemWithData
+from functions.api.schemas.trainings import (
+    MAX_IMAGE_DESCRIPTION,
+    DataAccepted,
+    DataItemOut,
+    DataItemWithData,
+    DescribeDataRequest,
+)
 from functions.api.schemas.uploads import PresignedUploadRequest, UploadOut
 from functions.api.services import training_data as service
 from functions.api.services.models import require_model
@@ -47,11 +55,21 @@ def _accepted(item: TrainingImageRecord) -> DataAccepted:
     responses=error_responses(409, 413, 415),
 )
 async def upload_training_image(
-    modelId: ModelIdPath, request: Request, tenant: TenantDep, context: ContextDep
+    modelId: ModelIdPath,
+    request: Request,
+    tenant: TenantDep,
+    context: ContextDep,
+    description: Annotated[
+        str | None,
+        Query(max_length=MAX_IMAGE_DESCRIPTION, description="The image's caption (the body is the image's bytes)."),
+    ] = None,
 ) -> DataAccepted:
-    """Upload one image (webp, png, jpeg; 10 MB max) as the raw body; the format is read from the bytes."""
+    """Upload one image (webp, png, jpeg; 10 MB max) as the raw body; the format is read from the bytes. Its
+    caption, if it has one, comes as the `description` query parameter (or later, by PATCH)."""
     model = await require_model(context, tenant, modelId)
-    item = await service.add_training_image(context, model, await request.body(), request.headers.get("x-file-name"))
+    item = await service.add_training_image(
+        context, model, await request.body(), request.headers.get("x-file-name"), description=description
+    )
     return _accepted(item)
 
 
@@ -95,6 +113,17 @@ async def get_training_image(
     if png is None:
         raise ApiError(404, "data_not_found", f"training image {dataId!r} has no stored bytes", field="dataId")
     return DataItemWithData(**training_image_out(item).model_dump(), dataUrl=data_url(png))
+
+
+@router.patch("/{dataId}", response_model=DataItemOut, response_model_exclude_none=True)
+async def describe_training_image(
+    modelId: ModelIdPath, dataId: DataIdPath, body: DescribeDataRequest, tenant: TenantDep, context: ContextDep
+) -> DataItemOut:
+    """Set an image's caption (`description`; "" or null removes it): the next training trains the image on it,
+    the model's trigger word woven in."""
+    model = await require_model(context, tenant, modelId)
+    item = await service.require_item(context, model, dataId)
+    return training_image_out(await service.describe_training_image(context, model, item, body.description))
 
 
 @router.put(

@@ -22,17 +22,24 @@ from events.training import (
     MIN_RESOLUTION,
     LrScheduler,
 )
+from functions.api.schemas.base_models import SizesOut
 from functions.api.schemas.common import ApiTime
+from infra.base_models import Family
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
 MAX_TAGS = 20
 MAX_TAG = 50
 
-# Scenario-style types this service trains or composes; everything else in its list is refused.
-TRAINABLE_TYPES = ("sd-1_5-lora", "sd-xl-lora")
-COMPOSITION_TYPES = ("sd-1_5-composition", "sd-xl-composition")
+# Scenario-style types this service trains or composes, each with its base-model family; everything else in that
+# API's list is refused. A type is accepted on a base of its family only (functions/api/services/models.py).
+TRAINABLE_TYPES = ("sd-1_5-lora", "sd-xl-lora", "flux.1-lora")
+COMPOSITION_TYPES = ("sd-1_5-composition", "sd-xl-composition", "flux.1-composition")
 SUPPORTED_TYPES = TRAINABLE_TYPES + COMPOSITION_TYPES
+TYPE_FAMILIES: dict[str, Family] = {
+    **{f"{family.value}-lora": family for family in Family},
+    **{f"{family.value}-composition": family for family in Family},
+}
 
 # Scenario-style parameters that only make sense for voice cloning: refused, not silently dropped.
 VOICE_PARAMETERS = ("age", "cloneType", "gender", "language", "removeBackgroundNoise", "voiceDescription")
@@ -42,10 +49,6 @@ IGNORED_PARAMETERS = (
     "wandbKey",
     "randomCropRatio",
     "randomCropScale",
-    "textEncoderTrainingRatio",
-    "numTextTrainSteps",
-    "numUNetTrainSteps",
-    "optimizeFor",
     "sampleSourceImages",
     "validationFrequency",
 )
@@ -68,12 +71,15 @@ Tags = Annotated[list[str] | None, Field(default=None, max_length=MAX_TAGS), Aft
 
 
 class TrainingParametersIn(BaseModel):
-    """Scenario-style `parameters` (every field optional; SD-family LoRA ones are applied)."""
+    """Scenario-style `parameters` (every field optional). Each family applies its own: one only another family's
+    trainer takes is accepted and ignored (events/usecases/training_params.py FAMILY_ONLY)."""
 
     model_config = ConfigDict(extra="forbid")
 
     learningRate: float | None = Field(default=None, gt=0, le=1e-2)
-    learningRateUnet: float | None = Field(default=None, gt=0, le=1e-2, description="Alias of learningRate.")
+    learningRateUnet: float | None = Field(
+        default=None, gt=0, le=1e-2, description="The UNet's rate: learningRate's other name."
+    )
     learningRateTextEncoder: float | None = Field(default=None, ge=0, le=1e-2)
     maxTrainSteps: int | None = Field(default=None, ge=1, le=MAX_TRAIN_STEPS)
     rank: int | None = Field(default=None, ge=1, le=MAX_RANK)
@@ -93,16 +99,29 @@ class TrainingParametersIn(BaseModel):
     validationPrompt: str | None = Field(default=None, min_length=1, max_length=500)
     # The Realm-style API's `trainingParams` spelling of maxTrainSteps.
     steps: int | None = Field(default=None, ge=1, le=MAX_TRAIN_STEPS, description="Alias of maxTrainSteps.")
+    # SDXL: the text encoders train the first numTextTrainSteps, the UNet the next numUNetTrainSteps.
+    numTextTrainSteps: int | None = Field(default=None, ge=0, le=MAX_TRAIN_STEPS)
+    numUNetTrainSteps: int | None = Field(default=None, ge=0, le=MAX_TRAIN_STEPS)
+    textEncoderTrainingRatio: float | None = Field(
+        default=None, ge=0, lt=1, description="SDXL, legacy: numTextTrainSteps = round(ratio x maxTrainSteps)."
+    )
+    # FLUX: which transformer blocks the adapter covers.
+    optimizeFor: Literal["likeness", "all", "none"] | None = None
+    # LoRA Foundry's extensions, every family.
+    aspectRatioBuckets: bool | None = Field(
+        default=None, description="Train at bucket sizes near each image's aspect ratio (default true)."
+    )
+    autoCaption: bool | None = Field(
+        default=None,
+        description="Caption images without a description with the deployment's captioning model (default: "
+        "whether the deployment has one).",
+    )
 
     # Accepted, without effect (see IGNORED_PARAMETERS).
     scaleLr: bool | None = None
     wandbKey: str | None = Field(default=None, max_length=40)
     randomCropRatio: float | None = None
     randomCropScale: float | None = None
-    textEncoderTrainingRatio: float | None = None
-    numTextTrainSteps: int | None = None
-    numUNetTrainSteps: int | None = None
-    optimizeFor: str | None = None
     sampleSourceImages: list[str] | None = None
     validationFrequency: float | None = None
 
@@ -299,6 +318,11 @@ class ModelOut(BaseModel):
     triggerWord: str | None = None
     trainingId: str | None = Field(default=None, description="The latest training.")
     trainingImagesNumber: int = 0
+    family: str | None = Field(default=None, description="Its base model's family (sd-1_5, sd-xl, flux.1).")
+    capabilities: list[str] = Field(
+        default_factory=list, description="Its base model's, in the Scenario-style words: txt2img, img2img, inpaint."
+    )
+    sizes: SizesOut | None = Field(default=None, description="The sizes its base model generates.")
 
 
 class ModelList(BaseModel):
@@ -371,6 +395,8 @@ class ModelDetailOut(BaseModel):
     id: str
     modelId: str
     capabilities: list[str]
+    family: str | None = Field(default=None, description="Its base model's family (sd-1_5, sd-xl, flux.1).")
+    sizes: SizesOut | None = Field(default=None, description="The sizes its base model generates.")
     collectionIds: list[str] = []
     createdAt: ApiTime
     updatedAt: ApiTime

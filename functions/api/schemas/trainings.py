@@ -107,9 +107,25 @@ class DataItemOut(BaseModel):
     format: str | None = None
     bytes: int | None = None
     name: str | None = None
+    description: str = Field(default="", description="The caller's caption (what the image trains on).")
+    automaticCaptioning: str = Field(default="", description="The caption a training's captioning model gave it.")
     error: dict[str, str] | None = None
     createdAt: ApiTime
     updatedAt: ApiTime
+
+
+# A caption, with room in the training's prompt (events/training.py MAX_CAPTION) for the trigger word woven in.
+MAX_IMAGE_DESCRIPTION = 800
+
+
+class DescribeDataRequest(BaseModel):
+    """`PATCH /v1/models/{id}/training-data/{dataId}`: the image's caption; "" or null removes it."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"description": "a photo of TOK sitting on a red sofa"}}
+    )
+
+    description: str | None = Field(max_length=MAX_IMAGE_DESCRIPTION)
 
 
 class DataItemWithData(DataItemOut):

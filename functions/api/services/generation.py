@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,7 @@ from functions.api.schemas.images import GenerateImageRequest, ModifyImageForm
 from functions.api.services.adapters import ResolvedModel, resolve_model
 from functions.api.services.uploads import read_upload_image
 from functions.api.services.webhooks import webhook_record
+from infra.base_models import BaseModelSpec
 from infra.images import ImageRejected, NormalizedImage, binary_mask, fit_for_generation, normalize_image
 from infra.metrics import JOBS_SUBMITTED
 from infra.runtime import ServiceContext
@@ -68,6 +70,28 @@ class GenerationOptions:
         )
 
 
+def side_multiple(spec: BaseModelSpec) -> int:
+    """What every side of the base model's images is a multiple of (the contract's 8, FLUX's 16)."""
+    return math.lcm(contract.SIDE_MULTIPLE, spec.size_multiple)
+
+
+def check_side(spec: BaseModelSpec, name: str, value: int) -> None:
+    """422 unless `value` is a side the base model generates: at most its largest, a multiple of its multiple."""
+    if value > spec.max_side:
+        raise ApiError(
+            422, "validation_error", f"{name} must be at most {spec.max_side} for model {spec.name}", field=name
+        )
+    multiple = side_multiple(spec)
+    if value % multiple:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{name} must be a multiple of {multiple} for model {spec.name} ({spec.family.value}); "
+            f"{value} is not (try {max(multiple, round(value / multiple) * multiple)})",
+            field=name,
+        )
+
+
 def build_generation(
     job_id: str,
     options: GenerationOptions,
@@ -80,10 +104,8 @@ def build_generation(
     """The worker's command for one request: defaults from the model filled in, model limits checked."""
     spec = resolved.spec
     for name, value in zip(options.size_fields, (options.width, options.height), strict=True):
-        if value is not None and value > spec.max_side:
-            raise ApiError(
-                422, "validation_error", f"{name} must be at most {spec.max_side} for model {spec.name}", field=name
-            )
+        if value is not None:
+            check_side(spec, name, value)
     return GenerationRequestedData(
         jobId=job_id,
         mode=mode,
@@ -188,7 +210,7 @@ async def submit_modify(
             image,
             max_side=resolved.spec.max_side,
             min_side=contract.MIN_SIDE,
-            multiple=contract.SIDE_MULTIPLE,
+            multiple=side_multiple(resolved.spec),
         )
         mask_png = await asyncio.to_thread(binary_mask, mask, (fitted.width, fitted.height)) if mask else None
     except ImageRejected as exc:

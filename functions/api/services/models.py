@@ -16,6 +16,7 @@ from functions.api.schemas.models import (
     COMPOSITION_TYPES,
     SUPPORTED_TYPES,
     TRAINABLE_TYPES,
+    TYPE_FAMILIES,
     Concept,
     CreateModelRequest,
     RenameModelRequest,
@@ -33,30 +34,35 @@ def new_model_id() -> str:
     return f"mod_{secrets.token_hex(10)}"
 
 
-def _family(model_type: str) -> str:
-    return model_type.removesuffix("-lora").removesuffix("-composition")
-
-
 def resolve_base_model(context: ServiceContext, name: str | None) -> BaseModelSpec:
     """The base model a create request names (or the default); 422 naming the choices otherwise."""
     return cast(BaseModelSpec, base_model_of(context, name))
 
 
-def check_model_type(model_type: str, spec: BaseModelSpec) -> str:
+def supported_types(context: ServiceContext) -> list[str]:
+    """The Scenario-style types this deployment accepts: those of the families it has a base model of."""
+    families = {spec.family for spec in context.base_models.values()}
+    return [t for t in SUPPORTED_TYPES if TYPE_FAMILIES[t] in families]
+
+
+def check_model_type(context: ServiceContext, model_type: str, spec: BaseModelSpec) -> str:
     """A Scenario-style type this service supports on `spec`'s family; 422 with the reason otherwise."""
-    if model_type not in SUPPORTED_TYPES:
+    supported = supported_types(context)
+    if model_type not in supported:
         raise ApiError(
             422,
             "unsupported_model_type",
-            f"model type {model_type!r} is not supported: LoRA Foundry trains and composes Stable Diffusion "
-            f"LoRA image models ({', '.join(SUPPORTED_TYPES)})",
+            f"model type {model_type!r} is not supported: LoRA Foundry trains and composes LoRA image models "
+            f"of the base models it has ({', '.join(supported)})",
             field="type",
+            extra={"supportedTypes": supported},
         )
-    if _family(model_type) != _family(spec.model_type):
+    if TYPE_FAMILIES[model_type] is not spec.family:
         raise ApiError(
             422,
             "incompatible_model_type",
-            f"model type {model_type!r} does not match base model {spec.name!r} ({spec.model_type})",
+            f"model type {model_type!r} is for {TYPE_FAMILIES[model_type].value} base models; base model "
+            f"{spec.name!r} is {spec.family.value} (its types: {spec.model_type}, {spec.family.value}-composition)",
             field="type",
         )
     return model_type
@@ -78,11 +84,12 @@ async def _check_concepts(
         field = f"concepts.{index}.modelId"
         if other is None:
             raise ApiError(422, "model_not_found", f"concept model {concept.modelId!r} does not exist", field=field)
-        if other.type not in TRAINABLE_TYPES or _family(other.type) != _family(spec.model_type):
+        if other.type not in TRAINABLE_TYPES or TYPE_FAMILIES[other.type] is not spec.family:
             raise ApiError(
                 422,
                 "incompatible_concept",
-                f"concept model {concept.modelId!r} is not a LoRA on the same base-model family",
+                f"concept model {concept.modelId!r} ({other.type}) is not a LoRA of the composition's base-model "
+                f"family ({spec.family.value}-lora)",
                 field=field,
             )
         if concept.modelEpoch is not None:
@@ -98,7 +105,7 @@ def _concept_refs(concepts: list[Concept]) -> list[ConceptRef]:
 async def create_model(context: ServiceContext, tenant_id: str, body: CreateModelRequest) -> ModelRecord:
     """Record a new model (status `new`)."""
     spec = resolve_base_model(context, body.baseModel)
-    model_type = check_model_type(body.type or spec.model_type, spec)
+    model_type = check_model_type(context, body.type or spec.model_type, spec)
     if model_type in COMPOSITION_TYPES and body.concepts:
         await _check_concepts(context, tenant_id, body.concepts, spec)
     record = ModelRecord(
@@ -154,7 +161,7 @@ async def update_model(
                 f"the type can only be changed while the model is 'new'; this model is {model.status.value!r}",
                 field="type",
             )
-        fields["type"] = check_model_type(body.type, spec)
+        fields["type"] = check_model_type(context, body.type, spec)
     if body.parameters is not None:
         if model.status is ModelStatus.TRAINING:
             raise ApiError(
