@@ -7,6 +7,7 @@ import pytest
 
 from events.lifecycle import JOB_CANCELED
 from events.records.jobs import TrainingJob
+from events.records.models import ModelRecord
 from events.states import ModelStatus, TrainingStatus, UploadStatus
 from events.topics import JOB_LIFECYCLE, TRAINING_REQUESTS
 from events.training import TrainingRequested
@@ -15,6 +16,7 @@ from events.usecases.errors import Conflict, Invalid, Unavailable
 from tests.fakes import FakeBackends
 from tests.usecases.builders import (
     SOURCE,
+    TENANT,
     add_images,
     finish_training,
     new_model,
@@ -162,3 +164,32 @@ async def test_a_late_outcome_of_an_older_training_leaves_a_newer_ones_model_alo
     # The current training's own outcome does move it.
     settled = await trainings.settle_model(backends, newer, TrainingStatus.FAILED)
     assert settled is not None and settled.record is not None and settled.record.status is ModelStatus.FAILED
+
+
+async def test_described_images_train_on_their_captions_with_the_models_trigger_word(backends: FakeBackends) -> None:
+    model = await trainable_model(backends, images=3)
+    [first, second, third] = await backends.training_data.list(model.modelId)
+    await backends.training_data.put(first.model_copy(update={"description": "a cat on a red sofa"}))
+    await backends.training_data.put(third.model_copy(update={"description": "[trigger] asleep in the sun"}))
+    training = await start(backends, model, request_parameters={"conceptPrompt": "daiton cat"})
+    request = training.request
+    by_key = dict(zip(request.dataKeys, request.captions or [], strict=True))
+    # The word the model's prompts use (its triggerWord: here the concept prompt) is the one woven in.
+    assert training.triggerWord == "daiton cat"
+    assert by_key[first.key] == "daiton cat, a cat on a red sofa"
+    assert by_key[second.key] is None, "no description: the concept prompt (or an automatic caption)"
+    assert by_key[third.key] == "daiton cat asleep in the sun"
+
+
+async def test_a_training_takes_its_bases_family_defaults(backends: FakeBackends) -> None:
+    model = await backends.models.create(
+        ModelRecord(modelId="mdl_flux", tenantId=TENANT, name="Cat", baseModel="tiny-flux", type="flux.1-lora")
+    )
+    await add_images(backends, model.modelId, 2)
+    training = await start(backends, model, request_parameters={"nbEpochs": 2, "nbRepeats": 3})
+    parameters = training.request.parameters
+    assert (parameters.maxTrainSteps, parameters.rank, parameters.learningRate) == (12, 16, 1e-4)
+    assert training.request.captions is None and parameters.autoCaption is False
+    with pytest.raises(Invalid) as raised:
+        await start(backends, model, request_parameters={"rank": 100})
+    assert raised.value.field == "rank"
