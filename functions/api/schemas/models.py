@@ -53,6 +53,9 @@ IGNORED_PARAMETERS = (
     "validationFrequency",
 )
 
+# SDXL's step split: a training always trains the UNet, so 0 UNet steps (or a 0 ratio) can only mean "not given".
+ZERO_IS_UNSET = ("numTextTrainSteps", "numUNetTrainSteps", "textEncoderTrainingRatio")
+
 
 def _clean_tags(tags: list[str] | None) -> list[str] | None:
     if tags is None:
@@ -152,6 +155,10 @@ class TrainingParametersIn(BaseModel):
             values["maxTrainSteps"] = self.steps
         if self.learningRateUnet is not None and self.learningRate is None:
             values["learningRate"] = self.learningRateUnet
+        # 0 is these fields' unset value (seed 003's examples send it): no split, no UNet-only count.
+        for name in ZERO_IS_UNSET:
+            if values.get(name) == 0:
+                values.pop(name)
         if self.validationPrompt is not None:
             values.pop("validationPrompt")
             values["samplePrompts"] = [*values.get("samplePrompts", []), self.validationPrompt]
