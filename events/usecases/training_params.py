@@ -246,6 +246,12 @@ def resolve_parameters(
     if values.get("classPrompt") and "numClassImages" not in explicit:
         values["numClassImages"] = min(200, max(image_count, 4))
     _check_family_limits(values, family, limits)
+    if values.get("autoCaption") and not base.captioning_available:
+        raise ParameterError(
+            "parameters.autoCaption: this deployment has no captioning model (LF_CAPTIONING_MODEL); describe "
+            "the images instead (their description)",
+            "autoCaption",
+        )
     try:
         return TrainingParameters.model_validate(values)
     except ValidationError as exc:

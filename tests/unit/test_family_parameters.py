@@ -113,6 +113,9 @@ def test_auto_caption_follows_the_deployment_unless_asked() -> None:
     assert resolve(SDXL, captioning=True, seed=1).autoCaption is True
     assert resolve(SDXL, captioning=True, autoCaption=False).autoCaption is False
     assert resolve(SD15, captioning=False, seed=1).autoCaption is False
+    with pytest.raises(ParameterError, match="no captioning model") as info:
+        resolve(SD15, captioning=False, autoCaption=True)
+    assert info.value.field == "autoCaption"
 
 
 def test_numtext_and_optimizefor_are_kept_on_the_model() -> None:
