@@ -212,7 +212,7 @@ def test_a_short_flux_training_learns_and_its_export_generates_as_the_trainer_do
     outcome = trainer.run(recorder)
     assert outcome.adapter is not None and outcome.steps == 40
     assert [e.epoch for e in recorder.epochs] == [1, 2]
-    # Measured: smoothed loss 1.26 -> 0.55 in 40 steps.
+    # Measured (smoothed): 1.39 -> 0.51, 1.17 -> 0.60, 1.28 -> 0.58 for training seeds 1..3.
     assert recorder.losses[-1] < 0.7 * recorder.losses[0], f"loss did not fall: {recorder.losses[::10]}"
 
     target = trainer.instance_latents
@@ -227,7 +227,7 @@ def test_a_short_flux_training_learns_and_its_export_generates_as_the_trainer_do
     )
     reloaded = flux_latents(base, PROMPT)
     after = distance(reloaded, target)
-    # Measured: 0.63 -> 0.27.
+    # Measured: 0.625 -> 0.283, 0.288, 0.301 (0.45..0.48x) for training seeds 1..3.
     assert after < 0.7 * before, f"generations did not move toward the training set: {before:.3f} -> {after:.3f}"
 
     in_memory = flux_latents(trainer.pipeline, PROMPT)
