@@ -1,4 +1,4 @@
-"""`lorafoundry keys …` and `lorafoundry tenants …`: an operator's commands, calls to the operator API
+"""`lorafoundry keys …`, `tenants …` and `base-models …`: an operator's commands, calls to the operator API
 (`/v1/admin/…`) of the running embedded stack, or of the API `--api URL` names with the token in LF_ADMIN_TOKEN.
 
 The lines `Key id: …`, `API key: …`, `Signing secret: …` are what scripts read; keep them. A key and its secret are
@@ -205,8 +205,77 @@ def cmd_tenants_show(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+# --- issue 16: run-time base models ---
+BASE_MODEL_HEADERS = ("NAME", "FAMILY", "SOURCE", "CONFIG", "SHA256", "UPDATED")
+
+
+def cmd_base_models_add(args: argparse.Namespace) -> int:
+    """Register a base model (or replace its entry): offered by every API process and worker within seconds."""
+
+    def work(client: AdminClient) -> None:
+        body: dict[str, Any] = {"source": args.source}
+        for member, value in (("family", args.family), ("config", args.config), ("sha256", args.sha256)):
+            if value is not None:
+                body[member] = value
+        entry = client.call("PUT", f"/v1/admin/base-models/{args.name}", json=body)
+        print(f"Registered base model {entry['name']} ({entry['family']}): {entry['source']}")
+
+    return _run(args, work)
+
+
+def cmd_base_models_list(args: argparse.Namespace) -> int:
+    """A table of the base models registered at run time."""
+
+    def work(client: AdminClient) -> None:
+        entries = client.call("GET", "/v1/admin/base-models")
+        rows = [
+            [e["name"], e["family"], e["source"], e.get("config") or "-", (e.get("sha256") or "-")[:12], e["updatedAt"]]
+            for e in entries
+        ]
+        print(format_table(rows, BASE_MODEL_HEADERS) if rows else "No base models registered.")
+
+    return _run(args, work)
+
+
+def cmd_base_models_remove(args: argparse.Namespace) -> int:
+    """Unregister a base model."""
+
+    def work(client: AdminClient) -> None:
+        client.call("DELETE", f"/v1/admin/base-models/{args.name}")
+        print(f"Removed base model {args.name}")
+
+    return _run(args, work)
+
+
+def register_base_models(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """Add the `base-models` command group; returns its commands' parsers."""
+    group = sub.add_parser("base-models", help="register, list or remove base models at run time (the operator API)")
+    group_sub = group.add_subparsers(dest="base_models_command", required=True)
+
+    add = group_sub.add_parser("add", help="register a base model (or replace its entry) without a redeploy")
+    add.add_argument("name", help="the name requests use (not a built-in's or a configured one's)")
+    add.add_argument(
+        "--source", required=True, help="an absolute path or s3:// URI: a diffusers folder or one .safetensors file"
+    )
+    add.add_argument("--family", choices=("sd-1_5", "sd-xl", "flux.1"), default=None, help="default: from the name")
+    add.add_argument("--config", default=None, help="a single file's configuration folder (path or s3://)")
+    add.add_argument("--sha256", default=None, help="a single file's SHA-256, checked when it is downloaded")
+    add.set_defaults(func=cmd_base_models_add)
+
+    listing = group_sub.add_parser("list", help="list the base models registered at run time")
+    listing.set_defaults(func=cmd_base_models_list)
+
+    remove = group_sub.add_parser("remove", help="unregister a base model")
+    remove.add_argument("name", help="the registered name")
+    remove.set_defaults(func=cmd_base_models_remove)
+    return [add, listing, remove]
+
+
+# --- end issue 16: run-time base models ---
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `keys` and `tenants` command groups."""
+    """Add the `keys`, `tenants` and `base-models` command groups."""
     keys = sub.add_parser("keys", help="issue, list, revoke or rotate tenants' API keys (the operator API)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
 
@@ -246,5 +315,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t_show.add_argument("name", help="the tenant's id")
     t_show.set_defaults(func=cmd_tenants_show)
 
-    for parser in (create, listing, revoke, rotate, t_create, t_list, t_show):
+    for parser in (create, listing, revoke, rotate, t_create, t_list, t_show, *register_base_models(sub)):
         add_target_options(parser)

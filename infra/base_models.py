@@ -6,6 +6,7 @@ The API uses this to validate a request before it queues a job and to list the c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -183,15 +184,65 @@ def configured_spec(name: str, entry: str | BaseModelSource) -> BaseModelSpec:
     )  # type: ignore[arg-type]
 
 
-def base_model_registry(settings: Settings) -> dict[str, BaseModelSpec]:
-    """Every base model this deployment offers: the built-in tiny ones plus those configured."""
+def base_model_registry(
+    settings: Settings, registered: Mapping[str, BaseModelSource] | None = None
+) -> dict[str, BaseModelSpec]:
+    """Every base model this deployment offers: the built-in tiny ones, those configured in the settings, then those
+    an operator registered at run time (`registered`: the base-models table's rows), then the aliases.
+
+    The deployment's own names win: a row whose name a built-in or the settings took since it was registered is
+    left out (the API refuses to register such a name in the first place)."""
     registry = dict(BUILTIN_MODELS)
     for name, entry in settings.base_models.items():
         registry[name] = configured_spec(name, entry)
+    for name, entry in (registered or {}).items():
+        if name not in registry and name not in settings.base_model_aliases:
+            registry[name] = configured_spec(name, entry)
     for alias, target in settings.base_model_aliases.items():
         if target in registry and alias not in registry:
             registry[alias] = registry[target]
     return registry
+
+
+# --- issue 16: run-time base models ---
+def reserved_base_model_name(name: str, settings: Settings) -> str | None:
+    """Why `name` cannot be registered at run time (a built-in's, a configured model's or an alias), or None."""
+    if name in BUILTIN_MODELS:
+        return f"{name!r} is a built-in base model"
+    if name in settings.base_models:
+        return f"{name!r} is configured in this deployment's settings"
+    if name in settings.base_model_aliases:
+        return f"{name!r} is an alias in this deployment's settings"
+    return None
+
+
+def _is_location(value: str) -> bool:
+    """A local absolute path or an s3://bucket/key URI (the workers read no other kind)."""
+    if value.startswith("s3://"):
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+        return bool(bucket) and bool(key.strip("/"))
+    return value.startswith(("/", "~/"))
+
+
+def base_model_source_problem(entry: BaseModelSource) -> tuple[str, str] | None:
+    """(field, why) of the first thing wrong with a base model's weights entry, or None when it can be used."""
+    if entry.source.startswith(BUILTIN_PREFIX):
+        return "source", "built-in base models are not registered"
+    if not _is_location(entry.source):
+        return "source", "must be an absolute local path or an s3://bucket/key URI"
+    if entry.sha256 is not None and not entry.source.endswith(".safetensors"):
+        return "sha256", "is checked on a single .safetensors file only"
+    if entry.source.endswith(".safetensors"):
+        if entry.config is None:
+            return "config", "a single .safetensors file needs its family's configuration folder"
+        if not _is_location(entry.config):
+            return "config", "must be an absolute local path or an s3://bucket/key URI"
+    elif entry.config is not None:
+        return "config", "is for a single .safetensors file only (a diffusers folder has its own)"
+    return None
+
+
+# --- end issue 16: run-time base models ---
 
 
 @dataclass(frozen=True)
@@ -203,9 +254,12 @@ class CatalogEntry:
     is_default: bool
 
 
-def base_model_catalog(settings: Settings) -> list[CatalogEntry]:
-    """The base models this deployment offers, each once (aliases listed with their target), by name."""
-    registry = base_model_registry(settings)
+def base_model_catalog(
+    settings: Settings, registered: Mapping[str, BaseModelSource] | None = None
+) -> list[CatalogEntry]:
+    """The base models this deployment offers (`registered`: as in `base_model_registry`), each once (aliases
+    listed with their target), by name."""
+    registry = base_model_registry(settings, registered)
     entries = []
     for name, spec in sorted(registry.items()):
         if spec.name != name:

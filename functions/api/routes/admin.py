@@ -1,17 +1,21 @@
-"""The operator API, `/v1/admin/…`: tenants and their API keys. Every route needs the operator's token
-(`functions.api.admin_auth`), never a tenant's key; the logic is in `functions.api.services.admin`."""
+"""The operator API, `/v1/admin/…`: tenants, their API keys, and the base models registered at run time. Every
+route needs the operator's token (`functions.api.admin_auth`), never a tenant's key; the logic is in
+`functions.api.services.admin`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
+from events.records.base_models import BASE_MODEL_NAME_PATTERN
 from events.records.tenants import TENANT_ID_PATTERN
 from functions.api.admin_auth import OperatorDep
 from functions.api.dependencies import ContextDep, IdPath
 from functions.api.openapi import error_responses
 from functions.api.schemas.admin import (
+    BaseModelRegisteredOut,
+    BaseModelRegisterIn,
     KeyCreateIn,
     KeyIssuedOut,
     KeyOut,
@@ -105,3 +109,45 @@ async def rotate_key(
     """Issue a key replacing this one (same tenant, label, delete policy); the old one keeps working for
     `graceSeconds` (default an hour; 0: revoked now)."""
     return await service.rotate_key(context, keyId, (body or KeyRotateIn()).graceSeconds)
+
+
+# --- issue 16: run-time base models ---
+BaseModelNamePath = Annotated[str, Path(pattern=BASE_MODEL_NAME_PATTERN)]
+
+
+@router.get("/base-models", response_model=list[BaseModelRegisteredOut], response_model_exclude_none=True)
+async def list_base_models(_: OperatorDep, context: ContextDep) -> list[BaseModelRegisteredOut]:
+    """The base models registered at run time, by name (those of the settings and the built-ins are not listed)."""
+    return await service.list_registered_base_models(context)
+
+
+@router.get(
+    "/base-models/{name}",
+    response_model=BaseModelRegisteredOut,
+    response_model_exclude_none=True,
+    responses=error_responses(404),
+)
+async def get_base_model(name: BaseModelNamePath, _: OperatorDep, context: ContextDep) -> BaseModelRegisteredOut:
+    """One registered base model."""
+    return await service.show_registered_base_model(context, name)
+
+
+@router.put(
+    "/base-models/{name}",
+    response_model=BaseModelRegisteredOut,
+    response_model_exclude_none=True,
+    responses=error_responses(409, 422),
+)
+async def put_base_model(
+    name: BaseModelNamePath, body: BaseModelRegisterIn, _: OperatorDep, context: ContextDep
+) -> BaseModelRegisteredOut:
+    """Register a base model under `name` (or replace its entry) without a redeploy: every API process and worker
+    offers it within a few seconds. A name the deployment itself uses (a built-in, the settings) is refused."""
+    return await service.register_base_model(context, name, body)
+
+
+@router.delete("/base-models/{name}", status_code=204, responses=error_responses(404))
+async def delete_base_model(name: BaseModelNamePath, _: OperatorDep, context: ContextDep) -> Response:
+    """Unregister a base model: new jobs on it are refused within a few seconds; its models keep their records."""
+    await service.unregister_base_model(context, name)
+    return Response(status_code=204)

@@ -6,6 +6,8 @@ A key's raw value and signing secret appear in exactly two responses, `KeyIssued
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.records.tenants import TENANT_ID_PATTERN, TenantQuotas
@@ -121,3 +123,39 @@ class KeyRotatedOut(KeyIssuedOut):
 
     previousKeyId: str
     previousExpiresAt: float = Field(description="Epoch seconds at which the replaced key is refused.")
+
+
+# --- issue 16: run-time base models ---
+class BaseModelRegisterIn(BaseModel):
+    """A base model's weights, registered under the path's name (replacing its entry if it has one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="An absolute local path or s3:// URI: a diffusers folder, or one .safetensors checkpoint.",
+    )
+    family: Literal["sd-1_5", "sd-xl", "flux.1"] | None = Field(
+        default=None, description="Its architecture; omitted, the name says (`sd-xl…`/`sdxl…`, `flux…`, else sd-1_5)."
+    )
+    config: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="A single file's configuration: a diffusers folder (local or s3://) of its family, no weights.",
+    )
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$", description="The single file's SHA-256, checked on download."
+    )
+
+
+class BaseModelRegisteredOut(BaseModel):
+    """A registered base model."""
+
+    name: str
+    source: str
+    family: str
+    config: str | None = None
+    sha256: str | None = None
+    createdAt: str
+    updatedAt: str

@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 
 from events.records.api_keys import ApiKeyRecord
+from events.records.base_models import RegisteredBaseModelRecord
 from events.records.tenants import TenantQuotas, TenantRecord
-from events.usecases.errors import Conflict, NotFound
+from events.usecases.errors import Conflict, Invalid, NotFound
 from events.usecases.quotas import effective_limits
 from functions.api.schemas.admin import (
+    BaseModelRegisteredOut,
+    BaseModelRegisterIn,
     EffectiveQuotas,
     KeyCreateIn,
     KeyIssuedOut,
@@ -21,10 +24,11 @@ from functions.api.schemas.admin import (
     TenantUpdateIn,
     TenantUsage,
 )
+from infra.base_models import base_model_source_problem, family_of_name, reserved_base_model_name
 from infra.repositories.api_keys import KeyNotRotatable, generate_api_key, hash_api_key
 from infra.repositories.tenants import TenantExists
 from infra.runtime import ServiceContext
-from infra.settings import Settings
+from infra.settings import BaseModelSource, Settings
 from infra.signing import generate_signing_secret
 
 log = logging.getLogger(__name__)
@@ -184,3 +188,53 @@ async def rotate_key(context: ServiceContext, key_id: str, grace_seconds: int) -
         previousKeyId=old.keyId,
         previousExpiresAt=old_after.expiresAt,
     )
+
+
+# --- issue 16: run-time base models ---
+def registered_base_model_out(record: RegisteredBaseModelRecord) -> BaseModelRegisteredOut:
+    """A registered base model's view."""
+    return BaseModelRegisteredOut.model_validate(record.model_dump(mode="json"))
+
+
+def _base_model_not_found(name: str) -> NotFound:
+    return NotFound("base_model_not_found", f"no base model {name!r} is registered", field="name")
+
+
+async def register_base_model(context: ServiceContext, name: str, body: BaseModelRegisterIn) -> BaseModelRegisteredOut:
+    """Register (or re-register) a base model; 409 for a name the deployment itself uses, 422 for weights the
+    workers could not read."""
+    if reason := reserved_base_model_name(name, context.settings):
+        raise Conflict("base_model_reserved", f"{reason}: choose another name", field="name")
+    entry = BaseModelSource(
+        source=body.source,
+        family=body.family or family_of_name(name).value,
+        config=body.config,
+        sha256=body.sha256.lower() if body.sha256 else None,
+    )
+    if problem := base_model_source_problem(entry):
+        field, why = problem
+        raise Invalid("invalid_base_model", f"{field} {why}", field=field)
+    record = RegisteredBaseModelRecord(name=name, **entry.model_dump())
+    record = await context.registered_base_models.put(record)
+    log.info("base model %s registered (%s, %s)", name, record.family, record.source)
+    return registered_base_model_out(record)
+
+
+async def list_registered_base_models(context: ServiceContext) -> list[BaseModelRegisteredOut]:
+    """Every base model registered at run time, by name (the settings' and the built-ins are not listed)."""
+    return [registered_base_model_out(record) for record in await context.registered_base_models.list()]
+
+
+async def show_registered_base_model(context: ServiceContext, name: str) -> BaseModelRegisteredOut:
+    """One registered base model; 404 if none has the name."""
+    record = await context.registered_base_models.get(name)
+    if record is None:
+        raise _base_model_not_found(name)
+    return registered_base_model_out(record)
+
+
+async def unregister_base_model(context: ServiceContext, name: str) -> None:
+    """Unregister a base model (its models keep their records; new jobs on it are refused); 404 if not registered."""
+    if not await context.registered_base_models.delete(name):
+        raise _base_model_not_found(name)
+    log.info("base model %s unregistered", name)
