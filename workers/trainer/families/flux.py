@@ -102,6 +102,9 @@ def target_module_names(
 class FluxFamily:
     """The FLUX.1 side of one LoRA training on one `FluxPipeline` (see the module's docstring for the choices)."""
 
+    # Seed 003 documents prior preservation (classPrompt, priorLossWeight) for SD 1.5 and SDXL only.
+    supports_prior_preservation = False
+
     def __init__(
         self, pipeline: FluxPipeline, spec: BaseModelSpec, params: TrainingParameters, device: torch.device
     ) -> None:
