@@ -184,6 +184,18 @@ def _check_family_limits(values: dict[str, Any], family: str, limits: FamilyDefa
             )
 
 
+def check_family_parameters(parameters: dict[str, Any], family: str) -> None:
+    """The family's limits on the parameters given (rank range, step cap, text-encoder rate): a model's stored
+    parameters are checked when they are set, not first when a training starts. `ParameterError` otherwise."""
+    limits = family_defaults(family)
+    given = {
+        name: parameters[name] for name in ("rank", "maxTrainSteps", "learningRateTextEncoder") if name in parameters
+    }
+    _check_family_limits(
+        {"rank": limits.rank, "maxTrainSteps": 1, "learningRateTextEncoder": 0.0, **given}, family, limits
+    )
+
+
 def resolve_parameters(
     *,
     image_count: int,

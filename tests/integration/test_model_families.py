@@ -70,6 +70,10 @@ async def test_a_family_model_trains_generates_and_composes(client, api_key, con
     assert wrong.status_code == 422, wrong.text
     assert (wrong.json()["error"]["code"], wrong.json()["error"]["field"]) == ("incompatible_model_type", "type")
 
+    if family == "flux.1":
+        ranked = await client.put(f"/v1/models/{model_id}", json={"parameters": {"rank": 65}}, headers=bearer(api_key))
+        assert ranked.status_code == 422 and ranked.json()["error"]["field"] == "parameters.rank", ranked.text
+
     update = {"type": f"{family}-lora", "parameters": case["parameters"]}
     put = await client.put(f"/v1/models/{model_id}", json=update, headers=bearer(api_key))
     assert put.status_code == 200, put.text

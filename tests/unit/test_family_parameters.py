@@ -10,7 +10,15 @@ import pytest
 
 from events.records.training_data import TrainingImageRecord
 from events.states import UploadStatus
-from events.usecases.training_params import FLUX, SD15, SDXL, BaseDefaults, ParameterError, resolve_parameters
+from events.usecases.training_params import (
+    FLUX,
+    SD15,
+    SDXL,
+    BaseDefaults,
+    ParameterError,
+    check_family_parameters,
+    resolve_parameters,
+)
 from events.usecases.trainings import image_captions
 from functions.api.errors import ApiError
 from functions.api.schemas.models import TrainingParametersIn
@@ -79,6 +87,14 @@ def test_flux_ranks_are_2_to_64_and_steps_at_most_10000() -> None:
         resolve(FLUX, maxTrainSteps=10_001)
     assert info.value.field == "maxTrainSteps"
     assert resolve(SDXL, maxTrainSteps=10_001).maxTrainSteps == 10_001
+
+
+def test_stored_parameters_are_checked_against_the_family_when_set() -> None:
+    check_family_parameters({"rank": 64, "maxTrainSteps": 10_000, "seed": 3}, FLUX)
+    check_family_parameters({"rank": 128, "maxTrainSteps": 40_000}, SDXL)
+    with pytest.raises(ParameterError) as info:
+        check_family_parameters({"rank": 100}, FLUX)
+    assert info.value.field == "rank"
 
 
 def test_flux_text_encoder_rate_is_0_or_within_its_range() -> None:

@@ -10,6 +10,7 @@ from events.records.jobs import TrainingJob
 from events.records.models import ConceptRef, ModelRecord
 from events.states import ModelStatus
 from events.usecases.quotas import release_storage
+from events.usecases.training_params import ParameterError, check_family_parameters
 from events.usecases.trainings import base_model_of
 from functions.api.errors import ApiError
 from functions.api.schemas.models import (
@@ -68,6 +69,16 @@ def check_model_type(context: ServiceContext, model_type: str, spec: BaseModelSp
     return model_type
 
 
+def family_checked(parameters: dict[str, Any], spec: BaseModelSpec) -> dict[str, Any]:
+    """Canonical parameters within the limits of `spec`'s family (FLUX's ranks, steps); 422 naming the field."""
+    try:
+        check_family_parameters(parameters, spec.family.value)
+    except ParameterError as exc:
+        field = f"parameters.{exc.field}" if exc.field else "parameters"
+        raise ApiError(422, "validation_error", str(exc), field=field) from exc
+    return parameters
+
+
 async def require_model(context: ServiceContext, tenant_id: str, model_id: str) -> ModelRecord:
     """The caller's live model, or 404 (another tenant's or a deleted model looks the same as none)."""
     model = await context.models.get_live(tenant_id, model_id)
@@ -117,7 +128,7 @@ async def create_model(context: ServiceContext, tenant_id: str, body: CreateMode
         type=model_type,
         customModelType=body.customModelType,
         tags=body.tags or [],
-        parameters=body.parameters.applied() if body.parameters else {},
+        parameters=family_checked(body.parameters.applied(), spec) if body.parameters else {},
         concepts=_concept_refs(body.concepts) if body.concepts else None,
     )
     return await context.models.create(record)
@@ -168,7 +179,7 @@ async def update_model(
                 409, "model_training", "parameters cannot change while the model is training", field="parameters"
             )
         # Canonical only: aliases folded in, ignored fields (the wandbKey secret among them) dropped.
-        fields["parameters"] = body.parameters.applied()
+        fields["parameters"] = family_checked(body.parameters.applied(), spec)
     if "concepts" in sent:
         if body.concepts:
             await _check_concepts(context, tenant_id, body.concepts, spec)
