@@ -273,3 +273,25 @@ def test_adapter_state_and_export_carry_the_transformer_and_clip_layers(load_tin
 
     sample = family.sample(PROMPT, width=72, height=64, steps=2, seed=0)
     assert sample.size == (64, 64)  # sides rounded down to FLUX's 16 px
+
+
+def test_gradient_checkpointing_gives_the_same_lora_gradients(load_tiny_flux: FluxFactory) -> None:
+    """What the loop turns on on a GPU (`denoiser.enable_gradient_checkpointing()`), checked here on the CPU: the
+    recomputed activations must still carry gradients to the LoRA layers of a frozen transformer."""
+    family = FluxFamily(load_tiny_flux(), TINY_FLUX, flux_params(), torch.device("cpu"))
+    parameters = family.add_adapters(4, train_text_encoders=False, targets=TINY_FLUX_TARGETS)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    conditioning = family.embed([PROMPT, PROMPT])
+
+    def gradients() -> list[torch.Tensor]:
+        family.denoiser.zero_grad(set_to_none=True)
+        family.loss(latents, conditioning, [], torch.Generator().manual_seed(2)).backward()
+        return [p.grad.clone() for p in parameters.denoiser if p.grad is not None]
+
+    plain = gradients()
+    family.denoiser.enable_gradient_checkpointing()  # type: ignore[operator]
+    family.denoiser.train()
+    checkpointed = gradients()
+    assert len(plain) == len(checkpointed) == len(parameters.denoiser)
+    assert any(float(g.abs().max()) > 0 for g in plain)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))
