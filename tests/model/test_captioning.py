@@ -8,43 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from events.training import TrainingRequestedData
 from infra.settings import Settings
 from tests.support import training_request
+from tests.tiny_captioner import CAPTION_WORDS, build_tiny_blip
 from workers.job_errors import CaptioningModelUnavailable
 from workers.trainer import captioning
 from workers.trainer.captioning import captioner_for, training_prompts
-
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "cat", "dog", "on", "sofa", "red", "blue"]
 
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BLIP image-to-text model and its processor, saved as an operator would point to them."""
-    from transformers import (
-        BertTokenizerFast,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
-
-    folder = tmp_path_factory.mktemp("tiny-blip")
-    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(WORDS)})
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    config = BlipConfig(
-        text_config=dict(small, vocab_size=len(WORDS), max_position_embeddings=64, bos_token_id=2, sep_token_id=3),
-        vision_config=dict(small, image_size=32, patch_size=8),
-        projection_dim=32,
-    )
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return build_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
 
 
 def _images(count: int) -> list[Image.Image]:
@@ -73,7 +51,7 @@ def test_missing_captions_are_filled_by_the_captioning_model(tiny_blip: Path) ->
     assert set(first.automatic) == {data.dataKeys[1], data.dataKeys[2]}  # only the missing ones
     for index, key in ((0, data.dataKeys[2]), (2, data.dataKeys[1])):
         caption = first.automatic[key]
-        assert caption and all(word in WORDS for word in caption.split())
+        assert caption and all(word in CAPTION_WORDS for word in caption.split())
         assert first.prompts[index] == f"sks, {caption}"  # woven: the trigger word leads
     # Greedy decoding: the same images get the same captions, from the one captioner this process keeps.
     assert training_prompts(data, keys, images, settings) == first
