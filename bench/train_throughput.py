@@ -31,10 +31,11 @@ from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from events.training import TrainingParameters
-from infra.base_models import ATTENTION_TARGETS, TINY_SD_TARGETS
+from infra.base_models import ATTENTION_TARGETS, TINY_SD, BaseModelSpec
 from infra.settings import Settings
 from workers.base_models.loader import pick_device
-from workers.base_models.tiny_sd import _tokenizer, build_tiny_sd
+from workers.base_models.tiny_sd import MAX_TOKENS, build_tiny_sd
+from workers.base_models.tokenizer import byte_level_tokenizer
 from workers.trainer import lora
 from workers.trainer.loop import LoraTrainer, StepReport, _to_tensor
 
@@ -44,7 +45,7 @@ PROMPT = "a photo of lfzq"
 def build_sd15_random(seed: int = 0) -> StableDiffusionPipeline:
     """A pipeline with Stable Diffusion 1.5's shapes (UNet 320-1280, SD VAE, CLIP ViT-L text encoder) and
     random weights: the compute of the real model without downloading it."""
-    tokenizer = _tokenizer()
+    tokenizer = byte_level_tokenizer(MAX_TOKENS)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # the defaults are SD 1.x's UNet
     vae = AutoencoderKL(
@@ -82,6 +83,24 @@ def build_sd15_random(seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
+# Each --model shape: how to build its pipeline, and the base-model entry the trainer reads (family, LoRA targets).
+SHAPES: dict[str, tuple[Callable[[], StableDiffusionPipeline], BaseModelSpec]] = {
+    "tiny-sd": (build_tiny_sd, TINY_SD),
+    "sd15-random": (
+        build_sd15_random,
+        BaseModelSpec(
+            name="sd15-random",
+            source="bench:sd15-random",
+            family=TINY_SD.family,
+            default_size=512,
+            max_side=1536,
+            default_steps=30,
+            lora_targets=ATTENTION_TARGETS,
+        ),
+    ),
+}
+
+
 def images(count: int, size: int) -> list[Image.Image]:
     """A distinctive, noisy image set."""
     rng = np.random.default_rng(0)
@@ -108,13 +127,13 @@ def _sync(device: torch.device) -> None:
 
 
 def run_trainer(
-    pipeline: StableDiffusionPipeline, params: TrainingParameters, data: list[Image.Image], targets: tuple[str, ...]
+    pipeline: StableDiffusionPipeline, params: TrainingParameters, data: list[Image.Image], spec: BaseModelSpec
 ) -> float:
     """Seconds for the trainer to prepare and run `params.maxTrainSteps` steps."""
     device = pipeline.device
     _sync(device)
     started = time.perf_counter()
-    trainer = LoraTrainer(pipeline, params, device, targets)
+    trainer = LoraTrainer(pipeline, params, device, spec)
     trainer.prepare(data)
     trainer.run(_Quiet())
     _sync(device)
@@ -122,12 +141,12 @@ def run_trainer(
 
 
 def run_reference(
-    pipeline: StableDiffusionPipeline, params: TrainingParameters, data: list[Image.Image], targets: tuple[str, ...]
+    pipeline: StableDiffusionPipeline, params: TrainingParameters, data: list[Image.Image], spec: BaseModelSpec
 ) -> float:
     """Seconds for diffusers' dreambooth-style loop: VAE and text encoder run inside every step."""
     device = pipeline.device
     dtype = pipeline.unet.dtype
-    trainable = lora.add_adapters(pipeline, params.rank, False, targets)
+    trainable = lora.add_adapters(pipeline, params.rank, False, spec.lora_targets)
     if device.type == "cuda":
         pipeline.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(trainable, lr=params.learningRate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
@@ -166,7 +185,7 @@ def run_reference(
 def main() -> None:
     """Alternate reference and trainer runs; print steps/s of each, medians and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("tiny-sd", "sd15-random"), default="tiny-sd")
+    parser.add_argument("--model", choices=tuple(SHAPES), default="tiny-sd")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
@@ -176,10 +195,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device, dtype = pick_device(Settings().torch_device)
-    builder: Callable[[], StableDiffusionPipeline]
-    builder, targets = (
-        (build_tiny_sd, TINY_SD_TARGETS) if args.model == "tiny-sd" else (build_sd15_random, ATTENTION_TARGETS)
-    )
+    builder, spec = SHAPES[args.model]
     params = TrainingParameters(
         learningRate=1e-4,
         learningRateTextEncoder=0,
@@ -208,12 +224,12 @@ def main() -> None:
     )
     # One untimed round of each, so lazy initialisation (kernels, allocator) lands in neither figure.
     warm = params.model_copy(update={"maxTrainSteps": 2})
-    run_reference(fresh(), warm, data, targets)
-    run_trainer(fresh(), warm, data, targets)
+    run_reference(fresh(), warm, data, spec)
+    run_trainer(fresh(), warm, data, spec)
     reference_rates, trainer_rates = [], []
     for round_ in range(args.repeats):
-        reference_rates.append(args.steps / run_reference(fresh(), params, data, targets))
-        trainer_rates.append(args.steps / run_trainer(fresh(), params, data, targets))
+        reference_rates.append(args.steps / run_reference(fresh(), params, data, spec))
+        trainer_rates.append(args.steps / run_trainer(fresh(), params, data, spec))
         print(f"  round {round_ + 1}: reference {reference_rates[-1]:.2f} steps/s, trainer {trainer_rates[-1]:.2f}")
     reference, trainer = statistics.median(reference_rates), statistics.median(trainer_rates)
     print(f"reference (diffusers dreambooth-style, encode every step): {reference:.2f} steps/s (median)")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from events.generation import AdapterRef
 from events.training import TrainingParameters
-from infra.base_models import TINY_SD_TARGETS
+from infra.base_models import TINY_SD
 from tests.model.conftest import PipelineFactory, generate_latents
 from workers.generator.adapters import AdapterCache
 from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
@@ -63,7 +63,7 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
         resolution=64,
         conceptPrompt=PROMPT,
     )
-    trainer = LoraTrainer(load_tiny_sd(), params, torch.device("cpu"), TINY_SD_TARGETS)
+    trainer = LoraTrainer(load_tiny_sd(), params, torch.device("cpu"), TINY_SD)
     trainer.prepare(red_images(4))
     recorder = Recorder()
     outcome = trainer.run(recorder)

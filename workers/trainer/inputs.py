@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -19,18 +19,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingInputs:
-    """A training's decoded images, and the snapshot and names of the epochs an earlier attempt completed."""
+    """A training's decoded images and their data keys (aligned: a deleted image is in neither), and the snapshot
+    and names of the epochs an earlier attempt completed."""
 
     images: list[Image.Image]
     resume: bytes | None
     epochs_done: list[str]
+    keys: list[str] = field(default_factory=list)
 
 
 async def load_training_inputs(store: ArtifactStore, data: TrainingRequestedData) -> TrainingInputs:
     """The images and the last complete epoch's snapshot; raises TrainingDataMissing when no image is left."""
     resume, done = await latest_snapshot(store, data.trainingId)
-    images = await training_images(store, data.dataKeys)
-    return TrainingInputs(images=images, resume=resume, epochs_done=done)
+    keys, images = await training_images(store, data.dataKeys)
+    return TrainingInputs(images=images, resume=resume, epochs_done=done, keys=keys)
 
 
 async def latest_snapshot(store: ArtifactStore, training_id: str) -> tuple[bytes | None, list[str]]:
@@ -43,12 +45,13 @@ async def latest_snapshot(store: ArtifactStore, training_id: str) -> tuple[bytes
     return await store.get_bytes(state_key), done
 
 
-async def training_images(store: ArtifactStore, keys: list[str]) -> list[Image.Image]:
-    """The training images still there, as RGB; a deleted one is skipped, all of them gone is an error."""
+async def training_images(store: ArtifactStore, keys: list[str]) -> tuple[list[str], list[Image.Image]]:
+    """The keys and images (RGB) still there, aligned; a deleted one is skipped, all of them gone is an error."""
     blobs = await asyncio.gather(*(store.get_bytes(k) for k in keys))
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs if b is not None]
+    found = [(key, blob) for key, blob in zip(keys, blobs, strict=True) if blob is not None]
+    images = [Image.open(io.BytesIO(blob)).convert("RGB") for _, blob in found]
     if not images:
         raise TrainingDataMissing("none of the training images exist any more")
     if len(images) < len(keys):
         log.warning("%d of %d training images are gone; training on the rest", len(keys) - len(images), len(keys))
-    return images
+    return [key for key, _ in found], images

@@ -38,6 +38,7 @@ from workers.base_models.loader import load_pipeline, pick_device
 from workers.consumer import HandBack
 from workers.job_errors import TRAINING_FAILED, BaseModelUnavailable, failure_reason
 from workers.trainer.bridge import StopSignals, TrainingBridge
+from workers.trainer.captioning import training_prompts, write_automatic_captions
 from workers.trainer.inputs import TrainingInputs, load_training_inputs
 from workers.trainer.loop import LoraTrainer, TrainingOutcome
 from workers.trainer.outputs import TrainingOutputs
@@ -181,7 +182,7 @@ class TrainingJobRunner:
         await self._write_outcome(data, bridge, outcome, started)
 
     def _train(self, data: TrainingRequestedData, inputs: TrainingInputs, bridge: TrainingBridge) -> TrainingOutcome:
-        """Load a fresh pipeline and train on it, in the model thread."""
+        """Load a fresh pipeline, caption the images and train on it, in the model thread."""
         spec = base_model_registry(self.settings).get(data.baseModel)
         if spec is None:
             raise BaseModelUnavailable(f"unknown base model {data.baseModel!r}")
@@ -190,9 +191,22 @@ class TrainingJobRunner:
         pipeline.set_progress_bar_config(disable=True)
         _record_stage("load", loading)
         computing = time.perf_counter()
+        prompts = training_prompts(data, inputs.keys, inputs.images, self.settings)
+        if prompts.automatic:
+            # Recorded before training starts, so the API shows them even while it runs (or if it fails).
+            asyncio.run_coroutine_threadsafe(
+                write_automatic_captions(self.context.store, data.trainingId, prompts.automatic), bridge.loop
+            ).result()
         device, _ = pick_device(self.settings.torch_device)
-        trainer = LoraTrainer(pipeline, data.parameters, device, spec.lora_targets, log=log.info)
-        trainer.prepare(inputs.images)
+        trainer = LoraTrainer(
+            pipeline,
+            data.parameters,
+            device,
+            spec,
+            eight_bit_optimizer=self.settings.trainer_8bit_optimizer,
+            log=log.info,
+        )
+        trainer.prepare(inputs.images, prompts.prompts)
         bridge.progress(TrainingStage.STARTING, 0, 0, None, None)
         outcome = trainer.run(bridge, inputs.resume)
         _record_stage("compute", computing)

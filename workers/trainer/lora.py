@@ -1,16 +1,17 @@
-"""LoRA adapters on a Stable Diffusion pipeline: add, export in diffusers' format, snapshot for resuming."""
+"""LoRA adapters on any family's pipeline: add, export in diffusers' format, snapshot for resuming."""
 
 from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import get_peft_model_state_dict
 
 from workers.module_construction import MODULE_CONSTRUCTION
 
@@ -20,28 +21,37 @@ TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 ADAPTER_FILE = "pytorch_lora_weights.safetensors"
 
 
-def add_adapters(
-    pipeline: StableDiffusionPipeline, rank: int, train_text_encoder: bool, unet_targets: tuple[str, ...]
-) -> list[torch.nn.Parameter]:
-    """Add fresh LoRA layers (alpha = rank, so scale 1) and return the parameters to train, in float32."""
-    pipeline.unet.requires_grad_(False)
-    pipeline.vae.requires_grad_(False)
-    pipeline.text_encoder.requires_grad_(False)
-    modules: list[torch.nn.Module] = [pipeline.unet]
+def add_lora(module: torch.nn.Module, rank: int, targets: Sequence[str]) -> list[torch.nn.Parameter]:
+    """Add fresh LoRA layers (alpha = rank, so scale 1) on `targets` of `module` and return its parameters to
+    train, in float32 (the module's base weights must already be frozen)."""
     with MODULE_CONSTRUCTION:
-        pipeline.unet.add_adapter(
-            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(unet_targets))
+        module.add_adapter(  # type: ignore[operator]
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(targets))
         )
-        if train_text_encoder:
-            pipeline.text_encoder.add_adapter(
-                LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS)
-            )
-            modules.append(pipeline.text_encoder)
-    params = [p for module in modules for p in module.parameters() if p.requires_grad]
+    params = [p for p in module.parameters() if p.requires_grad]
     for param in params:
         # Master copies of the trained weights stay in float32 even when the base runs in half precision.
         param.data = param.data.float()
     return params
+
+
+def add_adapters(
+    pipeline: StableDiffusionPipeline, rank: int, train_text_encoder: bool, unet_targets: tuple[str, ...]
+) -> list[torch.nn.Parameter]:
+    """SD 1.5: add fresh LoRA layers on the UNet (and the text encoder) and return the parameters to train."""
+    pipeline.unet.requires_grad_(False)
+    pipeline.vae.requires_grad_(False)
+    pipeline.text_encoder.requires_grad_(False)
+    with MODULE_CONSTRUCTION:  # both modules' layers in one hold, as a training adds them
+        params = add_lora(pipeline.unet, rank, unet_targets)
+        if train_text_encoder:
+            params += add_lora(pipeline.text_encoder, rank, TEXT_ENCODER_TARGETS)
+    return params
+
+
+def lora_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's LoRA weights in peft's naming, detached, on the CPU."""
+    return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(module).items()}
 
 
 def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) -> bytes:
@@ -51,9 +61,9 @@ def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) 
     training examples apply, renames only attention projections: on an adapter that also covers convolutions
     or feed-forwards it yields mixed names, and `load_lora_weights` then silently drops the attention part.
     """
-    layers = {"unet": get_peft_model_state_dict(pipeline.unet)}
+    layers = {"unet": lora_state(pipeline.unet)}
     if train_text_encoder:
-        layers["text_encoder"] = get_peft_model_state_dict(pipeline.text_encoder)
+        layers["text_encoder"] = lora_state(pipeline.text_encoder)
     return save_adapter_file(pipeline, layers)
 
 
@@ -101,27 +111,24 @@ def random_adapter(pipeline: DiffusionPipeline, seed: int, rank: int, unet_targe
 
 
 def snapshot(
-    pipeline: StableDiffusionPipeline,
-    train_text_encoder: bool,
+    adapter: dict[str, dict[str, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any,
     generator: torch.Generator,
     step: int,
     epochs_done: int,
+    data_order: dict[str, Any] | None = None,
 ) -> bytes:
-    """Everything needed to continue exactly where training stands (weights, optimizer, schedule, RNG)."""
+    """Everything needed to continue exactly where training stands: the family's adapter state (by component),
+    optimizer, schedule, RNG, and the loop's place in its data order (plain ints and lists)."""
     state = {
-        "unet": {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pipeline.unet).items()},
-        "text_encoder": (
-            {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pipeline.text_encoder).items()}
-            if train_text_encoder
-            else None
-        ),
+        "adapter": adapter,
         "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(),
         "rng": generator.get_state(),
         "step": step,
         "epochs_done": epochs_done,
+        "data_order": data_order or {},
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -133,17 +140,18 @@ def load_snapshot(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def snapshot_adapter(state: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """A snapshot's adapter state by component; also reads the SD-only snapshots written before families (their
+    `unet` and `text_encoder` at the top level), so a training checkpointed then still resumes."""
+    if "adapter" in state:
+        return state["adapter"]
+    return {name: state[name] for name in ("unet", "text_encoder") if state.get(name) is not None}
+
+
 def restore(
-    pipeline: StableDiffusionPipeline,
-    state: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    generator: torch.Generator,
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, lr_scheduler: Any, generator: torch.Generator
 ) -> None:
-    """Put a snapshot's weights, optimizer, schedule and RNG back."""
-    set_peft_model_state_dict(pipeline.unet, state["unet"])
-    if state.get("text_encoder") is not None:
-        set_peft_model_state_dict(pipeline.text_encoder, state["text_encoder"])
+    """Put a snapshot's optimizer, schedule and RNG back (the adapter goes back through its family)."""
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     generator.set_state(state["rng"])

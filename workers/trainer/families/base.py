@@ -4,6 +4,13 @@ The loop owns everything that is the same for every family: buckets and batches,
 schedule, epochs, checkpoints, resuming, cancel and progress. A family owns what is not: how pixels become
 latents, how prompts become conditioning, which layers get LoRA, how the noised input and the loss are made, how
 its adapter is named on disk, and how it samples.
+
+Every family class is constructed as `Family(pipeline, spec, params, device)`: the loaded pipeline, its base model's
+`BaseModelSpec`, the training's `TrainingParameters` and the torch device (`families.family_for` does it). The loop
+runs `loss` (and `embed(..., grad=True)`) under CUDA autocast (bf16 where supported, else fp16), and on CUDA calls
+`denoiser.enable_gradient_checkpointing()` and each trained text encoder's `gradient_checkpointing_enable()`.
+Optional: a class attribute `supports_prior_preservation = True` makes the loop train with class images
+(`classPrompt`); a family without it (FLUX) has `classPrompt` ignored, with a log line.
 """
 
 from __future__ import annotations
