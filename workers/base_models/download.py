@@ -91,8 +91,8 @@ def download_file(
     return _fetch_object(s3_client(settings), bucket, key, destination, sha256, transfer)
 
 
-def prefix_cache_dir(cache_dir: Path, uri: str) -> Path:
-    """Where `download_prefix` puts the objects under an s3:// prefix."""
+def cache_path(cache_dir: Path, uri: str) -> Path:
+    """Where an s3:// object or prefix is kept in the model cache: `cache_dir/s3/<bucket>/<key>`."""
     bucket, prefix = split_s3_uri(uri)
     return cache_dir / "s3" / bucket / prefix.rstrip("/")
 
@@ -103,7 +103,7 @@ def download_prefix(settings: Settings, uri: str, cache_dir: Path, transfer: Tra
     `BaseModelUnavailable`."""
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/"
-    target = prefix_cache_dir(cache_dir, uri)
+    target = cache_path(cache_dir, uri)
     if (target / COMPLETE_MARKER).exists():
         return target
     s3 = s3_client(settings)

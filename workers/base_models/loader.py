@@ -1,4 +1,5 @@
-"""One loader for every base model: the built-in tiny one, a local folder, or an s3:// prefix."""
+"""One loader for every base model: a built-in tiny one, a local folder or an s3:// prefix in diffusers' layout, or
+one `.safetensors` checkpoint (local or s3://) with its family's configuration (workers/base_models/single_file.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from infra.base_models import BUILTIN_PREFIX, BaseModelSpec
 from infra.settings import Settings
 from workers.base_models.download import download_prefix
+from workers.base_models.single_file import load_single_file, refuse_pickle
 from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
@@ -37,7 +39,10 @@ def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:
 
 
 def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
-    """A local folder with the model's diffusers layout, fetched or built as needed."""
+    """A local folder with the model's diffusers layout, fetched or built as needed (not for a single file)."""
+    refuse_pickle(spec)
+    if spec.is_single_file:
+        raise BaseModelUnavailable(f"base model {spec.name!r} is a single file, not a diffusers folder")
     if spec.is_builtin:
         return BUILTIN_BUILDERS[spec.source.removeprefix(BUILTIN_PREFIX)](settings.model_cache_dir)
     if spec.source.startswith("s3://"):
@@ -53,7 +58,10 @@ def load_pipeline(spec: BaseModelSpec, settings: Settings) -> DiffusionPipeline:
     device, dtype = pick_device(settings.torch_device)
     try:
         with MODULE_CONSTRUCTION:
-            pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
+            if spec.is_single_file:
+                pipeline = load_single_file(spec, settings, dtype)
+            else:
+                pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
     except BaseModelUnavailable:
         raise
     except (OSError, ValueError, KeyError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import threading
 import time
@@ -164,6 +165,7 @@ def generate(
     `inputs` are the decoded images of an image-to-image or inpainting request. Once `cancel` is set the
     run stops at the next step boundary with `GenerationCanceled`."""
     cancel = cancel or threading.Event()
+    check_size(cache.spec(request.baseModel), request)
     pipeline, load_ms = cache.get(request.baseModel)
     activation = cache.adapters(request.baseModel).activate(request.adapters, fetch)
     if cancel.is_set():
@@ -190,13 +192,50 @@ def generate(
     )
 
 
+def check_size(spec: BaseModelSpec, request: GenerationRequestedData) -> None:
+    """Refuse a size off the base model's grid (FLUX packs 2x2 latents: multiples of 16) with `InvalidInput`: the
+    API validates it, but a producer writing to Kafka directly may not."""
+    multiple = spec.size_multiple
+    if request.width % multiple or request.height % multiple:
+        raise InvalidInput(
+            f"{request.width}x{request.height} is off {spec.name}'s grid: sides must be multiples of {multiple}"
+        )
+
+
+# FLUX.1's T5 reads at most this many tokens (its tokenizer may say less, as tiny-flux's does).
+MAX_T5_TOKENS = 512
+
+
+def family_arguments(pipeline: DiffusionPipeline, request: GenerationRequestedData) -> dict[str, object]:
+    """The request's guidance and negative prompt in the words of the pipeline's family.
+
+    SD 1.5 and SDXL: classifier-free guidance at `guidanceScale`, with the negative prompt as its unconditional
+    side. FLUX.1 (a pipeline with a T5 encoder and `true_cfg_scale`): `guidanceScale` is the distilled guidance
+    the transformer embeds (FLUX.1-dev; schnell ignores it); a negative prompt turns on true classifier-free
+    guidance at the same scale, two transformer passes per step, and does nothing at a scale of 1 or less."""
+    parameters = inspect.signature(pipeline.__call__).parameters
+    arguments: dict[str, object] = {"guidance_scale": request.guidanceScale}
+    if "true_cfg_scale" not in parameters:
+        return arguments | {"negative_prompt": request.negativePrompt}
+    negative = request.negativePrompt if request.negativePrompt and request.negativePrompt.strip() else None
+    if negative is not None and request.guidanceScale > 1:
+        arguments |= {"negative_prompt": negative, "true_cfg_scale": request.guidanceScale}
+    if "max_sequence_length" in parameters:
+        tokens = getattr(getattr(pipeline, "tokenizer_2", None), "model_max_length", MAX_T5_TOKENS)
+        arguments["max_sequence_length"] = min(int(tokens), MAX_T5_TOKENS)
+    return arguments
+
+
 def _run(
     pipeline: DiffusionPipeline, request: GenerationRequestedData, on_step_end: StepCallback, **extra: object
 ) -> list[Image.Image]:
     # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
     generator = torch.Generator("cpu").manual_seed(request.seed)
     count = request.numOutputs
-    prompts: dict[str, object] = {"prompt": request.prompt, "negative_prompt": request.negativePrompt}
+    family = family_arguments(pipeline, request)
+    prompts: dict[str, object] = {"prompt": request.prompt}
+    if "negative_prompt" in family:
+        prompts["negative_prompt"] = family.pop("negative_prompt")
     if "image" in extra and count > 1:
         # One input image per output: diffusers deprecates repeating a single image to fill the batch.
         prompts = {k: [v] * count if v is not None else None for k, v in prompts.items()}
@@ -205,11 +244,11 @@ def _run(
     with torch.inference_mode():
         result = pipeline(
             **prompts,
-            guidance_scale=request.guidanceScale,
             num_inference_steps=request.numInferenceSteps,
             num_images_per_prompt=count,
             generator=generator,
             callback_on_step_end=on_step_end,
+            **family,
             **extra,
         )
     return list(result.images)
@@ -224,7 +263,11 @@ def _modify(
         return [inputs.image.copy() for _ in range(request.numOutputs)]
     extra: dict[str, object] = {"image": inputs.image, "strength": strength}
     if inputs.mask is not None:
-        extra |= {"mask_image": inputs.mask, "width": request.width, "height": request.height}
+        extra["mask_image"] = inputs.mask
+    if "width" in inspect.signature(pipeline.__call__).parameters:
+        # The request's size wherever the pipeline takes one: FLUX's image-to-image otherwise makes 1024 px
+        # whatever its input (SD's and SDXL's image-to-image take the input's size and have no such argument).
+        extra |= {"width": request.width, "height": request.height}
     generated = _run(pipeline, request, on_step_end, **extra)
     if inputs.mask is None:
         return generated

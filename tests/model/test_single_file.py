@@ -1,0 +1,128 @@
+"""Single-file base models: tiny-sd written as one original-layout checkpoint, and tiny-flux's transformer as one
+file, each loaded through `load_pipeline` with a weightless configuration folder, make the folder form's images."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from diffusers import FluxPipeline, StableDiffusionPipeline
+from safetensors.torch import save_file
+
+from events.generation import GenerationRequestedData
+from infra.base_models import base_model_registry
+from infra.settings import BaseModelSource, Settings
+from tests.conftest import MODEL_CACHE
+from tests.single_file_export import save_sd_single_file
+from workers.base_models.loader import BaseModelUnavailable, load_pipeline
+from workers.base_models.tiny_flux import ensure_tiny_flux
+from workers.base_models.tiny_sd import ensure_tiny_sd
+from workers.generator.pipelines import PipelineCache, generate
+
+
+def weightless_copy(folder: Path, destination: Path, keep: tuple[str, ...] = ()) -> Path:
+    """The folder's configs, tokenizers and scheduler without the weights (but those of the `keep` components):
+    what a single file's `config` needs."""
+    shutil.copytree(
+        folder,
+        destination,
+        ignore=lambda here, names: [
+            n for n in names if n.endswith(".safetensors") and Path(here).name not in keep and Path(here) != folder
+        ],
+    )
+    return destination
+
+
+def no_adapters(key: str) -> bytes:
+    raise AssertionError(f"a base-model request read adapter {key}")
+
+
+def image(cache: PipelineCache, base: str) -> bytes:
+    request = GenerationRequestedData(
+        jobId="job_single_file",
+        modelId=base,
+        baseModel=base,
+        prompt="a photo of lfzq",
+        width=64,
+        height=64,
+        guidanceScale=5.0,
+        numOutputs=1,
+        numInferenceSteps=3,
+        seed=11,
+    )
+    return generate(cache, request, no_adapters).images[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tiny-sd as one original-layout checkpoint and tiny-flux's transformer as one file, with weightless
+    configuration folders beside them."""
+    root = tmp_path_factory.mktemp("single-file")
+    sd_folder, flux_folder = ensure_tiny_sd(MODEL_CACHE), ensure_tiny_flux(MODEL_CACHE)
+    transformer = FluxPipeline.from_pretrained(flux_folder).transformer
+    save_file(
+        {k: v.contiguous() for k, v in transformer.state_dict().items()}, str(root / "flux-transformer.safetensors")
+    )
+    return {
+        "sd": save_sd_single_file(StableDiffusionPipeline.from_pretrained(sd_folder), root / "tiny-sd.safetensors"),
+        "sd-config": weightless_copy(sd_folder, root / "sd-config"),
+        "flux": root / "flux-transformer.safetensors",
+        # FLUX files hold the transformer only: the folder keeps the VAE's and the text encoders' weights.
+        "flux-config": weightless_copy(
+            flux_folder, root / "flux-config", keep=("vae", "text_encoder", "text_encoder_2")
+        ),
+    }
+
+
+def settings_with(files: dict[str, Path], **entries: BaseModelSource) -> Settings:
+    return Settings(model_cache_dir=MODEL_CACHE, base_models=entries)
+
+
+def test_a_checkpoint_saved_from_tiny_sd_as_one_file_makes_the_folder_forms_image(files: dict[str, Path]) -> None:
+    assert not list(files["sd-config"].rglob("*.safetensors")), "the configuration folder must hold no weights"
+    settings = settings_with(
+        files, **{"sd-file": BaseModelSource(source=str(files["sd"]), family="sd-1_5", config=str(files["sd-config"]))}
+    )
+    cache = PipelineCache(settings)
+    assert image(cache, "sd-file") == image(cache, "tiny-sd")  # byte-identical PNGs: max pixel difference 0
+
+
+def test_a_flux_transformer_file_makes_the_folder_forms_image(files: dict[str, Path]) -> None:
+    entry = BaseModelSource(
+        source=str(files["flux"]),
+        family="flux.1",
+        config=str(files["flux-config"]),
+        sha256=hashlib.sha256(files["flux"].read_bytes()).hexdigest(),
+    )
+    cache = PipelineCache(settings_with(files, **{"flux-file": entry}))
+    assert image(cache, "flux-file") == image(cache, "tiny-flux")
+
+
+def test_bad_single_files_are_refused_with_the_setting_to_fix(files: dict[str, Path], tmp_path: Path) -> None:
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"not loaded")
+    settings = settings_with(
+        files,
+        **{
+            "no-config": BaseModelSource(source=str(files["sd"]), family="sd-1_5"),
+            "pickled": BaseModelSource(source=str(pickle), family="sd-1_5", config=str(files["sd-config"])),
+            "wrong-sum": BaseModelSource(
+                source=str(files["sd"]), family="sd-1_5", config=str(files["sd-config"]), sha256="0" * 64
+            ),
+            "wrong-family": BaseModelSource(source=str(files["sd"]), family="flux.1", config=str(files["flux-config"])),
+            "missing": BaseModelSource(source=str(tmp_path / "gone.safetensors"), config=str(files["sd-config"])),
+        },
+    )
+    registry = base_model_registry(settings)
+    expected = {
+        "no-config": r"set base_models\.no-config\.config to a diffusers folder .* sd-1_5 family",
+        "pickled": "pickle checkpoint",
+        "wrong-sum": f"expected {'0' * 64}, got",
+        "wrong-family": "does not fit the flux.1 configuration",
+        "missing": "no checkpoint file",
+    }
+    for name, message in expected.items():
+        with pytest.raises(BaseModelUnavailable, match=message):
+            load_pipeline(registry[name], settings)
