@@ -29,16 +29,15 @@ import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import set_peft_model_state_dict
 from PIL import Image
 
 from events.training import TrainingParameters
 from infra.base_models import BaseModelSpec
 from workers.job_errors import BaseModelUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
+from workers.trainer import lora
 from workers.trainer.families.base import AdapterParameters, Conditioning, Geometry
-from workers.trainer.lora import TEXT_ENCODER_TARGETS, save_adapter_file
 
 OptimizeFor = Literal["likeness", "all", "none"] | None
 
@@ -117,7 +116,7 @@ class FluxFamily:
         self.guidance = spec.default_guidance
         # A copy, so reading its shift functions never touches the sampling scheduler's state.
         self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipeline.scheduler.config)
-        self.train_text_encoder = False
+        self.adapted: tuple[str, ...] = ()  # the components with LoRA layers, once added
 
     # --- what the loop reads -------------------------------------------------------------------------------
 
@@ -188,22 +187,10 @@ class FluxFamily:
         )
         if not names:
             raise BaseModelUnavailable(f"base model {self.spec.name!r}: no transformer module matches {targets}")
-        with MODULE_CONSTRUCTION:
-            transformer.add_adapter(
-                LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=names)
-            )
-            if train_text_encoders:
-                pipeline.text_encoder.add_adapter(
-                    LoraConfig(
-                        r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS
-                    )
-                )
-        self.train_text_encoder = train_text_encoders
-        denoiser = [p for p in transformer.parameters() if p.requires_grad]
-        text = [p for p in pipeline.text_encoder.parameters() if p.requires_grad] if train_text_encoders else []
-        for param in (*denoiser, *text):
-            # Master copies of the trained weights stay in float32 even when the base runs in half precision.
-            param.data = param.data.float()
+        with MODULE_CONSTRUCTION:  # both modules' layers in one hold, as lora.add_adapters does
+            denoiser = lora.add_lora(transformer, rank, names)
+            text = lora.add_lora(pipeline.text_encoder, rank, lora.TEXT_ENCODER_TARGETS) if train_text_encoders else []
+        self.adapted = ("transformer", "text_encoder") if train_text_encoders else ("transformer",)
         return AdapterParameters(denoiser=denoiser, text=text)
 
     # --- the loss ------------------------------------------------------------------------------------------
@@ -269,29 +256,19 @@ class FluxFamily:
 
     # --- the adapter ---------------------------------------------------------------------------------------
 
-    def _layers(self) -> dict[str, dict[str, torch.Tensor]]:
-        layers = {"transformer": get_peft_model_state_dict(self.pipeline.transformer)}
-        if self.train_text_encoder:
-            layers["text_encoder"] = get_peft_model_state_dict(self.pipeline.text_encoder)
-        return layers
-
     def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The LoRA weights of the transformer (and CLIP), peft's naming, detached on the CPU."""
-        return {
-            component: {key: value.detach().cpu().clone() for key, value in state.items()}
-            for component, state in self._layers().items()
-        }
+        """The LoRA weights of the transformer (and CLIP, when it trains), peft's naming, on the CPU."""
+        return {name: lora.lora_state(getattr(self.pipeline, name)) for name in self.adapted}
 
     def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         """Put `adapter_state()`'s weights back into the layers `add_adapters` made."""
-        modules = {"transformer": self.pipeline.transformer, "text_encoder": self.pipeline.text_encoder}
-        for component, weights in state.items():
-            set_peft_model_state_dict(modules[component], weights)
+        for name, weights in state.items():
+            set_peft_model_state_dict(getattr(self.pipeline, name), weights)
 
     def export_adapter(self) -> bytes:
         """One safetensors file that `FluxPipeline.load_lora_weights` reads (components `transformer` and, when
         trained, `text_encoder`)."""
-        return save_adapter_file(self.pipeline, self._layers())
+        return lora.save_adapter_file(self.pipeline, self.adapter_state())
 
     # --- samples -------------------------------------------------------------------------------------------
 
