@@ -22,13 +22,14 @@ setup: $(VENV)/.installed
 
 # The whole suite, then the LocalStack lane's representative part (test-localstack-ci). The lane's install (mostly
 # downloads, about 2 minutes when not cached) runs in the background meanwhile, so it adds little to the wall time.
-# The suite runs on two processes (pytest-xdist, a module per process at a time: most tests wait on the moto server,
-# the broker or a worker); the `serial` tests (processes killed, recovery deadlines) run alone afterwards, so no
-# other test's CPU use stretches their deadlines.
+# The suite runs on two processes (pytest-xdist, a module per process at a time: most tests wait on the moto
+# server, the broker or a worker), each process and the workers it starts on one torch thread (two processes of
+# two threads on two cores made the tiny models' small operations 7-12x slower). The `serial` tests (processes
+# killed, recovery deadlines) run alone afterwards, so no other test's CPU use stretches their deadlines.
 test: setup
 	$(PY) -m ruff check .
 	bash infra/localstack/install.sh $(LOCALSTACK_VENV) > .localstack-install.log 2>&1 & install=$$!; \
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" && $(PY) -m pytest -q -p no:cacheprovider -m serial; status=$$?; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" && $(PY) -m pytest -q -p no:cacheprovider -m serial; status=$$?; \
 	wait $$install || { echo "LocalStack lane install failed:"; cat .localstack-install.log; exit 1; }; \
 	[ $$status -eq 0 ] || exit $$status; \
 	LF_TEST_AWS=localstack $(PY) -m pytest -q -p no:cacheprovider $(LOCALSTACK_CI_TESTS)
