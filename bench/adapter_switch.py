@@ -15,27 +15,35 @@ share of one generation (the target: under 5% on tiny-sd).
 
     python bench/adapter_switch.py                      # tiny-sd, 64 px, 10 steps, CPU
     python bench/adapter_switch.py --model sd15-random --size 512 --steps 30 --requests 40   # on a GPU
+    python bench/adapter_switch.py --shape sdxl-random --size 1024 --steps 30 --requests 20  # SDXL, on a GPU
+    python bench/adapter_switch.py --shape flux-random --size 1024 --steps 28 --requests 20  # FLUX.1, on a GPU
+    python bench/adapter_switch.py --shape flux-random --tiny --requests 8                   # smoke run, CPU
+
+The random shapes (bench/random_shapes.py) are built once, on the device in its dtype; their adapters are made on
+that same pipeline and removed again. `--tiny` builds them at a tiny width (the same code path, seconds on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
+from random_shapes import build_flux_random, build_sdxl_random, random_spec
 from safetensors.torch import load as load_safetensors
 
 from events.generation import AdapterRef
-from infra.base_models import ATTENTION_TARGETS, TINY_SD_TARGETS
+from infra.base_models import ATTENTION_TARGETS, TINY_SD_TARGETS, Family
 from infra.settings import Settings
 from workers.base_models.loader import pick_device
 from workers.base_models.tiny_sd import build_tiny_sd
 from workers.generator.adapters import AdapterCache, adapter_name
-from workers.trainer.lora import random_adapter
+from workers.generator.pipelines import MAX_T5_TOKENS
+from workers.trainer.lora import denoiser_of, random_adapter
 
 PROMPT = "a photo of lfzq"
 
@@ -46,17 +54,52 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def build(model: str) -> tuple[Callable[[], StableDiffusionPipeline], tuple[str, ...]]:
+def build(
+    model: str, tiny: bool, device: torch.device, dtype: torch.dtype
+) -> tuple[DiffusionPipeline, tuple[str, ...]]:
+    """The base pipeline of a --model shape on `device` in `dtype`, and its adapters' LoRA targets."""
     if model == "tiny-sd":
-        return build_tiny_sd, TINY_SD_TARGETS
-    from train_throughput import build_sd15_random  # the same SD 1.5-shaped random model as the training bench
+        pipeline, targets = build_tiny_sd(), TINY_SD_TARGETS
+    elif model == "sd15-random":
+        from train_throughput import build_sd15_random  # the same SD 1.5-shaped random model as the training bench
 
-    return build_sd15_random, ATTENTION_TARGETS
+        pipeline, targets = build_sd15_random(), ATTENTION_TARGETS
+    else:
+        family, builder = RANDOM_SHAPES[model]
+        pipeline = builder(tiny=tiny, device=device, dtype=dtype)
+        targets = random_spec(model, family, tiny).lora_targets
+    pipeline = pipeline.to(device, dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline, targets
+
+
+RANDOM_SHAPES = {"sdxl-random": (Family.SDXL, build_sdxl_random), "flux-random": (Family.FLUX, build_flux_random)}
+
+
+def adapter_files(pipeline: DiffusionPipeline, count: int, rank: int, targets: tuple[str, ...]) -> dict[str, bytes]:
+    """`count` random adapter files made on `pipeline`'s own denoiser, each removed from it once written (a
+    throwaway copy of a 17-billion-parameter FLUX per adapter would not fit)."""
+    _, denoiser = denoiser_of(pipeline)
+    files = {}
+    for n in range(count):
+        files[f"trainings/t{n}/adapter.safetensors"] = random_adapter(pipeline, seed=n, rank=rank, unet_targets=targets)
+        denoiser.delete_adapters("default")
+    return files
+
+
+def call_arguments(pipeline: DiffusionPipeline) -> dict[str, object]:
+    """What a family's pipeline needs beyond the common arguments: FLUX's T5 length (as the generator passes it)."""
+    if "max_sequence_length" in inspect.signature(pipeline.__call__).parameters:
+        return {"max_sequence_length": min(pipeline.tokenizer_2.model_max_length, MAX_T5_TOKENS)}
+    return {}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("tiny-sd", "sd15-random"), default="tiny-sd")
+    parser.add_argument(
+        "--model", "--shape", dest="model", choices=("tiny-sd", "sd15-random", *RANDOM_SHAPES), default="tiny-sd"
+    )
+    parser.add_argument("--tiny", action="store_true", help="build a random shape at a tiny width (CPU smoke run)")
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--requests", type=int, default=60, help="timed requests per path")
     parser.add_argument("--size", type=int, default=64)
@@ -67,14 +110,10 @@ def main() -> None:
     diffusers_logging.set_verbosity_error()
 
     device, dtype = pick_device(Settings().torch_device)
-    make, targets = build(args.model)
-    files = {
-        f"trainings/t{n}/adapter.safetensors": random_adapter(make(), seed=n, rank=args.rank, unet_targets=targets)
-        for n in range(args.adapters)
-    }
+    pipeline, targets = build(args.model, args.tiny, device, dtype)
+    files = adapter_files(pipeline, args.adapters, args.rank, targets)
     refs = [AdapterRef(modelId=f"mod_{n}", trainingId=f"t{n}", key=key, scale=0.8) for n, key in enumerate(files)]
-    pipeline = make().to(device, dtype)
-    pipeline.set_progress_bar_config(disable=True)
+    extra = call_arguments(pipeline)
 
     def generate() -> float:
         started = time.perf_counter()
@@ -85,6 +124,7 @@ def main() -> None:
                 height=args.size,
                 num_inference_steps=args.steps,
                 generator=torch.Generator("cpu").manual_seed(0),
+                **extra,
             )
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -131,7 +171,8 @@ def main() -> None:
     generation_ms = statistics.median(cached_generation + baseline_generation)
     cached_median, baseline_median = statistics.median(cached_overhead), statistics.median(baseline_overhead)
     print(
-        f"model {args.model} on {device.type}, {args.adapters} adapters (rank {args.rank}) alternating, "
+        f"model {args.model}{' (tiny width)' if args.tiny else ''} on {device.type}, "
+        f"{args.adapters} adapters (rank {args.rank}) alternating, "
         f"{args.requests} requests per path, {args.size} px, {args.steps} steps"
     )
     print(f"generation (median):                {generation_ms:9.2f} ms")
