@@ -176,11 +176,11 @@ def test_sides_are_multiples_of_the_bases_multiple() -> None:
 def test_caption_sidecars_pair_with_their_images() -> None:
     assert is_caption_file("cat1.txt") and is_caption_file("CAT1.TXT") and not is_caption_file("cat1.png")
     assert not is_caption_file(None)
-    caption = caption_of_file("cat1.txt", "\ufeffa cat on a sofa\n".encode(), "images[1]")
-    assert caption == "a cat on a sofa"
-    assert pair_captions(["cat1.png", "dog.jpg", None], {"cat1": ("images[1]", caption)}) == [caption, None, None]
+    sidecar = ("images[1]", "cat1.txt", "\ufeffa cat on a sofa\n".encode())
+    assert caption_of_file(*sidecar[1:], sidecar[0]) == "a cat on a sofa"
+    assert pair_captions(["cat1.png", "dog.jpg", None], [sidecar]) == ["a cat on a sofa", None, None]
     with pytest.raises(ApiError) as info:
-        pair_captions(["dog.jpg"], {"cat1": ("images[1]", caption)})
+        pair_captions(["dog.jpg"], [sidecar])
     assert (info.value.code, info.value.field) == ("caption_without_image", "images[1]")
     with pytest.raises(ApiError) as info:
         caption_of_file("cat1.txt", b"\xff\xfe\x00bad", "images[2]")

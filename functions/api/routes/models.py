@@ -4,7 +4,6 @@ in one call."""
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
@@ -33,7 +32,7 @@ from functions.api.schemas.models import (
     canonical_parameters,
 )
 from functions.api.services import models as service
-from functions.api.services.training_data import caption_of_file, is_caption_file, pair_captions, validate_image
+from functions.api.services.training_data import is_caption_file, pair_captions, validate_image
 from functions.api.services.trainings import SOURCE as TRAINING_SOURCE
 from functions.api.services.webhooks import webhook_record
 
@@ -158,12 +157,8 @@ async def train_model(
     await require_job_slot(context, tenant, JobKind.TRAINING)
     await require_image_room(context, tenant, model.modelId, len(files))
     # Validate every file before storing any, so a bad file leaves nothing half-written.
-    captions = {}
-    for index, part in sidecars:
-        field = f"images[{index}]"
-        name = part.filename or ""
-        captions[PurePosixPath(name).stem] = (field, caption_of_file(name, await part.read(), field))
-    descriptions = pair_captions([part.filename for _, part in files], captions)
+    sidecar_files = [(f"images[{index}]", part.filename or "", await part.read()) for index, part in sidecars]
+    descriptions = pair_captions([part.filename for _, part in files], sidecar_files)
     validated = []
     for index, upload in files:
         data = await upload.read()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from events.lifecycle import JobError
@@ -100,9 +101,11 @@ def caption_of_file(filename: str, data: bytes, field: str) -> str | None:
     return clean_description(text, field=f"{field} ({filename})")
 
 
-def pair_captions(image_names: list[str | None], captions: dict[str, tuple[str, str | None]]) -> list[str | None]:
-    """Each image's caption, by file name without its extension (`cat1.png` takes `cat1.txt`); `captions` maps a
-    sidecar's stem to (its field, its caption). A sidecar no image is named like is a 422 naming it."""
+def pair_captions(image_names: Sequence[str | None], sidecars: Sequence[tuple[str, str, bytes]]) -> list[str | None]:
+    """Each image's caption from the sidecars (field, file name, bytes) named like it, without the extension
+    (`cat1.png` takes `cat1.txt`); 422 naming a sidecar that is not a caption (too large, not UTF-8) or that no
+    image is named like."""
+    captions = {PurePosixPath(name).stem: (field, caption_of_file(name, data, field)) for field, name, data in sidecars}
     stems = [_stem(name) for name in image_names]
     for stem, (field, _) in captions.items():
         if stem not in stems:
