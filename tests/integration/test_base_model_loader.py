@@ -120,3 +120,45 @@ async def test_a_multipart_download_arrives_whole_and_a_wrong_sha256_leaves_noth
     with pytest.raises(BaseModelUnavailable, match=f"expected {'0' * 64}, got {digest}"):
         await asyncio.to_thread(download.download_file, bootstrapped, uri, wrong, "0" * 64, small_parts)
     assert list(wrong.parent.iterdir()) == []
+
+
+def _configuration_files(folder: Path) -> dict[str, bytes]:
+    """A diffusers folder's configs, tokenizer and scheduler by relative path: everything but the weights."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.suffix != ".safetensors"
+    }
+
+
+async def test_a_single_file_and_its_configuration_on_s3_load_as_the_folder_does(
+    bootstrapped, context, tiny_folder: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from diffusers import StableDiffusionPipeline
+
+    from infra.settings import BaseModelSource
+    from tests.single_file_export import save_sd_single_file
+
+    checkpoint = save_sd_single_file(StableDiffusionPipeline.from_pretrained(tiny_folder), tmp_path / "sd.safetensors")
+    await context.store.put_bytes("base-models/civitai/sd.safetensors", checkpoint.read_bytes(), "application/x-binary")
+    for relative, data in _configuration_files(tiny_folder).items():
+        await context.store.put_bytes(f"base-models/sd-config/{relative}", data, "application/octet-stream")
+    bucket = bootstrapped.bucket
+    entry = BaseModelSource(
+        source=f"s3://{bucket}/base-models/civitai/sd.safetensors",
+        family="sd-1_5",
+        config=f"s3://{bucket}/base-models/sd-config",
+        sha256=hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    )
+    settings = bootstrapped.model_copy(update={"base_models": {"civitai-sd": entry}, "model_cache_dir": tmp_path})
+    cache = PipelineCache(settings)
+    single, folder = [
+        (await asyncio.to_thread(generate, cache, _request(name), _no_adapters)).images[0]
+        for name in ("civitai-sd", "tiny-sd")
+    ]
+    assert single == folder
+    assert (
+        tmp_path / "s3" / bucket / "base-models" / "civitai" / "sd.safetensors"
+    ).read_bytes() == checkpoint.read_bytes()
