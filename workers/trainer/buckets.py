@@ -32,19 +32,19 @@ def bucket_step(resolution: int, multiple: int) -> int:
 def bucket_sizes(
     resolution: int, multiple: int, max_side: int | None = None, max_ratio: float = MAX_RATIO
 ) -> list[Size]:
-    """The buckets of about `resolution`^2 pixels, widest first: for each width (a multiple of the step) the height
-    that keeps the area nearest, kept when the ratio is within [1/max_ratio, max_ratio] and no side exceeds
-    `max_side`. The square (resolution, resolution) is always one (resolution is a multiple of 8, and of 16 for
-    families that need it, as the API checks)."""
+    """The buckets of about `resolution`^2 pixels, widest first: for each width from the square up (multiples of
+    the step) the height that keeps the area nearest, kept when the ratio is at most `max_ratio` and no side
+    exceeds `max_side`, with its portrait twin. The square (resolution, resolution) is always one (resolution is a
+    multiple of 8, and of 16 for families that need it, as the API checks)."""
     step = bucket_step(resolution, multiple)
     area = resolution * resolution
     limit = max_side or 2 * resolution
     sizes: set[Size] = {(resolution, resolution)}
-    width = step
+    width = resolution + step
     while width <= limit:
         height = max(step, round(area / width / step) * step)
-        if height <= limit and 1 / max_ratio <= width / height <= max_ratio:
-            sizes.add((width, height))
+        if width / height <= max_ratio:
+            sizes.update({(width, height), (height, width)})
         width += step
     return sorted(sizes, key=lambda size: (-size[0] / size[1], size))
 

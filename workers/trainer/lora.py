@@ -51,7 +51,7 @@ def add_adapters(
 
 def lora_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A module's LoRA weights in peft's naming, detached, on the CPU."""
-    return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(module).items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(module).items()}
 
 
 def export_adapter(pipeline: StableDiffusionPipeline, train_text_encoder: bool) -> bytes:
