@@ -2,9 +2,11 @@
 the kind civitai distributes, so the single-file loader can be tested on a model whose folder form is known.
 
 Diffusers reads these files (`from_single_file`) but ships no writer; this is the inverse of its reader for the
-parts a Stable Diffusion 1.5 checkpoint holds: the UNet under `model.diffusion_model.`, the VAE under
-`first_stage_model.`, the CLIP text encoder under `cond_stage_model.transformer.`. It is a fixture builder, checked
-by `tests/model/test_single_file.py` against diffusers' own reader, not product code.
+parts the checkpoints hold: the UNet under `model.diffusion_model.`, the VAE under `first_stage_model.`, and the text
+encoders: SD 1.5's CLIP under `cond_stage_model.transformer.`, SDXL's CLIP ViT-L under
+`conditioner.embedders.0.transformer.` and its OpenCLIP ViT-bigG (fused q/k/v, transposed projection) under
+`conditioner.embedders.1.model.`. It is a fixture builder, checked by `tests/model/test_single_file.py` against
+diffusers' own reader, not product code.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import re
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import save_file
 
 UNET_PREFIX = "model.diffusion_model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 
@@ -117,22 +121,59 @@ def vae_to_ldm(state: dict[str, torch.Tensor], num_up_blocks: int) -> dict[str, 
     return out
 
 
-def sd_single_file_state(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
-    """Every weight of a Stable Diffusion 1.5 pipeline under its original-layout name."""
+def _clip_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # The original names the CLIP weights `text_model.…`; transformers >= 5.6 flattened CLIPTextModel's own names.
+    return {k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v for k, v in state.items()}
+
+
+_OPEN_CLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+
+
+def open_clip_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection's state dict in OpenCLIP's layout: one fused in-projection per attention,
+    the text projection as a matrix applied on the right, unprefixed."""
+    state = _clip_names(state)
+    out: dict[str, torch.Tensor] = {
+        "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
+        "ln_final.weight": state["text_model.final_layer_norm.weight"],
+        "ln_final.bias": state["text_model.final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T.contiguous(),
+    }
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"text_model\.encoder\.layers\.(\d+)\.", k))}
+    for n in sorted(layers):
+        source, target = f"text_model.encoder.layers.{n}.", f"transformer.resblocks.{n}."
+        for param in ("weight", "bias"):
+            fused = [state[f"{source}self_attn.{p}_proj.{param}"] for p in "qkv"]
+            out[f"{target}attn.in_proj_{param}"] = torch.cat(fused, dim=0)
+            for ours, theirs in _OPEN_CLIP_LAYER.items():
+                out[f"{target}{theirs}.{param}"] = state[f"{source}{ours}.{param}"]
+    return out
+
+
+def sd_single_file_state(pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline) -> dict[str, torch.Tensor]:
+    """Every weight of a Stable Diffusion 1.5 or SDXL pipeline under its original-layout name."""
     unet = unet_to_ldm(pipeline.unet.state_dict(), pipeline.unet.config.layers_per_block)
     vae = vae_to_ldm(pipeline.vae.state_dict(), len(pipeline.vae.config.up_block_types))
-    # The original names the CLIP weights `text_model.…`; transformers >= 5.6 flattened CLIPTextModel's own names.
-    clip = {
-        k if k.startswith("text_model.") else f"text_model.{k}": v
-        for k, v in pipeline.text_encoder.state_dict().items()
-    }
     state = {UNET_PREFIX + k: v for k, v in unet.items()}
     state |= {VAE_PREFIX + k: v for k, v in vae.items()}
-    state |= {CLIP_PREFIX + k: v for k, v in clip.items()}
+    clip = _clip_names(pipeline.text_encoder.state_dict())
+    if isinstance(pipeline, StableDiffusionXLPipeline):
+        state |= {SDXL_CLIP_PREFIX + k: v for k, v in clip.items()}
+        open_clip = open_clip_to_ldm(pipeline.text_encoder_2.state_dict())
+        state |= {SDXL_OPEN_CLIP_PREFIX + k: v for k, v in open_clip.items()}
+    else:
+        state |= {CLIP_PREFIX + k: v for k, v in clip.items()}
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-def save_sd_single_file(pipeline: StableDiffusionPipeline, path: Path) -> Path:
+def save_sd_single_file(pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline, path: Path) -> Path:
     """Write the pipeline as one original-layout `.safetensors` checkpoint at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd_single_file_state(pipeline), str(path))
