@@ -9,6 +9,12 @@ Runs alternate (reference, trainer, reference, ...) so drift on a shared machine
 
     python bench/train_throughput.py                                   # tiny-sd, 64 px, CPU
     python bench/train_throughput.py --model sd15-random --resolution 512 --batch 1 --steps 30   # on a GPU
+    python bench/train_throughput.py --shape sdxl-random --resolution 1024 --batch 1 --steps 20  # SDXL, on a GPU
+    python bench/train_throughput.py --shape flux-random --resolution 1024 --batch 1 --steps 20  # FLUX.1, on a GPU
+    python bench/train_throughput.py --shape flux-random --tiny --steps 4 --repeats 1             # smoke run, CPU
+
+The SDXL and FLUX shapes (bench/random_shapes.py) are built on the device in its dtype; `--tiny` builds them at a
+tiny width (the same code path, seconds on a CPU).
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
+    DiffusionPipeline,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
 from PIL import Image
+from random_shapes import build_flux_random, build_sdxl_random, random_spec
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from events.training import TrainingParameters
-from infra.base_models import ATTENTION_TARGETS, TINY_SD, BaseModelSpec
+from infra.base_models import ATTENTION_TARGETS, TINY_SD, BaseModelSpec, Family
 from infra.settings import Settings
 from workers.base_models.loader import pick_device
 from workers.base_models.tiny_sd import MAX_TOKENS, build_tiny_sd
@@ -84,6 +92,7 @@ def build_sd15_random(seed: int = 0) -> StableDiffusionPipeline:
 
 
 # Each --model shape: how to build its pipeline, and the base-model entry the trainer reads (family, LoRA targets).
+# The SDXL and FLUX shapes are built by `shape`, on the device (RANDOM_SHAPES).
 SHAPES: dict[str, tuple[Callable[[], StableDiffusionPipeline], BaseModelSpec]] = {
     "tiny-sd": (build_tiny_sd, TINY_SD),
     "sd15-random": (
@@ -99,6 +108,19 @@ SHAPES: dict[str, tuple[Callable[[], StableDiffusionPipeline], BaseModelSpec]] =
         ),
     ),
 }
+
+
+RANDOM_SHAPES = {"sdxl-random": (Family.SDXL, build_sdxl_random), "flux-random": (Family.FLUX, build_flux_random)}
+
+
+def shape(
+    model: str, tiny: bool, device: torch.device, dtype: torch.dtype
+) -> tuple[Callable[[], DiffusionPipeline], BaseModelSpec]:
+    """The builder and base-model entry of a --model shape (an SDXL or FLUX one made on `device` in `dtype`)."""
+    if model in SHAPES:
+        return SHAPES[model]
+    family, build = RANDOM_SHAPES[model]
+    return (lambda: build(tiny=tiny, device=device, dtype=dtype)), random_spec(model, family, tiny)
 
 
 def images(count: int, size: int) -> list[Image.Image]:
@@ -185,7 +207,8 @@ def run_reference(
 def main() -> None:
     """Alternate reference and trainer runs; print steps/s of each, medians and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=tuple(SHAPES), default="tiny-sd")
+    parser.add_argument("--model", "--shape", dest="model", choices=(*SHAPES, *RANDOM_SHAPES), default="tiny-sd")
+    parser.add_argument("--tiny", action="store_true", help="build an SDXL or FLUX shape at a tiny width (CPU smoke)")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
@@ -195,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device, dtype = pick_device(Settings().torch_device)
-    builder, spec = SHAPES[args.model]
+    builder, spec = shape(args.model, args.tiny, device, dtype)
     params = TrainingParameters(
         learningRate=1e-4,
         learningRateTextEncoder=0,
