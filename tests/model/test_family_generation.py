@@ -54,7 +54,7 @@ def request(
         height=HEIGHT,
         guidanceScale=3.5,
         numOutputs=1,
-        numInferenceSteps=3,
+        numInferenceSteps=2,
         seed=5,
     )
     return GenerationRequestedData.model_validate(values | inputs | fields)
@@ -86,7 +86,7 @@ def no_adapters(key: str) -> bytes:
 @pytest.mark.parametrize("base", FAMILIES)
 @pytest.mark.parametrize("mode", list(GenerationMode))
 def test_every_mode_makes_images_at_the_requested_size(cache: PipelineCache, base: str, mode: GenerationMode) -> None:
-    job = request(base, mode, numOutputs=2)
+    job = request(base, mode, numOutputs=2 if mode is GenerationMode.IMAGE_TO_IMAGE else 1)
     inputs = None
     if mode is not GenerationMode.TEXT_TO_IMAGE:
         # A square input of another size: the worker resizes it, and every pipeline must keep the request's size.
@@ -95,7 +95,7 @@ def test_every_mode_makes_images_at_the_requested_size(cache: PipelineCache, bas
         mask.paste(255, (32, 0, 64, 64))
         inputs = decode_inputs(job, png(photo), png(mask) if mode is GenerationMode.INPAINTING else None)
     result = generate(cache, job, no_adapters, inputs)
-    assert [Image.open(io.BytesIO(image)).size for image in result.images] == [(WIDTH, HEIGHT)] * 2
+    assert [Image.open(io.BytesIO(image)).size for image in result.images] == [(WIDTH, HEIGHT)] * job.numOutputs
     if mode is GenerationMode.INPAINTING:
         assert inputs is not None
         kept = pixels(result.images[0])[:, : WIDTH // 2 - 2]
@@ -114,10 +114,10 @@ def test_adapters_switch_mix_and_switch_off(
 
     plain = run()
     first, mixed, second = run(ref(a)), run(ref(a, 0.5), ref(b, 0.5)), run(ref(b))
-    assert run(ref(a)) == first, "the same seed and adapter must give the same bytes"
     assert difference(first, plain) > 20 and difference(second, plain) > 20, "an adapter must change the output"
     assert difference(mixed, first) > 20 and difference(mixed, second) > 20, "a mix must differ from either part"
-    # A base-only request after adapters were active: the base model's exact output, the adapters still loaded.
+    # A base-only request after adapters were active: the base model's exact output (same seed, same bytes), the
+    # adapters still loaded.
     assert run() == plain
     assert set(cache.adapters(base).loaded) == {a, b}
 
