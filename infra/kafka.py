@@ -3,6 +3,8 @@ way it dead-letters a record it cannot use."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -16,6 +18,8 @@ from events.topics import DEAD_LETTERS
 from infra.kafka_auth import sasl_kwargs
 from infra.settings import Settings
 from infra.tracing import current_trace_id, current_traceparent, mark_failed, span, trace_id_of
+
+log = logging.getLogger(__name__)
 
 
 def _common_kwargs(settings: Settings) -> dict[str, Any]:
@@ -131,6 +135,23 @@ class ReceivedRecord(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer, leaving its group and closing its connections.
+
+    aiokafka's fetcher, closed while a fetch that timed out is backing off, re-raises that fetch's cancellation
+    from `stop()` and skips closing the client (aiokafka 0.14: `Fetcher.close` awaits its cancelled tasks). That
+    cancellation is not this task's: it is logged and the client closed; a real cancellation of the caller still
+    propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("the consumer's fetcher raised a cancellation while closing; closing its client anyway")
+        await consumer._client.close()
 
 
 def dead_letter_headers(record: ReceivedRecord, reason: str) -> list[tuple[str, bytes]]:

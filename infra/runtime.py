@@ -5,11 +5,16 @@ Handlers and workers open one `ServiceContext` per process (per warm Lambda cont
 
 from __future__ import annotations
 
+import logging
+
+from botocore.exceptions import BotoCoreError, ClientError
+
 from infra.aws import AwsClients
 from infra.base_models import BaseModelSpec, base_model_registry
 from infra.kafka import EventPublisher, create_producer
 from infra.kafka_auth import resolve_kafka_settings
 from infra.repositories.api_keys import ApiKeyCache, ApiKeyRepository
+from infra.repositories.base_models import BaseModelRepository, RegisteredBaseModelCache
 from infra.repositories.idempotency import IdempotencyRepository
 from infra.repositories.job_counts import JobCountRepository
 from infra.repositories.jobs import JobRepository
@@ -20,8 +25,10 @@ from infra.repositories.tenants import TenantCache, TenantRepository
 from infra.repositories.training_data import TrainingDataRepository
 from infra.repositories.uploads import UploadRepository
 from infra.repositories.webhooks import DeliveryRepository, WebhookSecretRepository
-from infra.settings import Settings
+from infra.settings import BaseModelSource, Settings
 from infra.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
 
 
 class ServiceContext:
@@ -38,6 +45,10 @@ class ServiceContext:
         self.tenant_cache = TenantCache(settings.api_key_cache_seconds)
         # Shares of each key's per-second allowance this process has taken (infra/repositories/rate_limits.py).
         self.rate_leases = RateLeases()
+        # The base models an operator registered at run time: one read of their table trusted for as long, and the
+        # rows of the last read, which `base_models` merges (`refresh_base_models` renews them, once per request).
+        self.base_model_cache = RegisteredBaseModelCache(settings.api_key_cache_seconds)
+        self.registered_base_model_sources: dict[str, BaseModelSource] = {}
         self._kafka_started = False
 
     async def open(self, *, kafka: bool = True) -> ServiceContext:
@@ -75,8 +86,23 @@ class ServiceContext:
 
     @property
     def base_models(self) -> dict[str, BaseModelSpec]:
-        """The base models this deployment offers, by name and alias."""
-        return base_model_registry(self.settings)
+        """The base models this deployment offers, by name and alias (those registered at run time as of the last
+        `refresh_base_models`)."""
+        return base_model_registry(self.settings, self.registered_base_model_sources)
+
+    @property
+    def registered_base_models(self) -> BaseModelRepository:
+        """Base models an operator registered at run time (the base-models table), read through this process's cache."""
+        return BaseModelRepository(self.clients.dynamodb, self.settings.base_models_table, self.base_model_cache)
+
+    async def refresh_base_models(self) -> dict[str, BaseModelSpec]:
+        """Renew the registered base models (at most one table read per cache period), then the registry. If the
+        table cannot be read, the last read stands: a request that names no such model must not fail for it."""
+        try:
+            self.registered_base_model_sources = await self.registered_base_models.sources()
+        except (BotoCoreError, ClientError):
+            log.warning("cannot read the base-models table; using the last read", exc_info=True)
+        return self.base_models
 
     @property
     def models(self) -> ModelRepository:

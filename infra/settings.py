@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,14 @@ class BaseModelSource(BaseModel):
         default=None, description="A single file's configuration: a diffusers folder (local or s3://), no weights."
     )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    @field_validator("source")
+    @classmethod
+    def _no_pickle(cls, source: str) -> str:
+        # Loading a pickle runs its code: checkpoints are accepted as safetensors only.
+        if source.lower().endswith((".ckpt", ".pt", ".pth", ".bin")):
+            raise ValueError(f"{source!r} is a pickle checkpoint; convert it to .safetensors")
+        return source
 
 
 class Settings(BaseSettings):

@@ -626,6 +626,14 @@ class FakeBackends:
     async def close(self) -> None:
         """Nothing to close (the API's shutdown closes its context)."""
 
+    # --- issue 16: run-time base models ---
+    # Nothing is registered at run time here: the registry is the settings' (tests may set `base_models`).
+    registered_base_model_sources: dict[str, object] = {}
+
+    async def refresh_base_models(self) -> dict[str, BaseModelSpec]:
+        """The registry as it is (ServiceContext's renews the registered base models)."""
+        return self.base_models
+
 
 __all__ = [
     "FakeApiKeys",

@@ -23,7 +23,7 @@ import httpx
 
 from events.states import WorkerKind
 from infra.consumer_lag import WorkerGroup
-from infra.kafka import create_consumer
+from infra.kafka import create_consumer, stop_consumer
 from infra.repositories.workers import WorkerRepository
 from infra.runtime import ServiceContext
 from infra.settings import Settings
@@ -115,7 +115,7 @@ async def serve(spec: WorkerSpec, settings: Settings, stop: asyncio.Event, on_re
 
                 await consumer_loop.run(stop, on_ready=ready)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await context.close()
         executor.shutdown(wait=True)
         if consumer_loop is not None and consumer_loop.state is WorkerState.STOPPING:

@@ -184,6 +184,11 @@ class BaseModelSpec(Protocol):
     def default_guidance(self) -> float: ...
     @property
     def train_steps_per_second(self) -> float: ...
+    # --- issue 16: API (A) ---
+    @property
+    def family(self) -> str:
+        """The family's Scenario-style name (`sd-1_5`, `sd-xl`, `flux.1`): which defaults a training takes."""
+        ...
 
 
 class SettingsValues(Protocol):
@@ -191,6 +196,11 @@ class SettingsValues(Protocol):
 
     @property
     def default_base_model(self) -> str: ...
+    # --- issue 16: API (A) ---
+    @property
+    def captioning_model(self) -> str | None:
+        """The operator's captioning model (then trainings caption images without a description by default)."""
+        ...
 
 
 class NormalizedImage(Protocol):

@@ -42,8 +42,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 async def get_context(request: Request) -> ServiceContext:
-    """The process's clients, opened on first use (on Lambda, once per warm container)."""
-    return await open_context(request.app.state)
+    """The process's clients, opened on first use (on Lambda, once per warm container), with the base models
+    registered at run time renewed (through a cache of a few seconds)."""
+    context = await open_context(request.app.state)
+    await context.refresh_base_models()
+    return context
 
 
 async def open_context(state: Any) -> ServiceContext:

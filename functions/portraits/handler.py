@@ -20,7 +20,9 @@ from infra.settings import Settings, get_settings
 
 
 async def process_kafka_event(context: ServiceContext, event: dict[str, Any]) -> dict[str, Any]:
-    """Act on every lifecycle event of the batch, in partition order; the partial batch response."""
+    """Act on every lifecycle event of the batch, in partition order; the partial batch response. The base models
+    registered at run time are renewed first (a portrait's styles are generated on its model's base)."""
+    await context.refresh_base_models()
     return await each_lifecycle_event(context.producer, event, partial(on_lifecycle, context))
 
 

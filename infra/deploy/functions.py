@@ -86,6 +86,8 @@ GRANTS: dict[str, Grants] = {
             "nonces_table": (PUT, UPDATE),
             "tenants_table": (GET, PUT, UPDATE, SCAN),
             "workers_table": (SCAN,),
+            # Base models an operator registers at run time (the operator API), and every request's registry read.
+            "base_models_table": (GET, PUT, DELETE, SCAN),
             "uploads_table": (GET, PUT, UPDATE),
             "idempotency_table": (GET, PUT, DELETE),
             "webhook_secrets_table": (GET, PUT),
@@ -108,7 +110,8 @@ GRANTS: dict[str, Grants] = {
         tables={
             "jobs_table": (GET, UPDATE),
             "models_table": (GET, UPDATE),
-            "training_data_table": (GET, QUERY, PUT),
+            # UPDATE: a training's automatic captions recorded on its images (captions.json).
+            "training_data_table": (GET, QUERY, PUT, UPDATE),
             "uploads_table": (GET, UPDATE),
             # A presigned training image counted against its tenant's storage and per-model quota.
             "tenants_table": (GET, UPDATE),
@@ -134,7 +137,7 @@ GRANTS: dict[str, Grants] = {
     ),
     # events/usecases/portraits: a portrait's record moved along, its generations queued, its model read.
     catalog.PORTRAITS.name: Grants(
-        tables={"jobs_table": (GET, PUT, UPDATE), "models_table": (GET,)},
+        tables={"jobs_table": (GET, PUT, UPDATE), "models_table": (GET,), "base_models_table": (SCAN,)},
         consumes_kafka=True,
     ),
     # functions/reconciler: jobs stuck queued or with a lapsed lease (index queries), republished or failed by

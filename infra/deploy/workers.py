@@ -95,6 +95,7 @@ def _table(settings_table: Callable[[Settings], str]) -> Callable[[DeployConfig]
 _jobs_table = _table(lambda s: s.jobs_table)
 _models_table = _table(lambda s: s.models_table)
 _workers_table = _table(lambda s: s.workers_table)
+_base_models_table = _table(lambda s: s.base_models_table)
 # Each worker's own record among the live workers: written while it lives, deleted on a clean stop.
 _WORKER_RECORD = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
 # Items of the jobs table a worker touches: get, conditional claim/renew/advance, and create (a direct producer's
@@ -109,6 +110,8 @@ def _generator_statements(config: DeployConfig) -> list[Json]:
     return [
         statement(_ITEM_WRITE, _jobs_table(config), sid="Jobs"),
         statement(_WORKER_RECORD, _workers_table(config), sid="LiveWorkers"),
+        # Base models an operator registered at run time: a worker reads the row of a name it does not know.
+        statement("dynamodb:GetItem", _base_models_table(config), sid="RegisteredBaseModels"),
         # Inputs of modify jobs (their own, or a tenant's upload), trained adapters, base models.
         statement(
             "s3:GetObject",
@@ -125,6 +128,7 @@ def _trainer_statements(config: DeployConfig) -> list[Json]:
     return [
         statement(_ITEM_WRITE, _jobs_table(config), sid="Jobs"),
         statement(_WORKER_RECORD, _workers_table(config), sid="LiveWorkers"),
+        statement("dynamodb:GetItem", _base_models_table(config), sid="RegisteredBaseModels"),
         # A direct producer's training takes its model (a conditional move to `training`).
         statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], _models_table(config), sid="Models"),
         # Training images (a model's data, or a tenant's uploads), its own checkpoints, base models.

@@ -124,43 +124,51 @@ class BaseModelRepository:
 
 
 class RegisteredBaseModelReader:
-    """The table read from a worker's model thread (a blocking botocore client), through the same kind of cache."""
+    """A worker's look-up of a registered base model by name, from its model thread (a blocking botocore client):
+    one GetItem per name the deployment does not know, each answer trusted for the cache period (a worker's role
+    may read single rows, never scan the table)."""
 
-    def __init__(self, settings: Settings, cache: RegisteredBaseModelCache | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
-        self.cache = cache or RegisteredBaseModelCache(settings.api_key_cache_seconds)
+        self.clock = clock
         self._client: Any = None
-        self._last: list[RegisteredBaseModelRecord] | None = None
+        self._rows: dict[str, tuple[float, RegisteredBaseModelRecord | None]] = {}
+        self._lock = threading.Lock()
 
     def spec(self, name: str) -> BaseModelSpec | None:
         """The base model a job names: a built-in or configured one without reading the table, else a registered
         one (or None)."""
         spec = base_model_registry(self.settings).get(name)
-        return spec if spec is not None else base_model_registry(self.settings, self.sources()).get(name)
+        if spec is not None:
+            return spec
+        row = self._row(name)
+        return None if row is None else base_model_registry(self.settings, {name: as_source(row)}).get(name)
 
-    def sources(self) -> dict[str, BaseModelSource]:
-        """The registered base models as registry entries, by name. When the table cannot be read, the last read
-        stands (a worker goes on with what it knew; the first read's failure propagates)."""
-        rows = self.cache.get()
-        if rows is None:
-            try:
-                rows = self._scan()
-            except (BotoCoreError, ClientError):
-                if self._last is None:
-                    raise
-                log.warning("cannot read the base-models table; using the last read", exc_info=True)
-                rows = self._last
-            self._last = rows
-            self.cache.put(rows)
-        return {row.name: as_source(row) for row in rows}
+    def _row(self, name: str) -> RegisteredBaseModelRecord | None:
+        """The row of `name`, through the per-name cache; when the table cannot be read, the last answer stands
+        (a worker goes on with what it knew; a first read's failure propagates)."""
+        with self._lock:
+            cached = self._rows.get(name)
+        if cached is not None and self.clock() < cached[0]:
+            return cached[1]
+        try:
+            row = self._get(name)
+        except (BotoCoreError, ClientError):
+            if cached is None:
+                raise
+            log.warning("cannot read base model %r from its table; using the last read", name, exc_info=True)
+            row = cached[1]
+        with self._lock:
+            self._rows[name] = (self.clock() + self.settings.api_key_cache_seconds, row)
+        return row
 
-    def _scan(self) -> list[RegisteredBaseModelRecord]:
+    def _get(self, name: str) -> RegisteredBaseModelRecord | None:
         if self._client is None:
             self._client = botocore.session.get_session().create_client(
                 "dynamodb", **client_kwargs(self.settings, "dynamodb")
             )
-        items: list[dict[str, Any]] = []
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(TableName=self.settings.base_models_table, ConsistentRead=True):
-            items.extend(page.get("Items", []))
-        return _rows(items)
+        response = self._client.get_item(
+            TableName=self.settings.base_models_table, Key=to_item({"name": name}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return RegisteredBaseModelRecord.model_validate(from_item(item)) if item else None

@@ -85,6 +85,7 @@ MUTATION_BODIES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
         "content": png((1, 2, 3)),
         "headers": {"Content-Type": "application/octet-stream"},
     },
+    ("PATCH", "/v1/models/{modelId}/training-data/{dataId}"): lambda: {"json": {"description": "taken over"}},
     ("POST", "/v1/models/{modelId}/trainings"): lambda: {"json": {"trainingSpeed": "fast"}},
 }
 

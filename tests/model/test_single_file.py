@@ -14,6 +14,7 @@ import pytest
 import torch
 from diffusers import FluxPipeline, StableDiffusionPipeline
 from PIL import Image
+from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from events.generation import GenerationRequestedData
@@ -114,11 +115,13 @@ def test_a_flux_transformer_file_makes_the_folder_forms_image(files: dict[str, P
 def test_bad_single_files_are_refused_with_the_setting_to_fix(files: dict[str, Path], tmp_path: Path) -> None:
     pickle = tmp_path / "model.ckpt"
     pickle.write_bytes(b"not loaded")
+    # A pickle is refused where it is configured (settings, the operator API), before any worker sees it.
+    with pytest.raises(ValidationError, match="pickle checkpoint"):
+        BaseModelSource(source=str(pickle), family="sd-1_5", config=str(files["sd-config"]))
     settings = settings_with(
         files,
         **{
             "no-config": BaseModelSource(source=str(files["sd"]), family="sd-1_5"),
-            "pickled": BaseModelSource(source=str(pickle), family="sd-1_5", config=str(files["sd-config"])),
             "wrong-sum": BaseModelSource(
                 source=str(files["sd"]), family="sd-1_5", config=str(files["sd-config"]), sha256="0" * 64
             ),
@@ -129,7 +132,6 @@ def test_bad_single_files_are_refused_with_the_setting_to_fix(files: dict[str, P
     registry = base_model_registry(settings)
     expected = {
         "no-config": r"set base_models\.no-config\.config to a diffusers folder .* sd-1_5 family",
-        "pickled": "pickle checkpoint",
         "wrong-sum": f"expected {'0' * 64}, got",
         "wrong-family": "does not fit the flux.1 configuration",
         "missing": "no checkpoint file",

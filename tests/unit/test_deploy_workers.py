@@ -175,8 +175,10 @@ def test_task_roles_are_least_privilege() -> None:
     }
     assert protection == {"generator": "false", "trainer": "true"}
     # Only the trainer touches models (a direct producer's training takes its model).
-    assert "ModelsTable" in json.dumps(trainer["dynamodb:UpdateItem"])
-    assert "ModelsTable" not in json.dumps(generator)
+    assert '"ModelsTable"' in json.dumps(trainer["dynamodb:UpdateItem"])
+    assert '"ModelsTable"' not in json.dumps(generator)
+    # Both read a registered base model's row by name (never a scan: checked above).
+    assert all('"BaseModelsTable"' in json.dumps(granted["dynamodb:GetItem"]) for granted in (generator, trainer))
     # Kafka by IAM (the default, MSK Serverless), scoped to the cluster's topics and groups.
     assert all("KafkaCluster" in json.dumps(r) for r in generator["kafka-cluster:ReadData"])
 

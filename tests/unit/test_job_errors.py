@@ -10,6 +10,7 @@ from workers.job_errors import (
     TRAINING_FAILED,
     AdapterUnavailable,
     BaseModelUnavailable,
+    CaptioningModelUnavailable,
     InputUnavailable,
     InvalidInput,
     JobFailureReason,
@@ -26,6 +27,7 @@ from workers.job_errors import (
         (BaseModelUnavailable("unknown base model 'nope'"), "model_unavailable"),
         (AdapterUnavailable("adapter a.safetensors does not exist"), "adapter_unavailable"),
         (TrainingDataMissing("none of the training images exist any more"), "training_data_missing"),
+        (CaptioningModelUnavailable("captioning model '/m' cannot be loaded"), "captioning_model_unavailable"),
     ],
 )
 def test_each_job_error_has_its_code_and_keeps_its_message(error: Exception, code: str) -> None:
@@ -40,6 +42,7 @@ def test_the_table_covers_exactly_the_job_errors_with_distinct_codes() -> None:
         BaseModelUnavailable,
         AdapterUnavailable,
         TrainingDataMissing,
+        CaptioningModelUnavailable,
     }
     assert len(set(JOB_ERROR_CODES.values())) == len(JOB_ERROR_CODES)
     assert not {GENERATION_FAILED, TRAINING_FAILED} & set(JOB_ERROR_CODES.values())

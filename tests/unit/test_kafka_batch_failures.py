@@ -130,10 +130,14 @@ async def test_a_record_that_cannot_be_dead_lettered_is_the_failure_of_that_reco
 
 
 class FakeContext:
-    """What the lifecycle handlers read from their ServiceContext before a use case does: the producer."""
+    """What the lifecycle handlers read from their ServiceContext before a use case does: the producer (and the
+    portraits handler renews the registered base models)."""
 
     def __init__(self) -> None:
         self.producer = FakeProducer()
+
+    async def refresh_base_models(self) -> dict[str, Any]:
+        return {}
 
 
 async def test_the_portraits_handler_answers_with_the_partial_batch_response(monkeypatch) -> None:

@@ -15,7 +15,8 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, Dif
 from PIL import Image, ImageChops, ImageFilter
 
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
-from infra.base_models import BaseModelSpec, base_model_registry
+from infra.base_models import BaseModelSpec
+from infra.repositories.base_models import RegisteredBaseModelReader
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.generator.adapters import AdapterCache, AdapterFetcher
@@ -101,10 +102,12 @@ class PipelineCache:
         self._pipelines: dict[str, DiffusionPipeline] = {}
         self._adapters: dict[str, AdapterCache] = {}
         self._lock = threading.Lock()
+        # The base models it may be asked for, those an operator registered at run time included.
+        self.base_models = RegisteredBaseModelReader(settings)
 
     def spec(self, name: str) -> BaseModelSpec:
         """The registry entry of a base model."""
-        spec = base_model_registry(self.settings).get(name)
+        spec = self.base_models.spec(name)
         if spec is None:
             raise BaseModelUnavailable(f"unknown base model {name!r}")
         return spec

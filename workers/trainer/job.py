@@ -30,8 +30,8 @@ from events.training import (
 )
 from events.usecases import jobs
 from events.usecases.lifecycle import publish_lifecycle_once
-from infra.base_models import base_model_registry
 from infra.metrics import JOB_DURATION, JOBS_FINISHED
+from infra.repositories.base_models import RegisteredBaseModelReader
 from infra.runtime import ServiceContext
 from infra.tracing import in_current_context
 from workers.base_models.loader import load_pipeline, pick_device
@@ -66,6 +66,8 @@ class TrainingJobRunner:
         self.executor = executor
         self.lease_seconds = context.settings.worker_lease_seconds
         self.stopping = stopping or asyncio.Event()  # set when the worker is asked to stop
+        # The base models it may be asked for, those an operator registered at run time included.
+        self.base_models = RegisteredBaseModelReader(context.settings)
 
     async def __call__(self, event: TrainingRequested) -> None:
         """Run the training the event names, unless it is done or held by a live worker."""
@@ -183,7 +185,7 @@ class TrainingJobRunner:
 
     def _train(self, data: TrainingRequestedData, inputs: TrainingInputs, bridge: TrainingBridge) -> TrainingOutcome:
         """Load a fresh pipeline, caption the images and train on it, in the model thread."""
-        spec = base_model_registry(self.settings).get(data.baseModel)
+        spec = self.base_models.spec(data.baseModel)
         if spec is None:
             raise BaseModelUnavailable(f"unknown base model {data.baseModel!r}")
         loading = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from functions.api.dependencies import SettingsDep, TenantDep
+from functions.api.dependencies import ContextDep, TenantDep
 from functions.api.dialects.base_models import SCENARIO_CAPABILITIES
 from functions.api.schemas.base_models import BaseModelList, BaseModelOut, SizeOut
 from infra.base_models import CatalogEntry, base_model_catalog
@@ -32,6 +32,8 @@ def _entry_out(entry: CatalogEntry) -> BaseModelOut:
 
 
 @router.get("", response_model=BaseModelList)
-async def list_base_models(tenant: TenantDep, settings: SettingsDep) -> BaseModelList:
-    """Every base model a model can be created on (`baseModel`) or generated with (`modelId`), by name."""
-    return BaseModelList(data=[_entry_out(entry) for entry in base_model_catalog(settings)])
+async def list_base_models(tenant: TenantDep, context: ContextDep) -> BaseModelList:
+    """Every base model a model can be created on (`baseModel`) or generated with (`modelId`), by name: the
+    built-in, the configured and those an operator registered at run time."""
+    catalog = base_model_catalog(context.settings, context.registered_base_model_sources)
+    return BaseModelList(data=[_entry_out(entry) for entry in catalog])

@@ -20,7 +20,7 @@ from functions.api.errors import ApiError
 from functions.api.schemas.models import COMPOSITION_TYPES
 from functions.api.services.models import check_epoch
 from functions.api.services.trainings import require_training
-from infra.base_models import BaseModelSpec, base_model_registry
+from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
 
 
@@ -42,7 +42,7 @@ class ResolvedModel:
 
 
 def _spec(context: ServiceContext, name: str, field: str) -> BaseModelSpec:
-    spec = base_model_registry(context.settings).get(name)
+    spec = context.base_models.get(name)
     if spec is None:
         raise ApiError(409, "base_model_unavailable", f"base model {name!r} is not served here", field=field)
     return spec
@@ -157,7 +157,7 @@ async def resolve_model(
 ) -> ResolvedModel:
     """The base model and adapters a request's `modelId` means: a base model's name, one of the caller's
     trained models, or one of the caller's composition models."""
-    spec = base_model_registry(context.settings).get(model_id)
+    spec = context.base_models.get(model_id)
     if spec is not None:
         return ResolvedModel(spec=spec, adapters=[])
     model = await context.models.get_live(tenant_id, model_id)
