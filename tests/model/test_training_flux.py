@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 import torch
 from diffusers import FluxPipeline
 from peft.tuners.tuners_utils import BaseTunerLayer
-from PIL import Image
 
 from events.generation import AdapterRef
 from events.training import TrainingParameters
 from infra.base_models import FLUX_ATTENTION_TARGETS, TINY_FLUX, TINY_FLUX_TARGETS
+from tests.model.test_training_learns import Recorder, distance, red_images
 from workers.generator.adapters import AdapterCache
 from workers.trainer.families.flux import FluxFamily, target_module_names
-from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
+from workers.trainer.loop import LoraTrainer
 
 FluxFactory = Callable[[], FluxPipeline]
 PROMPT = "a photo of lfzq"
@@ -60,34 +59,6 @@ def flux_latents(pipeline: FluxPipeline, prompt: str, count: int = 4, steps: int
             output_type="latent",
         ).images
     return pipeline._unpack_latents(packed, 64, 64, pipeline.vae_scale_factor)
-
-
-def red_images(count: int) -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    return [
-        Image.fromarray(np.clip(np.array([220, 30, 30]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8))
-        for _ in range(count)
-    ]
-
-
-def distance(generated: torch.Tensor, target: torch.Tensor) -> float:
-    """RMS distance between the mean generated latent and the mean training latent."""
-    return float(((generated.mean(0) - target.mean(0)) ** 2).mean().sqrt())
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.epochs: list[EpochReport] = []
-
-    def on_step(self, report: StepReport) -> None:
-        self.losses.append(report.loss)
-
-    def on_epoch(self, report: EpochReport) -> None:
-        self.epochs.append(report)
-
-    def should_stop(self) -> bool:
-        return False
 
 
 # --- optimizeFor: which modules each set adapts -----------------------------------------------------------------

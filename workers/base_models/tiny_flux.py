@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
 from workers.base_models.builtin import ensure_built
+from workers.base_models.tiny_parts import TEXT_WIDTH, tiny_clip_config, tiny_vae
 from workers.base_models.tokenizer import byte_level_tokenizer
 
 # Bump when the architecture below changes, so cached copies are rebuilt rather than reused.
@@ -24,7 +25,6 @@ BUILD_VERSION = 1
 DEFAULT_SEED = 0
 CLIP_TOKENS = 77
 T5_TOKENS = 128  # FLUX.1-dev reads 512 T5 tokens; a tiny model's prompts are short
-TEXT_WIDTH = 32
 LATENT_CHANNELS = 4  # packed 2x2: the transformer reads 16 channels per token (FLUX.1: 16 -> 64)
 
 
@@ -45,34 +45,14 @@ def build_tiny_flux(seed: int = DEFAULT_SEED) -> FluxPipeline:
         guidance_embeds=True,
         axes_dims_rope=(4, 6, 6),  # sums to the head size, as FLUX's (16, 56, 56) sums to 128
     )
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32, 32, 64],
-        norm_num_groups=16,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
+    vae = tiny_vae(
         latent_channels=LATENT_CHANNELS,
-        sample_size=64,
         scaling_factor=0.3611,  # FLUX.1's VAE constants
         shift_factor=0.1159,
         use_quant_conv=False,
         use_post_quant_conv=False,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=clip_tokenizer.bos_token_id,
-            eos_token_id=clip_tokenizer.eos_token_id,
-            pad_token_id=clip_tokenizer.pad_token_id,
-            hidden_size=TEXT_WIDTH,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            vocab_size=len(clip_tokenizer),
-            max_position_embeddings=CLIP_TOKENS,
-        )
-    )
+    text_encoder = CLIPTextModel(tiny_clip_config(clip_tokenizer, CLIP_TOKENS))
     text_encoder_2 = T5EncoderModel(
         T5Config(
             d_model=TEXT_WIDTH,

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel
 
 from workers.base_models.builtin import ensure_built
+from workers.base_models.tiny_parts import tiny_clip_config, tiny_vae
 from workers.base_models.tokenizer import byte_level_tokenizer
 
 # Bump when the architecture below changes, so cached copies are rebuilt rather than reused.
@@ -42,30 +43,8 @@ def build_tiny_sd(seed: int = DEFAULT_SEED) -> StableDiffusionPipeline:
         cross_attention_dim=32,
         attention_head_dim=8,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[16, 32, 32, 64],
-        norm_num_groups=16,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4,
-        sample_size=64,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=MAX_TOKENS,
-        )
-    )
+    vae = tiny_vae()
+    text_encoder = CLIPTextModel(tiny_clip_config(tokenizer, MAX_TOKENS))
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,

@@ -21,7 +21,10 @@ from typing import Protocol
 
 import torch
 from diffusers import DiffusionPipeline
+from peft.utils import set_peft_model_state_dict
 from PIL import Image
+
+from workers.trainer import lora
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,27 @@ class AdapterParameters:
 
     denoiser: list[torch.nn.Parameter]
     text: list[torch.nn.Parameter]
+
+
+class AdaptedComponents:
+    """The adapter's side every family shares: its LoRA layers live on the pipeline components named in `adapted`
+    (set by the family's `add_adapters`), and the pipeline class's own `save_lora_weights` writes them."""
+
+    pipeline: DiffusionPipeline
+    adapted: tuple[str, ...]
+
+    def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The LoRA weights of each adapted component, peft's naming, copied to the CPU."""
+        return {name: lora.lora_state(getattr(self.pipeline, name)) for name in self.adapted}
+
+    def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Put `adapter_state()`'s weights back into the layers `add_adapters` made."""
+        for name, weights in state.items():
+            set_peft_model_state_dict(getattr(self.pipeline, name), weights)
+
+    def export_adapter(self) -> bytes:
+        """One safetensors file that the family's pipeline reads with `load_lora_weights`."""
+        return lora.save_adapter_file(self.pipeline, self.adapter_state())
 
 
 class TrainingFamily(Protocol):

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-from peft.utils import set_peft_model_state_dict
 from PIL import Image
 
 from events.training import TrainingParameters
@@ -37,7 +36,7 @@ from infra.base_models import BaseModelSpec
 from workers.job_errors import BaseModelUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 from workers.trainer import lora
-from workers.trainer.families.base import AdapterParameters, Conditioning, Geometry
+from workers.trainer.families.base import AdaptedComponents, AdapterParameters, Conditioning, Geometry
 
 OptimizeFor = Literal["likeness", "all", "none"] | None
 
@@ -98,7 +97,7 @@ def target_module_names(
     return [name for name in selected if name.startswith(prefixes)]
 
 
-class FluxFamily:
+class FluxFamily(AdaptedComponents):
     """The FLUX.1 side of one LoRA training on one `FluxPipeline` (see the module's docstring for the choices)."""
 
     # Seed 003 documents prior preservation (classPrompt, priorLossWeight) for SD 1.5 and SDXL only.
@@ -253,22 +252,6 @@ class FluxFamily:
         scale = pipeline.vae_scale_factor
         prediction = pipeline._unpack_latents(prediction, height * scale, width * scale, scale)
         return F.mse_loss(prediction.float(), target.float(), reduction="mean")
-
-    # --- the adapter ---------------------------------------------------------------------------------------
-
-    def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The LoRA weights of the transformer (and CLIP, when it trains), peft's naming, on the CPU."""
-        return {name: lora.lora_state(getattr(self.pipeline, name)) for name in self.adapted}
-
-    def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Put `adapter_state()`'s weights back into the layers `add_adapters` made."""
-        for name, weights in state.items():
-            set_peft_model_state_dict(getattr(self.pipeline, name), weights)
-
-    def export_adapter(self) -> bytes:
-        """One safetensors file that `FluxPipeline.load_lora_weights` reads (components `transformer` and, when
-        trained, `text_encoder`)."""
-        return lora.save_adapter_file(self.pipeline, self.adapter_state())
 
     # --- samples -------------------------------------------------------------------------------------------
 

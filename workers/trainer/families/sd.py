@@ -13,16 +13,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-from peft.utils import set_peft_model_state_dict
 from PIL import Image
 
 from events.training import TrainingParameters
 from infra.base_models import BaseModelSpec
 from workers.trainer import lora
-from workers.trainer.families.base import AdapterParameters, Conditioning, Geometry
+from workers.trainer.families.base import AdaptedComponents, AdapterParameters, Conditioning, Geometry
 
 
-class UNetFamily:
+class UNetFamily(AdaptedComponents):
     """SD 1.5: one CLIP text encoder, DDPM noise, epsilon or v-prediction. SDXL subclasses it."""
 
     supports_prior_preservation = True
@@ -123,19 +122,6 @@ class UNetFamily:
         else:
             target = noise
         return F.mse_loss(prediction.float(), target.float(), reduction="mean")
-
-    def adapter_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The LoRA weights of the UNet and of each adapted text encoder, on the CPU."""
-        return {name: lora.lora_state(getattr(self.pipeline, name)) for name in self.adapted}
-
-    def load_adapter_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Put `adapter_state()`'s weights back into the layers `add_adapters` made."""
-        for name, weights in state.items():
-            set_peft_model_state_dict(getattr(self.pipeline, name), weights)
-
-    def export_adapter(self) -> bytes:
-        """One safetensors file through the pipeline class's own `save_lora_weights`."""
-        return lora.save_adapter_file(self.pipeline, self.adapter_state())
 
     def sample(self, prompt: str, width: int, height: int, steps: int, seed: int) -> Image.Image:
         """One image with the adapter as it stands."""
