@@ -220,7 +220,8 @@ def _is_location(value: str) -> bool:
     """A local absolute path or an s3://bucket/key URI (the workers read no other kind)."""
     if value.startswith("s3://"):
         bucket, _, key = value.removeprefix("s3://").partition("/")
-        return bool(bucket) and bool(key.strip("/"))
+        # The key becomes a path in the workers' model cache: no segment may climb out of it.
+        return bool(bucket) and bool(key.strip("/")) and not {".", ".."} & set(key.split("/"))
     return value.startswith(("/", "~/"))
 
 

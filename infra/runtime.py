@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from infra.aws import AwsClients
 from infra.base_models import BaseModelSpec, base_model_registry
@@ -100,7 +101,7 @@ class ServiceContext:
         table cannot be read, the last read stands: a request that names no such model must not fail for it."""
         try:
             self.registered_base_model_sources = await self.registered_base_models.sources()
-        except (BotoCoreError, ClientError):
+        except (BotoCoreError, ClientError, ValidationError):
             log.warning("cannot read the base-models table; using the last read", exc_info=True)
         return self.base_models
 

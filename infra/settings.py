@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Checkpoint files that are pickles: loading one can run code, so a base model is never one.
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
 
 class BaseModelSource(BaseModel):
     """One configured base model's weights (an entry of `base_models`)."""
@@ -30,7 +33,7 @@ class BaseModelSource(BaseModel):
     @classmethod
     def _no_pickle(cls, source: str) -> str:
         # Loading a pickle runs its code: checkpoints are accepted as safetensors only.
-        if source.lower().endswith((".ckpt", ".pt", ".pth", ".bin")):
+        if source.lower().endswith(PICKLE_SUFFIXES):
             raise ValueError(f"{source!r} is a pickle checkpoint; convert it to .safetensors")
         return source
 

@@ -427,6 +427,17 @@ class FakeTrainingData:
         """Remove one image's record."""
         self.documents.pop((model_id, data_id), None)
 
+    async def set_description(self, model_id: str, data_id: str, description: str | None) -> TrainingImageRecord | None:
+        """Set (None: remove) an image's caption in place; None when the image is gone."""
+        document = self.documents.get((model_id, data_id))
+        if document is None:
+            return None
+        document.pop("description", None)
+        if description is not None:
+            document["description"] = description
+        document["updatedAt"] = utcnow().isoformat()
+        return TrainingImageRecord.model_validate(copy.deepcopy(document))
+
 
 class FakeUploads:
     """Upload records (`infra.repositories.uploads.UploadRepository`); expired ones read as gone."""

@@ -138,6 +138,10 @@ class TrainingDataStore(Protocol):
         """Every image record of a model, oldest first."""
         ...
 
+    async def set_description(self, model_id: str, data_id: str, description: str | None) -> TrainingImageRecord | None:
+        """Set (None: remove) an image's caption in place; None when the image is gone."""
+        ...
+
 
 class UploadStore(Protocol):
     """Upload records (`infra.repositories.uploads.UploadRepository`)."""

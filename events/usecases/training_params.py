@@ -99,6 +99,8 @@ class FamilyDefaults:
     rank_range: tuple[int, int] = (1, MAX_RANK)
     # When the text-encoder rate is set above 0, the range it must be in (FLUX's CLIP LoRA).
     text_encoder_rate_range: tuple[float, float] | None = None
+    # Training resolutions are multiples of this (FLUX packs 2x2 latents of its 8x VAE: 16).
+    resolution_multiple: int = 8
 
     def default_steps(self, image_count: int) -> int:
         """maxTrainSteps when nothing says otherwise, within the family's cap."""
@@ -119,6 +121,7 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
         max_steps=10_000,
         rank_range=(2, 64),
         text_encoder_rate_range=(1e-6, 1e-3),
+        resolution_multiple=16,
     ),
 }
 
@@ -173,6 +176,11 @@ def _check_family_limits(values: dict[str, Any], family: str, limits: FamilyDefa
         raise ParameterError(
             f"parameters.maxTrainSteps: at most {limits.max_steps} for {family} LoRA training", "maxTrainSteps"
         )
+    resolution = values.get("resolution")
+    if resolution is not None and int(resolution) % limits.resolution_multiple:
+        raise ParameterError(
+            f"parameters.resolution: {family} trains at multiples of {limits.resolution_multiple} pixels", "resolution"
+        )
     rate = float(values["learningRateTextEncoder"])
     if limits.text_encoder_rate_range and rate > 0:
         low_rate, high_rate = limits.text_encoder_rate_range
@@ -189,7 +197,9 @@ def check_family_parameters(parameters: dict[str, Any], family: str) -> None:
     parameters are checked when they are set, not first when a training starts. `ParameterError` otherwise."""
     limits = family_defaults(family)
     given = {
-        name: parameters[name] for name in ("rank", "maxTrainSteps", "learningRateTextEncoder") if name in parameters
+        name: parameters[name]
+        for name in ("rank", "maxTrainSteps", "learningRateTextEncoder", "resolution")
+        if name in parameters
     }
     _check_family_limits(
         {"rank": limits.rank, "maxTrainSteps": 1, "learningRateTextEncoder": 0.0, **given}, family, limits

@@ -51,7 +51,11 @@ async def _accept(context: ServiceContext, upload: UploadRecord, image: Normaliz
             try:
                 # The pending image itself was counted when its upload was presigned: nothing more is added.
                 await require_image_room(context, upload.tenantId, model_id, adding=0)
-                item = await store_training_image(context, model_id, upload.tenantId, image, data_id, upload.name)
+                # A description set while the image was pending is its caption: it stays.
+                description = stored.description if stored is not None else None
+                item = await store_training_image(
+                    context, model_id, upload.tenantId, image, data_id, upload.name, description=description
+                )
             except QuotaExceeded as exc:
                 # Nobody waits on this request to answer 429: the image is rejected with the quota's words.
                 QUOTA_REFUSALS.labels(limit=str(exc.details.get("quota", exc.code))).inc()

@@ -15,6 +15,7 @@ from typing import Any
 
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from events.envelope import utcnow
 from events.records.base_models import RegisteredBaseModelRecord
@@ -61,7 +62,15 @@ class RegisteredBaseModelCache:
 
 
 def _rows(items: list[dict[str, Any]]) -> list[RegisteredBaseModelRecord]:
-    return sorted((RegisteredBaseModelRecord.model_validate(from_item(i)) for i in items), key=lambda r: r.name)
+    """The readable rows, by name; a row that is not a valid entry (written by hand, say) is skipped and logged,
+    so it cannot hide the others, nor fail every request that reads the registry."""
+    rows = []
+    for item in items:
+        try:
+            rows.append(RegisteredBaseModelRecord.model_validate(from_item(item)))
+        except ValidationError:
+            log.warning("base-models table: skipping an unreadable row %r", item.get("name"), exc_info=True)
+    return sorted(rows, key=lambda r: r.name)
 
 
 class BaseModelRepository:

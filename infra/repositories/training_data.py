@@ -50,6 +50,35 @@ class TrainingDataRepository:
         """Remove one image's record (the caller removes its bytes)."""
         await self.dynamodb.delete_item(TableName=self.table, Key=to_item({"modelId": model_id, "dataId": data_id}))
 
+    async def set_description(self, model_id: str, data_id: str, description: str | None) -> TrainingImageRecord | None:
+        """Set (None: remove) an image's caption in place, leaving every other field as it is, so a validation or
+        an automatic caption written meanwhile keeps its write; None when the image is gone."""
+        now = {":now": serialize(utcnow().isoformat())}
+        if description is None:
+            expression, values = "REMOVE description SET updatedAt = :now", now
+        else:
+            expression, values = (
+                "SET description = :description, updatedAt = :now",
+                {
+                    **now,
+                    ":description": serialize(description),
+                },
+            )
+        try:
+            response = await self.dynamodb.update_item(
+                TableName=self.table,
+                Key=to_item({"modelId": model_id, "dataId": data_id}),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(modelId)",
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
+        return TrainingImageRecord.model_validate(from_item(response["Attributes"]))
+
     # --- issue 16: captions ---
     async def record_automatic_caption(self, model_id: str, data_id: str, key: str, caption: str) -> bool:
         """Set an image's automatic caption, if the image still exists with the bytes at `key` (a replaced image

@@ -70,6 +70,8 @@ async def test_a_base_model_registered_through_the_api_is_offered_and_then_withd
             "tiny-sd": ({"source": "/models/x"}, 409, "base_model_reserved"),
             name: ({"source": "/models/x.safetensors"}, 422, "invalid_base_model"),
             f"{name}-rel": ({"source": "models/x"}, 422, "invalid_base_model"),
+            f"{name}-pickle": ({"source": "/models/x.ckpt"}, 422, "invalid_base_model"),
+            f"{name}-climb": ({"source": "s3://b/../x/"}, 422, "invalid_base_model"),
             f"{name}-fam": ({"source": "/models/x", "family": "sd-3"}, 422, None),
             f"{name}-sha": ({"source": "/models/x.safetensors", "config": "/c", "sha256": "nothex"}, 422, None),
         }

@@ -121,6 +121,11 @@ async def test_presigned_training_image_becomes_ready_after_validation(client, a
     assert early.status_code == 409 and early.json()["error"]["code"] == "training_data_pending"
     not_yet = await client.get(f"/v1/models/{model_id}/training-data/{data_id}", headers=bearer(api_key))
     assert not_yet.status_code == 409 and not_yet.json()["error"]["code"] == "data_not_ready"
+    # A caption given while the image is pending stays with it once it lands.
+    described = await client.patch(
+        f"/v1/models/{model_id}/training-data/{data_id}", json={"description": "a big photo"}, headers=bearer(api_key)
+    )
+    assert described.status_code == 200 and described.json()["status"] == "pending", described.text
 
     # A big photo: bigger than the stored size, so it is normalized down on the way.
     stored = await _post_to_s3(ticket["upload"], _jpeg((1600, 1200)))
@@ -132,6 +137,7 @@ async def test_presigned_training_image_becomes_ready_after_validation(client, a
     ready = await eventually(item, lambda v: v.get("status") == "ready", timeout_s=30, what="presigned image ready")
     assert (ready["width"], ready["height"], ready["format"]) == (1024, 768, "jpeg")
     assert ready["name"] == "big.jpg" and ready["dataUrl"].startswith("data:image/png;base64,")
+    assert ready["description"] == "a big photo"
     # The image is settled before its upload record (a redelivery then finishes both): wait for the record too.
     upload = await eventually(
         lambda: _upload_view(client, api_key, ticket["key"]), lambda v: v["status"] != "pending", what="upload ready"

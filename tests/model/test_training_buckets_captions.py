@@ -107,3 +107,18 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(load_tiny_sd: Pipel
     expected, got = load_safetensors(uninterrupted.adapter), load_safetensors(resumed.adapter)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_run_resumed_without_a_deleted_image_starts_a_new_pass(load_tiny_sd: PipelineFactory) -> None:
+    # The snapshot's pass names three images by position; the resumed run has two (one was deleted meanwhile):
+    # it must not index past them or pair a batch across buckets, but train on what is left.
+    run = params(maxTrainSteps=8, nbEpochs=2, nbRepeats=2)
+    images = shaped_images()[:3]
+    first = LoraTrainer(load_tiny_sd(), run, torch.device("cpu"), TINY_SD)
+    first.prepare(images, keys=["a", "b", "c"])
+    recorder = Recorder()
+    first.run(recorder)
+    second = LoraTrainer(load_tiny_sd(), run, torch.device("cpu"), TINY_SD)
+    second.prepare(images[1:], keys=["b", "c"])
+    resumed = second.run(Recorder(), resume=recorder.epochs[0].snapshot)
+    assert resumed.resumed_from_step == 4 and resumed.steps == 8 and resumed.adapter is not None

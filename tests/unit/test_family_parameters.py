@@ -89,6 +89,17 @@ def test_flux_ranks_are_2_to_64_and_steps_at_most_10000() -> None:
     assert resolve(SDXL, maxTrainSteps=10_001).maxTrainSteps == 10_001
 
 
+def test_flux_trains_at_multiples_of_16_pixels() -> None:
+    # FLUX packs 2x2 latents of an 8x VAE: 72 px would make an odd latent side the trainer cannot pack.
+    assert resolve(FLUX, resolution=80).resolution == 80
+    with pytest.raises(ParameterError, match="multiples of 16") as info:
+        resolve(FLUX, resolution=72)
+    assert info.value.field == "resolution"
+    assert resolve(SDXL, resolution=72).resolution == 72
+    with pytest.raises(ParameterError):
+        check_family_parameters({"resolution": 520}, FLUX)
+
+
 def test_stored_parameters_are_checked_against_the_family_when_set() -> None:
     check_family_parameters({"rank": 64, "maxTrainSteps": 10_000, "seed": 3}, FLUX)
     check_family_parameters({"rank": 128, "maxTrainSteps": 40_000}, SDXL)

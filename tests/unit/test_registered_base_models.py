@@ -13,7 +13,8 @@ from infra.base_models import (
     base_model_source_problem,
     reserved_base_model_name,
 )
-from infra.repositories.base_models import RegisteredBaseModelCache, as_source
+from infra.repositories.base_models import RegisteredBaseModelCache, _rows, as_source
+from infra.repositories.dynamo import to_item
 from infra.settings import BaseModelSource, Settings
 
 SETTINGS = Settings(
@@ -62,6 +63,9 @@ def test_a_registration_may_not_take_a_name_the_deployment_uses() -> None:
         (dict(source="/models/ckpt.safetensors", config="relative/config"), "config"),
         (dict(source="/models/xl", config="/models/xl-config"), "config"),
         (dict(source="/models/xl", sha256="a" * 64), "sha256"),
+        # A key that would climb out of the workers' model cache.
+        (dict(source="s3://b/../../../tmp/evil.safetensors", config="s3://b/c/"), "source"),
+        (dict(source="s3://b/m.safetensors", config="s3://b/./c/"), "config"),
     ],
 )
 def test_a_registrations_weights_must_be_readable_by_the_workers(entry: dict, problem: str | None) -> None:
@@ -86,3 +90,9 @@ def test_the_tables_read_is_trusted_for_its_period_then_read_again() -> None:
     off.put([row])
     assert off.get() is None
     assert as_source(row) == BaseModelSource(source="/models/xl", family="sd-xl")
+
+
+def test_a_malformed_row_is_skipped_not_fatal() -> None:
+    good = to_item({"name": "ok-xl", "source": "/models/xl", "family": "sd-xl"})
+    bad = to_item({"name": "broken", "family": "no-such-family"})
+    assert [row.name for row in _rows([bad, good])] == ["ok-xl"]

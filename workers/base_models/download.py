@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,7 +38,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise BaseModelUnavailable(f"not an s3:// address: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    key = parsed.path.lstrip("/")
+    # The key becomes a path in the model cache: no segment may climb out of it.
+    if any(segment in ("..", ".") for segment in key.split("/")):
+        raise BaseModelUnavailable(f"{uri!r} has a '.' or '..' segment; give the object's plain key")
+    return parsed.netloc, key
 
 
 def s3_client(settings: Settings) -> Any:
@@ -57,7 +63,11 @@ def _fetch_object(
     s3: Any, bucket: str, key: str, destination: Path, sha256: str | None, transfer: TransferConfig
 ) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
+    # A partial file of its own: two workers sharing the cache may fetch the same object at once; the last rename
+    # wins and both have a whole, checked file.
+    handle, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
+    os.close(handle)
+    partial = Path(name)
     try:
         s3.download_file(bucket, key, str(partial), Config=transfer)
     except (ClientError, BotoCoreError) as exc:
@@ -104,7 +114,8 @@ def download_prefix(settings: Settings, uri: str, cache_dir: Path, transfer: Tra
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/"
     target = cache_path(cache_dir, uri)
-    if (target / COMPLETE_MARKER).exists():
+    # A diffusers folder fetched before the marker existed (its model_index.json came with it) is complete too.
+    if (target / COMPLETE_MARKER).exists() or (target / "model_index.json").exists():
         return target
     s3 = s3_client(settings)
     found = 0

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
-from infra.base_models import BUILTIN_PREFIX, BaseModelSpec
+from infra.base_models import BUILTIN_PREFIX, BaseModelSpec, Family
 from infra.settings import Settings
 from workers.base_models.download import download_prefix
-from workers.base_models.single_file import load_single_file, refuse_pickle
+from workers.base_models.single_file import load_single_file, refuse_pickle, single_file_paths
 from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
@@ -30,12 +30,17 @@ BUILTIN_BUILDERS: dict[str, Callable[[Path], Path]] = {
 }
 
 
-def pick_device(setting: str) -> tuple[torch.device, torch.dtype]:
-    """The device and dtype to run on: CUDA in half precision where there is one, else CPU in float32."""
+def pick_device(setting: str, family: Family | None = None) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype to run on: CUDA in half precision where there is one, else CPU in float32. FLUX.1 (and
+    its T5) is bfloat16-native and overflows in float16: bfloat16 for it wherever the GPU has it."""
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(setting)
-    return device, (torch.float16 if device.type == "cuda" else torch.float32)
+    if device.type != "cuda":
+        return device, torch.float32
+    if family is Family.FLUX and torch.cuda.is_bf16_supported():
+        return device, torch.bfloat16
+    return device, torch.float16
 
 
 def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
@@ -55,13 +60,17 @@ def weights_dir(spec: BaseModelSpec, settings: Settings) -> Path:
 
 def load_pipeline(spec: BaseModelSpec, settings: Settings) -> DiffusionPipeline:
     """Load a text-to-image pipeline for a base model, on the configured device."""
-    device, dtype = pick_device(settings.torch_device)
+    device, dtype = pick_device(settings.torch_device, spec.family)
     try:
+        # Fetched (and checked) before the construction lock: a download of gigabytes must not hold up every other
+        # model construction in the process.
+        files = single_file_paths(spec, settings) if spec.is_single_file else None
+        folder = None if files is not None else weights_dir(spec, settings)
         with MODULE_CONSTRUCTION:
-            if spec.is_single_file:
-                pipeline = load_single_file(spec, settings, dtype)
+            if files is not None:
+                pipeline = load_single_file(spec, *files, dtype)
             else:
-                pipeline = AutoPipelineForText2Image.from_pretrained(weights_dir(spec, settings), dtype=dtype)
+                pipeline = AutoPipelineForText2Image.from_pretrained(folder, dtype=dtype, use_safetensors=True)
     except BaseModelUnavailable:
         raise
     except (OSError, ValueError, KeyError) as exc:

@@ -31,7 +31,7 @@ from diffusers import (
 from diffusers.loaders.single_file_utils import SingleFileComponentError
 
 from infra.base_models import BaseModelSpec, Family
-from infra.settings import Settings
+from infra.settings import PICKLE_SUFFIXES, Settings
 from workers.base_models.download import cache_path, download_file, download_prefix, file_sha256
 from workers.job_errors import BaseModelUnavailable
 
@@ -42,7 +42,6 @@ PIPELINE_CLASSES: dict[Family, type[DiffusionPipeline]] = {
     Family.SDXL: StableDiffusionXLPipeline,
     Family.FLUX: FluxPipeline,
 }
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 def refuse_pickle(spec: BaseModelSpec) -> None:
@@ -87,11 +86,15 @@ def config_path(spec: BaseModelSpec, settings: Settings) -> Path:
     return folder
 
 
-def load_single_file(spec: BaseModelSpec, settings: Settings, dtype: torch.dtype) -> DiffusionPipeline:
-    """The text-to-image pipeline of a single-file base model, on the CPU in `dtype`."""
+def single_file_paths(spec: BaseModelSpec, settings: Settings) -> tuple[Path, Path]:
+    """The checkpoint and its configuration folder as local paths: fetched and checked (no model built yet)."""
     refuse_pickle(spec)
-    config = config_path(spec, settings)
-    checkpoint = checkpoint_path(spec, settings)
+    return checkpoint_path(spec, settings), config_path(spec, settings)
+
+
+def load_single_file(spec: BaseModelSpec, checkpoint: Path, config: Path, dtype: torch.dtype) -> DiffusionPipeline:
+    """The text-to-image pipeline of a single-file base model from its local paths (`single_file_paths`), on the
+    CPU in `dtype`."""
     log.info("loading base model %s from %s with the configuration in %s", spec.name, checkpoint, config)
     try:
         if spec.family is Family.FLUX:

@@ -101,6 +101,7 @@ class PipelineCache:
         self.settings = settings
         self._pipelines: dict[str, DiffusionPipeline] = {}
         self._adapters: dict[str, AdapterCache] = {}
+        self._specs: dict[str, BaseModelSpec] = {}  # what each loaded pipeline was loaded from
         self._lock = threading.Lock()
         # The base models it may be asked for, those an operator registered at run time included.
         self.base_models = RegisteredBaseModelReader(settings)
@@ -114,12 +115,18 @@ class PipelineCache:
 
     def get(self, name: str) -> tuple[DiffusionPipeline, float]:
         """The pipeline and the milliseconds spent loading it now (0 when it was already loaded)."""
+        spec = self.spec(name)
         with self._lock:
-            if name in self._pipelines:
+            if name in self._pipelines and self._specs.get(name) == spec:
                 return self._pipelines[name], 0.0
+            # First use, or an operator re-registered the name with other weights: (re)load, with fresh variants
+            # and adapter cache (adapters loaded into the old weights are not this model's).
+            for key in [k for k in self._pipelines if k == name or k.startswith(f"{name}\0")]:
+                del self._pipelines[key]
             started = time.perf_counter()
-            pipeline = load_pipeline(self.spec(name), self.settings)
+            pipeline = load_pipeline(spec, self.settings)
             self._pipelines[name] = pipeline
+            self._specs[name] = spec
             self._adapters[name] = AdapterCache(pipeline, self.settings.adapter_cache_bytes)
             return pipeline, (time.perf_counter() - started) * 1000
 

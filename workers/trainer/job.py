@@ -208,7 +208,7 @@ class TrainingJobRunner:
             eight_bit_optimizer=self.settings.trainer_8bit_optimizer,
             log=log.info,
         )
-        trainer.prepare(inputs.images, prompts.prompts)
+        trainer.prepare(inputs.images, prompts.prompts, inputs.keys)
         bridge.progress(TrainingStage.STARTING, 0, 0, None, None)
         outcome = trainer.run(bridge, inputs.resume)
         _record_stage("compute", computing)

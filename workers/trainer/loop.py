@@ -162,6 +162,7 @@ class LoraTrainer:
         self._denoiser_parameters: list[torch.nn.Parameter] = []
         self._conditioning: dict[str, Conditioning] = {}
         self._pass: list[list[int]] = []
+        self._keys: list[str] = []  # what each example is (prepare's keys), saved with the data order
         self._pass_position = 0
 
     # --- preparation: everything computed once ---------------------------------------------------------
@@ -208,9 +209,13 @@ class LoraTrainer:
             for i in range(params.numClassImages)
         ]
 
-    def prepare(self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None) -> None:
+    def prepare(
+        self, images: Sequence[Image.Image], prompts: Sequence[str] | None = None, keys: Sequence[str] | None = None
+    ) -> None:
         """Encode the images (each at its bucket) once, then add the adapters. `prompts` gives each image's prompt
-        (aligned with `images`); without it every image trains on the concept prompt."""
+        (aligned with `images`); without it every image trains on the concept prompt. `keys` name the images (a
+        resumed run continues its saved pass over them only if they are the same images)."""
+        self._keys = list(keys) if keys is not None else [str(i) for i in range(len(images))]
         params = self.params
         prompts = list(prompts) if prompts is not None else [params.conceptPrompt] * len(images)
         if len(prompts) != len(images):
@@ -235,6 +240,8 @@ class LoraTrainer:
                 for encoder in self.family.text_encoders:
                     if hasattr(encoder, "gradient_checkpointing_enable"):
                         encoder.gradient_checkpointing_enable()
+                        # transformers checkpoints only in training mode (CLIP has no dropout: outputs unchanged).
+                        encoder.train()
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -348,7 +355,7 @@ class LoraTrainer:
         ]
 
     def _snapshot(self, optimizer: torch.optim.Optimizer, lr_scheduler: Any, step: int, epochs_done: int) -> bytes:
-        order = {"pass": self._pass, "position": self._pass_position}
+        order = {"pass": self._pass, "position": self._pass_position, "keys": self._keys}
         return lora.snapshot(
             self.family.adapter_state(), optimizer, lr_scheduler, self.generator, step, epochs_done, order
         )
@@ -358,8 +365,12 @@ class LoraTrainer:
         self.family.load_adapter_state(lora.snapshot_adapter(state))
         lora.restore(state, optimizer, lr_scheduler, self.generator)
         order = state.get("data_order") or {}
-        self._pass = [list(batch) for batch in order.get("pass", [])]
-        self._pass_position = int(order.get("position", 0))
+        if order.get("keys", self._keys) == self._keys:
+            self._pass = [list(batch) for batch in order.get("pass", [])]
+            self._pass_position = int(order.get("position", 0))
+        else:
+            # An image was deleted since the snapshot: the saved pass's indices name other images; start a new pass.
+            self.log("the training images changed since the snapshot: starting a new pass over them")
         self._conditioning.clear()  # a trained text encoder's conditioning changed
         step, epochs_done = int(state["step"]), int(state["epochs_done"])
         self.log(f"resumed at step {step} (epoch {epochs_done})")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
+
 from events.records.api_keys import ApiKeyRecord
 from events.records.base_models import RegisteredBaseModelRecord
 from events.records.tenants import TenantQuotas, TenantRecord
 from events.usecases.errors import Conflict, Invalid, NotFound
 from events.usecases.quotas import effective_limits
+from events.validation import error_message, error_path
 from functions.api.schemas.admin import (
     BaseModelRegisteredOut,
     BaseModelRegisterIn,
@@ -205,12 +208,17 @@ async def register_base_model(context: ServiceContext, name: str, body: BaseMode
     workers could not read."""
     if reason := reserved_base_model_name(name, context.settings):
         raise Conflict("base_model_reserved", f"{reason}: choose another name", field="name")
-    entry = BaseModelSource(
-        source=body.source,
-        family=body.family or family_of_name(name).value,
-        config=body.config,
-        sha256=body.sha256.lower() if body.sha256 else None,
-    )
+    try:
+        entry = BaseModelSource(
+            source=body.source,
+            family=body.family or family_of_name(name).value,
+            config=body.config,
+            sha256=body.sha256.lower() if body.sha256 else None,
+        )
+    except ValidationError as exc:  # a pickle checkpoint, among others: the entry's own rules
+        first = exc.errors()[0]
+        field = error_path(first) or "source"
+        raise Invalid("invalid_base_model", f"{field}: {error_message(first)}", field=field) from exc
     if problem := base_model_source_problem(entry):
         field, why = problem
         raise Invalid("invalid_base_model", f"{field} {why}", field=field)

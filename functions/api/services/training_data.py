@@ -124,7 +124,10 @@ async def describe_training_image(
 ) -> TrainingImageRecord:
     """Set (or, blank, remove) an image's caption; the next training trains the image on it. A training already
     queued keeps the captions it was started with (they are in its command)."""
-    return await context.training_data.put(item.model_copy(update={"description": clean_description(description)}))
+    described = await context.training_data.set_description(model.modelId, item.dataId, clean_description(description))
+    if described is None:
+        raise ApiError(404, "data_not_found", f"training image {item.dataId!r} does not exist", field="dataId")
+    return described
 
 
 def counted_bytes(item: TrainingImageRecord) -> int:

@@ -56,10 +56,18 @@ class UNetFamily(AdaptedComponents):
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """The VAE posterior's mean (the same latents every time), scaled."""
         vae = self.pipeline.vae
-        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
-            vae.to(torch.float32)  # SDXL's VAE overflows in float16, as its pipeline knows
-        with torch.no_grad():
-            latents = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+        dtype = vae.dtype
+        # SDXL's VAE overflows in float16, as its pipeline knows: encode in float32, then put it back, because the
+        # pipeline (epoch samples, class images) upcasts only a VAE that is still in float16.
+        upcast = dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            with torch.no_grad():
+                latents = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+        finally:
+            if upcast:
+                vae.to(dtype)
         return latents.to("cpu", torch.float32)
 
     def _tokens(self, prompts: Sequence[str]) -> torch.Tensor:
