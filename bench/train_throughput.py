@@ -20,13 +20,13 @@ tiny width (the same code path, seconds on a CPU).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
@@ -44,7 +44,8 @@ from infra.settings import Settings
 from workers.base_models.loader import pick_device
 from workers.base_models.tiny_sd import MAX_TOKENS, build_tiny_sd
 from workers.base_models.tokenizer import byte_level_tokenizer
-from workers.trainer import lora
+from workers.trainer.families import family_for
+from workers.trainer.families.base import Geometry
 from workers.trainer.loop import LoraTrainer, StepReport, _to_tensor
 
 PROMPT = "a photo of lfzq"
@@ -163,39 +164,31 @@ def run_trainer(
 
 
 def run_reference(
-    pipeline: StableDiffusionPipeline, params: TrainingParameters, data: list[Image.Image], spec: BaseModelSpec
+    pipeline: DiffusionPipeline, params: TrainingParameters, data: list[Image.Image], spec: BaseModelSpec
 ) -> float:
-    """Seconds for diffusers' dreambooth-style loop: VAE and text encoder run inside every step."""
+    """Seconds for diffusers' dreambooth-style loop: the VAE and the text encoders run inside every step. It
+    drives the trainer's own family code (`family_for`: the same noise, conditioning and loss for SD 1.5, SDXL and
+    FLUX), so the difference measured is only what the trainer computes once instead of every step."""
     device = pipeline.device
-    dtype = pipeline.unet.dtype
-    trainable = lora.add_adapters(pipeline, params.rank, False, spec.lora_targets)
+    family = family_for(pipeline, spec, params, device)
+    trainable = family.add_adapters(params.rank, False, spec.lora_targets).denoiser
     if device.type == "cuda":
-        pipeline.unet.enable_gradient_checkpointing()
+        family.denoiser.enable_gradient_checkpointing()  # type: ignore[operator]
     optimizer = torch.optim.AdamW(trainable, lr=params.learningRate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    pixels = torch.stack([_to_tensor(image, params.resolution) for image in data])
-    tokens = pipeline.tokenizer(
-        PROMPT,
-        padding="max_length",
-        max_length=pipeline.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    side = params.resolution
+    pixels = torch.stack([_to_tensor(image, side) for image in data])
+    geometry = [Geometry((side, side), (0, 0), (side, side))] * params.batchSize
     generator = torch.Generator().manual_seed(params.seed)
-    pipeline.unet.train()
+    family.denoiser.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     _sync(device)
     started = time.perf_counter()
     for _ in range(params.maxTrainSteps):
         batch = pixels[torch.randint(0, len(data), (params.batchSize,), generator=generator)]
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
-            latents = pipeline.vae.encode(batch.to(device, pipeline.vae.dtype)).latent_dist.sample()
-            latents = latents * pipeline.vae.config.scaling_factor
-            hidden = pipeline.text_encoder(tokens.to(device))[0].expand(params.batchSize, -1, -1)
-            noise = torch.randn_like(latents)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (params.batchSize,), device=device)
-            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-            prediction = pipeline.unet(noisy, timesteps, hidden).sample
-        loss = F.mse_loss(prediction.float(), noise.float())
+        with autocast:
+            latents = family.encode_images(batch)
+            conditioning = family.embed([PROMPT] * params.batchSize)
+            loss = family.loss(latents, conditioning, geometry, generator)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
