@@ -73,7 +73,7 @@ def queue_mappings(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def deployed(aws) -> Deployed:
+def deployed(aws, localstack_endpoint: str) -> Deployed:
     """The whole template's deployable subset, as one stack of a prefix of its own."""
     config = DeployConfig(prefix=f"lsd-{secrets.token_hex(3)}", kafka=KafkaMode.EXTERNAL)
     (template,) = synthesize(config).values()
@@ -93,11 +93,14 @@ def deployed(aws) -> Deployed:
         "KafkaBootstrapServers": "kafka.invalid:9096",
         "KafkaSecretArn": f"arn:aws:secretsmanager:us-east-1:000000000000:secret:{config.prefix}-kafka-AbCdEf",
     }
+    # Through S3, as the real deploy does (`aws cloudformation deploy --s3-bucket`): the template is larger than
+    # the 51,200 bytes CloudFormation takes inline.
+    s3.put_object(Bucket=code_bucket, Key="template.json", Body=json.dumps(subset).encode())
     cloudformation = aws("cloudformation")
     stack_name = config.prefix
     cloudformation.create_stack(
         StackName=stack_name,
-        TemplateBody=json.dumps(subset),
+        TemplateURL=f"{localstack_endpoint}/{code_bucket}/template.json",
         Parameters=local_parameters(subset, values),
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     )
