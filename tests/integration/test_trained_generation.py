@@ -52,8 +52,8 @@ async def test_a_trained_model_generates_with_its_adapter(client, api_key, train
     # The second request found the adapter loaded: nothing read or injected again (the session's worker runs in this
     # process, so its counters are this registry's; the first request may have found it loaded too, as the session's
     # other tests of this model load it).
+    # (Its adapterLoadMs is no proof: when both requests are hits, both are a few hundredths of a millisecond apart.)
     assert _adapter_cache_hits() == hits + 1
-    assert again["timings"]["adapterLoadMs"] <= tuned["timings"]["adapterLoadMs"]
 
     # Seed 003 epoch selection: the model now generates from the first epoch's checkpoint (and, for the session's
     # other tests of this model, from its final adapter again afterwards).
