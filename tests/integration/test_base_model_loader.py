@@ -139,9 +139,10 @@ async def test_a_single_file_and_its_configuration_on_s3_load_as_the_folder_does
     from diffusers import StableDiffusionPipeline
 
     from infra.settings import BaseModelSource
+    from tests.model.conftest import load_folder
     from tests.single_file_export import save_sd_single_file
 
-    checkpoint = save_sd_single_file(StableDiffusionPipeline.from_pretrained(tiny_folder), tmp_path / "sd.safetensors")
+    checkpoint = save_sd_single_file(load_folder(StableDiffusionPipeline, tiny_folder), tmp_path / "sd.safetensors")
     await context.store.put_bytes("base-models/civitai/sd.safetensors", checkpoint.read_bytes(), "application/x-binary")
     for relative, data in _configuration_files(tiny_folder).items():
         await context.store.put_bytes(f"base-models/sd-config/{relative}", data, "application/octet-stream")

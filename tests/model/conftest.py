@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -14,10 +15,22 @@ from tests.conftest import MODEL_CACHE
 from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
+from workers.module_construction import MODULE_CONSTRUCTION
 from workers.trainer import lora
 
 PipelineFactory = Callable[[], StableDiffusionPipeline]
 AnyPipelineFactory = Callable[[], DiffusionPipeline]
+P = TypeVar("P", bound=DiffusionPipeline)
+
+
+def load_folder(pipeline_class: type[P], folder: Path) -> P:
+    """A fresh pipeline from a diffusers folder, built under the workers' construction lock: the session's
+    generator and trainer run in this process, and a load that overlaps theirs outside the lock can leave every
+    later parameter on the meta device (workers/module_construction.py)."""
+    with MODULE_CONSTRUCTION:
+        pipeline = pipeline_class.from_pretrained(folder)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +42,7 @@ def tiny_sd_path() -> Path:
 def load_tiny_sd(tiny_sd_path: Path) -> PipelineFactory:
     """Loads a fresh tiny-sd pipeline (each test that mutates one gets its own)."""
 
-    def load() -> StableDiffusionPipeline:
-        pipeline = StableDiffusionPipeline.from_pretrained(tiny_sd_path)
-        pipeline.set_progress_bar_config(disable=True)
-        return pipeline
-
-    return load
+    return lambda: load_folder(StableDiffusionPipeline, tiny_sd_path)
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +50,7 @@ def load_tiny_sdxl() -> Callable[[], StableDiffusionXLPipeline]:
     """Loads a fresh tiny-sdxl pipeline."""
     path = ensure_tiny_sdxl(MODEL_CACHE)
 
-    def load() -> StableDiffusionXLPipeline:
-        pipeline = StableDiffusionXLPipeline.from_pretrained(path)
-        pipeline.set_progress_bar_config(disable=True)
-        return pipeline
-
-    return load
+    return lambda: load_folder(StableDiffusionXLPipeline, path)
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +58,7 @@ def load_tiny_flux() -> Callable[[], FluxPipeline]:
     """Loads a fresh tiny-flux pipeline."""
     path = ensure_tiny_flux(MODEL_CACHE)
 
-    def load() -> FluxPipeline:
-        pipeline = FluxPipeline.from_pretrained(path)
-        pipeline.set_progress_bar_config(disable=True)
-        return pipeline
-
-    return load
+    return lambda: load_folder(FluxPipeline, path)
 
 
 # The built-in base model's adapter targets, by pipeline class (random adapters for any family).

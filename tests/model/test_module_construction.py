@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+import torch
 from peft.utils.integrations import init_empty_weights
 
 from infra.base_models import TINY_SD_TARGETS
@@ -38,3 +39,24 @@ def test_adapter_layers_added_while_weights_load_elsewhere_are_real_tensors(load
     trainer.join(60)
     assert added.is_set()
     assert built and {p.device.type for p in built} == {"cpu"}
+
+
+def test_a_replacement_left_by_two_overlapping_loads_is_undone_before_the_next_construction(
+    load_tiny_sd: PipelineFactory,
+) -> None:
+    pipeline = load_tiny_sd()
+    original = torch.nn.Module.register_parameter
+    # Two loads in two threads, one outside the lock, exiting in the order they entered: the last to exit puts
+    # back the first one's replacement, not torch's own function.
+    first, second = init_empty_weights(), init_empty_weights()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    try:
+        assert torch.nn.Module.register_parameter is not original, "the overlap no longer leaks: rethink this test"
+        built = add_adapters(pipeline, rank=4, train_text_encoder=False, unet_targets=TINY_SD_TARGETS)
+        assert torch.nn.Module.register_parameter is original
+        assert built and {p.device.type for p in built} == {"cpu"}
+    finally:
+        torch.nn.Module.register_parameter = original  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from events.generation import GenerationRequestedData
 from infra.base_models import base_model_registry
 from infra.settings import BaseModelSource, Settings
 from tests.conftest import MODEL_CACHE
+from tests.model.conftest import load_folder
 from tests.single_file_export import save_sd_single_file
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.base_models.tiny_flux import ensure_tiny_flux
@@ -73,12 +74,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     configuration folders beside them."""
     root = tmp_path_factory.mktemp("single-file")
     sd_folder, flux_folder = ensure_tiny_sd(MODEL_CACHE), ensure_tiny_flux(MODEL_CACHE)
-    transformer = FluxPipeline.from_pretrained(flux_folder).transformer
+    transformer = load_folder(FluxPipeline, flux_folder).transformer
     save_file(
         {k: v.contiguous() for k, v in transformer.state_dict().items()}, str(root / "flux-transformer.safetensors")
     )
     return {
-        "sd": save_sd_single_file(StableDiffusionPipeline.from_pretrained(sd_folder), root / "tiny-sd.safetensors"),
+        "sd": save_sd_single_file(load_folder(StableDiffusionPipeline, sd_folder), root / "tiny-sd.safetensors"),
         "sd-config": weightless_copy(sd_folder, root / "sd-config"),
         "flux": root / "flux-transformer.safetensors",
         # FLUX files hold the transformer only: the folder keeps the VAE's and the text encoders' weights.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from diffusers import DiffusionPipeline
 
+from workers.module_construction import MODULE_CONSTRUCTION
+
 
 def ensure_built(cache_dir: Path, folder: str, build: Callable[[], DiffusionPipeline]) -> Path:
     """The folder `cache_dir/folder` holding the pipeline `build` makes, saved with `save_pretrained` on first
@@ -20,7 +22,9 @@ def ensure_built(cache_dir: Path, folder: str, build: Callable[[], DiffusionPipe
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=cache_dir))
     try:
-        build().save_pretrained(staging, safe_serialization=True)
+        with MODULE_CONSTRUCTION:  # its modules are built in this thread while others may be loading weights
+            pipeline = build()
+        pipeline.save_pretrained(staging, safe_serialization=True)
         try:
             os.rename(staging, target)  # atomic: readers see the whole folder or none of it
         except OSError:
