@@ -53,11 +53,15 @@ class AdapterRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modelId: str = Field(min_length=1, max_length=128, description="The LoRA model the adapter belongs to.")
-    trainingId: str = Field(min_length=1, max_length=64, description="The training that produced it.")
+    trainingId: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The training that produced it, or the import (`imp_…`) that brought it.",
+    )
     key: str = Field(
         min_length=1,
         max_length=512,
-        pattern=r"^trainings/[A-Za-z0-9_-]+/[A-Za-z0-9_./-]+\.safetensors$",
+        pattern=r"^(trainings/[A-Za-z0-9_-]+|models/[A-Za-z0-9_-]+/adapters/imp_[A-Za-z0-9]+)/[A-Za-z0-9_./-]+\.safetensors$",
         description="S3 key of the adapter's safetensors file (diffusers' LoRA format).",
     )
     scale: float = Field(default=1.0, ge=-MAX_ADAPTER_SCALE, le=MAX_ADAPTER_SCALE)

@@ -127,6 +127,26 @@ def training_adapter_key(training_id: str) -> str:
     return f"{training_prefix(training_id)}adapter.safetensors"
 
 
+class AdapterFormat(StrEnum):
+    """The key namings an adapter file can be downloaded in (and, with peft's, imported from)."""
+
+    DIFFUSERS = "diffusers"  # diffusers' `save_lora_weights` naming: what the service stores and serves
+    KOHYA = "kohya"  # kohya-ss naming: what AUTOMATIC1111, Forge and ComfyUI load
+
+
+def adapter_import_key(model_id: str, import_id: str) -> str:
+    """An imported adapter, converted to the diffusers naming the generator serves (a fresh key per import)."""
+    return f"models/{model_id}/adapters/{import_id}/adapter.safetensors"
+
+
+def adapter_export_key(adapter_key: str, fmt: AdapterFormat) -> str:
+    """The download of `adapter_key` in `fmt`: beside it, made once (the source key's content never changes:
+    every training and import writes keys of its own)."""
+    if fmt is AdapterFormat.DIFFUSERS:
+        return adapter_key
+    return f"{adapter_key.removesuffix('.safetensors')}.{fmt.value}.safetensors"
+
+
 @dataclass(frozen=True)
 class JobMarkerRef:
     """A parsed marker key: a job status marker, or (with `epoch`) a training's epoch marker."""

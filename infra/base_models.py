@@ -144,7 +144,19 @@ TINY_FLUX = BaseModelSpec(
     lora_targets=TINY_FLUX_TARGETS,
     size_multiple=16,
 )
-BUILTIN_MODELS = {spec.name: spec for spec in (TINY_SD, TINY_SDXL, TINY_FLUX)}
+# A tiny SD 1.5-family model actually trained (workers/base_models/tiny_shapes/): coloured shapes on plain
+# backgrounds, so its pictures show what a prompt or an adapter did.
+TINY_SHAPES = BaseModelSpec(
+    name="tiny-shapes",
+    source=f"{BUILTIN_PREFIX}tiny-shapes",
+    family=Family.SD15,
+    default_size=64,
+    max_side=512,
+    default_steps=20,
+    train_steps_per_second=8.0,
+    lora_targets=TINY_SD_TARGETS,
+)
+BUILTIN_MODELS = {spec.name: spec for spec in (TINY_SD, TINY_SDXL, TINY_FLUX, TINY_SHAPES)}
 
 # Defaults for each family when an operator points a name at its weights.
 FAMILY_DEFAULTS: dict[Family, dict[str, object]] = {

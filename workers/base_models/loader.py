@@ -17,6 +17,7 @@ from workers.base_models.single_file import load_single_file, refuse_pickle, sin
 from workers.base_models.tiny_flux import ensure_tiny_flux
 from workers.base_models.tiny_sd import ensure_tiny_sd
 from workers.base_models.tiny_sdxl import ensure_tiny_sdxl
+from workers.base_models.tiny_shapes import ensure_tiny_shapes
 from workers.job_errors import BaseModelUnavailable
 from workers.module_construction import MODULE_CONSTRUCTION
 
@@ -27,6 +28,7 @@ BUILTIN_BUILDERS: dict[str, Callable[[Path], Path]] = {
     "tiny-sd": ensure_tiny_sd,
     "tiny-sdxl": ensure_tiny_sdxl,
     "tiny-flux": ensure_tiny_flux,
+    "tiny-shapes": ensure_tiny_shapes,
 }
 
 

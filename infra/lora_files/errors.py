@@ -1,0 +1,28 @@
+"""The error a LoRA file that cannot be used raises: what is wrong with it, in words a user can act on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AdapterProblem(StrEnum):
+    """Why an adapter file was refused (the API's error `code`)."""
+
+    NOT_SAFETENSORS = "adapter_not_safetensors"  # a pickle (.ckpt/.pt/.bin), a zip, or not a safetensors file at all
+    TRUNCATED = "adapter_truncated"  # the header promises more bytes than the file has
+    NO_LORA_KEYS = "adapter_no_lora_keys"  # a safetensors file, but no LoRA weights in it
+    WRONG_FAMILY = "adapter_wrong_family"  # a LoRA of another model family than the model's base
+    UNKNOWN_LAYERS = "adapter_unknown_layers"  # names layers the base model does not have
+    SHAPE_MISMATCH = "adapter_shape_mismatch"  # a layer's weights do not fit the base model's layer
+    RANK_TOO_LARGE = "adapter_rank_too_large"
+    TOO_LARGE = "adapter_too_large"
+    UNSUPPORTED_DTYPE = "adapter_unsupported_dtype"
+
+
+class AdapterFileError(ValueError):
+    """A LoRA file was refused: `problem` says why (the API's error code), the message says where."""
+
+    def __init__(self, problem: AdapterProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.message = message
