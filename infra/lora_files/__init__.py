@@ -6,4 +6,9 @@ the workers use the same code.
 Modules:
 - `errors.py`: `AdapterFileError`, the one error a refused file raises (a stable code and a message naming the
   problem).
+- `safetensors_file.py`: read a header (or only the bytes it needs: `header_bytes_needed`), read tensors as numpy
+  (BF16 as raw bits), write a file.
+- `checks.py`: `check_adapter(data, spec, limits, file_size) -> AdapterSummary` from a header alone.
+- `convert.py`: `to_diffusers(data, spec) -> bytes`, `to_kohya(data, spec, KohyaMetadata) -> bytes`.
+- `kohya_metadata.py`: `KohyaMetadata`, the `ss_*` fields and sd-scripts' hashes.
 """

@@ -1,0 +1,225 @@
+"""Reading and writing safetensors files with the standard library and numpy alone.
+
+The `safetensors` package is not used here on purpose: it is not in the Lambda zip (the API checks imports and
+converts downloads in Lambda, infra/deploy/lambda_package.py), and its numpy API cannot hold bfloat16 (numpy has no
+such dtype). So a BF16 tensor is kept as its raw uint16 bits with its dtype tag (`Tensor`), and turned into float32
+by a bit shift only where arithmetic is needed (`Tensor.to_float32`).
+
+The format: 8 bytes little-endian header length N, N bytes of JSON (`{name: {dtype, shape, data_offsets}}` and an
+optional `__metadata__` of str -> str), then the tensors' bytes, back to back (offsets relative to the data start).
+`header_bytes_needed` tells how many leading bytes a header takes, so a caller can range-GET only those of a big S3
+object and check it with `read_header(prefix, file_size=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infra.lora_files.errors import AdapterFileError, AdapterProblem
+
+# Tensor dtypes a LoRA file may hold, and their numpy storage (BF16: the raw bits).
+DTYPES: dict[str, np.dtype] = {
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "F32": np.dtype("<f4"),
+}
+# safetensors itself refuses headers over 100 MB; a LoRA's header is a few hundred KB at most.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+_PREFIX = 8
+# The order safetensors writes tensors in: larger dtypes first (its Rust `Dtype` order), then by name, so the bytes
+# this module writes match `safetensors.torch.save` for the same tensors and metadata.
+_DTYPE_RANK = {"F32": 0, "BF16": 1, "F16": 2}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's entry in a header: its dtype, shape and byte range within the data section."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A parsed, checked header: the tensors by name, the `__metadata__`, and where the data section starts."""
+
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    data_start: int  # 8 + the JSON's length
+
+    @property
+    def file_size(self) -> int:
+        """The size a complete file with this header has."""
+        return self.data_start + max((t.end for t in self.tensors.values()), default=0)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor's values: `array` in the dtype's numpy storage (float16, float32, or BF16's raw uint16 bits)."""
+
+    dtype: str
+    array: np.ndarray = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    def to_float32(self) -> np.ndarray:
+        """The values as float32 (exact for all three dtypes; BF16 is the top half of a float32)."""
+        if self.dtype == "BF16":
+            return (self.array.astype(np.uint32) << 16).view(np.float32)
+        return self.array.astype(np.float32)
+
+    @classmethod
+    def from_float32(cls, values: np.ndarray, dtype: str) -> Tensor:
+        """Values computed in float32, stored back in `dtype` (BF16 rounded to nearest even, as torch rounds)."""
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        if dtype == "BF16":
+            bits = values.view(np.uint32)
+            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            rounded[np.isnan(values)] = 0x7FC0
+            return cls("BF16", rounded)
+        if dtype not in DTYPES:
+            raise AdapterFileError(AdapterProblem.UNSUPPORTED_DTYPE, f"cannot store tensors as {dtype}")
+        return cls(dtype, values.astype(DTYPES[dtype]))
+
+
+def _looks_like(prefix: bytes) -> str | None:
+    """What a file that is not safetensors seems to be, from its first bytes (None: nothing recognisable)."""
+    if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (a .ckpt/.pt/.bin checkpoint)"
+    if prefix.startswith(b"PK\x03\x04"):
+        return "a zip archive (torch.save's checkpoint format)"
+    if prefix.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file itself"
+    if prefix.startswith(b"GGUF"):
+        return "a GGUF file"
+    if prefix.lstrip()[:1] in (b"<",):
+        return "an HTML or XML document"
+    if prefix.lstrip()[:1] in (b"{", b"["):
+        return "a JSON document"
+    return None
+
+
+def _not_safetensors(prefix: bytes, why: str) -> AdapterFileError:
+    seems = _looks_like(prefix)
+    detail = f"it looks like {seems}" if seems else why
+    return AdapterFileError(AdapterProblem.NOT_SAFETENSORS, f"not a safetensors file: {detail}")
+
+
+def header_bytes_needed(prefix: bytes) -> int:
+    """How many leading bytes of the file hold its header (8 + the JSON's length), from at least its first 8."""
+    if len(prefix) < _PREFIX:
+        raise AdapterFileError(AdapterProblem.TRUNCATED, f"the file has {len(prefix)} bytes: too short for a header")
+    (length,) = struct.unpack("<Q", prefix[:_PREFIX])
+    if length == 0 or length > MAX_HEADER_BYTES:
+        raise _not_safetensors(prefix, f"its header length field says {length} bytes")
+    return _PREFIX + length
+
+
+def read_header(data: bytes, file_size: int | None = None) -> SafetensorsHeader:
+    """Parse and check the header at the start of `data` (the whole file, or only its first
+    `header_bytes_needed` bytes with the full `file_size` given): tensors in F16/BF16/F32 only, each one's bytes
+    matching its shape, offsets contiguous from 0, and the data section within the file."""
+    needed = header_bytes_needed(data)
+    size = len(data) if file_size is None else file_size
+    if size < needed or len(data) < needed:
+        raise AdapterFileError(
+            AdapterProblem.TRUNCATED, f"the header needs {needed} bytes and the file has {min(size, len(data))}"
+        )
+    raw = data[_PREFIX:needed]
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _not_safetensors(data, "its header is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise _not_safetensors(data, "its header is not a JSON object")
+    metadata = parsed.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise _not_safetensors(data, "its __metadata__ is not a map of strings")
+    tensors = [_tensor_info(name, entry, data) for name, entry in parsed.items()]
+    position = 0
+    for info in sorted(tensors, key=lambda t: (t.start, t.end)):
+        if info.start != position:
+            raise _not_safetensors(data, f"tensor {info.name!r} starts at byte {info.start}, expected {position}")
+        position = info.end
+    header = SafetensorsHeader({t.name: t for t in tensors}, dict(metadata), needed)
+    if header.file_size > size:
+        raise AdapterFileError(
+            AdapterProblem.TRUNCATED, f"the header promises {header.file_size} bytes and the file has {size}"
+        )
+    return header
+
+
+def _tensor_info(name: str, entry: object, data: bytes) -> TensorInfo:
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+        raise _not_safetensors(data, f"entry {name!r} is not a tensor")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    valid_shape = isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)
+    valid_offsets = isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
+    if not isinstance(dtype, str) or not valid_shape or not valid_offsets or not 0 <= offsets[0] <= offsets[1]:
+        raise _not_safetensors(data, f"entry {name!r} is malformed")
+    if dtype not in DTYPES:
+        raise AdapterFileError(
+            AdapterProblem.UNSUPPORTED_DTYPE, f"tensor {name!r} is {dtype}; LoRA files must be F16, BF16 or F32"
+        )
+    info = TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
+    if (info.end - info.start) != info.count * DTYPES[dtype].itemsize:
+        raise _not_safetensors(data, f"tensor {name!r} has {info.end - info.start} bytes for shape {info.shape}")
+    return info
+
+
+def read_file(data: bytes) -> tuple[SafetensorsHeader, dict[str, Tensor]]:
+    """The header and every tensor of a whole file (arrays are read-only views into `data`)."""
+    header = read_header(data)
+    tensors = {
+        name: Tensor(
+            info.dtype,
+            np.frombuffer(
+                data, dtype=DTYPES[info.dtype], count=info.count, offset=header.data_start + info.start
+            ).reshape(info.shape),
+        )
+        for name, info in header.tensors.items()
+    }
+    return header, tensors
+
+
+def write_file(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """A safetensors file: deterministic bytes for the same tensors and metadata (metadata keys sorted), laid
+    out as `safetensors` lays them out (larger dtypes first, then by name; header padded with spaces to 8)."""
+    order = sorted(tensors, key=lambda name: (_DTYPE_RANK[tensors[name].dtype], name))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {key: str(metadata[key]) for key in sorted(metadata)}
+    chunks: list[bytes] = []
+    position = 0
+    for name in order:
+        tensor = tensors[name]
+        if tensor.dtype not in DTYPES:
+            raise AdapterFileError(AdapterProblem.UNSUPPORTED_DTYPE, f"cannot store tensors as {tensor.dtype}")
+        raw = np.ascontiguousarray(tensor.array, dtype=DTYPES[tensor.dtype]).tobytes()
+        header[name] = {
+            "dtype": tensor.dtype,
+            "shape": list(tensor.shape),
+            "data_offsets": [position, position + len(raw)],
+        }
+        chunks.append(raw)
+        position += len(raw)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
