@@ -185,6 +185,13 @@ PORTRAIT = StateMachine(
     initial=_P.TRAINING,
 )
 
+# The statuses a LoRA import (`PUT /v1/models/{id}/adapter`) may replace with `trained`: any but `training`
+# (a running training would overwrite it; the import is refused with 409). Not rows of MODEL on purpose: there,
+# `trained -> trained` would let a training's redelivered or late result marker (`settle_model`) move the
+# model again and take back the adapter an import put in its place. The import writes `trained` by a
+# conditional update of its own, on the model's version and one of these statuses.
+MODEL_IMPORT_FROM: frozenset[ModelStatus] = frozenset({_M.NEW, _M.TRAINED, _M.FAILED, _M.TRAINING_CANCELED})
+
 # The model status a training's terminal status leaves its model in.
 MODEL_STATUS_AFTER_TRAINING = {
     TrainingStatus.SUCCEEDED: ModelStatus.TRAINED,

@@ -25,6 +25,10 @@ _EPOCH_MARKER = re.compile(r"^trainings/(?P<job_id>[A-Za-z0-9_-]{1,64})/checkpoi
 EPOCH_MARKER_NAME = "epoch.json"
 UPLOAD_RAW_NAME = "raw"
 _UPLOAD_RAW = re.compile(r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/raw$")
+UPLOAD_ADAPTER_NAME = "adapter.safetensors"
+_UPLOAD_ADAPTER = re.compile(
+    r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/adapter\.safetensors$"
+)
 _UPLOAD_IMAGE = re.compile(r"^uploads/(?P<tenant>[A-Za-z0-9_.-]{1,128})/(?P<upload_id>upl_[a-f0-9]{8,64})/image\.png$")
 
 
@@ -75,6 +79,18 @@ def model_data_key(model_id: str, data_id: str, digest: str) -> str:
 def upload_raw_key(tenant_id: str, upload_id: str) -> str:
     """Where a presigned upload lands, unvalidated; its notification triggers the validation."""
     return f"uploads/{tenant_id}/{upload_id}/{UPLOAD_RAW_NAME}"
+
+
+def upload_adapter_key(tenant_id: str, upload_id: str) -> str:
+    """Where a presigned LoRA file upload lands, unvalidated: a name of its own, so its notification starts
+    the adapter import rather than the image validation."""
+    return f"uploads/{tenant_id}/{upload_id}/{UPLOAD_ADAPTER_NAME}"
+
+
+def parse_adapter_upload_key(raw_key: str) -> UploadRef | None:
+    """Parse a notification key as a presigned LoRA file upload's; None if it is not one."""
+    match = _UPLOAD_ADAPTER.match(unquote_plus(raw_key))
+    return UploadRef(match["tenant"], match["upload_id"]) if match else None
 
 
 def upload_image_key(tenant_id: str, upload_id: str) -> str:
@@ -137,6 +153,14 @@ class AdapterFormat(StrEnum):
 def adapter_import_key(model_id: str, import_id: str) -> str:
     """An imported adapter, converted to the diffusers naming the generator serves (a fresh key per import)."""
     return f"models/{model_id}/adapters/{import_id}/adapter.safetensors"
+
+
+IMPORT_ID_PREFIX = "imp_"
+
+
+def is_import_id(adapter_id: str | None) -> bool:
+    """Whether an adapter id (`adapterTrainingId`, `AdapterRef.trainingId`) names an import, not a training."""
+    return adapter_id is not None and adapter_id.startswith(IMPORT_ID_PREFIX)
 
 
 def adapter_export_key(adapter_key: str, fmt: AdapterFormat) -> str:

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     # Presigned uploads (bigger than an API Gateway + Lambda body can carry, 6 MB) and the headshot API's upload keys.
     max_presigned_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="The headshot API: upload keys last 24 h.")
+    # LoRA files imported into a model: as the raw body of `PUT /v1/models/{id}/adapter` (API Gateway takes 10 MB;
+    # through Lambda a binary body is base64 in a 6 MB payload, so about 4.4 MB arrive), and presigned (S3 takes
+    # the bytes, the notification handler checks them: high-rank SDXL LoRAs run to hundreds of MB).
+    max_adapter_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_adapter_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_adapter_rank: int = Field(default=256, ge=1)
     # Fetching user-given URLs (headshot imageUrls): networks allowed despite being private (e.g. a partner
     # network, or loopback in tests), and the limits of one fetch.
     egress_allowed_networks: list[str] = Field(default_factory=list)

@@ -19,7 +19,7 @@ from functions.api.dialects import scenario_style
 from functions.api.dialects.base_models import model_capabilities, sizes_out
 from functions.api.dialects.reads import generation_queue_place, latest_training
 from functions.api.schemas.images import AdapterUsedOut, ImageOut, JobErrorOut, JobParameters, JobView
-from functions.api.schemas.models import ModelList, ModelOut
+from functions.api.schemas.models import ModelList, ModelOut, imported_adapter_out
 from functions.api.services.webhooks import job_deliveries
 from infra.base_models import BaseModelSpec
 from infra.runtime import ServiceContext
@@ -91,6 +91,8 @@ def model_out(
         family=spec.family.value if spec else None,
         capabilities=model_capabilities(spec, model.type),
         sizes=sizes_out(spec) if spec else None,
+        adapterOrigin=origin.value if (origin := model.adapter_origin) else None,
+        importedAdapter=imported_adapter_out(model),
     )
 
 

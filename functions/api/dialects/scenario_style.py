@@ -23,6 +23,7 @@ from functions.api.schemas.models import (
     TrainingProgressOut,
     TrainingStatsOut,
     canonical_parameters,
+    imported_adapter_out,
 )
 from infra.runtime import ServiceContext
 
@@ -148,4 +149,6 @@ async def render_model_detail(context: ServiceContext, model: ModelRecord) -> Mo
         thumbnail=thumbnail,
         promptEmbedding=model.promptEmbedding,
         negativePromptEmbedding=model.negativePromptEmbedding,
+        adapterOrigin=origin.value if (origin := model.adapter_origin) else None,
+        importedAdapter=imported_adapter_out(model),
     )

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from events.records.models import ModelRecord
 from events.training import (
     MAX_BATCH,
     MAX_EPOCHS,
@@ -307,6 +308,30 @@ class UpdateModelRequest(_RenameInput):
     negativePromptEmbedding: str | None = Field(default=None, max_length=2000)
 
 
+class ImportedAdapterOut(BaseModel):
+    """The LoRA file imported into a model (`PUT /v1/models/{id}/adapter`), as it was checked."""
+
+    importId: str = Field(description="The import: what predictions' `scaleConfigs` take as the trainingId.")
+    format: str = Field(description="The key naming the file came in: diffusers, peft or kohya.")
+    rank: int
+    layers: int = Field(description="How many of the base model's layers it adapts.")
+    bytes: int = Field(description="The file's size as sent.")
+    sha256: str = Field(description="SHA-256 of the file as sent.")
+    fileName: str | None = None
+    importedAt: ApiTime
+
+
+def imported_adapter_out(model: ModelRecord) -> ImportedAdapterOut | None:
+    """The import the model serves now, if its adapter came from one."""
+    imported = model.served_import
+    if imported is None:
+        return None
+    return ImportedAdapterOut(**imported.model_dump(exclude={"storedBytes"}))
+
+
+ADAPTER_ORIGIN_DESCRIPTION = "Where the adapter it serves came from: a training or an import; null while it has none."
+
+
 class ModelOut(BaseModel):
     """A model as `POST`, `GET` and `PATCH` return it: the Realm-style fields plus the custom-models names."""
 
@@ -330,6 +355,8 @@ class ModelOut(BaseModel):
         default_factory=list, description="Its base model's, in the Scenario-style words: txt2img, img2img, inpaint."
     )
     sizes: SizesOut | None = Field(default=None, description="The sizes its base model generates.")
+    adapterOrigin: Literal["training", "import"] | None = Field(default=None, description=ADAPTER_ORIGIN_DESCRIPTION)
+    importedAdapter: ImportedAdapterOut | None = Field(default=None, description="The imported file it serves.")
 
 
 class ModelList(BaseModel):
@@ -433,6 +460,8 @@ class ModelDetailOut(BaseModel):
     thumbnail: dict[str, str] | None = None
     promptEmbedding: str | None = None
     negativePromptEmbedding: str | None = None
+    adapterOrigin: Literal["training", "import"] | None = Field(default=None, description=ADAPTER_ORIGIN_DESCRIPTION)
+    importedAdapter: ImportedAdapterOut | None = Field(default=None, description="The imported file it serves.")
 
 
 class ModelEnvelope(BaseModel):
