@@ -18,6 +18,19 @@ class StageTimings(BaseModel):
     uploadMs: float = Field(ge=0, description="Encoding and writing the outputs to S3.")
 
 
+class OutputParameters(BaseModel):
+    """How one output image was made, as its file says it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(
+        ge=0, description="This output's own seed: the request's seed plus the output's index, modulo 2^32."
+    )
+    parameters: str = Field(
+        description="The AUTOMATIC1111 `parameters` text the file carries (PNG text chunk, JPEG EXIF UserComment)."
+    )
+
+
 class GenerationRun(BaseModel):
     """How a generation ran: its result.json less the job id and outputs (what the job record keeps as
     `result`)."""
@@ -34,6 +47,10 @@ class GenerationRun(BaseModel):
     baseModel: str
     outputFormat: str
     adapters: list[AdapterRef] = Field(default_factory=list, description="The adapters applied, with scales.")
+    sampler: str | None = Field(default=None, description="AUTOMATIC1111's name of the scheduler that ran.")
+    outputParameters: list[OutputParameters] = Field(
+        default_factory=list, description="Per output, in the order of `outputs`: its seed and embedded parameters."
+    )
     workerId: str
     attempt: int = Field(ge=1)
     startedAt: AwareDatetime

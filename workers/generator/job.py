@@ -15,7 +15,7 @@ from datetime import datetime
 from events.envelope import utcnow
 from events.generation import GenerationMode, GenerationRequested, GenerationRequestedData
 from events.lifecycle import JobError
-from events.markers import GenerationResult, JobCanceled, JobFailure, StageTimings
+from events.markers import GenerationResult, JobCanceled, JobFailure, OutputParameters, StageTimings
 from events.persistence import PublishFailed
 from events.records.jobs import GenerationJob
 from events.states import GENERATION, GenerationStatus, JobKind
@@ -194,6 +194,11 @@ class GenerationJobRunner:
             baseModel=data.baseModel,
             outputFormat=data.outputFormat.value,
             adapters=data.adapters,
+            sampler=generated.sampler,
+            outputParameters=[
+                OutputParameters(seed=seed, parameters=text)
+                for seed, text in zip(generated.seeds, generated.parameters, strict=True)
+            ],
             workerId=self.worker_id,
             attempt=attempt,
             startedAt=started_at,

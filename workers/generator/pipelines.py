@@ -20,6 +20,17 @@ from infra.repositories.base_models import RegisteredBaseModelReader
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
 from workers.generator.adapters import AdapterCache, AdapterFetcher
+from workers.generator.image_metadata import (
+    ImageParameters,
+    LoraUse,
+    exif_with_user_comment,
+    infotext,
+    lora_name,
+    lora_short_hash,
+    output_seed,
+    png_info,
+    sampler_name,
+)
 from workers.job_errors import GenerationCanceled, InvalidInput
 
 CONTENT_TYPES = {OutputFormat.PNG: "image/png", OutputFormat.JPEG: "image/jpeg"}
@@ -74,6 +85,9 @@ class GeneratedImages:
     """Encoded outputs of one job and where the time went."""
 
     images: list[bytes]
+    seeds: list[int]  # output i's own seed (`output_seed`)
+    parameters: list[str]  # output i's A1111 infotext, as its file carries it
+    sampler: str  # A1111's name of the scheduler that ran
     content_type: str
     extension: str
     load_ms: float
@@ -83,13 +97,16 @@ class GeneratedImages:
     encode_ms: float
 
 
-def encode_image(image: Image.Image, fmt: OutputFormat) -> bytes:
-    """Encode deterministically: same pixels, same bytes (no timestamps or random metadata)."""
+def encode_image(image: Image.Image, fmt: OutputFormat, parameters: str | None = None) -> bytes:
+    """Encode deterministically: same pixels and parameters, same bytes (no timestamps or random metadata).
+    `parameters`, the image's A1111 infotext, goes in a PNG `parameters` text chunk or the JPEG's EXIF
+    UserComment (workers/generator/image_metadata.py)."""
     buffer = io.BytesIO()
     if fmt is OutputFormat.JPEG:
-        image.convert("RGB").save(buffer, format="JPEG", quality=92)
+        extra = {} if parameters is None else {"exif": exif_with_user_comment(parameters)}
+        image.convert("RGB").save(buffer, format="JPEG", quality=92, **extra)
     else:
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", pnginfo=None if parameters is None else png_info(parameters))
     return buffer.getvalue()
 
 
@@ -102,6 +119,9 @@ class PipelineCache:
         self._pipelines: dict[str, DiffusionPipeline] = {}
         self._adapters: dict[str, AdapterCache] = {}
         self._specs: dict[str, BaseModelSpec] = {}  # what each loaded pipeline was loaded from
+        # A1111 short hashes of the adapter files fetched, by key, for the images' infotext; an adapter's key
+        # names one immutable file (a training's or an import's), so a hash stays true while the key is loaded.
+        self.adapter_hashes: dict[str, str] = {}
         self._lock = threading.Lock()
         # The base models it may be asked for, those an operator registered at run time included.
         self.base_models = RegisteredBaseModelReader(settings)
@@ -129,6 +149,23 @@ class PipelineCache:
             self._specs[name] = spec
             self._adapters[name] = AdapterCache(pipeline, self.settings.adapter_cache_bytes)
             return pipeline, (time.perf_counter() - started) * 1000
+
+    def hashing(self, fetch: AdapterFetcher) -> AdapterFetcher:
+        """`fetch`, keeping the A1111 short hash of every adapter file it reads (for the images' infotext)."""
+
+        def fetch_and_hash(key: str) -> bytes:
+            data = fetch(key)
+            if len(data) >= 8:  # a shorter file is no safetensors file: the adapter cache says why
+                self.adapter_hashes[key] = lora_short_hash(data)
+            return data
+
+        return fetch_and_hash
+
+    def forget_unloaded_hashes(self) -> None:
+        """Drop the hashes of adapters no pipeline holds any more (an evicted one is fetched, and hashed, again)."""
+        loaded = {key for adapters in self._adapters.values() for key in adapters.loaded}
+        for key in [key for key in self.adapter_hashes if key not in loaded]:
+            del self.adapter_hashes[key]
 
     def adapters(self, name: str) -> AdapterCache:
         """The adapter cache of a loaded base pipeline."""
@@ -177,21 +214,29 @@ def generate(
     cancel = cancel or threading.Event()
     check_size(cache.spec(request.baseModel), request)
     pipeline, load_ms = cache.get(request.baseModel)
-    activation = cache.adapters(request.baseModel).activate(request.adapters, fetch)
+    activation = cache.adapters(request.baseModel).activate(request.adapters, cache.hashing(fetch))
+    cache.forget_unloaded_hashes()
     if cancel.is_set():
         raise GenerationCanceled(0)
     started = time.perf_counter()
     on_step_end = stop_when_set(cancel)
+    used = pipeline
     if request.mode is GenerationMode.TEXT_TO_IMAGE:
         images = _run(pipeline, request, on_step_end, width=request.width, height=request.height)
     else:
         if inputs is None:
             raise InvalidInput(f"a {request.mode.value} job needs its input image")
-        images = _modify(cache.for_mode(request.baseModel, request.mode), request, inputs, on_step_end)
+        used = cache.for_mode(request.baseModel, request.mode)
+        images = _modify(used, request, inputs, on_step_end)
     computed = time.perf_counter()
-    encoded = [encode_image(image, request.outputFormat) for image in images]
+    seeds = [output_seed(request.seed, index) for index in range(len(images))]
+    texts = [infotext(image_parameters(used, cache.spec(request.baseModel), request, seed, cache)) for seed in seeds]
+    encoded = [encode_image(image, request.outputFormat, text) for image, text in zip(images, texts, strict=True)]
     return GeneratedImages(
         images=encoded,
+        seeds=seeds,
+        parameters=texts,
+        sampler=sampler_name(used.scheduler)[0],
         content_type=CONTENT_TYPES[request.outputFormat],
         extension=EXTENSIONS[request.outputFormat],
         load_ms=load_ms,
@@ -199,6 +244,40 @@ def generate(
         adapter_switch_ms=activation.switch_ms,
         compute_ms=(computed - started) * 1000,
         encode_ms=(time.perf_counter() - computed) * 1000,
+    )
+
+
+def image_parameters(
+    pipeline: DiffusionPipeline, spec: BaseModelSpec, request: GenerationRequestedData, seed: int, cache: PipelineCache
+) -> ImageParameters:
+    """What one output's infotext says: the request as `pipeline` ran it, with this output's `seed`."""
+    sampler, schedule = sampler_name(pipeline.scheduler)
+    family = family_arguments(pipeline, request)
+    flux = "true_cfg_scale" in inspect.signature(pipeline.__call__).parameters
+    if flux:
+        # FLUX.1's guidance is the distilled one; true classifier-free guidance only with a negative prompt.
+        cfg, distilled = float(family.get("true_cfg_scale", 1.0)), request.guidanceScale  # type: ignore[arg-type]
+    else:
+        cfg, distilled = request.guidanceScale, None
+    negative = family.get("negative_prompt")
+    return ImageParameters(
+        prompt=request.prompt,
+        negative_prompt=negative if isinstance(negative, str) and negative.strip() else None,
+        steps=request.numInferenceSteps,
+        sampler=sampler,
+        schedule_type=schedule,
+        cfg_scale=cfg,
+        distilled_cfg_scale=distilled,
+        seed=seed,
+        width=request.width,
+        height=request.height,
+        model=request.baseModel,
+        model_hash=spec.sha256[:10] if spec.sha256 else None,
+        denoising_strength=None if request.mode is GenerationMode.TEXT_TO_IMAGE else request.effective_strength,
+        loras=[
+            LoraUse(name=lora_name(a.modelId, a.epoch), weight=a.scale, short_hash=cache.adapter_hashes.get(a.key))
+            for a in request.adapters
+        ],
     )
 
 
@@ -239,9 +318,11 @@ def family_arguments(pipeline: DiffusionPipeline, request: GenerationRequestedDa
 def _run(
     pipeline: DiffusionPipeline, request: GenerationRequestedData, on_step_end: StepCallback, **extra: object
 ) -> list[Image.Image]:
-    # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere.
-    generator = torch.Generator("cpu").manual_seed(request.seed)
+    # A CPU generator makes the noise identical on every device, so a seed means the same thing anywhere. One
+    # generator per output, seeded `seed + i`: output i is then the sole output of a request with that seed, the
+    # seed its infotext names (with one output, the same noise as one generator seeded `seed`).
     count = request.numOutputs
+    generator = [torch.Generator("cpu").manual_seed(output_seed(request.seed, i)) for i in range(count)]
     family = family_arguments(pipeline, request)
     prompts: dict[str, object] = {"prompt": request.prompt}
     if "negative_prompt" in family:
