@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from infra.lora_files.safetensors_file import header_bytes_needed
+
 PNG_KEY = "parameters"
 USER_COMMENT_TAG = 0x9286
 EXIF_IFD_POINTER_TAG = 0x8769
@@ -144,9 +146,9 @@ def sampler_name(scheduler: object) -> tuple[str, str | None]:
 
 def lora_short_hash(safetensors_file: bytes) -> str:
     """A1111's short hash of a LoRA file (`hashes.addnet_hash_safetensors`, first 12 hex digits): the sha256 of
-    the bytes after the 8-byte length and the JSON header it gives, so editing the metadata keeps the hash."""
-    (header_length,) = struct.unpack_from("<Q", safetensors_file, 0)
-    return hashlib.sha256(memoryview(safetensors_file)[8 + header_length :]).hexdigest()[:12]
+    the bytes after the header, so editing the metadata keeps the hash (the first 12 digits of kohya's
+    `sshs_model_hash`, infra/lora_files/kohya_metadata.py). Raises `AdapterFileError` on a file with no header."""
+    return hashlib.sha256(memoryview(safetensors_file)[header_bytes_needed(safetensors_file) :]).hexdigest()[:12]
 
 
 def _number(value: float) -> str:

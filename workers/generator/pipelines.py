@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import threading
@@ -16,6 +17,7 @@ from PIL import Image, ImageChops, ImageFilter
 
 from events.generation import GenerationMode, GenerationRequestedData, OutputFormat
 from infra.base_models import BaseModelSpec
+from infra.lora_files.errors import AdapterFileError
 from infra.repositories.base_models import RegisteredBaseModelReader
 from infra.settings import Settings
 from workers.base_models.loader import BaseModelUnavailable, load_pipeline
@@ -155,7 +157,7 @@ class PipelineCache:
 
         def fetch_and_hash(key: str) -> bytes:
             data = fetch(key)
-            if len(data) >= 8:  # a shorter file is no safetensors file: the adapter cache says why
+            with contextlib.suppress(AdapterFileError):  # no safetensors file: the adapter cache says so
                 self.adapter_hashes[key] = lora_short_hash(data)
             return data
 

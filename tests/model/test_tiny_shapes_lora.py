@@ -1,0 +1,171 @@
+"""A LoRA teaches tiny-shapes a shape it never saw, and only under its trigger word; measured in pixel space.
+
+tiny-shapes draws one flat shape on a plain background from captions such as "a red circle on a white background";
+it was trained on circles, squares and triangles only (workers/base_models/tiny_shapes/dataset.py). The product's
+trainer (`LoraTrainer`) learns crosses from eight rendered pictures captioned with a trigger word in the shape
+word's place ("a red zxq on a white background"). Then the product's generator (`generate`, with the exported
+adapter file) draws the same prompts from the same seeds three ways:
+- base model, trigger prompts: it has no cross to draw (before training);
+- adapter, trigger prompts: crosses;
+- adapter, the same prompts with "shape" for the trigger: the base model's own shapes, not crosses.
+What a picture shows is measured by the dataset's own pixel measures: `classify_shape` (which of the four shapes
+its foreground overlaps best) and `concept_score` (its overlap with a cross). The figures are printed (`-s`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+
+from events.generation import AdapterRef, GenerationRequestedData
+from events.training import TrainingParameters
+from infra.base_models import TINY_SHAPES
+from infra.settings import Settings
+from tests.conftest import MODEL_CACHE
+from tests.model.conftest import load_folder
+from workers.base_models.tiny_shapes import ensure_tiny_shapes
+from workers.base_models.tiny_shapes.dataset import (
+    BACKGROUNDS,
+    COLOURS,
+    HELD_OUT_SHAPE,
+    ShapeSpec,
+    caption,
+    classify_shape,
+    concept_score,
+    render,
+    sample_specs,
+)
+from workers.generator.pipelines import PipelineCache, generate
+from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
+
+TRIGGER = "zxq"
+SIDE = 64
+TRAINING_IMAGES = 8
+ADAPTER_KEY = "trainings/trn_cross/adapter.safetensors"
+# The prompts generated from: every colour on two backgrounds (12), two seeds each.
+EVAL_SPECS = [ShapeSpec(HELD_OUT_SHAPE, colour, background) for colour in COLOURS for background in ("white", "black")]
+SEEDS = (100, 200)
+# Thresholds on the fraction of pictures classified as crosses (measured figures in the test below).
+LEARNED_AT_LEAST = 0.6
+ABSENT_AT_MOST = 0.25
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a set of pictures shows: the fraction classified as crosses, and their mean overlap with a cross."""
+
+    crosses: float
+    concept: float
+
+    def __str__(self) -> str:
+        return f"crosses {self.crosses:.2f}, concept score {self.concept:.2f}"
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_step(self, report: StepReport) -> None:
+        self.losses.append(report.loss)
+
+    def on_epoch(self, report: EpochReport) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def training_set() -> tuple[list[Image.Image], list[str]]:
+    """Eight crosses at random colours, backgrounds, sizes and places, captioned with the trigger word."""
+    specs = sample_specs(7, TRAINING_IMAGES, shapes=(HELD_OUT_SHAPE,), backgrounds=tuple(BACKGROUNDS))
+    return [render(spec, SIDE) for spec in specs], [caption(spec, trigger=TRIGGER) for spec in specs]
+
+
+def pictures(cache: PipelineCache, trigger: str, adapter: bytes | None) -> list[Image.Image]:
+    """Every evaluation prompt (with `trigger` in the shape word's place) from every seed, through `generate`."""
+    adapters = [] if adapter is None else [AdapterRef(modelId="mdl_cross", trainingId="trn_cross", key=ADAPTER_KEY)]
+    made = []
+    for index, spec in enumerate(EVAL_SPECS):
+        for seed in SEEDS:
+            request = GenerationRequestedData(
+                jobId=f"job_cross_{index}_{seed}",
+                modelId="mdl_cross",
+                baseModel=TINY_SHAPES.name,
+                prompt=caption(spec, trigger=trigger),
+                width=SIDE,
+                height=SIDE,
+                guidanceScale=5.0,
+                numOutputs=1,
+                numInferenceSteps=20,
+                seed=seed + index,
+                adapters=adapters,
+            )
+            result = generate(cache, request, lambda _: adapter or b"")
+            made.append(Image.open(io.BytesIO(result.images[0])).convert("RGB"))
+    return made
+
+
+def measure(images: list[Image.Image]) -> Figures:
+    return Figures(
+        crosses=float(np.mean([classify_shape(image) == HELD_OUT_SHAPE for image in images])),
+        concept=float(np.mean([concept_score(image) for image in images])),
+    )
+
+
+@pytest.fixture(scope="module")
+def cache() -> PipelineCache:
+    return PipelineCache(Settings(model_cache_dir=MODEL_CACHE))
+
+
+@pytest.fixture(scope="module")
+def trained_adapter() -> tuple[bytes, list[float]]:
+    """The exported adapter of a training on the crosses, and its losses."""
+    images, prompts = training_set()
+    params = TrainingParameters(
+        learningRate=1e-3,
+        learningRateTextEncoder=0,
+        maxTrainSteps=150,
+        rank=8,
+        batchSize=4,
+        nbEpochs=1,
+        nbRepeats=1,
+        seed=1,
+        resolution=SIDE,
+        conceptPrompt=f"a {TRIGGER}",
+    )
+    pipeline = load_folder(StableDiffusionPipeline, ensure_tiny_shapes(MODEL_CACHE))
+    trainer = LoraTrainer(pipeline, params, torch.device("cpu"), TINY_SHAPES)
+    trainer.prepare(images, prompts)
+    hooks = Hooks()
+    outcome = trainer.run(hooks)
+    assert outcome.adapter is not None
+    return outcome.adapter, hooks.losses
+
+
+def test_the_lora_draws_the_new_shape_with_its_trigger_word_and_only_with_it(
+    cache: PipelineCache, trained_adapter: tuple[bytes, list[float]]
+) -> None:
+    adapter, losses = trained_adapter
+    before = measure(pictures(cache, TRIGGER, None))
+    with_trigger = measure(pictures(cache, TRIGGER, adapter))
+    without_trigger = measure(pictures(cache, "shape", adapter))
+    base_plain = measure(pictures(cache, "shape", None))
+    print(
+        f"\nloss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f} ({len(losses)} steps)"
+        f"\nbase, trigger prompts:        {before}"
+        f"\nbase, 'shape' prompts:        {base_plain}"
+        f"\nadapter, trigger prompts:     {with_trigger}"
+        f"\nadapter, 'shape' prompts:     {without_trigger}"
+    )
+    assert before.crosses <= ABSENT_AT_MOST, f"the base model already draws crosses: {before}"
+    assert with_trigger.crosses >= LEARNED_AT_LEAST, f"the adapter did not learn crosses: {with_trigger}"
+    assert without_trigger.crosses <= ABSENT_AT_MOST, (
+        f"the adapter draws crosses without its trigger: {without_trigger}"
+    )
+    assert with_trigger.concept > before.concept + 0.1
