@@ -17,6 +17,8 @@ MARKER_SUFFIX = ".json"
 # Raw presigned uploads: their notification runs the validation and normalization.
 UPLOADS_PREFIX = "uploads/"
 UPLOADS_SUFFIX = "/raw"
+# Presigned LoRA files: their notification runs the adapter import.
+ADAPTER_UPLOADS_SUFFIX = "/adapter.safetensors"
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,12 @@ def resources_for(settings: Settings) -> Resources:
             ),
             NotificationSpec(
                 id="uploads", queue_name=settings.notifications_queue, prefix=UPLOADS_PREFIX, suffix=UPLOADS_SUFFIX
+            ),
+            NotificationSpec(
+                id="adapter-uploads",
+                queue_name=settings.notifications_queue,
+                prefix=UPLOADS_PREFIX,
+                suffix=ADAPTER_UPLOADS_SUFFIX,
             ),
         ),
         expirations=((UPLOADS_PREFIX, max(1, -(-settings.upload_expiry_seconds // 86400))),),

@@ -10,8 +10,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-from events.storage_keys import JobMarkerRef, parse_captions_key, parse_notification_key, parse_upload_key
+from events.storage_keys import (
+    JobMarkerRef,
+    parse_adapter_upload_key,
+    parse_captions_key,
+    parse_notification_key,
+    parse_upload_key,
+)
 from functions.lambda_runtime import AsyncLambda
+from functions.s3_events.adapter_uploads import apply_adapter_upload
 from functions.s3_events.captions import apply_captions
 from functions.s3_events.event_models import S3Notification, SqsEvent, SqsRecord
 from functions.s3_events.markers import apply_marker
@@ -37,6 +44,9 @@ async def process_record(context: ServiceContext, record: SqsRecord) -> None:
             continue
         if upload := parse_upload_key(s3_record.s3.object.key):
             await apply_upload(context, upload)
+            continue
+        if adapter_upload := parse_adapter_upload_key(s3_record.s3.object.key):
+            await apply_adapter_upload(context, adapter_upload)
             continue
         if training_id := parse_captions_key(s3_record.s3.object.key):
             with job_log_context(training_id, None):

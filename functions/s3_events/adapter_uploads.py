@@ -1,0 +1,97 @@
+"""A presigned LoRA file upload has landed: check its header first (a ranged read, so a big file that is not a
+fitting LoRA is refused without reading it whole), then import it into the upload's model, and mark the upload
+ready or rejected with the problem. The uploaded object is deleted either way: what is kept is the converted
+file under the model. A redelivered notification changes nothing: the upload is no longer pending, or its
+model already serves the import (whose id the upload fixes)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from events.lifecycle import JobError
+from events.records.uploads import UploadRecord
+from events.states import UploadStatus
+from events.storage_keys import UploadRef, upload_adapter_key
+from events.usecases.adapter_imports import AdapterFile, import_adapter, import_id_for_upload, importable_model
+from events.usecases.errors import UseCaseError
+from functions.adapter_files import LoraFiles
+from infra.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+# Enough for the length field and a small LoRA's whole header in one read; a bigger header takes a second one.
+FIRST_READ_BYTES = 64 * 1024
+_CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(?P<size>\d+)$")
+
+
+async def read_range(context: ServiceContext, key: str, length: int) -> tuple[bytes, int] | None:
+    """The first `length` bytes of an object and its full size; None if it is gone."""
+    store: Any = context.store
+    try:
+        response = await store.s3.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{length - 1}")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    async with response["Body"] as body:
+        data = await body.read()
+    match = _CONTENT_RANGE.match(response.get("ContentRange") or "")
+    return data, int(match["size"]) if match else len(data)
+
+
+async def _reject(context: ServiceContext, upload: UploadRecord, refusal: UseCaseError) -> None:
+    error = JobError(code=refusal.code, message=refusal.message)
+    await context.uploads.settle(upload.uploadId, UploadStatus.REJECTED, {"error": error})
+
+
+async def _import(context: ServiceContext, upload: UploadRecord, key: str) -> None:
+    """Check, import and settle one pending upload whose object is at `key`; refusals settle it rejected."""
+    assert upload.modelId is not None  # set on every adapter upload
+    files = LoraFiles(context.settings)
+    try:
+        _model, spec = await importable_model(context, upload.tenantId, upload.modelId)
+        first = await read_range(context, key, FIRST_READ_BYTES)
+        if first is None:
+            return  # deleted after a first delivery settled it
+        prefix, size = first
+        needed = files.header_size(prefix)
+        if needed > len(prefix) and size >= needed:
+            prefix = (await read_range(context, key, needed) or (prefix, size))[0]
+        files.check(prefix[:needed], size, spec)
+        data = await context.store.get_bytes(key)
+        if data is None:
+            return
+        model = await import_adapter(
+            context,
+            files,
+            upload.tenantId,
+            upload.modelId,
+            AdapterFile(data, upload.name),
+            import_id=import_id_for_upload(upload.uploadId),
+        )
+    except UseCaseError as refusal:
+        # Nobody waits on this request: the upload is rejected with the refusal's words (a quota's included).
+        await _reject(context, upload, refusal)
+        return
+    imported = model.importedAdapter
+    fields = {"key": model.adapterKey}
+    if imported is not None:
+        fields |= {"bytes": imported.bytes, "sha256": imported.sha256, "format": imported.format}
+    await context.uploads.settle(upload.uploadId, UploadStatus.READY, fields)
+
+
+async def apply_adapter_upload(context: ServiceContext, ref: UploadRef) -> None:
+    """Process one landed LoRA file upload; a duplicate or late notification changes nothing."""
+    upload = await context.uploads.get(ref.upload_id)
+    if upload is None or upload.tenantId != ref.tenant_id or upload.modelId is None:
+        log.warning("adapter upload %s/%s has no live upload record: ignored", ref.tenant_id, ref.upload_id)
+        return
+    if upload.status is not UploadStatus.PENDING:
+        return
+    key = upload_adapter_key(ref.tenant_id, ref.upload_id)
+    await _import(context, upload, key)
+    await context.store.delete(key)

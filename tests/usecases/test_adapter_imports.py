@@ -1,0 +1,199 @@
+"""Importing a LoRA file into a model, on the fakes: the use case's decisions (which models take a file, what a
+refusal leaves, what a replacement frees, redelivery) with a scripted `AdapterFiles` in place of the real checks
+(those are infra/lora_files' tests; the real files go through tests/integration/test_adapter_imports.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import pytest
+
+from events.persistence import StaleWrite
+from events.records.models import AdapterOrigin, ConceptRef, ModelRecord
+from events.records.tenants import TenantQuotas, TenantRecord
+from events.states import MODEL, MODEL_IMPORT_FROM, ModelStatus
+from events.storage_keys import adapter_import_key, is_import_id
+from events.usecases.adapter_imports import (
+    AdapterFacts,
+    AdapterFile,
+    AdapterRefused,
+    BaseModelSpec,
+    import_adapter,
+    import_id_for_upload,
+)
+from events.usecases.adapters import model_adapter
+from events.usecases.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from tests.fakes import FakeBackends
+from tests.usecases.builders import TENANT, new_model
+
+FILE = AdapterFile(b"a lora file", "cat.safetensors")
+CONVERTED = b"the file in diffusers naming"
+
+
+@dataclass
+class ScriptedFiles:
+    """`AdapterFiles` whose answers a test sets: a refusal to raise, or facts to return."""
+
+    refusal: AdapterRefused | None = None
+    checked: list[int] = field(default_factory=list)
+
+    def header_size(self, prefix: bytes) -> int:
+        return 8
+
+    def check(self, header: bytes, file_size: int, spec: BaseModelSpec) -> AdapterFacts:
+        self.checked.append(file_size)
+        if self.refusal is not None:
+            raise self.refusal
+        return AdapterFacts(naming="kohya", rank=4, layers=12)
+
+    def to_diffusers(self, data: bytes, spec: BaseModelSpec) -> bytes:
+        return CONVERTED
+
+
+async def stored_bytes(backends: FakeBackends) -> int:
+    tenant = await backends.tenants.get(TENANT)
+    return tenant.storageBytes if tenant else 0
+
+
+async def test_a_new_model_serves_the_imported_file_as_a_trained_adapter(backends: FakeBackends) -> None:
+    await new_model(backends)
+    model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    imported = model.importedAdapter
+    assert imported is not None and is_import_id(imported.importId)
+    key = adapter_import_key("mdl_1", imported.importId)
+    assert model.status is ModelStatus.TRAINED and model.adapterKey == key
+    assert model.adapterTrainingId == imported.importId and model.adapter_origin is AdapterOrigin.IMPORT
+    assert (imported.format, imported.rank, imported.layers, imported.fileName) == ("kohya", 4, 12, "cat.safetensors")
+    assert imported.bytes == len(FILE.data) and imported.sha256 == hashlib.sha256(FILE.data).hexdigest()
+    assert imported.storedBytes == len(CONVERTED)
+    # What is stored is the converted file, counted against the tenant's storage; generations name it.
+    assert backends.store.objects[key] == CONVERTED and await stored_bytes(backends) == len(CONVERTED)
+    ref = model_adapter(model)
+    assert (ref.key, ref.trainingId, ref.epoch) == (key, imported.importId, None)
+
+
+@pytest.mark.parametrize("status", sorted(MODEL_IMPORT_FROM))
+async def test_an_import_replaces_any_status_but_training(backends: FakeBackends, status: ModelStatus) -> None:
+    await new_model(backends)
+    backends.models.documents["mdl_1"]["status"] = status.value
+    model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert model.status is ModelStatus.TRAINED
+
+
+async def test_a_training_model_refuses_an_import_and_nothing_is_kept(backends: FakeBackends) -> None:
+    await new_model(backends)
+    backends.models.documents["mdl_1"]["status"] = ModelStatus.TRAINING.value
+    before = dict(backends.models.documents["mdl_1"])
+    with pytest.raises(Conflict) as refused:
+        await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert refused.value.code == "model_training"
+    assert backends.models.documents["mdl_1"] == before and backends.store.objects == {}
+
+
+async def test_another_tenants_model_and_a_composition_refuse_the_file(backends: FakeBackends) -> None:
+    await new_model(backends)
+    with pytest.raises(NotFound):
+        await import_adapter(backends, ScriptedFiles(), "ten_other", "mdl_1", FILE)
+    await backends.models.create(
+        ModelRecord(
+            modelId="mdl_mix",
+            tenantId=TENANT,
+            name="Mix",
+            baseModel="tiny-sd",
+            type="sd-1_5-composition",
+            concepts=[ConceptRef(modelId="mdl_1", scale=1.0)],
+        )
+    )
+    with pytest.raises(Invalid) as composition:
+        await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_mix", FILE)
+    assert composition.value.code == "model_not_lora"
+    assert backends.store.objects == {}
+
+
+async def test_a_refused_file_leaves_no_object_no_record_change_and_no_bytes(backends: FakeBackends) -> None:
+    await new_model(backends)
+    before = dict(backends.models.documents["mdl_1"])
+    files = ScriptedFiles(refusal=AdapterRefused("adapter_wrong_family", "this file is an sd-xl LoRA", field="file"))
+    with pytest.raises(AdapterRefused) as refused:
+        await import_adapter(backends, files, TENANT, "mdl_1", FILE)
+    assert refused.value.code == "adapter_wrong_family" and isinstance(refused.value, Invalid)
+    assert backends.models.documents["mdl_1"] == before
+    assert backends.store.objects == {} and await stored_bytes(backends) == 0
+
+
+async def test_a_file_over_the_storage_quota_is_refused_before_it_is_written(backends: FakeBackends) -> None:
+    await new_model(backends)
+    quotas = TenantQuotas(storageBytes=len(CONVERTED) - 1)
+    await backends.tenants.create(TenantRecord(tenantId=TENANT, quotas=quotas))
+    with pytest.raises(QuotaExceeded):
+        await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert backends.store.objects == {} and await stored_bytes(backends) == 0
+    assert backends.models.documents["mdl_1"]["status"] == ModelStatus.NEW.value
+
+
+async def test_a_second_import_deletes_the_first_and_frees_its_bytes(backends: FakeBackends) -> None:
+    await new_model(backends)
+    first = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    second = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", AdapterFile(b"another file"))
+    assert first.adapterKey != second.adapterKey
+    assert sorted(backends.store.objects) == [second.adapterKey]
+    assert await stored_bytes(backends) == len(CONVERTED)
+
+
+async def test_an_import_removes_the_epoch_an_earlier_training_chose(backends: FakeBackends) -> None:
+    await new_model(backends)
+    document = backends.models.documents["mdl_1"]
+    document |= {
+        "status": "trained",
+        "adapterKey": "trainings/trn_1/adapter.safetensors",
+        "adapterTrainingId": "trn_1",
+        "epoch": "000002",
+        "trainingId": "trn_1",
+    }
+    trained = await backends.models.get("mdl_1")
+    assert trained is not None and trained.adapter_origin is AdapterOrigin.TRAINING
+    model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert model.epoch is None and model_adapter(model).key == model.adapterKey
+    # The training stays the model's last one: its late or redelivered result marker cannot move the model
+    # (trained -> trained is no move of the model machine), so it cannot take the import back.
+    assert model.trainingId == "trn_1" and not MODEL.can_transition(ModelStatus.TRAINED, ModelStatus.TRAINED)
+    advance = await backends.models.advance("mdl_1", ModelStatus.TRAINED, {"adapterKey": "trainings/trn_1/x"})
+    assert advance.outcome.value == "rejected"
+
+
+async def test_a_training_that_succeeds_after_an_import_serves_instead(backends: FakeBackends) -> None:
+    await new_model(backends)
+    model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    # As settle_model writes a training's success, knowing nothing of imports.
+    backends.models.documents["mdl_1"] |= {"adapterKey": "trainings/trn_2/adapter.safetensors"}
+    backends.models.documents["mdl_1"] |= {"adapterTrainingId": "trn_2"}
+    after = await backends.models.get("mdl_1")
+    assert after is not None and model.importedAdapter is not None
+    assert after.adapter_origin is AdapterOrigin.TRAINING and after.served_import is None
+
+
+async def test_a_training_started_between_the_check_and_the_write_wins(backends: FakeBackends) -> None:
+    await new_model(backends)
+    real_update = backends.models.update_fields
+
+    async def training_starts_first(*args: object, **kwargs: object) -> ModelRecord:
+        backends.models.documents["mdl_1"] |= {"status": "training", "version": 7}
+        backends.models.update_fields = real_update  # type: ignore[method-assign]
+        raise StaleWrite("mdl_1")
+
+    backends.models.update_fields = training_starts_first  # type: ignore[method-assign]
+    with pytest.raises(Conflict):
+        await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert backends.store.objects == {} and await stored_bytes(backends) == 0
+    assert backends.models.documents["mdl_1"]["status"] == "training"
+
+
+async def test_a_repeated_import_id_is_served_once(backends: FakeBackends) -> None:
+    await new_model(backends)
+    import_id = import_id_for_upload("upl_0123456789abcdef")
+    files = ScriptedFiles()
+    first = await import_adapter(backends, files, TENANT, "mdl_1", FILE, import_id=import_id)
+    again = await import_adapter(backends, files, TENANT, "mdl_1", FILE, import_id=import_id)
+    assert again.version == first.version and files.checked == [len(FILE.data)]
+    assert first.adapterTrainingId == import_id and await stored_bytes(backends) == len(CONVERTED)
