@@ -5,15 +5,23 @@ refusal leaves, what a replacement frees, redelivery) with a scripted `AdapterFi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 
 from events.persistence import StaleWrite
 from events.records.models import AdapterOrigin, ConceptRef, ModelRecord
 from events.records.tenants import TenantQuotas, TenantRecord
 from events.states import MODEL, MODEL_IMPORT_FROM, ModelStatus
-from events.storage_keys import adapter_import_key, is_import_id
+from events.storage_keys import (
+    adapter_import_key,
+    is_import_id,
+    parse_adapter_upload_key,
+    parse_upload_key,
+    upload_adapter_key,
+)
 from events.usecases.adapter_imports import (
     AdapterFacts,
     AdapterFile,
@@ -24,7 +32,11 @@ from events.usecases.adapter_imports import (
 )
 from events.usecases.adapters import model_adapter
 from events.usecases.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from functions.api.app import create_app
+from functions.api.routes import adapter_imports as adapter_routes
+from functions.api.services import adapter_imports as adapter_service
 from tests.fakes import FakeBackends
+from tests.support import bearer
 from tests.usecases.builders import TENANT, new_model
 
 FILE = AdapterFile(b"a lora file", "cat.safetensors")
@@ -197,3 +209,101 @@ async def test_a_repeated_import_id_is_served_once(backends: FakeBackends) -> No
     again = await import_adapter(backends, files, TENANT, "mdl_1", FILE, import_id=import_id)
     assert again.version == first.version and files.checked == [len(FILE.data)]
     assert first.adapterTrainingId == import_id and await stored_bytes(backends) == len(CONVERTED)
+
+
+# -- the routes, on the fakes ---------------------------------------------------------------------------------
+KEY = "lf_test_key"
+OTHER_KEY = "lf_other_key"
+
+
+@pytest.fixture
+def files(monkeypatch: pytest.MonkeyPatch) -> ScriptedFiles:
+    """The scripted checks in place of the real ones, in the API's service."""
+    scripted = ScriptedFiles()
+    monkeypatch.setattr(adapter_service, "LoraFiles", lambda settings: scripted)
+    return scripted
+
+
+@pytest.fixture
+async def client(backends: FakeBackends, files: ScriptedFiles) -> AsyncIterator[httpx.AsyncClient]:
+    backends.api_keys.add(KEY, TENANT)
+    backends.api_keys.add(OTHER_KEY, "ten_2")
+    app = create_app(backends.settings)
+    if not any(getattr(route, "path", "") == "/v1/models/{modelId}/adapter" for route in app.routes):
+        app.include_router(adapter_routes.router)  # until app.py includes it
+    app.state.context = backends
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client
+
+
+def raw(name: str | None = None) -> dict[str, str]:
+    headers = {**bearer(KEY), "content-type": "application/octet-stream"}
+    return headers | ({"x-file-name": name} if name else {})
+
+
+async def test_put_adapter_answers_the_model_serving_it(client: httpx.AsyncClient, backends: FakeBackends) -> None:
+    await new_model(backends)
+    response = await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers=raw("cat.safetensors"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "active" and body["adapterOrigin"] == "import"
+    imported = body["importedAdapter"]
+    assert imported["fileName"] == "cat.safetensors" and imported["format"] == "kohya" and imported["rank"] == 4
+    assert imported["bytes"] == len(FILE.data) and "storedBytes" not in imported
+    # The Scenario-style model object shows it too.
+    detail = (await client.get("/v1/models/mdl_1", headers=bearer(KEY))).json()
+    shown = detail.get("model", detail)
+    assert shown["adapterOrigin"] == "import" and shown["importedAdapter"]["importId"] == imported["importId"]
+
+
+async def test_put_adapter_refusals_are_4xx_naming_the_problem(
+    client: httpx.AsyncClient, backends: FakeBackends, files: ScriptedFiles
+) -> None:
+    await new_model(backends)
+    files.refusal = AdapterRefused("adapter_truncated", "the header promises 900 bytes and the file has 450", "file")
+    response = await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers=raw())
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "adapter_truncated" and "900 bytes" in error["message"]
+    files.refusal = None
+    assert (await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers=raw())).status_code == 200
+    cross = await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers={**raw(), **bearer(OTHER_KEY)})
+    assert cross.status_code == 404
+    backends.models.documents["mdl_1"]["status"] = "training"
+    busy = await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers=raw())
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "model_training"
+
+
+async def test_a_body_over_the_raw_limit_is_413_pointing_at_the_presigned_upload(
+    client: httpx.AsyncClient, backends: FakeBackends
+) -> None:
+    await new_model(backends)
+    backends.settings.max_adapter_bytes = 2048
+    response = await client.put("/v1/models/mdl_1/adapter", content=b"\0" * 4096, headers=raw())
+    assert response.status_code == 413 and "presigned" in response.json()["error"]["message"]
+    assert backends.store.objects == {} and backends.models.documents["mdl_1"]["status"] == "new"
+
+
+async def test_a_presigned_adapter_upload_is_recorded_pending_for_the_model(
+    client: httpx.AsyncClient, backends: FakeBackends
+) -> None:
+    await new_model(backends)
+    response = await client.post(
+        "/v1/models/mdl_1/adapter/presigned", json={"name": "big.safetensors"}, headers=bearer(KEY)
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "pending" and body["modelId"] == "mdl_1"
+    key = upload_adapter_key(TENANT, body["uploadId"])
+    assert body["upload"]["fields"]["key"] == key
+    assert body["upload"]["maxBytes"] == backends.settings.max_adapter_upload_bytes
+    assert parse_adapter_upload_key(key) is not None and parse_upload_key(key) is None
+    read = await client.get(f"/v1/models/mdl_1/adapter/uploads/{body['uploadId']}", headers=bearer(KEY))
+    assert read.status_code == 200 and read.json()["status"] == "pending" and "upload" not in read.json()
+    other = await client.get(f"/v1/models/mdl_1/adapter/uploads/{body['uploadId']}", headers=bearer(OTHER_KEY))
+    assert other.status_code == 404
+    # A model that cannot take a file is refused before any upload is recorded.
+    backends.models.documents["mdl_1"]["status"] = "training"
+    busy = await client.post("/v1/models/mdl_1/adapter/presigned", headers=bearer(KEY))
+    assert busy.status_code == 409 and len(backends.uploads.documents) == 1
