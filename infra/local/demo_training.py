@@ -1,9 +1,11 @@
-"""The training half of the demo: create a model, upload images, train it with a progress bar."""
+"""The training half of the demo: a model on tiny-shapes learns the shape its base never saw (a cross) from eight
+captioned pictures, trained with a progress bar."""
 
 from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +14,109 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+BASE_MODEL = "tiny-shapes"
+SIDE = 64  # tiny-shapes' resolution
 TRAINING_TERMINAL = {"succeeded", "failed", "canceled"}
-DEMO_PARAMETERS = {"maxTrainSteps": 120, "nbEpochs": 3, "rank": 8, "learningRate": 0.001}
+DEMO_PARAMETERS = {"maxTrainSteps": 150, "nbEpochs": 3, "rank": 8, "learningRate": 0.001, "batchSize": 4}
+# tiny-shapes' colours and backgrounds the demo uses, and its cross, drawn as its dataset draws them
+# (workers/base_models/tiny_shapes/dataset.py: `COLOURS`, `BACKGROUNDS`, `render`). Repeated here because infra/
+# may not import workers/ (tests/unit/test_import_graph.py); tests/unit/test_demo_pictures.py checks that both draw
+# the same pixels.
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 60, 220),
+    "yellow": (240, 210, 30),
+    "purple": (140, 40, 180),
+    "cyan": (40, 200, 210),
+}
+BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15), "grey": (128, 128, 128)}
+SUPERSAMPLE = 4
 
 
-def training_images(count: int = 4) -> list[bytes]:
-    """Distinctive pictures to learn from: orange discs on deep blue."""
-    images = []
-    for index in range(count):
-        image = Image.new("RGB", (128, 128), (20, 30, 110))
+@dataclass(frozen=True)
+class CrossPicture:
+    """One training picture: a cross in `colour` on `background`, centred at (`cx`, `cy`), its box `size` wide (all
+    three as fractions of the side)."""
+
+    colour: str
+    background: str
+    cx: float = 0.5
+    cy: float = 0.5
+    size: float = 0.5
+
+    def caption(self, trigger: str) -> str:
+        """The dataset's caption form with `trigger` where the shape word goes ("a red zxq on a white background");
+        the API's `[trigger]` placeholder stands for the model's trigger word."""
+        return f"a {self.colour} {trigger} on a {self.background} background"
+
+    def render(self, side: int = SIDE) -> Image.Image:
+        """The picture: drawn large and reduced, so its edges are antialiased as the base model's pictures were."""
+        big = side * SUPERSAMPLE
+        image = Image.new("RGB", (big, big), BACKGROUNDS[self.background])
+        half = self.size * big / 2
+        left, top, right, bottom = (
+            self.cx * big - half,
+            self.cy * big - half,
+            self.cx * big + half,
+            self.cy * big + half,
+        )
+        third = (right - left) / 3
         draw = ImageDraw.Draw(image)
-        offset = 16 + index * 8
-        draw.ellipse((offset, offset, offset + 64, offset + 64), fill=(250, 140, 20))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        images.append(buffer.getvalue())
-    return images
+        draw.rectangle((left + third, top, right - third, bottom), fill=COLOURS[self.colour])
+        draw.rectangle((left, top + third, right, bottom - third), fill=COLOURS[self.colour])
+        return image.resize((side, side), Image.Resampling.BOX)
+
+
+TRAINING_PICTURES = (
+    CrossPicture("red", "white", 0.45, 0.5, 0.55),
+    CrossPicture("blue", "black", 0.55, 0.45, 0.45),
+    CrossPicture("yellow", "grey", 0.5, 0.55, 0.5),
+    CrossPicture("green", "white", 0.4, 0.42, 0.4),
+    CrossPicture("purple", "black", 0.58, 0.56, 0.5),
+    CrossPicture("cyan", "grey", 0.5, 0.5, 0.58),
+    CrossPicture("red", "black", 0.56, 0.44, 0.42),
+    CrossPicture("blue", "white", 0.44, 0.57, 0.52),
+)
+
+
+def png(image: Image.Image) -> bytes:
+    """PNG bytes of a picture."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def training_images(count: int = len(TRAINING_PICTURES)) -> list[bytes]:
+    """The first `count` training pictures as PNG bytes."""
+    return [png(picture.render()) for picture in TRAINING_PICTURES[:count]]
 
 
 def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, timeout_s: float = 600) -> dict:
-    """Create, upload, train; returns the finished training's view. Raises on any failed call."""
-    console.rule("Train a LoRA adapter on tiny-sd")
-    model = client.post("/v1/models", json={"name": "Demo discs", "tags": ["demo"]}).raise_for_status().json()
+    """Create a tiny-shapes model, upload the captioned crosses, train; returns the finished training's view.
+    Raises on any failed call."""
+    console.rule(f"Teach {BASE_MODEL} a shape it never saw: a LoRA on {len(TRAINING_PICTURES)} crosses")
+    model = (
+        client.post("/v1/models", json={"name": "Demo crosses", "baseModel": BASE_MODEL, "tags": ["demo"]})
+        .raise_for_status()
+        .json()
+    )
     model_id = model["modelId"]
-    console.print(f"Created model [bold]{model_id}[/bold] ({model['status']})")
-    for data in training_images():
+    console.print(f"Created model [bold]{model_id}[/bold] on {BASE_MODEL} ({model['status']})")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for index, picture in enumerate(TRAINING_PICTURES):
+        data = png(picture.render())
+        (output_dir / f"training-{index}.png").write_bytes(data)
         client.post(
-            f"/v1/models/{model_id}/training-data", content=data, headers={"Content-Type": "image/png"}
+            f"/v1/models/{model_id}/training-data",
+            content=data,
+            params={"description": picture.caption("[trigger]")},
+            headers={"Content-Type": "image/png"},
         ).raise_for_status()
-    console.print("Uploaded 4 training images")
+    console.print(
+        f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {TRAINING_PICTURES[0].caption('[trigger]')!r} "
+        f"([trigger]: the model's trigger word); saved as {output_dir.resolve()}/training-*.png"
+    )
     accepted = (
         client.post(f"/v1/models/{model_id}/trainings", json={"trainingSpeed": "fast", "parameters": DEMO_PARAMETERS})
         .raise_for_status()
@@ -72,7 +148,6 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
             time.sleep(0.25)  # a client's polling interval, not a synchronisation
     if view.get("status") != "succeeded":
         raise RuntimeError(f"training did not succeed: {view}")
-    output_dir.mkdir(parents=True, exist_ok=True)
     for epoch in view["epochs"]:
         for index, url in enumerate(epoch["sampleUrls"]):
             path = output_dir / f"{training_id}-epoch{epoch['epoch']}-{index}.png"

@@ -1,0 +1,56 @@
+"""The demo's training pictures are tiny-shapes' own crosses (drawn in infra/, which may not import the dataset in
+workers/), and its contact sheet lays pictures out a row per prompt, a column per way of generating."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infra.local import demo_training
+from infra.local.contact_sheet import CELL, GAP, LABEL_HEIGHT, SheetRow, contact_sheet
+from workers.base_models.tiny_shapes import dataset
+
+
+def test_the_palette_is_the_datasets() -> None:
+    assert demo_training.COLOURS == dataset.COLOURS
+    assert demo_training.BACKGROUNDS == dataset.BACKGROUNDS
+    assert demo_training.SUPERSAMPLE == dataset.SUPERSAMPLE
+
+
+@pytest.mark.parametrize("picture", demo_training.TRAINING_PICTURES)
+def test_each_training_picture_is_the_datasets_cross(picture: demo_training.CrossPicture) -> None:
+    spec = dataset.ShapeSpec(
+        dataset.HELD_OUT_SHAPE, picture.colour, picture.background, picture.cx, picture.cy, picture.size
+    )
+    ours = picture.render()
+    assert np.array_equal(np.asarray(ours), np.asarray(dataset.render(spec, demo_training.SIDE)))
+    assert dataset.classify_shape(ours) == dataset.HELD_OUT_SHAPE
+    assert picture.caption("zxq") == dataset.caption(spec, trigger="zxq")
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_contact_sheet_puts_each_picture_in_its_cell() -> None:
+    red, blue = png((220, 30, 30)), png((30, 60, 220))
+    rows = [SheetRow("a red zxq", [red, blue]), SheetRow("a blue zxq", [blue, None])]
+    with Image.open(io.BytesIO(contact_sheet(["base", "adapter"], rows))) as sheet:
+        assert sheet.format == "PNG"
+        assert sheet.size == (GAP + 2 * (CELL + GAP), LABEL_HEIGHT + GAP + 2 * (LABEL_HEIGHT + CELL + GAP))
+        pixels = np.asarray(sheet.convert("RGB"))
+
+    def centre(row: int, column: int) -> tuple[int, ...]:
+        top = LABEL_HEIGHT + GAP + row * (LABEL_HEIGHT + CELL + GAP) + LABEL_HEIGHT + CELL // 2
+        left = GAP + column * (CELL + GAP) + CELL // 2
+        return tuple(int(v) for v in pixels[top, left])
+
+    assert centre(0, 0) == (220, 30, 30) and centre(0, 1) == (30, 60, 220) and centre(1, 0) == (30, 60, 220)
+    assert centre(1, 1) == (200, 200, 200), "a missing picture is a grey cell"
+    with pytest.raises(ValueError, match="2 columns"):
+        contact_sheet(["base", "adapter"], [SheetRow("short", [red])])
