@@ -26,7 +26,7 @@ ALIASES = {"tiny-shapes": "tiny-sd"}  # tiny-shapes' UNet and text encoder are t
 COMPONENT_ORDER = ("unet", "transformer", "text_encoder", "text_encoder_2")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: each file is loaded once (`load_manifest`)
 class Manifest:
     """A base model's adaptable layers: `layers[component][module path]` is the weight's shape
     (`[out, in]` for a Linear, `[out, in, kh, kw]` for a Conv2d)."""

@@ -86,7 +86,7 @@ class Tensor:
     @classmethod
     def from_float32(cls, values: np.ndarray, dtype: str) -> Tensor:
         """Values computed in float32, stored back in `dtype` (BF16 rounded to nearest even, as torch rounds)."""
-        values = np.ascontiguousarray(values, dtype=np.float32)
+        values = np.array(values, dtype=np.float32, order="C")  # keeps a 0-d alpha 0-d
         if dtype == "BF16":
             bits = values.view(np.uint32)
             rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
