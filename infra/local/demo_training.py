@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 BASE_MODEL = "tiny-shapes"
@@ -114,8 +115,10 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
             headers={"Content-Type": "image/png"},
         ).raise_for_status()
     console.print(
-        f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {TRAINING_PICTURES[0].caption('[trigger]')!r} "
-        f"([trigger]: the model's trigger word); saved as {output_dir.resolve()}/training-*.png"
+        escape(
+            f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {TRAINING_PICTURES[0].caption('[trigger]')!r} "
+            f"([trigger]: the model's trigger word); saved as {output_dir.resolve()}/training-*.png"
+        )
     )
     accepted = (
         client.post(f"/v1/models/{model_id}/trainings", json={"trainingSpeed": "fast", "parameters": DEMO_PARAMETERS})
