@@ -81,6 +81,8 @@ def _text_names(module: str) -> tuple[str, ...]:
     """A CLIP module's kohya spellings: with transformers' old `text_model.` root first (what A1111 expects)."""
     if module.startswith(_CLIP_ROOTS):
         return (flat(f"text_model.{module}"), flat(module))
+    if module.startswith("text_model."):  # CLIPTextModelWithProjection keeps the root in transformers 5.x
+        return (flat(module), flat(module.removeprefix("text_model.")))
     return (flat(module),)
 
 

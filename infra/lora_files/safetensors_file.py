@@ -88,10 +88,9 @@ class Tensor:
         """Values computed in float32, stored back in `dtype` (BF16 rounded to nearest even, as torch rounds)."""
         values = np.array(values, dtype=np.float32, order="C")  # keeps a 0-d alpha 0-d
         if dtype == "BF16":
-            bits = values.view(np.uint32)
-            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-            rounded[np.isnan(values)] = 0x7FC0
-            return cls("BF16", rounded)
+            bits = values.view(np.uint32).astype(np.uint64)  # room for the rounding carry
+            rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            return cls("BF16", np.asarray(np.where(np.isnan(values), 0x7FC0, rounded), dtype=np.uint16))
         if dtype not in DTYPES:
             raise AdapterFileError(AdapterProblem.UNSUPPORTED_DTYPE, f"cannot store tensors as {dtype}")
         return cls(dtype, values.astype(DTYPES[dtype]))
