@@ -10,6 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from events.records.jobs import TrainingJob
+from events.usecases.adapter_imports import AdapterFile, import_adapter
+from functions.adapter_files import LoraFiles
 from functions.api.routes.adapter_downloads import router
 from infra.lora_files.safetensors_file import read_file
 from tests.journeys import create_model, download
@@ -98,3 +100,26 @@ async def test_refusals(client, api_key, other_api_key, trained_pair) -> None:
         assert bad.status_code == 422, bad.text
     missing = await _get(client, api_key, f"/v1/models/{reds.model_id}/trainings/trn_nope/adapter")
     assert missing.status_code == 404
+
+
+async def test_an_imported_adapter_downloads_the_same_way(client, api_key, context, trained_pair) -> None:
+    reds, _ = trained_pair
+    _, _, tensors = await _file(client, api_key, f"/v1/models/{reds.model_id}/adapter")
+    model_id = (await create_model(client, api_key, name="imported one"))["id"]
+    # the import use case itself (its routes are helper I's), with a kohya file of the trained adapter
+    kohya = await download(
+        (await _file(client, api_key, f"/v1/models/{reds.model_id}/adapter", format="kohya"))[0]["url"]
+    )
+    model = await import_adapter(
+        context, LoraFiles(context.settings), "tenant-a", model_id, AdapterFile(kohya, "k.safetensors")
+    )
+    path = f"/v1/models/{model_id}/adapter"
+    body, _, stored = await _file(client, api_key, path)
+    assert body["source"] == "import" and body["trainingId"] == model.adapterTrainingId and body["epoch"] is None
+    assert set(stored) == set(tensors) and all((stored[k].array == tensors[k].array).all() for k in tensors)
+    body, metadata, exported = await _file(client, api_key, path, format="kohya")
+    assert body["fileName"] == "imported_one.safetensors" and metadata["ss_output_name"] == "imported_one"
+    assert metadata["ss_network_dim"] == "4" and "ss_steps" not in metadata and "ss_num_epochs" not in metadata
+    assert set(exported) == set(read_file(kohya)[1])
+    epoch = await _get(client, api_key, path, epoch="1")
+    assert epoch.status_code == 404 and epoch.json()["error"]["code"] == "unknown_epoch"
