@@ -236,6 +236,15 @@ async def _settled(client: httpx.AsyncClient, key: str, model_id: str, upload_id
     return await eventually(probe, lambda v: v["status"] != "pending", timeout_s=60, what="adapter upload")
 
 
+async def _deleted(context, key: str) -> None:
+    """The uploaded object is deleted once its upload is settled (settled first: a redelivery must find it)."""
+
+    async def probe() -> bool:
+        return await context.store.get_bytes(key) is None
+
+    await eventually(probe, bool, timeout_s=30, what=f"{key} deleted")
+
+
 async def test_a_presigned_file_is_imported_by_the_notification_and_a_redelivery_changes_nothing(
     client, api_key, context, files, monkeypatch
 ) -> None:
@@ -254,7 +263,7 @@ async def test_a_presigned_file_is_imported_by_the_notification_and_a_redelivery
     assert view["importId"] == view["model"]["importedAdapter"]["importId"]
     assert view["model"]["importedAdapter"]["fileName"] == "big.safetensors"
     raw_key = upload_adapter_key("tenant-a", upload["uploadId"])
-    assert await context.store.get_bytes(raw_key) is None, "the uploaded object is deleted once imported"
+    await _deleted(context, raw_key)
     served = await _model(context, model_id)
 
     ref = parse_adapter_upload_key(raw_key)
@@ -270,7 +279,7 @@ async def test_a_presigned_bad_file_is_rejected_with_its_problem_and_deleted(cli
     await _post_to_s3(upload["upload"], files["truncated"])
     view = await _settled(client, api_key, model_id, upload["uploadId"])
     assert view["status"] == "rejected" and view["error"]["code"] == "adapter_truncated", view
-    assert await context.store.get_bytes(upload_adapter_key("tenant-a", upload["uploadId"])) is None
+    await _deleted(context, upload_adapter_key("tenant-a", upload["uploadId"]))
     assert await _model(context, model_id) == before and await _adapter_keys(context, model_id) == []
 
 
