@@ -132,7 +132,7 @@ async def training_source(
 ) -> AdapterSource:
     """A training's final adapter (409 until it succeeded) or one of its finished epochs (404 if it has no such
     epoch yet)."""
-    training = await require_training(context, tenant_id, model.modelId, training_id, include_deleted=True)
+    training = await require_training(context, tenant_id, model.modelId, training_id)
     spec = _spec(context, model)
     if epoch is not None:
         if epoch not in training.epochs:
