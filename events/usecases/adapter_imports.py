@@ -177,10 +177,11 @@ async def import_adapter(
     """Check, convert and store a LoRA file, then make the model serve it (status `trained`, `adapterKey` the
     stored file, `adapterTrainingId` the import id, no epoch). `AdapterRefused` for the file, the model's
     refusals of `importable_model`, `QuotaExceeded` when its bytes do not fit: in each case nothing is kept.
-    A model's previous import is deleted (and its bytes freed) once the new one serves. An `import_id` the
-    model already serves is a repeat: the model is returned as it is."""
+    A model's previous import is deleted (and its bytes freed) once the new one serves. A repeat changes
+    nothing and returns the model as it is: an `import_id` the model already has, or (a PUT sent again) the
+    very file the model serves."""
     model, spec = await importable_model(backends, tenant_id, model_id)
-    if import_id is not None and model.importedAdapter is not None and model.importedAdapter.importId == import_id:
+    if _is_repeat(model, file, import_id):
         return model
     facts = files.check(file.data, len(file.data), spec)
     converted = files.to_diffusers(file.data, spec)
@@ -197,6 +198,13 @@ async def import_adapter(
         raise
     await forget_import(backends, replaced)
     return served
+
+
+def _is_repeat(model: ModelRecord, file: AdapterFile, import_id: str | None) -> bool:
+    if import_id is not None:
+        return model.importedAdapter is not None and model.importedAdapter.importId == import_id
+    served = model.served_import
+    return served is not None and served.sha256 == hashlib.sha256(file.data).hexdigest()
 
 
 async def _serve(

@@ -35,6 +35,7 @@ from events.usecases.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from functions.api.app import create_app
 from functions.api.routes import adapter_imports as adapter_routes
 from functions.api.services import adapter_imports as adapter_service
+from functions.api.services.models import soft_delete_model
 from tests.fakes import FakeBackends
 from tests.support import bearer
 from tests.usecases.builders import TENANT, new_model
@@ -142,6 +143,14 @@ async def test_a_file_over_the_storage_quota_is_refused_before_it_is_written(bac
         await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
     assert backends.store.objects == {} and await stored_bytes(backends) == 0
     assert backends.models.documents["mdl_1"]["status"] == ModelStatus.NEW.value
+
+
+async def test_the_same_file_sent_again_changes_nothing(backends: FakeBackends) -> None:
+    await new_model(backends)
+    files = ScriptedFiles()
+    first = await import_adapter(backends, files, TENANT, "mdl_1", FILE)
+    again = await import_adapter(backends, files, TENANT, "mdl_1", AdapterFile(FILE.data, "renamed.safetensors"))
+    assert again == first and files.checked == [len(FILE.data)] and len(backends.store.objects) == 1
 
 
 async def test_a_second_import_deletes_the_first_and_frees_its_bytes(backends: FakeBackends) -> None:
@@ -307,3 +316,20 @@ async def test_a_presigned_adapter_upload_is_recorded_pending_for_the_model(
     backends.models.documents["mdl_1"]["status"] = "training"
     busy = await client.post("/v1/models/mdl_1/adapter/presigned", headers=bearer(KEY))
     assert busy.status_code == 409 and len(backends.uploads.documents) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a deleted model frees its import's bytes once functions/api/services/models.py:soft_delete_model "
+    "counts them (requested of the lead): remove this mark then",
+)
+async def test_deleting_the_model_frees_the_imported_files_bytes(
+    client: httpx.AsyncClient, backends: FakeBackends
+) -> None:
+    await new_model(backends)
+    assert (await client.put("/v1/models/mdl_1/adapter", content=FILE.data, headers=raw())).status_code == 200
+    assert await stored_bytes(backends) == len(CONVERTED)
+    model = await backends.models.get("mdl_1")
+    assert model is not None
+    await soft_delete_model(backends, model)  # what DELETE /v1/models/{id} runs (a signed call)
+    assert await stored_bytes(backends) == 0
