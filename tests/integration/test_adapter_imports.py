@@ -58,11 +58,10 @@ def _kohya_name(key: str) -> str:
     return f"lora_unet_{module.replace('.', '_')}.{'lora_down' if role.startswith('A') else 'lora_up'}.weight"
 
 
-def _kohya(data: bytes) -> bytes:
-    """kohya-ss naming, with `.alpha` = rank (so the weights mean what the diffusers file's do)."""
+def _kohya_with_alpha(data: bytes, alpha: float) -> bytes:
+    """kohya-ss naming with every layer's `.alpha` set to `alpha` (it scales the layer by alpha / rank)."""
     modules = {_kohya_name(k).rsplit(".", 2)[0] for k in safetensors.torch.load(data)}
-    alphas = {f"{m}.alpha": torch.tensor(float(RANK)) for m in modules}
-    return _renamed(data, _kohya_name, alphas)
+    return _renamed(data, _kohya_name, {f"{m}.alpha": torch.tensor(alpha) for m in modules})
 
 
 def _reshaped(data: bytes, which: str) -> bytes:
@@ -89,7 +88,9 @@ def files() -> dict[str, bytes]:
     return {
         "diffusers": sd,
         "peft": _renamed(sd, lambda k: k.replace("unet.", "base_model.model.", 1)),
-        "kohya": _kohya(sd),
+        # alpha = rank: the weights mean what the diffusers file's do.
+        "kohya": _kohya_with_alpha(sd, float(RANK)),
+        "kohya-half": _kohya_with_alpha(sd, RANK / 2),
         "other": random_adapter(lambda: load_folder(StableDiffusionPipeline, ensure_tiny_sd(MODEL_CACHE)), seed=5),
         "sdxl": sdxl,
         "truncated": sd[: len(sd) // 2],
@@ -150,6 +151,18 @@ async def test_each_naming_is_imported_as_the_diffusers_file_the_generator_serve
     assert sorted(stored) == sorted(original)
     assert all(torch.equal(stored[k].float(), original[k].float()) for k in original)
     assert await _stored_bytes(context, "tenant-a") == stored_before + model.importedAdapter.storedBytes
+
+
+async def test_a_kohya_alpha_is_folded_into_the_stored_up_weights(client, api_key, context, files) -> None:
+    model_id = (await create_model(client, api_key, name="alpha folded"))["id"]
+    response = await _import(client, api_key, model_id, files["kohya-half"])
+    assert response.status_code == 200, response.text
+    stored = safetensors.torch.load(await context.store.get_bytes((await _model(context, model_id)).adapterKey))
+    original = safetensors.torch.load(files["diffusers"])
+    # alpha / rank = 0.5 scales each layer's product: folded into its up weights (exact in float32), down kept.
+    assert sorted(stored) == sorted(original)
+    for key, tensor in original.items():
+        assert torch.equal(stored[key], tensor * 0.5 if ".lora_B." in key else tensor), key
 
 
 async def test_a_second_import_replaces_the_first_and_deletes_it(client, api_key, context, files) -> None:
