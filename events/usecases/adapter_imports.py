@@ -193,10 +193,16 @@ async def import_adapter(
         await backends.store.put_bytes(key, converted, ADAPTER_CONTENT_TYPE)
         replaced, served = await _serve(backends, tenant_id, model_id, key, imported)
     except BaseException:
-        await backends.store.delete(key)
-        await release_storage(backends, tenant_id, len(converted))
+        # A write whose answer was lost may have landed: then the file serves, and stays counted.
+        if not await _serves(backends, model_id, import_id):
+            await backends.store.delete(key)
+            await release_storage(backends, tenant_id, len(converted))
         raise
-    await forget_import(backends, replaced)
+    if replaced is None:
+        # A twin delivery of the same upload served this import first (same key, same bytes): it counted them.
+        await release_storage(backends, tenant_id, len(converted))
+    else:
+        await forget_import(backends, replaced)
     return served
 
 
@@ -207,13 +213,21 @@ def _is_repeat(model: ModelRecord, file: AdapterFile, import_id: str | None) -> 
     return served is not None and served.sha256 == hashlib.sha256(file.data).hexdigest()
 
 
+async def _serves(backends: ImportBackends, model_id: str, import_id: str) -> bool:
+    model = await backends.models.get(model_id)
+    return model is not None and model.adapterTrainingId == import_id
+
+
 async def _serve(
     backends: ImportBackends, tenant_id: str, model_id: str, key: str, imported: ImportedAdapter
-) -> tuple[ModelRecord, ModelRecord]:
-    """The one model write: (the model as it was, the model as it is now). Conditional on the version read and
-    on a status an import may replace, so a training that started meanwhile wins (`Conflict`)."""
+) -> tuple[ModelRecord | None, ModelRecord]:
+    """The one model write: (the model as it was, the model as it is now); (None, the model) when a twin
+    delivery of the same import wrote it first. Conditional on the version read and on a status an import may
+    replace, so a training that started meanwhile wins (`Conflict`)."""
     for _ in range(WRITE_ATTEMPTS):
         model, _spec = await importable_model(backends, tenant_id, model_id)
+        if model.importedAdapter is not None and model.importedAdapter.importId == imported.importId:
+            return None, model
         fields = {
             "status": ModelStatus.TRAINED.value,
             "adapterKey": key,

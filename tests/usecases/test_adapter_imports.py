@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -218,6 +219,40 @@ async def test_a_repeated_import_id_is_served_once(backends: FakeBackends) -> No
     again = await import_adapter(backends, files, TENANT, "mdl_1", FILE, import_id=import_id)
     assert again.version == first.version and files.checked == [len(FILE.data)]
     assert first.adapterTrainingId == import_id and await stored_bytes(backends) == len(CONVERTED)
+
+
+async def test_twin_deliveries_of_one_upload_keep_one_file_counted_once(backends: FakeBackends) -> None:
+    await new_model(backends)
+    import_id = import_id_for_upload("upl_00ff00ff")
+    real_put = backends.store.put_bytes
+    twins: list[ModelRecord] = []
+
+    async def put_then_the_twin_runs(key: str, data: bytes, content_type: str) -> None:
+        await real_put(key, data, content_type)
+        if not twins:  # the same notification, delivered again while this one runs, gets to the model first
+            twins.append(ModelRecord.model_construct())
+            twins[0] = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE, import_id=import_id)
+
+    backends.store.put_bytes = put_then_the_twin_runs  # type: ignore[method-assign]
+    model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE, import_id=import_id)
+    assert model == twins[0] and model.adapterTrainingId == import_id
+    assert list(backends.store.objects) == [model.adapterKey] and await stored_bytes(backends) == len(CONVERTED)
+
+
+async def test_a_model_write_whose_answer_is_lost_keeps_the_file_it_serves(backends: FakeBackends) -> None:
+    await new_model(backends)
+    real_update = backends.models.update_fields
+
+    async def written_then_lost(*args: Any, **kwargs: Any) -> ModelRecord:
+        await real_update(*args, **kwargs)
+        raise ConnectionError("the answer was lost")
+
+    backends.models.update_fields = written_then_lost  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    model = await backends.models.get("mdl_1")
+    assert model is not None and model.adapterKey in backends.store.objects
+    assert await stored_bytes(backends) == len(CONVERTED)
 
 
 # -- the routes, on the fakes ---------------------------------------------------------------------------------
