@@ -2,7 +2,7 @@
 adapter file's keys and shapes are checked against, and what the kohya names are mapped through (kohya flattens a
 module path's dots to underscores, so only the real module names can undo it).
 
-One manifest per built-in tiny model (a built-in with another's architecture shares its file: `ALIASES`) and one
+One manifest per built-in tiny model (one with another's architecture may share its file: `ALIASES`) and one
 per family for the real bases (SD 1.5: the runwayml UNet and CLIP ViT-L; SDXL base 1.0: its UNet, CLIP ViT-L and
 OpenCLIP ViT-bigG; FLUX.1-dev: its transformer and CLIP ViT-L). The JSON files in `manifests/` are generated on the
 meta device from the architectures (`python -m tests.model.lora_manifests`: it needs torch, which this package may
@@ -20,8 +20,8 @@ from infra.base_models import BaseModelSpec, Family
 
 # The file of each family's real base, and the built-ins that share another's architecture.
 FAMILY_MANIFESTS = {Family.SD15: "sd-1_5", Family.SDXL: "sd-xl", Family.FLUX: "flux.1"}
-BUILTIN_MANIFESTS = ("tiny-sd", "tiny-sdxl", "tiny-flux")
-ALIASES = {"tiny-shapes": "tiny-sd"}  # tiny-shapes' UNet and text encoder are tiny-sd's shapes
+BUILTIN_MANIFESTS = ("tiny-sd", "tiny-sdxl", "tiny-flux", "tiny-shapes")
+ALIASES: dict[str, str] = {}  # a built-in with another's architecture: its name -> that one's file
 # The denoiser first: a key that names no component (peft's bare form) is looked up in this order.
 COMPONENT_ORDER = ("unet", "transformer", "text_encoder", "text_encoder_2")
 

@@ -64,7 +64,10 @@ def _tiny_shapes() -> Manifest:
     with torch.device("meta"):
         unet, text_encoder = shapes_parts.unet(), shapes_parts.text_encoder(shapes_parts.tokenizer())
     return Manifest(
-        "tiny-shapes", Family.SD15, "tiny-shapes", {"unet": layers_of(unet), "text_encoder": layers_of(text_encoder)}
+        "tiny-shapes",
+        Family.SD15,
+        "the built-in tiny-shapes",
+        {"unet": layers_of(unet), "text_encoder": layers_of(text_encoder)},
     )
 
 
@@ -82,6 +85,7 @@ BUILDERS: dict[str, Callable[[], Manifest]] = {
     "tiny-sd": lambda: _pipeline_manifest("tiny-sd", Family.SD15, "the built-in tiny-sd", build_tiny_sd()),
     "tiny-sdxl": lambda: _pipeline_manifest("tiny-sdxl", Family.SDXL, "the built-in tiny-sdxl", build_tiny_sdxl()),
     "tiny-flux": lambda: _pipeline_manifest("tiny-flux", Family.FLUX, "the built-in tiny-flux", build_tiny_flux()),
+    "tiny-shapes": _tiny_shapes,
 }
 
 
