@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from infra.base_models import TINY_FLUX, TINY_SD, TINY_SDXL, BaseModelSpec
+from infra.base_models import BUILTIN_MODELS, TINY_FLUX, TINY_SD, TINY_SDXL, BaseModelSpec
 from infra.lora_files.checks import AdapterLimits, check_adapter
 from infra.lora_files.convert import to_diffusers, to_kohya
 from infra.lora_files.errors import AdapterFileError, AdapterProblem
@@ -41,7 +41,7 @@ def meta(spec: BaseModelSpec, rank: int = 4) -> KohyaMetadata:
     return KohyaMetadata(spec.family, spec.name, "out", rank=rank, alpha=float(rank), resolution=64, trigger_word="zq")
 
 
-@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl", "tiny-flux", "sd-1_5", "sd-xl", "flux.1"])
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl", "tiny-flux", "tiny-shapes", "sd-1_5", "sd-xl", "flux.1"])
 def test_every_layer_has_one_kohya_name_that_maps_back(name: str) -> None:
     manifest = load_manifest(name)
     names = kohya_names(manifest)
@@ -96,7 +96,7 @@ def test_flux_fuses_qkv_and_single_blocks_in_bfl_names() -> None:
     assert names.export[("text_encoder", "encoder.layers.0.self_attn.q_proj")].startswith("lora_te1_text_model_")
 
 
-@pytest.mark.parametrize("spec", [TINY_SD, TINY_SDXL, TINY_FLUX], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [TINY_SD, TINY_SDXL, TINY_FLUX, BUILTIN_MODELS["tiny-shapes"]], ids=lambda s: s.name)
 @pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
 def test_every_layer_round_trips_through_kohya_bit_for_bit(spec: BaseModelSpec, dtype: str) -> None:
     original = diffusers_file(manifest_for(spec), dtype=dtype)
