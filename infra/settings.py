@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, description="The headshot API: upload keys last 24 h.")
     # LoRA files imported into a model: as the raw body of `PUT /v1/models/{id}/adapter` (API Gateway takes 10 MB;
     # through Lambda a binary body is base64 in a 6 MB payload, so about 4.4 MB arrive), and presigned (S3 takes
-    # the bytes, the notification handler checks them: high-rank SDXL LoRAs run to hundreds of MB).
+    # the bytes, the notification handler checks them: high-rank SDXL LoRAs run to hundreds of MB). Converting
+    # one takes about 4x its size on top of the file itself (measured: a 207 MiB F16 kohya file peaks at 1 GiB
+    # RSS), so the s3-events function needs about 5x this limit of memory.
     max_adapter_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_adapter_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_adapter_rank: int = Field(default=256, ge=1)
