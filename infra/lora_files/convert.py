@@ -110,22 +110,30 @@ def to_diffusers(data: bytes, spec: BaseModelSpec) -> bytes:
     return write_file(tensors, DIFFUSERS_METADATA)
 
 
+def _as_f32(tensor: Tensor) -> Tensor:
+    return Tensor("F32", tensor.to_float32())
+
+
 def _fuse(parts: list[Layer | None], outs: list[int]) -> tuple[Tensor, Tensor]:
-    """Stack the parts' downs (each padded to the largest rank) and lay their ups block-diagonally: exact."""
+    """Stack the parts' downs (each padded to the largest rank) and lay their ups block-diagonally: exact. Built in
+    the tensors' own storage (zero is all-zero bits in F16, BF16 and F32), so no value is converted."""
     present = [p for p in parts if p is not None]
+    dtype = present[0].down.dtype
+    if any(p.down.dtype != dtype or p.up.dtype != dtype for p in present):  # parts of mixed dtypes: as float32
+        parts = [None if p is None else Layer(p.component, p.module, _as_f32(p.down), _as_f32(p.up)) for p in parts]
+        present, dtype = [p for p in parts if p is not None], "F32"
     rank = max(p.down.shape[0] for p in present)
-    in_shape = present[0].down.shape[1:]
-    down = np.zeros((rank * len(parts), *in_shape), dtype=np.float32)
-    up = np.zeros((sum(outs), rank * len(parts)), dtype=np.float32)
+    storage = present[0].down.array.dtype
+    down = np.zeros((rank * len(parts), *present[0].down.shape[1:]), dtype=storage)
+    up = np.zeros((sum(outs), rank * len(parts)), dtype=storage)
     row = 0
     for j, part in enumerate(parts):
         if part is not None:
             r = part.down.shape[0]
-            down[j * rank : j * rank + r] = part.down.to_float32()
-            up[row : row + outs[j], j * rank : j * rank + r] = part.up.to_float32().reshape(outs[j], r)
+            down[j * rank : j * rank + r] = part.down.array
+            up[row : row + outs[j], j * rank : j * rank + r] = part.up.array.reshape(outs[j], r)
         row += outs[j]
-    dtype = present[0].down.dtype
-    return Tensor.from_float32(down, dtype), Tensor.from_float32(up, present[0].up.dtype)
+    return Tensor(dtype, down), Tensor(dtype, up)
 
 
 def to_kohya(data: bytes, spec: BaseModelSpec, metadata: KohyaMetadata) -> bytes:

@@ -88,9 +88,14 @@ class Tensor:
         """Values computed in float32, stored back in `dtype` (BF16 rounded to nearest even, as torch rounds)."""
         values = np.array(values, dtype=np.float32, order="C")  # keeps a 0-d alpha 0-d
         if dtype == "BF16":
-            bits = values.view(np.uint32).astype(np.uint64)  # room for the rounding carry
-            rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-            return cls("BF16", np.asarray(np.where(np.isnan(values), 0x7FC0, rounded), dtype=np.uint16))
+            # Flat, so a 0-d alpha stays an array; only NaNs' bit patterns can carry out of 32 bits, and they are
+            # replaced.
+            bits = values.reshape(-1).view(np.uint32)
+            rounded = ((bits + ((bits >> 16) & 1) + np.uint32(0x7FFF)) >> 16).astype(np.uint16)
+            nan = np.isnan(values.reshape(-1))
+            if nan.any():
+                rounded[nan] = 0x7FC0
+            return cls("BF16", rounded.reshape(values.shape))
         if dtype not in DTYPES:
             raise AdapterFileError(AdapterProblem.UNSUPPORTED_DTYPE, f"cannot store tensors as {dtype}")
         return cls(dtype, values.astype(DTYPES[dtype]))
