@@ -251,3 +251,18 @@ def test_kohya_metadata_and_sd_scripts_hashes() -> None:
     assert model_hashes(tensors, {**fields, "modelspec.title": "other"}) == model_hashes(tensors, fields)
     no_steps = KohyaMetadata(TINY_SD.family, "tiny-sd", "imported", rank=4, alpha=4.0).fields()
     assert "ss_steps" not in no_steps and "ss_num_epochs" not in no_steps and "ss_tag_frequency" not in no_steps
+
+
+def test_a_fused_flux_layer_with_parts_missing_or_of_mixed_dtypes_round_trips() -> None:
+    shapes = manifest_for(TINY_FLUX).layers["transformer"]
+    block = "transformer.transformer_blocks.0.attn"
+    q_down, q_up = pair(shapes["transformer_blocks.0.attn.to_q"], dtype="F16")
+    only_q = write_file({f"{block}.to_q.lora_A.weight": q_down, f"{block}.to_q.lora_B.weight": q_up}, {"format": "pt"})
+    kohya = to_kohya(only_q, TINY_FLUX, meta(TINY_FLUX))
+    assert read_file(kohya)[1]["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"].shape[0] == 12
+    assert to_diffusers(kohya, TINY_FLUX) == only_q  # the untrained k and v parts (zeros) are left out again
+    k_down, k_up = pair(shapes["transformer_blocks.0.attn.to_k"], dtype="F32")
+    mixed = {**read_file(only_q)[1], f"{block}.to_k.lora_A.weight": k_down, f"{block}.to_k.lora_B.weight": k_up}
+    _, back = read_file(to_diffusers(to_kohya(write_file(mixed), TINY_FLUX, meta(TINY_FLUX)), TINY_FLUX))
+    assert {t.dtype for t in back.values()} == {"F32"}  # fused as float32, every value exact
+    assert all(np.array_equal(back[k].to_float32(), mixed[k].to_float32()) for k in mixed)
