@@ -1,0 +1,210 @@
+"""Train tiny-shapes from nothing on its procedural dataset and write the weights `ensure_tiny_shapes` loads.
+
+    python -m workers.base_models.tiny_shapes.train --out workers/base_models/tiny_shapes/weights [--seed 0]
+
+Three stages, plain torch (model building, not the product's trainer), deterministic for a seed and a thread count:
+1. the text encoder: tiny-sd's CLIP at its seeded initialization, rounded to float16 before anything uses it (it is
+   committed in float16, so the UNet is trained against exactly the weights that ship) and never trained: a
+   random encoder still gives each caption its own hidden states, and the UNet learns to read them;
+2. the VAE: reconstruction (L1 on pixels, a KL term small enough to leave the latents free, as SD's VAE) on the
+   dataset's 64 px pictures; the scaling factor is then set so the latents have unit variance, as SD's 0.18215 does;
+3. the UNet: DDPM noise, epsilon prediction, on the VAE posterior's mean (what the product's LoRA trainer encodes
+   with), conditioned on the captions' hidden states, with 10% of captions dropped to the empty prompt so that
+   classifier-free guidance has an unconditional prediction to push away from.
+
+Weights are written in float16 (a few MB in all) with `build.json` (scaling factor, seed, steps, final losses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from safetensors.torch import save_file
+
+from workers.base_models.tiny_shapes import parts
+from workers.base_models.tiny_shapes.dataset import ShapeSpec, caption, render, sample_specs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how hard each stage trains; the defaults are what the committed weights were made with."""
+
+    seed: int = 0
+    images: int = 4096
+    vae_steps: int = 1500
+    vae_batch: int = 8
+    vae_lr: float = 2e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 1000
+    unet_batch: int = 32
+    unet_lr: float = 2e-3
+    caption_dropout: float = 0.1
+    warmup: int = 50
+
+
+def _pixels(specs: Sequence[ShapeSpec]) -> torch.Tensor:
+    """The rendered pictures as a float tensor in [-1, 1], N x 3 x SIDE x SIDE."""
+    array = np.stack([np.asarray(render(spec, parts.SIDE), dtype=np.float32) for spec in specs])
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to zero: a short run ends at its best weights without an EMA."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_vae(pixels: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> tuple[torch.nn.Module, float]:
+    """The VAE trained on `pixels`; its final reconstruction loss (mean absolute error in [-1, 1] units)."""
+    vae = parts.vae()
+    with torch.no_grad():
+        # The posterior starts nearly deterministic (log-variance -8): at its default 0 the decoder sees latents
+        # buried in unit noise until the encoder has learnt to shrink it, which took most of a short run. The
+        # reconstruction loss then sets the variance, as it does in SD's VAE.
+        vae.quant_conv.bias[vae.config.latent_channels :] = -8.0
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    lr_schedule = _schedule(optimizer, config.vae_steps, config.warmup)
+    recent: list[float] = []
+    started = time.monotonic()
+    for step in range(config.vae_steps):
+        batch = pixels[torch.randint(0, len(pixels), (config.vae_batch,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        reconstruction = vae.decode(latents).sample
+        l1 = F.l1_loss(reconstruction, batch)
+        loss = l1 + config.kl_weight * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        recent = [*recent[-49:], float(l1.detach())]
+        if (step + 1) % 50 == 0:
+            elapsed = time.monotonic() - started
+            print(f"vae step {step + 1}/{config.vae_steps} l1 {np.mean(recent):.4f} {elapsed:.0f}s", flush=True)
+    return vae.eval(), float(np.mean(recent))
+
+
+def encode(vae: torch.nn.Module, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The VAE posterior's mean for every picture, unscaled."""
+    with torch.no_grad():
+        return torch.cat([vae.encode(pixels[i : i + batch]).latent_dist.mean for i in range(0, len(pixels), batch)])
+
+
+def train_unet(
+    latents: torch.Tensor,
+    hidden: torch.Tensor,
+    caption_index: torch.Tensor,
+    empty_index: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[torch.nn.Module, float]:
+    """The UNet trained to predict the noise added to `latents` (already scaled), given the hidden states
+    `hidden[caption_index[i]]` of each picture's caption, or those of the empty prompt (`empty_index`) for a
+    `caption_dropout` share; its final loss."""
+    unet = parts.unet()
+    noise_schedule = DDPMScheduler.from_config(parts.scheduler().config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.0)
+    lr_schedule = _schedule(optimizer, config.unet_steps, config.warmup)
+    recent: list[float] = []
+    started = time.monotonic()
+    for step in range(config.unet_steps):
+        rows = torch.randint(0, len(latents), (config.unet_batch,), generator=generator)
+        clean = latents[rows]
+        captions = caption_index[rows].clone()
+        captions[torch.rand(config.unet_batch, generator=generator) < config.caption_dropout] = empty_index
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(
+            0, noise_schedule.config.num_train_timesteps, (config.unet_batch,), generator=generator
+        )
+        prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, hidden[captions]).sample
+        loss = F.mse_loss(prediction, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        recent = [*recent[-49:], float(loss.detach())]
+        if (step + 1) % 50 == 0:
+            elapsed = time.monotonic() - started
+            print(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(recent):.4f} {elapsed:.0f}s", flush=True)
+    return unet.eval(), float(np.mean(recent))
+
+
+def _save(module: torch.nn.Module, path: Path) -> None:
+    state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in module.state_dict().items()}
+    save_file(state, str(path))
+
+
+def train(out: Path, config: TrainConfig) -> dict[str, object]:
+    """Train all three stages and write their weights and `build.json` into `out`; what `build.json` holds."""
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    tokens = parts.tokenizer()
+    encoder = parts.text_encoder(tokens).eval()
+    encoder.to(torch.float16).to(torch.float32)  # train against the float16 weights that are committed
+
+    specs = sample_specs(config.seed, config.images)
+    pixels = _pixels(specs)
+    print(f"dataset: {len(specs)} pictures, {time.monotonic() - started:.0f}s")
+
+    vae, vae_l1 = train_vae(pixels, config, generator)
+    vae.to(torch.float16).to(torch.float32)  # the UNet learns the latents of the VAE that ships
+    unscaled = encode(vae, pixels)
+    scaling_factor = float(1.0 / unscaled.std())
+    print(f"latents: std {unscaled.std():.4f}, scaling factor {scaling_factor:.5f}")
+
+    captions = sorted({caption(spec) for spec in specs})
+    hidden = parts.text_hidden_states(encoder, tokens, [*captions, ""])
+    index = {text: i for i, text in enumerate(captions)}
+    caption_index = torch.tensor([index[caption(spec)] for spec in specs])
+    unet, unet_loss = train_unet(unscaled * scaling_factor, hidden, caption_index, len(captions), config, generator)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", encoder)):
+        _save(module, parts.weights_file(name, out))
+    info: dict[str, object] = {
+        "scaling_factor": round(scaling_factor, 6),
+        "dtype": "float16",
+        "config": config.__dict__,
+        "vae_l1": round(vae_l1, 5),
+        "unet_loss": round(unet_loss, 5),
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.monotonic() - started),
+        "torch": torch.__version__,
+    }
+    (out / parts.BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    print(f"done in {info['seconds']}s: {out}")
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: `--out DIR`, and any stage's length or the seed to override the committed defaults."""
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--images", type=int, default=defaults.images)
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
+    args = parser.parse_args(argv)
+    config = TrainConfig(seed=args.seed, images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps)
+    train(args.out, config)
+
+
+if __name__ == "__main__":
+    main()
