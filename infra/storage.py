@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,6 +12,9 @@ from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel
 
 from infra.tracing import span
+
+# `bytes 0-99/12345`: a ranged GET's answer names the object's whole size.
+_CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(?P<size>\d+)$")
 
 
 class ArtifactStore:
@@ -51,6 +55,34 @@ class ArtifactStore:
             current.set_attribute("lorafoundry.bytes", len(data))
             return data
 
+    async def get_range(self, key: str, start: int, end: int) -> tuple[bytes, int] | None:
+        """Bytes `start`..`end` (inclusive) of one object and the object's whole size, or None if it does not
+        exist (a header without the file: a big upload is checked before it is read)."""
+        with self._span("GetObject", key) as current:
+            try:
+                response = await self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}")
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                    current.set_attribute("lorafoundry.found", False)
+                    return None
+                raise
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+            current.set_attribute("lorafoundry.bytes", len(data))
+            whole = _CONTENT_RANGE.match(response.get("ContentRange") or "")
+            return data, int(whole["size"]) if whole else len(data)
+
+    async def size(self, key: str) -> int | None:
+        """An object's size in bytes, or None if it does not exist."""
+        with self._span("HeadObject", key):
+            try:
+                head = await self.s3.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                raise
+            return int(head["ContentLength"])
+
     async def get_json(self, key: str) -> Any | None:
         """Read and parse a JSON object, or None if it does not exist."""
         data = await self.get_bytes(key)
@@ -68,11 +100,12 @@ class ArtifactStore:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return keys
 
-    async def presign_get(self, key: str, expires_in: int) -> str:
-        """A time-limited GET URL for one object."""
-        return await self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+    async def presign_get(self, key: str, expires_in: int, file_name: str | None = None) -> str:
+        """A time-limited GET URL for one object; with `file_name`, a browser saves it under that name."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if file_name is not None:
+            params["ResponseContentDisposition"] = f'attachment; filename="{file_name}"'
+        return await self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     async def presign_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A time-limited browser-style POST upload of one object; S3 itself refuses a body over `max_bytes`

@@ -516,9 +516,20 @@ class FakeStore:
         """Every key under a prefix, in S3's (lexicographic) order."""
         return sorted(k for k in self.objects if k.startswith(prefix))
 
-    async def presign_get(self, key: str, expires_in: int) -> str:
+    async def get_range(self, key: str, start: int, end: int) -> tuple[bytes, int] | None:
+        """Bytes `start`..`end` (inclusive) and the object's size, or None."""
+        data = self.objects.get(key)
+        return None if data is None else (data[start : end + 1], len(data))
+
+    async def size(self, key: str) -> int | None:
+        """An object's size, or None."""
+        data = self.objects.get(key)
+        return None if data is None else len(data)
+
+    async def presign_get(self, key: str, expires_in: int, file_name: str | None = None) -> str:
         """A fake GET URL for one object."""
-        return f"https://fake-s3.invalid/{self.bucket}/{key}?expires={expires_in}"
+        named = f"&filename={file_name}" if file_name else ""
+        return f"https://fake-s3.invalid/{self.bucket}/{key}?expires={expires_in}{named}"
 
     async def presign_post(self, key: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
         """A fake POST upload form for one object."""

@@ -16,6 +16,7 @@ class UploadPurpose(StrEnum):
 
     TRAINING_DATA = "training-data"
     IMAGE = "image"
+    ADAPTER = "adapter"  # a LoRA file for a model (`POST /v1/models/{id}/adapter/presigned`)
 
 
 class UploadRecord(StoredRecord, ValidatedImage):

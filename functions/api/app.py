@@ -15,6 +15,8 @@ from functions.api.openapi import install_openapi
 from functions.api.request_metrics import RequestMetrics
 from functions.api.request_tracing import RequestTracing
 from functions.api.routes import (
+    adapter_downloads,
+    adapter_imports,
     admin,
     admin_status,
     base_models,
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # One raw image per request; a little slack over the image limit so its own check names it.
             (r"/v1/models/[^/]+/training-data(/[^/]+)?", settings.max_image_bytes + 1024),
             (r"/v1/models/[^/]+/train", settings.max_training_upload_bytes),
+            # One LoRA file as the raw body; a little slack so the route's own check names the presigned way.
+            (r"/v1/models/[^/]+/adapter", settings.max_adapter_bytes + 1024),
             # One image, raw or as a multipart form (whose framing needs a little room).
             (r"/v1/uploads", settings.max_image_bytes + 64 * 1024),
             # An image and its mask.
@@ -78,8 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         base_models.router,
         images.router,
         models.router,
+        adapter_downloads.router,
         training_data.router,
         trainings.router,
+        adapter_imports.router,
         uploads.router,
         portraits.router,
         predictions.router,

@@ -7,10 +7,6 @@ model already serves the import (whose id the upload fixes)."""
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any
-
-from botocore.exceptions import ClientError
 
 from events.lifecycle import JobError
 from events.records.uploads import UploadRecord
@@ -25,22 +21,11 @@ log = logging.getLogger(__name__)
 
 # Enough for the length field and a small LoRA's whole header in one read; a bigger header takes a second one.
 FIRST_READ_BYTES = 64 * 1024
-_CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(?P<size>\d+)$")
 
 
 async def read_range(context: ServiceContext, key: str, length: int) -> tuple[bytes, int] | None:
     """The first `length` bytes of an object and its full size; None if it is gone."""
-    store: Any = context.store
-    try:
-        response = await store.s3.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{length - 1}")
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    async with response["Body"] as body:
-        data = await body.read()
-    match = _CONTENT_RANGE.match(response.get("ContentRange") or "")
-    return data, int(match["size"]) if match else len(data)
+    return await context.store.get_range(key, 0, length - 1)
 
 
 async def _reject(context: ServiceContext, upload: UploadRecord, refusal: UseCaseError) -> None:

@@ -36,9 +36,10 @@ S3_EVENTS = FunctionSpec(
     "s3-events",
     "S3EventsFunction",
     "functions.s3_events.handler.handler",
-    "S3 notifications through SQS: markers become statuses, raw uploads are validated",
-    1024,
-    60,
+    "S3 notifications through SQS: markers become statuses, raw uploads are validated, LoRA files imported",
+    # A presigned LoRA file (LF_MAX_ADAPTER_UPLOAD_BYTES, 512 MB) is read whole and converted: about 5x its size.
+    3008,
+    120,
 )
 WEBHOOKS = FunctionSpec(
     "webhooks",

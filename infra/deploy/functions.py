@@ -99,6 +99,8 @@ GRANTS: dict[str, Grants] = {
             "trainings/*": (GET_OBJECT,),
             "models/*": (GET_OBJECT,),
             "models/*/data/*": (PUT_OBJECT, DELETE_OBJECT),
+            # Imported LoRA files: written converted, the one an import replaces deleted.
+            "models/*/adapters/*": (PUT_OBJECT, DELETE_OBJECT),
             "uploads/*": (GET_OBJECT, PUT_OBJECT, DELETE_OBJECT),
         },
         list_bucket=True,
@@ -121,6 +123,8 @@ GRANTS: dict[str, Grants] = {
             "trainings/*": (GET_OBJECT,),
             "uploads/*": (GET_OBJECT, PUT_OBJECT, DELETE_OBJECT),
             "models/*/data/*": (PUT_OBJECT,),
+            # A presigned LoRA file imported: written converted, the one it replaces deleted.
+            "models/*/adapters/*": (PUT_OBJECT, DELETE_OBJECT),
         },
         list_bucket=True,
         consumes_notifications=True,

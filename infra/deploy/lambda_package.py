@@ -36,6 +36,7 @@ LAMBDA_REQUIREMENTS: tuple[str, ...] = (
     "fastapi",
     "httpx",
     "mangum",
+    "numpy",
     "opentelemetry-api",
     "opentelemetry-exporter-otlp-proto-http",
     "opentelemetry-sdk",

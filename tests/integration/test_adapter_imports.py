@@ -345,11 +345,6 @@ async def test_an_imported_adapter_generates_alone_and_in_a_composition_with_a_t
     assert _differ(mixed, tuned) > 1 and _differ(mixed, trained) > 1, "the mix is one of its adapters alone"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seed 001's scaleConfigs take an import id once functions/api/services/adapters.py:training_adapter "
-    "does (requested of the lead; with it this passes): remove this mark then",
-)
 @pytest.mark.usefixtures("worker", "trainer")
 async def test_a_prediction_mixes_an_imported_adapter_with_a_trained_one(
     client, api_key, files, trained_pair: tuple[TrainedModel, TrainedModel]

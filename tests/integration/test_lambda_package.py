@@ -24,7 +24,6 @@ from infra.deploy.catalog import API, FUNCTIONS
 from infra.deploy.lambda_package import (
     FORBIDDEN,
     UNZIPPED_LIMIT_BYTES,
-    ZIPPED_DIRECT_UPLOAD_LIMIT_BYTES,
     PackageBuildError,
     PackageReport,
     build_lambda_package,
@@ -157,8 +156,8 @@ def probe(unzipped: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_the_package_is_within_lambdas_limits(package: PackageReport) -> None:
     assert package.unzipped_bytes < UNZIPPED_LIMIT_BYTES, package.summary()
-    # Within the direct-upload limit too, so even `aws lambda update-function-code --zip-file` works.
-    assert package.zipped_bytes < ZIPPED_DIRECT_UPLOAD_LIMIT_BYTES, package.summary()
+    # The zip may pass the 50 MiB of a direct upload (numpy, for the torch-free LoRA file checks, put it there):
+    # the template reads it from S3, whose only limit is the unzipped size. The summary says which applies.
     assert package.zip_path.name == f"lorafoundry-lambda-{package.sha256[:12]}.zip"
 
 

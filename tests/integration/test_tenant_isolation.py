@@ -54,6 +54,7 @@ class OwnedIds:
     training: str
     data: str
     upload: str
+    adapter_upload: str
     generation: str
     prediction: str
     portrait: str
@@ -65,6 +66,7 @@ PARAMETER_IDS: dict[str, Callable[[OwnedIds], str]] = {
     "trainingId": lambda ids: ids.training,
     "dataId": lambda ids: ids.data,
     "key": lambda ids: ids.upload,
+    "uploadId": lambda ids: ids.adapter_upload,
     "jobId": lambda ids: ids.generation,
     "predictionId": lambda ids: ids.prediction,
     "portraitId": lambda ids: ids.portrait,
@@ -77,6 +79,10 @@ MUTATION_BODIES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
     ("PUT", "/v1/models/{modelId}"): lambda: {"json": {"name": "taken over"}},
     ("PATCH", "/v1/models/{modelId}"): lambda: {"json": {"updatedDisplayName": "taken over"}},
     ("POST", "/v1/models/{modelId}/train"): lambda: {"files": {"images": ("a.png", png((1, 2, 3)), "image/png")}},
+    ("PUT", "/v1/models/{modelId}/adapter"): lambda: {
+        "content": b"not a lora file",
+        "headers": {"Content-Type": "application/octet-stream"},
+    },
     ("POST", "/v1/models/{modelId}/training-data"): lambda: {
         "content": png((1, 2, 3)),
         "headers": {"Content-Type": "application/octet-stream"},
@@ -173,6 +179,9 @@ async def owned(client, context, tenants, trained_pair, worker) -> OwnedIds:
         "/v1/uploads", content=png((9, 9, 9)), headers={**a.headers, "Content-Type": "image/png"}
     )
     assert upload.status_code in (200, 201), upload.text
+    # A presigned LoRA file upload for the model (never sent: the upload record is what is read).
+    adapter_upload = await client.post(f"/v1/models/{model.model_id}/adapter/presigned", headers=a.headers)
+    assert adapter_upload.status_code == 201, adapter_upload.text
     generation = await client.post(
         "/v1/images/generate",
         json={"modelId": "tiny-sd", "prompt": "a fox", "width": 64, "height": 64, "numInferenceSteps": 1},
@@ -206,6 +215,7 @@ async def owned(client, context, tenants, trained_pair, worker) -> OwnedIds:
         training=model.training_id,
         data=data_id,
         upload=upload.json()["key"],
+        adapter_upload=adapter_upload.json()["uploadId"],
         generation=generation.json()["jobId"],
         prediction=prediction.json()["predictionId"],
         portrait=portrait.jobId,

@@ -353,11 +353,6 @@ async def test_a_presigned_adapter_upload_is_recorded_pending_for_the_model(
     assert busy.status_code == 409 and len(backends.uploads.documents) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a deleted model frees its import's bytes once functions/api/services/models.py:soft_delete_model "
-    "counts them (requested of the lead): remove this mark then",
-)
 async def test_deleting_the_model_frees_the_imported_files_bytes(
     client: httpx.AsyncClient, backends: FakeBackends
 ) -> None:

@@ -32,7 +32,7 @@ class UploadOut(BaseModel):
     key: str
     uploadId: str
     status: Literal["pending", "ready", "rejected"]
-    purpose: Literal["training-data", "image"]
+    purpose: Literal["training-data", "image", "adapter"]
     expiresAt: ApiTime = Field(description="After this the key no longer works and the bytes are deleted (24 h).")
     url: str | None = Field(default=None, description="Presigned GET of the normalized image, once ready.")
     width: int | None = None

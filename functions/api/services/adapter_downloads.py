@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import ClientError
-
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
 from events.storage_keys import AdapterFormat, adapter_export_key, training_epoch_keys
@@ -148,21 +146,10 @@ async def training_source(
     return AdapterSource(training.adapterKey, model, training_id, False, None, spec, training)
 
 
-async def _size(context: ServiceContext, key: str) -> int | None:
-    """The object's size, None if it does not exist (a HEAD: the store has no such call yet)."""
-    try:
-        head = await context.store.s3.head_object(Bucket=context.store.bucket, Key=key)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return int(head["ContentLength"])
-
-
 async def _kohya_file(context: ServiceContext, source: AdapterSource) -> tuple[str, int]:
     """The kohya export's key and size, converting and storing it the first time."""
     key = adapter_export_key(source.key, AdapterFormat.KOHYA)
-    if (size := await _size(context, key)) is not None:
+    if (size := await context.store.size(key)) is not None:
         return key, size
     data = await context.store.get_bytes(source.key)
     if data is None:
@@ -182,11 +169,11 @@ async def download(context: ServiceContext, source: AdapterSource, fmt: AdapterF
     if fmt is AdapterFormat.KOHYA:
         key, size = await _kohya_file(context, source)
     else:
-        key, size = source.key, await _size(context, source.key)
+        key, size = source.key, await context.store.size(source.key)
         if size is None:
             raise ApiError(409, "adapter_not_ready", f"the adapter file of {source.training_id!r} is not stored (yet)")
     expiry = context.settings.presign_expiry_seconds
-    url = await context.store.presign_get(key, expiry)
+    url = await context.store.presign_get(key, expiry, file_name=source.file_name)
     return AdapterDownload(
         url=url,
         expiresAt=(datetime.now(UTC) + timedelta(seconds=expiry)).isoformat(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from events.generation import AdapterRef
 from events.records.models import ModelRecord
 from events.states import ModelStatus, TrainingStatus
+from events.storage_keys import is_import_id
 from events.usecases.adapters import model_adapter
 from functions.api.errors import ApiError
 from functions.api.schemas.models import COMPOSITION_TYPES
@@ -111,6 +112,18 @@ async def training_adapter(
     model = await context.models.get_live(tenant_id, model_id)
     if model is None:
         raise ApiError(404, "model_not_found", f"model {model_id!r} does not exist", field=f"{field}.modelId")
+    if is_import_id(training_id):
+        # An import is no training: its adapter is the model's while the model serves it (a later import or
+        # training replaced it otherwise).
+        if model.adapterTrainingId != training_id or not model.adapterKey:
+            raise ApiError(
+                404,
+                "training_not_found",
+                f"model {model_id!r} does not serve an import {training_id!r}",
+                field=f"{field}.trainingId",
+            )
+        adapter = AdapterRef(modelId=model_id, trainingId=training_id, key=model.adapterKey, scale=scale)
+        return AdapterChoice(adapter=adapter, base_model=model.baseModel, field=field)
     # A soft-deleted training only leaves the listings: its adapter keeps serving.
     training = await require_training(
         context, tenant_id, model_id, training_id, field=f"{field}.trainingId", include_deleted=True

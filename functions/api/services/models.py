@@ -230,4 +230,6 @@ async def soft_delete_model(context: ServiceContext, model: ModelRecord) -> None
     stop counting against the tenant's storage: the tenant can no longer see or delete them."""
     if await context.models.soft_delete(model.modelId):
         items = await context.training_data.list(model.modelId)
-        await release_storage(context, model.tenantId, sum(counted_bytes(item) for item in items))
+        # The imported adapter's stored file is counted too (kept, as the trainings' adapters are).
+        imported = model.importedAdapter.storedBytes if model.importedAdapter else 0
+        await release_storage(context, model.tenantId, sum(counted_bytes(item) for item in items) + imported)
