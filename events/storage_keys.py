@@ -150,9 +150,15 @@ class AdapterFormat(StrEnum):
     KOHYA = "kohya"  # kohya-ss naming: what AUTOMATIC1111, Forge and ComfyUI load
 
 
-def adapter_import_key(model_id: str, import_id: str) -> str:
-    """An imported adapter, converted to the diffusers naming the generator serves (a fresh key per import)."""
-    return f"models/{model_id}/adapters/{import_id}/adapter.safetensors"
+# Hex digits of the sent file's SHA-256 in its import's key: enough that two different files never meet.
+IMPORT_DIGEST_CHARS = 16
+
+
+def adapter_import_key(model_id: str, import_id: str, sha256: str) -> str:
+    """An imported adapter, converted to the diffusers naming the generator serves: a key per import and per file
+    (`sha256` of the file as sent), so two files delivered under one import id (a presigned form POSTed twice)
+    never overwrite each other; the one the model does not serve is deleted."""
+    return f"models/{model_id}/adapters/{import_id}/{sha256[:IMPORT_DIGEST_CHARS]}/adapter.safetensors"
 
 
 IMPORT_ID_PREFIX = "imp_"
@@ -165,7 +171,10 @@ def is_import_id(adapter_id: str | None) -> bool:
 
 def adapter_export_key(adapter_key: str, fmt: AdapterFormat) -> str:
     """The download of `adapter_key` in `fmt`: beside it, made once (the source key's content never changes:
-    every training and import writes keys of its own)."""
+    every training and import writes keys of its own). One export per source, not per metadata: the kohya file's
+    `ss_*` names (model name, trigger word) are those of its first download; a rename does not rebuild it (the
+    downloaded file's name is the model's current one, given at each download), and one known key per source
+    keeps its deletion exact and the grants narrow."""
     if fmt is AdapterFormat.DIFFUSERS:
         return adapter_key
     return f"{adapter_key.removesuffix('.safetensors')}.{fmt.value}.safetensors"

@@ -21,7 +21,7 @@ from events.persistence import StaleWrite
 from events.records.base import now_iso
 from events.records.models import ImportedAdapter, ModelRecord
 from events.states import MODEL_IMPORT_FROM, ModelStatus
-from events.storage_keys import IMPORT_ID_PREFIX, adapter_import_key
+from events.storage_keys import IMPORT_ID_PREFIX, AdapterFormat, adapter_export_key, adapter_import_key
 from events.usecases.errors import Conflict, Invalid, NotFound
 from events.usecases.ports import ArtifactStore, BaseModelSpec, ModelStore, QuotaAwareBackends
 from events.usecases.quotas import release_storage, reserve_storage
@@ -150,6 +150,11 @@ async def importable_model(
     return model, spec
 
 
+def import_key(model_id: str, imported: ImportedAdapter) -> str:
+    """Where the converted file of the import `imported` of model `model_id` is stored."""
+    return adapter_import_key(model_id, imported.importId, imported.sha256)
+
+
 def imported_record(file: AdapterFile, facts: AdapterFacts, import_id: str, stored_bytes: int) -> ImportedAdapter:
     """The model's record of one import."""
     return ImportedAdapter(
@@ -185,22 +190,20 @@ async def import_adapter(
         return model
     facts = files.check(file.data, len(file.data), spec)
     converted = files.to_diffusers(file.data, spec)
-    import_id = import_id or new_import_id()
-    key = adapter_import_key(model_id, import_id)
-    imported = imported_record(file, facts, import_id, len(converted))
+    imported = imported_record(file, facts, import_id or new_import_id(), len(converted))
+    key = import_key(model_id, imported)
     await reserve_storage(backends, tenant_id, len(converted))
     try:
         await backends.store.put_bytes(key, converted, ADAPTER_CONTENT_TYPE)
         replaced, served = await _serve(backends, tenant_id, model_id, key, imported)
     except BaseException:
         # A write whose answer was lost may have landed: then the file serves, and stays counted.
-        if not await _serves(backends, model_id, import_id):
-            await backends.store.delete(key)
-            await release_storage(backends, tenant_id, len(converted))
+        await _drop_unless_recorded(backends, tenant_id, await backends.models.get(model_id), key, imported)
         raise
     if replaced is None:
-        # A twin delivery of the same upload served this import first (same key, same bytes): it counted them.
-        await release_storage(backends, tenant_id, len(converted))
+        # A twin delivery of the same upload (its form POSTed again) served this import id first: its file is
+        # the one recorded and counted; this one goes.
+        await _drop_unless_recorded(backends, tenant_id, served, key, imported)
     else:
         await forget_import(backends, replaced)
     return served
@@ -213,9 +216,19 @@ def _is_repeat(model: ModelRecord, file: AdapterFile, import_id: str | None) -> 
     return served is not None and served.sha256 == hashlib.sha256(file.data).hexdigest()
 
 
-async def _serves(backends: ImportBackends, model_id: str, import_id: str) -> bool:
-    model = await backends.models.get(model_id)
-    return model is not None and model.adapterTrainingId == import_id
+async def _drop_unless_recorded(
+    backends: ImportBackends, tenant_id: str, model: ModelRecord | None, key: str, imported: ImportedAdapter
+) -> None:
+    """Take back this delivery's stored file and reserved bytes unless the model records this very import
+    (`importedAt` tells two deliveries of one file apart). Its file stays when the recorded import is another
+    delivery of the same bytes: both wrote the one key, and the recorded one counted it."""
+    recorded = model.importedAdapter if model is not None else None
+    if recorded == imported:
+        return
+    shared = model is not None and recorded is not None and import_key(model.modelId, recorded) == key
+    if not shared:
+        await backends.store.delete(key)
+    await release_storage(backends, tenant_id, imported.storedBytes)
 
 
 async def _serve(
@@ -257,5 +270,9 @@ async def forget_import(backends: ImportBackends, model: ModelRecord) -> None:
     old = model.importedAdapter
     if old is None:
         return
-    await backends.store.delete(adapter_import_key(model.modelId, old.importId))
+    key = import_key(model.modelId, old)
+    await backends.store.delete(key)
+    # Its kohya download, if one was asked for. Such exports are not counted in the tenant's storage (they are
+    # made on request, at most one per stored adapter): accepted.
+    await backends.store.delete(adapter_export_key(key, AdapterFormat.KOHYA))
     await release_storage(backends, model.tenantId, old.storedBytes)

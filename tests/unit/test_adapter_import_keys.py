@@ -31,8 +31,8 @@ def test_an_adapter_upload_key_parses_as_its_own_and_not_as_an_image_upload() ->
 def test_import_ids_name_keys_a_generation_may_use() -> None:
     for import_id in (new_import_id(), import_id_for_upload("upl_0123456789abcdef")):
         assert is_import_id(import_id) and not is_import_id("trn_0123")
-        ref = AdapterRef(modelId="mod_1", trainingId=import_id, key=adapter_import_key("mod_1", import_id))
-        assert ref.key.endswith(f"/{import_id}/adapter.safetensors")
+        ref = AdapterRef(modelId="mod_1", trainingId=import_id, key=adapter_import_key("mod_1", import_id, "ab" * 32))
+        assert ref.key.endswith(f"/{import_id}/{'ab' * 8}/adapter.safetensors")
     assert import_id_for_upload("upl_ab12") == import_id_for_upload("upl_ab12")
 
 

@@ -4,6 +4,7 @@ refusal leaves, what a replacement frees, redelivery) with a scripted `AdapterFi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from events.records.models import AdapterOrigin, ConceptRef, ModelRecord
 from events.records.tenants import TenantQuotas, TenantRecord
 from events.states import MODEL, MODEL_IMPORT_FROM, ModelStatus
 from events.storage_keys import (
+    AdapterFormat,
+    adapter_export_key,
     adapter_import_key,
     is_import_id,
     parse_adapter_upload_key,
@@ -75,7 +78,8 @@ async def test_a_new_model_serves_the_imported_file_as_a_trained_adapter(backend
     model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
     imported = model.importedAdapter
     assert imported is not None and is_import_id(imported.importId)
-    key = adapter_import_key("mdl_1", imported.importId)
+    key = adapter_import_key("mdl_1", imported.importId, imported.sha256)
+    assert key == f"models/mdl_1/adapters/{imported.importId}/{imported.sha256[:16]}/adapter.safetensors"
     assert model.status is ModelStatus.TRAINED and model.adapterKey == key
     assert model.adapterTrainingId == imported.importId and model.adapter_origin is AdapterOrigin.IMPORT
     assert (imported.format, imported.rank, imported.layers, imported.fileName) == ("kohya", 4, 12, "cat.safetensors")
@@ -237,6 +241,65 @@ async def test_twin_deliveries_of_one_upload_keep_one_file_counted_once(backends
     model = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE, import_id=import_id)
     assert model == twins[0] and model.adapterTrainingId == import_id
     assert list(backends.store.objects) == [model.adapterKey] and await stored_bytes(backends) == len(CONVERTED)
+
+
+@dataclass
+class SizedFiles(ScriptedFiles):
+    """Converts a file to itself, so two files make two stored sizes."""
+
+    def to_diffusers(self, data: bytes, spec: BaseModelSpec) -> bytes:
+        return data
+
+
+async def test_a_presigned_form_posted_twice_keeps_the_served_file_alone_counted(backends: FakeBackends) -> None:
+    await new_model(backends)
+    import_id = import_id_for_upload("upl_00ff00ff")
+    big, small = AdapterFile(b"b" * 5000), AdapterFile(b"s" * 10)
+    real_put = backends.store.put_bytes
+    small_served = asyncio.Event()
+
+    async def big_is_slower(key: str, data: bytes, content_type: str) -> None:
+        if data == big.data:
+            await asyncio.wait_for(small_served.wait(), 5)
+        await real_put(key, data, content_type)
+
+    backends.store.put_bytes = big_is_slower  # type: ignore[method-assign]
+    first = asyncio.create_task(import_adapter(backends, SizedFiles(), TENANT, "mdl_1", big, import_id=import_id))
+    served = await import_adapter(backends, SizedFiles(), TENANT, "mdl_1", small, import_id=import_id)
+    small_served.set()
+    assert await first == served
+    model = await backends.models.get("mdl_1")
+    assert model is not None and model.importedAdapter is not None and model.importedAdapter.storedBytes == 10
+    assert list(backends.store.objects) == [model.adapterKey] and backends.store.objects[model.adapterKey] == small.data
+    assert await stored_bytes(backends) == 10
+
+
+async def test_a_twin_delivery_whose_write_fails_leaves_neither_file_nor_reservation(backends: FakeBackends) -> None:
+    await new_model(backends)
+    import_id = import_id_for_upload("upl_00ff00ff")
+    real_put = backends.store.put_bytes
+
+    async def the_twin_serves_then_this_put_fails(key: str, data: bytes, content_type: str) -> None:
+        backends.store.put_bytes = real_put  # type: ignore[method-assign]
+        await import_adapter(backends, SizedFiles(), TENANT, "mdl_1", AdapterFile(b"s" * 10), import_id=import_id)
+        raise ConnectionError("S3 is away")
+
+    backends.store.put_bytes = the_twin_serves_then_this_put_fails  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await import_adapter(backends, SizedFiles(), TENANT, "mdl_1", AdapterFile(b"b" * 5000), import_id=import_id)
+    model = await backends.models.get("mdl_1")
+    assert model is not None and model.adapterTrainingId == import_id
+    assert list(backends.store.objects) == [model.adapterKey] and await stored_bytes(backends) == 10
+
+
+async def test_a_replaced_import_takes_its_kohya_download_with_it(backends: FakeBackends) -> None:
+    await new_model(backends)
+    first = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", FILE)
+    assert first.adapterKey is not None
+    export = adapter_export_key(first.adapterKey, AdapterFormat.KOHYA)
+    backends.store.objects[export] = b"the kohya download"
+    second = await import_adapter(backends, ScriptedFiles(), TENANT, "mdl_1", AdapterFile(b"another file"))
+    assert sorted(backends.store.objects) == [second.adapterKey]
 
 
 async def test_a_model_write_whose_answer_is_lost_keeps_the_file_it_serves(backends: FakeBackends) -> None:
