@@ -3,6 +3,7 @@ limits: shared by the API (raw-body imports) and the notification handler (presi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,14 +15,32 @@ from infra.lora_files.errors import AdapterFileError
 from infra.lora_files.safetensors_file import header_bytes_needed
 from infra.settings import Settings
 
+log = logging.getLogger(__name__)
+
+# The code of a file the checks or the conversion broke on without naming its problem (a reader's bug, or a
+# malformation no check knows yet): still the file's fault as far as the caller can act, so a 422, never a 500.
+INVALID_CODE = "adapter_invalid"
+# A message quoted from such an error is cut to this: a file's names can be long.
+MAX_QUOTED_CHARS = 300
+
 
 @contextmanager
 def refused() -> Iterator[None]:
-    """A file error as the use case's refusal: its problem is the error code."""
+    """A file error as the use case's refusal: its problem is the error code. Any other error of the pure checks
+    and conversion (they touch only the bytes given) is `adapter_invalid` with its message, logged with its
+    traceback; running out of memory stays what it is."""
     try:
         yield
     except AdapterFileError as exc:
         raise AdapterRefused(exc.problem.value, exc.message, field="file") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        log.warning("a LoRA file broke the checks or the conversion", exc_info=True)
+        said = str(exc)[:MAX_QUOTED_CHARS] or type(exc).__name__
+        raise AdapterRefused(
+            INVALID_CODE, f"the file is not a LoRA file this service can read: {said}", "file"
+        ) from exc
 
 
 class LoraFiles:
