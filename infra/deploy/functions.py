@@ -97,9 +97,14 @@ GRANTS: dict[str, Grants] = {
             "jobs/*": (GET_OBJECT,),
             "jobs/*/inputs/*": (PUT_OBJECT,),
             "trainings/*": (GET_OBJECT,),
+            # A trained adapter's kohya download, made on request beside it (final or an epoch's: IAM's `*`
+            # spans `/`, so this one pattern covers `checkpoints/{epoch}/` too); the trainer's own files stay
+            # read-only here.
+            "trainings/*/adapter.kohya.safetensors": (PUT_OBJECT,),
             "models/*": (GET_OBJECT,),
             "models/*/data/*": (PUT_OBJECT, DELETE_OBJECT),
-            # Imported LoRA files: written converted, the one an import replaces deleted.
+            # Imported LoRA files: written converted, the one an import replaces deleted (its kohya download
+            # with it, made beside it on request).
             "models/*/adapters/*": (PUT_OBJECT, DELETE_OBJECT),
             "uploads/*": (GET_OBJECT, PUT_OBJECT, DELETE_OBJECT),
         },

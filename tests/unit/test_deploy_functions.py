@@ -5,10 +5,18 @@ test_deploy_lint.py; the local deployment test creates what moto can.)"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from events.storage_keys import (
+    AdapterFormat,
+    adapter_export_key,
+    adapter_import_key,
+    training_adapter_key,
+    training_epoch_keys,
+)
 from events.topics import JOB_LIFECYCLE
 from infra.deploy import catalog
 from infra.deploy.config import DeployConfig, KafkaMode
@@ -310,3 +318,21 @@ def test_the_topics_resource_reruns_when_the_topics_change(config, template) -> 
     changed = functions_fragment(more_partitions).resources[KAFKA_TOPICS]["Properties"]["Topics"]
     assert changed != topics["Properties"]["Topics"]
     assert len(changed) == len(config.resources.topics)
+
+
+def _iam_matches(pattern: str, key: str) -> bool:
+    """An S3 resource pattern as IAM reads it: `*` is any run of characters, `/` included."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), key) is not None
+
+
+def test_the_api_writes_kohya_downloads_beside_trained_adapters_and_nothing_else_of_a_training() -> None:
+    writable = [p for p, actions in GRANTS[catalog.API.name].objects.items() if "s3:PutObject" in actions]
+    final, epoch = training_adapter_key("trn_1"), training_epoch_keys("trn_1", "000002")[0]
+    for source in (final, epoch):
+        export = adapter_export_key(source, AdapterFormat.KOHYA)
+        assert any(_iam_matches(p, export) for p in writable), export
+        # The trainer's own files (its adapters, resume state, markers) are not the API's to write.
+        assert not any(_iam_matches(p, source) for p in writable), source
+    assert not any(_iam_matches(p, training_epoch_keys("trn_1", "000002")[1]) for p in writable)
+    imported = adapter_import_key("mdl_1", "imp_ab12", "cd" * 32)
+    assert any(_iam_matches(p, adapter_export_key(imported, AdapterFormat.KOHYA)) for p in writable)
