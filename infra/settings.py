@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     max_adapter_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_adapter_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_adapter_rank: int = Field(default=256, ge=1)
+    # A kohya download is converted in the API's Lambda on its first request, only of a stored adapter up to this
+    # size (bigger ones: 409, the diffusers file is downloadable): measured, converting takes about 3x the file on
+    # top of the process (a 122 MiB SDXL file: 74 -> 449 MiB peak RSS), and the read and the upload hold a copy
+    # each, so 128 MiB stays under about 800 MB of the API's 1024 (infra/deploy/catalog.py).
+    max_adapter_export_convert_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
     # Fetching user-given URLs (headshot imageUrls): networks allowed despite being private (e.g. a partner
     # network, or loopback in tests), and the limits of one fetch.
     egress_allowed_networks: list[str] = Field(default_factory=list)

@@ -30,7 +30,14 @@ class WorkerServiceSpec:
 
 
 API = FunctionSpec(
-    "api", "ApiFunction", "functions.api.handler.handler", "the HTTP API (FastAPI under Mangum)", 1024, 29
+    "api",
+    "ApiFunction",
+    "functions.api.handler.handler",
+    "the HTTP API (FastAPI under Mangum)",
+    # Enough for a kohya download's conversion (LF_MAX_ADAPTER_EXPORT_CONVERT_BYTES, 128 MiB: about 5x its size
+    # with the read and the upload, under 800 MB); raise both together.
+    1024,
+    29,
 )
 S3_EVENTS = FunctionSpec(
     "s3-events",

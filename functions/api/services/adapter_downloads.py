@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
-from events.storage_keys import AdapterFormat, adapter_export_key, training_epoch_keys
+from events.storage_keys import AdapterFormat, adapter_export_key
 from functions.api.errors import ApiError
 from functions.api.schemas.adapter_files import AdapterDownload
 from functions.api.services.trainings import require_training
@@ -121,8 +121,7 @@ async def model_source(context: ServiceContext, model: ModelRecord, epoch: str |
         return AdapterSource(model.adapterKey, model, model.adapterTrainingId, False, None, spec, training)
     if training is None or chosen not in training.epochs:
         raise _unknown_epoch(chosen, f"model {model.modelId!r}", training)
-    key = training.epochs[chosen].adapterKey or training_epoch_keys(training.jobId, chosen)[0]
-    return AdapterSource(key, model, training.jobId, False, chosen, spec, training)
+    return AdapterSource(training.epochs[chosen].adapterKey, model, training.jobId, False, chosen, spec, training)
 
 
 async def training_source(
@@ -151,6 +150,18 @@ async def _kohya_file(context: ServiceContext, source: AdapterSource) -> tuple[s
     key = adapter_export_key(source.key, AdapterFormat.KOHYA)
     if (size := await context.store.size(key)) is not None:
         return key, size
+    source_size = await context.store.size(source.key)
+    limit = context.settings.max_adapter_export_convert_bytes
+    if source_size is not None and source_size > limit:
+        # Converting takes about 5x the file in the API's memory (infra/settings.py). A trainer-side export of
+        # big trained adapters would lift this for trainings (a possible follow-up).
+        raise ApiError(
+            409,
+            "adapter_export_unavailable",
+            f"the adapter has {source_size} bytes; its kohya form is made on request only up to {limit}: download "
+            "it with format=diffusers (the stored file itself)",
+            field="format",
+        )
     data = await context.store.get_bytes(source.key)
     if data is None:
         raise ApiError(409, "adapter_not_ready", f"the adapter file of {source.training_id!r} is not stored (yet)")
