@@ -41,7 +41,8 @@ async def import_adapter(
     modelId: ModelIdPath, request: Request, tenant: TenantDep, context: ContextDep, file_name: FileNameHeader = None
 ) -> ModelOut:
     """Import a LoRA `.safetensors` file (diffusers, peft or kohya naming; never a pickle) as the raw body
-    (10 MB at most; bigger files go presigned). It must fit the model's base model: its family, its layers and
+    (`LF_MAX_ADAPTER_BYTES`, 10 MB; behind API Gateway and Lambda a binary body travels base64 in a 6 MB payload,
+    so about 4.4 MB arrive: bigger files go presigned). It must fit the model's base model: its family, its layers and
     their shapes, and the rank limit. The model then serves it as it serves a trained adapter (status trained),
     and a file imported before is deleted. A refused file is a 422 whose code names the problem, and changes
     nothing."""

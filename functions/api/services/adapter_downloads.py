@@ -50,7 +50,8 @@ class AdapterSource:
 
     def kohya_metadata(self) -> KohyaMetadata:
         """The `ss_*` fields from the records: a training's parameters, or an import's rank (steps and epochs
-        unknown: left out)."""
+        unknown: left out). Written once, at the first kohya download (`adapter_export_key`): a later rename
+        or trigger word change shows in the downloaded file's name, not in these fields."""
         output_name = self.file_name.removesuffix(".safetensors")
         common = dict(family=self.spec.family, base_model=self.spec.name, output_name=output_name)
         training = self.training

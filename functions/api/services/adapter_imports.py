@@ -18,10 +18,6 @@ from functions.api.services.uploads import new_upload_id
 from infra.repositories.uploads import expires_at_iso
 from infra.runtime import ServiceContext
 
-# An upload record of a LoRA file. Until `UploadPurpose` has its own word for one (requested), it is recorded as
-# a free-standing upload: its key ends `adapter.safetensors`, which is what the notification handler goes by.
-ADAPTER_PURPOSE: UploadPurpose = getattr(UploadPurpose, "ADAPTER", UploadPurpose.IMAGE)
-
 
 async def import_raw_adapter(
     context: ServiceContext, tenant_id: str, model_id: str, data: bytes, name: str | None
@@ -55,7 +51,7 @@ async def presign_adapter_upload(
         UploadRecord(
             uploadId=new_upload_id(),
             tenantId=tenant_id,
-            purpose=ADAPTER_PURPOSE,
+            purpose=UploadPurpose.ADAPTER,
             status=UploadStatus.PENDING,
             name=name,
             modelId=model_id,
