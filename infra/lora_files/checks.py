@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.base_models import BaseModelSpec, Family
-from infra.lora_files.errors import AdapterFileError, AdapterProblem
-from infra.lora_files.layout import Plan, plan, shape_problem
+from infra.lora_files.errors import AdapterFileError, AdapterProblem, shown
+from infra.lora_files.layout import Plan, PlannedLayer, Shapes, plan, shape_problem
 from infra.lora_files.manifests import Manifest, all_manifests, manifest_for
 from infra.lora_files.safetensors_file import SafetensorsHeader, read_header
 
@@ -26,7 +26,7 @@ class AdapterLimits:
 @dataclass(frozen=True)
 class AdapterSummary:
     """What a checked LoRA file is: its key naming (`diffusers`, `peft`, `kohya`, or `mixed`), the family it fits,
-    its rank (the largest of its layers'; a kohya FLUX file's fused qkv counts whole), how many file-level layers it
+    its rank (the largest of its layers'; see `layer_rank` for FLUX's fused ones), how many file-level layers it
     has, on which components (`unet` or `transformer`, `text_encoder`, `text_encoder_2`), and its tensors' dtype
     (`F16`, `BF16`, `F32`; `mixed` if several)."""
 
@@ -39,8 +39,29 @@ class AdapterSummary:
 
 
 def _few(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN])
-    return shown + (f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+    quoted = ", ".join(shown(key) for key in keys[:_SHOWN])
+    return quoted + (f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+
+
+def layer_rank(layer: PlannedLayer, shapes: Shapes) -> int:
+    """A layer's rank as the limit counts it: its down weight's rows, except for a fused layer (FLUX's kohya qkv)
+    whose rows split evenly among its parts, which counts one part's (what a block-diagonal export of a rank-r
+    adapter has: `parts x r` rows, r per module). A header cannot tell block-diagonal from dense (sd-scripts' own
+    fused layers, whose every part has the full rank): the conversion, which sees the values, checks each part's
+    rank again (`convert.read_layers`)."""
+    rows = shapes[layer.down][0]
+    parts = len(layer.target.modules)
+    return rows // parts if parts > 1 and rows % parts == 0 else rows
+
+
+def check_alpha_shapes(result: Plan, header: SafetensorsHeader) -> None:
+    """Each layer's alpha, where it has one, is a single value (its shape is 0-d or all ones)."""
+    for layer in result.layers:
+        if layer.alpha and header.tensors[layer.alpha].count != 1:
+            shape = list(header.tensors[layer.alpha].shape)
+            raise AdapterFileError(
+                AdapterProblem.BAD_ALPHA, f"alpha {shown(layer.alpha)} has shape {shape}; an alpha is one value"
+            )
 
 
 def _fits(header: SafetensorsHeader, manifest: Manifest) -> bool:
@@ -100,7 +121,8 @@ def check_header(header: SafetensorsHeader, spec: BaseModelSpec, limits: Adapter
             AdapterProblem.SHAPE_MISMATCH,
             f"{len(problems)} layers do not fit base model {spec.name!r}: {'; '.join(problems[:_SHOWN])}",
         )
-    rank = max(shapes[layer.down][0] for layer in result.layers)
+    check_alpha_shapes(result, header)
+    rank = max(layer_rank(layer, shapes) for layer in result.layers)
     if rank > limits.max_rank:
         raise AdapterFileError(AdapterProblem.RANK_TOO_LARGE, f"rank {rank}; at most {limits.max_rank} is taken")
     return result
@@ -121,7 +143,7 @@ def check_adapter(
     return AdapterSummary(
         naming=result.naming,
         family=spec.family,
-        rank=max(shapes[layer.down][0] for layer in result.layers),
+        rank=max(layer_rank(layer, shapes) for layer in result.layers),
         layers=len(result.layers),
         components=tuple(sorted({layer.target.component for layer in result.layers})),
         dtype=dtypes.pop() if len(dtypes) == 1 else "mixed",

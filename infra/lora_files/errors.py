@@ -17,6 +17,18 @@ class AdapterProblem(StrEnum):
     RANK_TOO_LARGE = "adapter_rank_too_large"
     TOO_LARGE = "adapter_too_large"
     UNSUPPORTED_DTYPE = "adapter_unsupported_dtype"
+    BAD_ALPHA = "adapter_bad_alpha"  # an alpha (kohya's tensor, diffusers' metadata) not a finite, sane scale
+
+
+# How much of a key name a message quotes: a hostile file's names can be megabytes, and the message is stored
+# (a DynamoDB item holds 400 KB at most) and shown.
+NAME_SHOWN = 120
+
+
+def shown(name: str) -> str:
+    """A key name as a message quotes it: repr'd, cut to `NAME_SHOWN` characters with an ellipsis."""
+    text = repr(name)
+    return text if len(text) <= NAME_SHOWN else text[: NAME_SHOWN - 1] + "…"
 
 
 class AdapterFileError(ValueError):

@@ -73,6 +73,8 @@ def shape_problem(layer: PlannedLayer, shapes: Shapes, manifest: Manifest) -> st
     where = f"{layer.target.component}.{'+'.join(layer.target.modules)}"
     if len(down) < 2 or len(up) < 2 or down[0] != up[1]:
         return f"{where}: down {list(down)} and up {list(up)} are not a LoRA pair"
+    if down[0] == 0:  # no weights, and alpha / rank would divide by zero
+        return f"{where}: down {list(down)} and up {list(up)} have rank 0"
     out = sum(base[0] for base in bases)
     first = bases[0]
     expected_down = (down[0], *first[1:])

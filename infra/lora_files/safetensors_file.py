@@ -14,13 +14,14 @@ object and check it with `read_header(prefix, file_size=...)`.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from infra.lora_files.errors import AdapterFileError, AdapterProblem
+from infra.lora_files.errors import AdapterFileError, AdapterProblem, shown
 
 # Tensor dtypes a LoRA file may hold, and their numpy storage (BF16: the raw bits).
 DTYPES: dict[str, np.dtype] = {
@@ -28,8 +29,16 @@ DTYPES: dict[str, np.dtype] = {
     "BF16": np.dtype("<u2"),
     "F32": np.dtype("<f4"),
 }
-# safetensors itself refuses headers over 100 MB; a LoRA's header is a few hundred KB at most.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A LoRA's header is a few hundred KB at most (SDXL's every layer: ~3.2k keys, ~0.4 MB), so a bigger one is refused
+# before its JSON is parsed (a parse costs memory and seconds); past safetensors' own limit (100 MB) the length
+# field is taken for garbage: not a safetensors file at all.
+MAX_HEADER_BYTES = 8 * 1024 * 1024
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+# The largest manifest (SDXL, 1059 layers) has ~3.2k keys at 3 a layer: six times that is still a LoRA.
+MAX_TENSORS = 20_000
+# No LoRA weight has a dimension near this; capping each keeps element counts small Python ints that numpy takes.
+MAX_DIM = 2**40
+_MAX_RANK_OF_TENSOR = 8
 _PREFIX = 8
 # The order safetensors writes tensors in: larger dtypes first (its Rust `Dtype` order), then by name, so the bytes
 # this module writes match `safetensors.torch.save` for the same tensors and metadata.
@@ -49,7 +58,7 @@ class TensorInfo:
     @property
     def count(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # Python ints: numpy's int64 product wraps ([2**32, 2**32] -> 0)
 
 
 @dataclass(frozen=True)
@@ -129,8 +138,13 @@ def header_bytes_needed(prefix: bytes) -> int:
     if len(prefix) < _PREFIX:
         raise AdapterFileError(AdapterProblem.TRUNCATED, f"the file has {len(prefix)} bytes: too short for a header")
     (length,) = struct.unpack("<Q", prefix[:_PREFIX])
-    if length == 0 or length > MAX_HEADER_BYTES:
+    if length == 0 or length > _SAFETENSORS_MAX_HEADER:
         raise _not_safetensors(prefix, f"its header length field says {length} bytes")
+    if length > MAX_HEADER_BYTES:
+        raise AdapterFileError(
+            AdapterProblem.TOO_LARGE,
+            f"its header has {length} bytes; at most {MAX_HEADER_BYTES} are taken (a LoRA's is a few hundred KB)",
+        )
     return _PREFIX + length
 
 
@@ -147,11 +161,17 @@ def read_header(data: bytes, file_size: int | None = None) -> SafetensorsHeader:
     raw = data[_PREFIX:needed]
     try:
         parsed = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RecursionError:  # the C parser's guard against deep nesting; no header of tensors nests past 3
+        raise _not_safetensors(data, "its header nests too deeply") from None
+    except ValueError:  # not UTF-8, not JSON, or an integer over Python's digit limit
         raise _not_safetensors(data, "its header is not JSON") from None
     if not isinstance(parsed, dict):
         raise _not_safetensors(data, "its header is not a JSON object")
     metadata = parsed.pop("__metadata__", None) or {}
+    if len(parsed) > MAX_TENSORS:
+        raise AdapterFileError(
+            AdapterProblem.TOO_LARGE, f"its header lists {len(parsed)} tensors; at most {MAX_TENSORS} are taken"
+        )
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -160,7 +180,7 @@ def read_header(data: bytes, file_size: int | None = None) -> SafetensorsHeader:
     position = 0
     for info in sorted(tensors, key=lambda t: (t.start, t.end)):
         if info.start != position:
-            raise _not_safetensors(data, f"tensor {info.name!r} starts at byte {info.start}, expected {position}")
+            raise _not_safetensors(data, f"tensor {shown(info.name)} starts at byte {info.start}, expected {position}")
         position = info.end
     header = SafetensorsHeader({t.name: t for t in tensors}, dict(metadata), needed)
     if header.file_size > size:
@@ -170,21 +190,32 @@ def read_header(data: bytes, file_size: int | None = None) -> SafetensorsHeader:
     return header
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON's true is a Python int
+
+
 def _tensor_info(name: str, entry: object, data: bytes) -> TensorInfo:
     if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        raise _not_safetensors(data, f"entry {name!r} is not a tensor")
+        raise _not_safetensors(data, f"entry {shown(name)} is not a tensor")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    valid_shape = isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)
-    valid_offsets = isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
+    valid_shape = (
+        isinstance(shape, list)
+        and len(shape) <= _MAX_RANK_OF_TENSOR
+        and all(_is_int(n) and 0 <= n < MAX_DIM for n in shape)
+    )
+    valid_offsets = isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
     if not isinstance(dtype, str) or not valid_shape or not valid_offsets or not 0 <= offsets[0] <= offsets[1]:
-        raise _not_safetensors(data, f"entry {name!r} is malformed")
+        raise _not_safetensors(data, f"entry {shown(name)} is malformed")
     if dtype not in DTYPES:
         raise AdapterFileError(
-            AdapterProblem.UNSUPPORTED_DTYPE, f"tensor {name!r} is {dtype}; LoRA files must be F16, BF16 or F32"
+            AdapterProblem.UNSUPPORTED_DTYPE,
+            f"tensor {shown(name)} is {shown(dtype)}; LoRA files must be F16, BF16 or F32",
         )
     info = TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
     if (info.end - info.start) != info.count * DTYPES[dtype].itemsize:
-        raise _not_safetensors(data, f"tensor {name!r} has {info.end - info.start} bytes for shape {info.shape}")
+        raise _not_safetensors(
+            data, f"tensor {shown(name)} has {info.end - info.start} bytes for shape {list(info.shape)}"
+        )
     return info
 
 
@@ -210,20 +241,22 @@ def write_file(tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {key: str(metadata[key]) for key in sorted(metadata)}
-    chunks: list[bytes] = []
+    # Views of the arrays' own memory (a copy only where one is not C-contiguous little-endian): the file's
+    # bytes are then written once, by the join.
+    chunks: list[memoryview] = []
     position = 0
     for name in order:
         tensor = tensors[name]
         if tensor.dtype not in DTYPES:
             raise AdapterFileError(AdapterProblem.UNSUPPORTED_DTYPE, f"cannot store tensors as {tensor.dtype}")
-        raw = np.ascontiguousarray(tensor.array, dtype=DTYPES[tensor.dtype]).tobytes()
+        raw = memoryview(np.ascontiguousarray(tensor.array, dtype=DTYPES[tensor.dtype]).reshape(-1)).cast("B")
         header[name] = {
             "dtype": tensor.dtype,
             "shape": list(tensor.shape),
-            "data_offsets": [position, position + len(raw)],
+            "data_offsets": [position, position + raw.nbytes],
         }
         chunks.append(raw)
-        position += len(raw)
+        position += raw.nbytes
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+    return b"".join([struct.pack("<Q", len(text)), text, *chunks])
