@@ -1,10 +1,11 @@
 """tiny-shapes' components, untrained: the shapes its training fills in and its loading puts the weights back into.
 
-One place for the architecture, so `train.py` and `ensure_tiny_shapes` cannot disagree. The UNet, the tokenizer,
-the text encoder's shape and the scheduler are tiny-sd's; the UNet is tiny-sd's at half the width and the VAE
-downscales 4x instead of 8x, so the 64 px pictures it is trained at are a 16x16 latent, enough cells for a
-triangle's apex to survive the round trip (at 8x a shape is a few latent cells across). The widths are what
-trains in minutes on a shared CPU: flat shapes need little capacity.
+One place for the architecture, so `train.py` and `ensure_tiny_shapes` cannot disagree. The tokenizer, the text
+encoder's shape and the scheduler are tiny-sd's; the UNet is tiny-sd's at half the width, and the VAE downscales
+4x instead of 8x, so the 64 px pictures it is trained at are a 16x16 latent, enough cells for a triangle's apex to
+survive the round trip (at 8x a shape is a few latent cells across). The widths are what trains in minutes on a
+shared CPU. Group norms keep several channels per group: with one channel a group is an instance norm, which
+removes each channel's mean over the picture, and a VAE built that way came back colourless.
 """
 
 from __future__ import annotations
