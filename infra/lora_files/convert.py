@@ -1,10 +1,12 @@
 """Converting LoRA files between the namings: to what the service serves (diffusers) and to kohya's.
 
-Both go through one form: the file's layers unfused, one (down, up) pair per module, with kohya's alpha / rank
-folded into the up weight (float32 arithmetic, stored back in the file's dtype; a scale of 1, what every file the
-service writes has, changes no bit). The diffusers form needs no alphas: the generator loads a layer at
-alpha = rank. The kohya form writes alpha = rank (scale 1), as a scalar in the layer's dtype (sd-scripts converts
-its alphas to the save precision with the weights), and fuses FLUX's q, k, v (and single blocks' MLP input) as
+Both go through one form: the file's layers unfused, one (down, up) pair per module, with the layer's scale
+(`scales.py`: kohya's alpha / rank, or what diffusers' `lora_adapter_metadata` gives; peft files carry no alphas
+and are taken at alpha = rank) folded into the up weight (float32 arithmetic, stored back in the file's dtype; a
+scale of exactly 1, what every file the service writes has, is not computed at all, so no bit changes). The
+diffusers form needs no alphas: the generator loads a layer at alpha = rank. The kohya form writes alpha = rank
+(scale 1), as a scalar in the layer's dtype (sd-scripts converts its alphas to the save precision with the
+weights), and fuses FLUX's q, k, v (and single blocks' MLP input) as
 `naming.py` describes.
 """
 
@@ -15,12 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from infra.base_models import BaseModelSpec
-from infra.lora_files.checks import check_header
+from infra.lora_files.checks import AdapterLimits, check_header
+from infra.lora_files.errors import AdapterFileError, AdapterProblem
 from infra.lora_files.kohya_metadata import KohyaMetadata, with_hashes
 from infra.lora_files.layout import PlannedLayer
 from infra.lora_files.manifests import Manifest, manifest_for
-from infra.lora_files.naming import ALPHA, DOWN, UP, diffusers_key, kohya_key, kohya_names
+from infra.lora_files.naming import ALPHA, DOWN, KOHYA, UP, diffusers_key, kohya_key, kohya_names, read_key
 from infra.lora_files.safetensors_file import Tensor, read_file, write_file
+from infra.lora_files.scales import ComponentConfig, checked_scale, metadata_configs
 
 # What diffusers' `save_lora_weights` puts in `__metadata__`: the served file is exactly what the trainer writes.
 DIFFUSERS_METADATA = {"format": "pt"}
@@ -41,70 +45,101 @@ def _swap_halves(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values[half:], values[:half]], axis=0)
 
 
-def _unfuse(planned: PlannedLayer, tensors: dict[str, Tensor], manifest: Manifest) -> list[Layer]:
-    down, up = tensors[planned.down], tensors[planned.up]
-    rank = down.shape[0]
-    alpha = float(tensors[planned.alpha].to_float32().reshape(-1)[0]) if planned.alpha else float(rank)
-    scale = np.float32(alpha) / np.float32(rank)
-    up_values = up.to_float32()
-    if scale != 1:
-        up_values = up_values * scale
-    if planned.target.swap_halves:
-        up_values = _swap_halves(up_values)
+def _nonzero(values: np.ndarray, dtype: str) -> bool:
+    """Whether any value is other than ±0, in the dtype's own storage (BF16: its raw bits, sign masked)."""
+    return bool((values & np.uint16(0x7FFF)).any()) if dtype == "BF16" else bool(values.any())
+
+
+def _scale(planned: PlannedLayer, tensors: dict[str, Tensor], configs: dict[str, ComponentConfig]) -> float:
+    """The layer's scale: its alpha tensor's / rank, else its metadata config's, else 1 (alpha = rank)."""
+    rank = tensors[planned.down].shape[0]
     target = planned.target
+    where = f"{target.component}.{'+'.join(target.modules)}"
+    if planned.alpha:
+        return checked_scale(float(tensors[planned.alpha].to_float32().reshape(-1)[0]), rank, where)
+    config = configs.get(target.component) or configs.get("")
+    if config is None or target.fused or read_key(planned.down).naming == KOHYA:  # type: ignore[union-attr]
+        return 1.0  # diffusers reads its metadata for diffusers and peft keys only
+    return config.scale(target.modules[0], rank, where)
+
+
+def _unfuse(planned: PlannedLayer, tensors: dict[str, Tensor], manifest: Manifest, scale: float) -> list[Layer]:
+    """The layer's (down, up) pair per module at scale 1: `scale` folded into the up weight, a fused layer split.
+    Only the fold converts values; swaps and splits move the dtype's own storage."""
+    down, up = tensors[planned.down], tensors[planned.up]
+    if scale != 1:
+        up = Tensor.from_float32(up.to_float32() * np.float32(scale), up.dtype)
+    target = planned.target
+    if target.swap_halves:
+        up = Tensor(up.dtype, _swap_halves(up.array))
     if not target.fused:
-        up_tensor = up if scale == 1 and not target.swap_halves else Tensor.from_float32(up_values, up.dtype)
-        return [Layer(target.component, target.modules[0], down, up_tensor)]
+        return [Layer(target.component, target.modules[0], down, up)]
+    rank = down.shape[0]
     outs = [(manifest.shape(target.component, module) or (0,))[0] for module in target.modules]
     starts = np.cumsum([0, *outs])
     parts = len(target.modules)
-    down_values = down.to_float32()
     part_rank = rank // parts
     # Block-diagonal (what `to_kohya` writes): each part's own rows of the down weight; else all of them.
-    sparse = rank % parts == 0 and all(
-        not up_values[starts[j] : starts[j + 1], k * part_rank : (k + 1) * part_rank].any()
+    sparse = rank % parts == 0 and not any(
+        _nonzero(up.array[starts[j] : starts[j + 1], k * part_rank : (k + 1) * part_rank], up.dtype)
         for j in range(parts)
         for k in range(parts)
         if j != k
     )
     layers = []
     for j, module in enumerate(target.modules):
-        rows = up_values[starts[j] : starts[j + 1]]
+        rows = up.array[starts[j] : starts[j + 1]]
         if sparse:
             part_down, part_up = (
-                down_values[j * part_rank : (j + 1) * part_rank],
+                down.array[j * part_rank : (j + 1) * part_rank],
                 rows[:, j * part_rank : (j + 1) * part_rank],
             )
         else:
-            part_down, part_up = down_values, rows
-        if not part_up.any():  # a part the file does not train (zeros both ways in an export of ours)
+            part_down, part_up = down.array, rows
+        if not _nonzero(part_up, up.dtype):  # a part the file does not train (zeros both ways in an export of ours)
             continue
         layers.append(
             Layer(
                 target.component,
                 module,
-                Tensor.from_float32(part_down, down.dtype),
-                Tensor.from_float32(part_up, up.dtype),
+                Tensor(down.dtype, np.ascontiguousarray(part_down)),
+                Tensor(up.dtype, np.ascontiguousarray(part_up)),
             )
         )
     return layers
 
 
-def read_layers(data: bytes, spec: BaseModelSpec) -> list[Layer]:
-    """A LoRA file's layers in `spec`'s modules, unfused, at scale 1 (checked as `check_adapter` checks)."""
+def read_layers(data: bytes, spec: BaseModelSpec, limits: AdapterLimits | None = None) -> list[Layer]:
+    """A LoRA file's layers in `spec`'s modules, unfused, at scale 1 (checked as `check_adapter` checks, and each
+    module's rank against `limits` once fused layers are split: a dense fused layer's parts have its full rank)."""
+    limits = limits or AdapterLimits()
     header, tensors = read_file(data)
-    result = check_header(header, spec)
+    result = check_header(header, spec, limits)
     manifest = manifest_for(spec)
-    return [layer for planned in result.layers for layer in _unfuse(planned, tensors, manifest)]
+    configs = metadata_configs(header.metadata)
+    layers = [
+        layer
+        for planned in result.layers
+        for layer in _unfuse(planned, tensors, manifest, _scale(planned, tensors, configs))
+    ]
+    for layer in layers:
+        if (rank := layer.down.shape[0]) > limits.max_rank:
+            raise AdapterFileError(
+                AdapterProblem.RANK_TOO_LARGE,
+                f"rank {rank} ({layer.component}.{layer.module}); at most {limits.max_rank} is taken",
+            )
+    return layers
 
 
-def to_diffusers(data: bytes, spec: BaseModelSpec) -> bytes:
-    """A LoRA file in any naming (diffusers, peft, kohya; checked as `check_adapter` checks it) rewritten in the
-    naming the generator serves: exactly the keys the trainer's `save_lora_weights` writes for `spec`'s family,
-    kohya's alphas folded into the up weights (float32 arithmetic, stored back in the file's dtype). Raises
-    AdapterFileError."""
+def to_diffusers(data: bytes, spec: BaseModelSpec, limits: AdapterLimits | None = None) -> bytes:
+    """A LoRA file in any naming (diffusers, peft, kohya; checked as `check_adapter` checks it, within `limits`)
+    rewritten in the naming the generator serves: exactly the keys the trainer's `save_lora_weights` writes for
+    `spec`'s family, each layer's scale folded into its up weight (float32 arithmetic, stored back in the file's
+    dtype): kohya's alpha / rank, or diffusers' `lora_adapter_metadata` (lora_alpha / r and its patterns), which
+    is then not kept. A peft file has no alphas in it (they are in its adapter_config.json): alpha = rank is
+    assumed. Raises AdapterFileError."""
     tensors: dict[str, Tensor] = {}
-    for layer in read_layers(data, spec):
+    for layer in read_layers(data, spec, limits):
         tensors[diffusers_key(layer.component, layer.module, DOWN)] = layer.down
         tensors[diffusers_key(layer.component, layer.module, UP)] = layer.up
     return write_file(tensors, DIFFUSERS_METADATA)
