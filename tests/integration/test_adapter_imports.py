@@ -296,6 +296,23 @@ async def test_a_presigned_bad_file_is_rejected_with_its_problem_and_deleted(cli
     assert await _model(context, model_id) == before and await _adapter_keys(context, model_id) == []
 
 
+async def test_a_form_posted_again_after_its_upload_settled_is_deleted_and_changes_nothing(
+    client, api_key, context, files
+) -> None:
+    model_id = (await create_model(client, api_key, name="posted twice"))["id"]
+    upload = (await client.post(f"/v1/models/{model_id}/adapter/presigned", headers=bearer(api_key))).json()
+    await _post_to_s3(upload["upload"], files["kohya"])
+    assert (await _settled(client, api_key, model_id, upload["uploadId"]))["status"] == "ready"
+    raw_key = upload_adapter_key("tenant-a", upload["uploadId"])
+    await _deleted(context, raw_key)
+    served, stored = await _model(context, model_id), await _stored_bytes(context, "tenant-a")
+    # The same form, still within its expiry, with another file: its notification finds the upload settled.
+    await _post_to_s3(upload["upload"], files["peft"])
+    await _deleted(context, raw_key)
+    assert await _model(context, model_id) == served and await _adapter_keys(context, model_id) == [served.adapterKey]
+    assert await _stored_bytes(context, "tenant-a") == stored
+
+
 # -- serving ----------------------------------------------------------------------------------------------------
 def _pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
