@@ -24,8 +24,9 @@ from safetensors.torch import load_file
 from infra.base_models import TINY_SHAPES
 from infra.settings import Settings
 from workers.base_models.loader import load_pipeline
-from workers.base_models.tiny_shapes import ensure_tiny_shapes, parts
+from workers.base_models.tiny_shapes import build_tiny_shapes, ensure_tiny_shapes, parts
 from workers.base_models.tiny_shapes.evaluate import Steering, prompt_grid, steering
+from workers.base_models.tiny_shapes.train import TrainConfig, train
 from workers.job_errors import BaseModelUnavailable
 
 # Measured with the committed weights (bench/tiny_shapes_accuracy.py, same prompts and seed), overall accuracy.
@@ -107,3 +108,19 @@ def test_shape_words_steer_the_shape(steered: Steering) -> None:
 @pytest.mark.xfail(strict=True, reason="the committed weights reach 0.33 (chance 0.33): backgrounds are tinted")
 def test_background_words_steer_the_background(steered: Steering) -> None:
     assert Steering.overall(steered.background) >= THRESHOLDS["background"], steered.background
+
+
+def test_the_training_script_is_deterministic_and_writes_loadable_weights(tmp_path: Path) -> None:
+    config = TrainConfig(images=16, vae_steps=2, vae_batch=2, unet_steps=2, unet_batch=4, warmup=1)
+    for run in ("a", "b"):
+        train(tmp_path / run, config)
+    for name in parts.COMPONENTS:
+        assert (
+            parts.weights_file(name, tmp_path / "a").read_bytes()
+            == parts.weights_file(name, tmp_path / "b").read_bytes()
+        )
+    assert parts.weights_file("unet", tmp_path / "a").read_bytes() != parts.weights_file("unet").read_bytes()
+    built = build_tiny_shapes(tmp_path / "a")  # strict loading: the script's files fit the architecture
+    assert (
+        built.vae.config.scaling_factor == json.loads((tmp_path / "a" / parts.BUILD_INFO).read_text())["scaling_factor"]
+    )
