@@ -241,6 +241,7 @@ def api_body_limits(settings: Settings) -> dict[str, str]:
         "LF_MAX_REQUEST_BYTES": str(min(settings.max_request_bytes, LAMBDA_MAX_BODY_BYTES)),
         "LF_MAX_IMAGE_BYTES": str(min(settings.max_image_bytes, LAMBDA_MAX_BODY_BYTES - MULTIPART_FRAMING_BYTES)),
         "LF_MAX_TRAINING_UPLOAD_BYTES": str(min(settings.max_training_upload_bytes, LAMBDA_MAX_BODY_BYTES)),
+        "LF_MAX_ADAPTER_BYTES": str(min(settings.max_adapter_bytes, LAMBDA_MAX_BODY_BYTES)),
     }
 
 

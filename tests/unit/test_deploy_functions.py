@@ -227,7 +227,7 @@ def test_the_api_refuses_a_body_lambda_cannot_carry(template: dict[str, Any]) ->
     # 6 MB of event for a synchronous invocation, binary bodies base64-encoded in it.
     assert LAMBDA_MAX_BODY_BYTES * 4 / 3 < 6 * 1024 * 1024
     variables = template["Resources"][catalog.API.logical_id]["Properties"]["Environment"]["Variables"]
-    for name in ("LF_MAX_REQUEST_BYTES", "LF_MAX_IMAGE_BYTES", "LF_MAX_TRAINING_UPLOAD_BYTES"):
+    for name in ("LF_MAX_REQUEST_BYTES", "LF_MAX_IMAGE_BYTES", "LF_MAX_TRAINING_UPLOAD_BYTES", "LF_MAX_ADAPTER_BYTES"):
         assert 0 < int(variables[name]) <= LAMBDA_MAX_BODY_BYTES, name
 
 
