@@ -16,6 +16,7 @@ goes through diffusers' kohya reader (`test_diffusers_reads_every_layer_of_a_ful
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from infra.lora_files.convert import to_diffusers, to_kohya
 from infra.lora_files.kohya_metadata import KohyaMetadata
 from infra.lora_files.manifests import Manifest, load_manifest
 from infra.lora_files.safetensors_file import read_file
+from infra.lora_files.scales import metadata_configs
 from infra.settings import Settings
 from tests.conftest import MODEL_CACHE
 from tests.unit.test_lora_files_naming import diffusers_file
@@ -138,7 +140,9 @@ def metadata(base: str) -> KohyaMetadata:
 
 
 def service_image(cache: PipelineCache, base: str, adapter: bytes) -> bytes:
-    key = f"trainings/trn_{base}/adapter.safetensors"
+    # A key of the file's own: the generator keeps a loaded adapter by its key, so two files under one key would
+    # both generate with whichever was loaded first.
+    key = f"trainings/trn_{hashlib.sha256(adapter).hexdigest()[:16]}/adapter.safetensors"
     return generate(cache, job(base, key), {key: adapter}.__getitem__).images[0]
 
 
@@ -238,3 +242,70 @@ def test_diffusers_reads_every_layer_of_a_full_size_kohya_export(name: str) -> N
     read_back = {(k if k in expected else k.replace(".text_model.", ".", 1)): v for k, v in peft.items()}
     assert set(read_back) == set(expected)
     assert all(torch.equal(read_back[k], expected[k]) for k in expected)
+
+
+def _adapter_config(rslora: bool, targets: list[str]) -> LoraConfig:
+    """A LoraConfig whose every layer's scale is a power of two (so folding it into the up weight is exact)."""
+    if rslora:  # 4 / sqrt(4)
+        return LoraConfig(r=4, lora_alpha=4, use_rslora=True, init_lora_weights="gaussian", target_modules=targets)
+    return LoraConfig(  # 1/4 by default, to_q's 8/4, to_k's 1/2
+        r=4,
+        lora_alpha=1,
+        alpha_pattern={"to_q": 8, "q_proj": 8},
+        rank_pattern={"to_k": 2, "k_proj": 2},
+        init_lora_weights="gaussian",
+        target_modules=targets,
+    )
+
+
+@pytest.mark.parametrize("rslora", [False, True], ids=["patterns", "rslora"])
+def test_diffusers_lora_metadata_is_served_at_its_own_scales(
+    cache: PipelineCache, loaders: dict[str, Callable], tmp_path: Path, rslora: bool
+) -> None:
+    """diffusers >= 0.34 writes each component's LoraConfig into the file (`lora_adapter_metadata`), and its
+    `load_lora_weights` builds the adapter from it: lora_alpha / r, alpha_pattern, rank_pattern, rslora. The import
+    folds those scales into the up weights, so the service's image of the converted file is diffusers' own image
+    of the original; served unconverted (the generator loads a state dict, without metadata), it is not."""
+    pipeline = loaders["tiny-sd"]()
+    configs = {
+        "unet": _adapter_config(rslora, list(TINY_SD_TARGETS)),
+        "text_encoder": _adapter_config(rslora, list(lora.TEXT_ENCODER_TARGETS)),
+    }
+    generator = torch.Generator().manual_seed(6)
+    with MODULE_CONSTRUCTION:
+        for name, config in configs.items():
+            getattr(pipeline, name).requires_grad_(False)
+            getattr(pipeline, name).add_adapter(config)
+    with torch.no_grad():
+        for name in configs:
+            for param in (p for p in getattr(pipeline, name).parameters() if p.requires_grad):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path,
+        unet_lora_layers=get_peft_model_state_dict(pipeline.unet),
+        text_encoder_lora_layers=get_peft_model_state_dict(pipeline.text_encoder),
+        unet_lora_adapter_metadata=configs["unet"].to_dict(),
+        text_encoder_lora_adapter_metadata=configs["text_encoder"].to_dict(),
+    )
+    file = tmp_path / lora.ADAPTER_FILE
+    original = file.read_bytes()
+    header, _ = read_file(original)
+    # peft's own scale of every layer is the one the import computes from the metadata
+    scales = metadata_configs(header.metadata)
+    for name in configs:
+        layers = [(path, m) for path, m in getattr(pipeline, name).named_modules() if hasattr(m, "scaling")]
+        assert layers
+        for path, module in layers:
+            ours = scales[name].scale(path, module.r["default"], path)
+            assert ours == pytest.approx(module.scaling["default"], rel=1e-7), path
+    assert {m.scaling["default"] for _, m in pipeline.unet.named_modules() if hasattr(m, "scaling")} == (
+        {2.0} if rslora else {0.25, 0.5, 2.0}
+    )
+    fresh = loaders["tiny-sd"]()
+    with MODULE_CONSTRUCTION:
+        fresh.load_lora_weights(str(file))
+    expected = pixels(diffusers_image(fresh, job("tiny-sd")))
+    converted = to_diffusers(original, BUILTIN_MODELS["tiny-sd"])
+    assert read_file(converted)[0].metadata == {"format": "pt"}
+    assert int(np.abs(pixels(service_image(cache, "tiny-sd", converted)) - expected).max()) <= TOLERANCE
+    assert np.abs(pixels(service_image(cache, "tiny-sd", original)) - expected).max() > 0
