@@ -9,6 +9,7 @@ Modules:
 - `safetensors_file.py`: read a header (or only the bytes it needs: `header_bytes_needed`), read tensors as numpy
   (BF16 as raw bits), write a file.
 - `checks.py`: `check_adapter(data, spec, limits, file_size) -> AdapterSummary` from a header alone.
-- `convert.py`: `to_diffusers(data, spec) -> bytes`, `to_kohya(data, spec, KohyaMetadata) -> bytes`.
+- `convert.py`: `to_diffusers(data, spec, limits) -> bytes`, `to_kohya(data, spec, KohyaMetadata) -> bytes`.
+- `scales.py`: each layer's alpha / rank, from kohya's alpha tensors or diffusers' `lora_adapter_metadata`, checked.
 - `kohya_metadata.py`: `KohyaMetadata`, the `ss_*` fields and sd-scripts' hashes.
 """
