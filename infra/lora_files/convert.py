@@ -191,7 +191,7 @@ def to_kohya(data: bytes, spec: BaseModelSpec, metadata: KohyaMetadata) -> bytes
             layer = layers[target.modules[0]]
             down, up = layer.down, layer.up
             if target.swap_halves:
-                up = Tensor.from_float32(_swap_halves(up.to_float32()), up.dtype)
+                up = Tensor(up.dtype, _swap_halves(up.array))  # a permutation: in the dtype's own storage
         tensors[kohya_key(name, DOWN)] = down
         tensors[kohya_key(name, UP)] = up
         alpha = np.array(down.shape[0], dtype=np.float32)

@@ -166,8 +166,6 @@ def test_a_scale_1_conversion_converts_no_value(monkeypatch: pytest.MonkeyPatch,
     """Every file the service writes has scale 1: fused layers split and FLUX's swapped modulation come back by
     moving the dtype's own storage, without a float32 copy of any weight."""
     original = diffusers_file(manifest_for(TINY_FLUX), dtype=dtype)
-    kohya = to_kohya(original, TINY_FLUX, meta(TINY_FLUX))
-
     to_float32 = Tensor.to_float32
 
     def no_float32(self: Tensor) -> np.ndarray:
@@ -175,4 +173,5 @@ def test_a_scale_1_conversion_converts_no_value(monkeypatch: pytest.MonkeyPatch,
         return to_float32(self)  # an alpha, read as a number
 
     monkeypatch.setattr(Tensor, "to_float32", no_float32)
+    kohya = to_kohya(original, TINY_FLUX, meta(TINY_FLUX))
     assert to_diffusers(kohya, TINY_FLUX) == original
