@@ -63,4 +63,4 @@ class LoraFiles:
     def to_diffusers(self, data: bytes, spec: BaseModelSpec) -> bytes:
         """The file in the naming the generator serves."""
         with refused():
-            return to_diffusers(data, spec)
+            return to_diffusers(data, spec, self.limits)
