@@ -182,7 +182,7 @@ async def test_an_unknown_base_model_is_refused_with_the_ones_this_deployment_ha
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("unknown_base_model", "baseModel")
-    assert error["baseModels"] == ["broken", "tiny-flux", "tiny-sd", "tiny-sdxl"]
+    assert error["baseModels"] == ["broken", "tiny-flux", "tiny-sd", "tiny-sdxl", "tiny-shapes"]
     assert "broken, tiny-flux, tiny-sd, tiny-sdxl" in error["message"] and "GET /v1/base-models" in error["message"]
     assert catalog.status_code == 200 and [m["name"] for m in catalog.json()["data"]] == error["baseModels"]
 
@@ -191,7 +191,9 @@ async def test_base_models_are_listed_with_sizes_capabilities_and_aliases(client
     response = await client.get("/v1/base-models", headers=bearer(api_key))
     assert response.status_code == 200, response.text
     models = {m["name"]: m for m in response.json()["data"]}
-    assert set(models) == {"broken", "tiny-sd", "tiny-sdxl", "tiny-flux"}, "an alias is listed under its model"
+    assert set(models) == {"broken", "tiny-sd", "tiny-sdxl", "tiny-flux", "tiny-shapes"}, (
+        "an alias is listed under its model"
+    )
     assert models["tiny-sd"] == {
         "name": "tiny-sd",
         "aliases": ["realm-base-v2.1"],
