@@ -124,3 +124,21 @@ def test_the_training_script_is_deterministic_and_writes_loadable_weights(tmp_pa
     assert (
         built.vae.config.scaling_factor == json.loads((tmp_path / "a" / parts.BUILD_INFO).read_text())["scaling_factor"]
     )
+
+
+def test_loading_the_vae_of_a_run_is_the_same_as_retraining_it(tmp_path: Path) -> None:
+    # The text encoder trained too (text_lr), so its joint path is covered as well.
+    config = TrainConfig(images=16, vae_steps=3, vae_batch=2, unet_steps=2, unet_batch=4, warmup=1, text_lr=1e-3)
+    train(tmp_path / "trained", config)
+    train(tmp_path / "loaded", config, vae_from=tmp_path / "trained", checkpoint_every=1)
+    for name in parts.COMPONENTS:
+        assert (
+            parts.weights_file(name, tmp_path / "trained").read_bytes()
+            == parts.weights_file(name, tmp_path / "loaded").read_bytes()
+        ), name
+    # The checkpoints are whole weights folders that load, and the last one is the run's final UNet.
+    last = tmp_path / "loaded" / "checkpoints" / "step-2"
+    build_tiny_shapes(last)
+    encoder = parts.weights_file("text_encoder", tmp_path / "trained").read_bytes()
+    assert encoder != parts.weights_file("text_encoder").read_bytes()  # trained, not the committed frozen one
+    assert parts.weights_file("unet", last).read_bytes() == parts.weights_file("unet", tmp_path / "loaded").read_bytes()
