@@ -157,7 +157,8 @@ def trained_adapter() -> tuple[bytes, list[float]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="tiny-shapes' weights do not draw clean shapes yet: the LoRA does not learn the cross (figures above)",
+    reason="the LoRA does not learn the cross yet: 0.00 crosses with the trigger word at these settings, 0.17 with "
+    "and without it at 400 steps and 4e-3 (attention-only LoRA on a base that draws three shapes)",
 )
 def test_the_lora_draws_the_new_shape_with_its_trigger_word_and_only_with_it(
     cache: PipelineCache, trained_adapter: tuple[bytes, list[float]]

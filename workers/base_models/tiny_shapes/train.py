@@ -55,10 +55,10 @@ class TrainConfig:
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     foreground_weight: float = 4.0
-    unet_steps: int = 1500
+    unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 2e-3
-    text_lr: float = 0.0  # the text encoder's, trained with the UNet; 0 leaves it at its initialization
+    text_lr: float = 1e-3  # the text encoder's, trained with the UNet; 0 leaves it at its initialization
     caption_dropout: float = 0.1
     warmup: int = 50
 
