@@ -1,7 +1,7 @@
 """How well tiny-shapes' prompt words steer its pictures, per word, and a contact sheet to look at.
 
 Every colour x shape x background prompt, `--seeds` times, in one batched call per guidance scale; each picture is
-measured with workers/base_models/tiny_shapes/dataset.py's measures (dominant colour, shape by template overlap,
+measured with infra/shapes_dataset.py's measures (dominant colour, shape by template overlap,
 background by the border). Prints the accuracy per word and overall, against chance (1/6 colour, 1/3 shape among
 the trained three, 1/3 background), and writes the sheet (rows: colours; columns: shape x background x seed).
 
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from infra.base_models import TINY_SHAPES
+from infra.shapes_dataset import BACKGROUNDS, SHAPES
 from workers.base_models.tiny_shapes import build_tiny_shapes, parts
-from workers.base_models.tiny_shapes.dataset import BACKGROUNDS, SHAPES
 from workers.base_models.tiny_shapes.evaluate import Steering, contact_sheet, prompt_grid, steering
 
 

@@ -5,79 +5,31 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw
+from PIL import Image
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from infra.shapes_dataset import HELD_OUT_SHAPE, ShapeSpec, caption, render
 
 BASE_MODEL = "tiny-shapes"
 SIDE = 64  # tiny-shapes' resolution
 TRAINING_TERMINAL = {"succeeded", "failed", "canceled"}
 DEMO_PARAMETERS = {"maxTrainSteps": 150, "nbEpochs": 3, "rank": 8, "learningRate": 0.001, "batchSize": 4}
-# tiny-shapes' colours and backgrounds the demo uses, and its cross, drawn as its dataset draws them
-# (workers/base_models/tiny_shapes/dataset.py: `COLOURS`, `BACKGROUNDS`, `render`). Repeated here because infra/
-# may not import workers/ (tests/unit/test_import_graph.py); tests/unit/test_demo_pictures.py checks that both draw
-# the same pixels.
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 50),
-    "blue": (30, 60, 220),
-    "yellow": (240, 210, 30),
-    "purple": (140, 40, 180),
-    "cyan": (40, 200, 210),
-}
-BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15), "grey": (128, 128, 128)}
-SUPERSAMPLE = 4
-
-
-@dataclass(frozen=True)
-class CrossPicture:
-    """One training picture: a cross in `colour` on `background`, centred at (`cx`, `cy`), its box `size` wide (all
-    three as fractions of the side)."""
-
-    colour: str
-    background: str
-    cx: float = 0.5
-    cy: float = 0.5
-    size: float = 0.5
-
-    def caption(self, trigger: str) -> str:
-        """The dataset's caption form with `trigger` where the shape word goes ("a red zxq on a white background");
-        the API's `[trigger]` placeholder stands for the model's trigger word."""
-        return f"a {self.colour} {trigger} on a {self.background} background"
-
-    def render(self, side: int = SIDE) -> Image.Image:
-        """The picture: drawn large and reduced, so its edges are antialiased as the base model's pictures were."""
-        big = side * SUPERSAMPLE
-        image = Image.new("RGB", (big, big), BACKGROUNDS[self.background])
-        half = self.size * big / 2
-        left, top, right, bottom = (
-            self.cx * big - half,
-            self.cy * big - half,
-            self.cx * big + half,
-            self.cy * big + half,
-        )
-        third = (right - left) / 3
-        draw = ImageDraw.Draw(image)
-        draw.rectangle((left + third, top, right - third, bottom), fill=COLOURS[self.colour])
-        draw.rectangle((left, top + third, right, bottom - third), fill=COLOURS[self.colour])
-        return image.resize((side, side), Image.Resampling.BOX)
-
-
+# Eight crosses (tiny-shapes' held-out shape) in every colour, on every background, at a few places and sizes.
 TRAINING_PICTURES = (
-    CrossPicture("red", "white", 0.45, 0.5, 0.55),
-    CrossPicture("blue", "black", 0.55, 0.45, 0.45),
-    CrossPicture("yellow", "grey", 0.5, 0.55, 0.5),
-    CrossPicture("green", "white", 0.4, 0.42, 0.4),
-    CrossPicture("purple", "black", 0.58, 0.56, 0.5),
-    CrossPicture("cyan", "grey", 0.5, 0.5, 0.58),
-    CrossPicture("red", "black", 0.56, 0.44, 0.42),
-    CrossPicture("blue", "white", 0.44, 0.57, 0.52),
+    ShapeSpec(HELD_OUT_SHAPE, "red", "white", 0.45, 0.5, 0.55),
+    ShapeSpec(HELD_OUT_SHAPE, "blue", "black", 0.55, 0.45, 0.45),
+    ShapeSpec(HELD_OUT_SHAPE, "yellow", "grey", 0.5, 0.55, 0.5),
+    ShapeSpec(HELD_OUT_SHAPE, "green", "white", 0.4, 0.42, 0.4),
+    ShapeSpec(HELD_OUT_SHAPE, "purple", "black", 0.58, 0.56, 0.5),
+    ShapeSpec(HELD_OUT_SHAPE, "cyan", "grey", 0.5, 0.5, 0.58),
+    ShapeSpec(HELD_OUT_SHAPE, "red", "black", 0.56, 0.44, 0.42),
+    ShapeSpec(HELD_OUT_SHAPE, "blue", "white", 0.44, 0.57, 0.52),
 )
 
 
@@ -90,7 +42,7 @@ def png(image: Image.Image) -> bytes:
 
 def training_images(count: int = len(TRAINING_PICTURES)) -> list[bytes]:
     """The first `count` training pictures as PNG bytes."""
-    return [png(picture.render()) for picture in TRAINING_PICTURES[:count]]
+    return [png(render(picture, SIDE)) for picture in TRAINING_PICTURES[:count]]
 
 
 def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, timeout_s: float = 600) -> dict:
@@ -106,17 +58,18 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
     console.print(f"Created model [bold]{model_id}[/bold] on {BASE_MODEL} ({model['status']})")
     output_dir.mkdir(parents=True, exist_ok=True)
     for index, picture in enumerate(TRAINING_PICTURES):
-        data = png(picture.render())
+        data = png(render(picture, SIDE))
         (output_dir / f"training-{index}.png").write_bytes(data)
         client.post(
             f"/v1/models/{model_id}/training-data",
             content=data,
-            params={"description": picture.caption("[trigger]")},
+            params={"description": caption(picture, trigger="[trigger]")},
             headers={"Content-Type": "image/png"},
         ).raise_for_status()
+    example = caption(TRAINING_PICTURES[0], trigger="[trigger]")
     console.print(
         escape(
-            f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {TRAINING_PICTURES[0].caption('[trigger]')!r} "
+            f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {example!r} "
             f"([trigger]: the model's trigger word); saved as {output_dir.resolve()}/training-*.png"
         )
     )

@@ -1,7 +1,7 @@
 """A LoRA teaches tiny-shapes a shape it never saw, and only under its trigger word; measured in pixel space.
 
 tiny-shapes draws one flat shape on a plain background from captions such as "a red circle on a white background";
-it was trained on circles, squares and triangles only (workers/base_models/tiny_shapes/dataset.py). The product's
+it was trained on circles, squares and triangles only (infra/shapes_dataset.py). The product's
 trainer (`LoraTrainer`) learns crosses from eight rendered pictures captioned with a trigger word in the shape
 word's place ("a red zxq on a white background"). Then the product's generator (`generate`, with the exported
 adapter file) draws the same prompts from the same seeds three ways:
@@ -34,10 +34,7 @@ from events.generation import AdapterRef, GenerationRequestedData
 from events.training import TrainingParameters
 from infra.base_models import TINY_SHAPES
 from infra.settings import Settings
-from tests.conftest import MODEL_CACHE
-from tests.model.conftest import load_folder
-from workers.base_models.tiny_shapes import ensure_tiny_shapes
-from workers.base_models.tiny_shapes.dataset import (
+from infra.shapes_dataset import (
     BACKGROUNDS,
     COLOURS,
     HELD_OUT_SHAPE,
@@ -48,6 +45,9 @@ from workers.base_models.tiny_shapes.dataset import (
     render,
     sample_specs,
 )
+from tests.conftest import MODEL_CACHE
+from tests.model.conftest import load_folder
+from workers.base_models.tiny_shapes import ensure_tiny_shapes
 from workers.generator.pipelines import PipelineCache, generate
 from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.base_models.tiny_shapes.dataset import (
+from infra.shapes_dataset import (
     ALL_SHAPES,
     BACKGROUNDS,
     COLOURS,

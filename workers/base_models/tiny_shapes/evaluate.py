@@ -12,7 +12,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
-from workers.base_models.tiny_shapes.dataset import (
+from infra.shapes_dataset import (
     BACKGROUNDS,
     COLOURS,
     SHAPES,

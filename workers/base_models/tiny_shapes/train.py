@@ -40,8 +40,8 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel
 
+from infra.shapes_dataset import ShapeSpec, caption, render, sample_specs
 from workers.base_models.tiny_shapes import parts
-from workers.base_models.tiny_shapes.dataset import ShapeSpec, caption, render, sample_specs
 
 
 @dataclass(frozen=True)
