@@ -128,7 +128,7 @@ async def test_a_put_file_the_conversion_breaks_on_is_a_422_and_leaves_nothing(
     await new_model(backends)
     monkeypatch.setattr(adapter_files, "check_adapter", lambda *args, **kwargs: _summary())
 
-    def breaks(data: bytes, spec: object) -> bytes:
+    def breaks(data: bytes, spec: object, limits: object = None) -> bytes:
         raise IndexError("tuple index out of range")
 
     monkeypatch.setattr(adapter_files, "to_diffusers", breaks)
