@@ -89,10 +89,3 @@ def scheduler() -> DDIMScheduler:
 def token_ids(tokens: PreTrainedTokenizerFast, prompts: list[str]) -> torch.Tensor:
     """`prompts` tokenized as the SD pipeline's `encode_prompt` does: padded to the maximum length, truncated."""
     return tokens(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
-
-
-def text_hidden_states(encoder: CLIPTextModel, tokens: PreTrainedTokenizerFast, prompts: list[str]) -> torch.Tensor:
-    """The conditioning the SD pipeline gives the UNet for `prompts`: last hidden states of the max-length padded
-    tokens (the pipeline's `encode_prompt`, without a clip skip)."""
-    with torch.no_grad():
-        return encoder(token_ids(tokens, prompts))[0]
