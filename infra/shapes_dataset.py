@@ -120,13 +120,14 @@ def sample_specs(
     shapes: Sequence[str] = SHAPES,
     colours: Sequence[str] = tuple(COLOURS),
     backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+    sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE),
 ) -> list[ShapeSpec]:
-    """`count` random pictures of `shapes` x `colours` x `backgrounds` at random sizes and positions (inside the
-    margin); the same seed (or a generator in the same state) always gives the same list."""
+    """`count` random pictures of `shapes` x `colours` x `backgrounds` at random sizes (in `sizes`) and positions
+    (inside the margin); the same seed (or a generator in the same state) always gives the same list."""
     generator = np.random.default_rng(rng) if isinstance(rng, int) else rng
     specs = []
     for _ in range(count):
-        size = float(generator.uniform(MIN_SIZE, MAX_SIZE))
+        size = float(generator.uniform(*sizes))
         low, high = MARGIN + size / 2, 1 - MARGIN - size / 2
         specs.append(
             ShapeSpec(
@@ -139,6 +140,21 @@ def sample_specs(
             )
         )
     return specs
+
+
+def new_shape_lesson(trigger: str, seed: int = 7, crosses: int = 8, reminders: int = 8) -> list[tuple[ShapeSpec, str]]:
+    """What a LoRA learns the held-out shape from, as (picture, caption) pairs: `crosses` large crosses captioned
+    with `trigger` in the shape word's place, then `reminders` of the base's own shapes captioned in its own words.
+
+    The reminders are regularisation pictures (DreamBooth's prior preservation, kohya's "reg" folder): trained on
+    crosses alone, an adapter draws crosses for every prompt, its trigger word or not (measured: crosses 0.58 with
+    the trigger, 0.46 with "shape", and triangle prompts no longer drew triangles). The crosses are drawn at the
+    largest size the base knows, so their arms are a few latent cells wide (tiny-shapes' latent is 16x16)."""
+    drawn = sample_specs(seed, crosses, shapes=(HELD_OUT_SHAPE,), sizes=(MAX_SIZE, MAX_SIZE))
+    # Which pictures a lesson draws moves the figures (other draws of as many measured 0.08 to 0.42 crosses with
+    # the trigger word, this one 0.29): tests/model/test_tiny_shapes_lora.py records them.
+    kept = sample_specs(seed + 4, reminders)
+    return [(spec, caption(spec, trigger=trigger)) for spec in drawn] + [(spec, caption(spec)) for spec in kept]
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from events.captions import training_prompt
+from events.captions import places_trigger, training_prompt
 from events.persistence import Advance, AdvanceOutcome
 from events.records.jobs import TrainingJob
 from events.records.models import ModelRecord
@@ -109,11 +109,14 @@ def image_captions(
     items: Sequence[TrainingImageRecord], trigger_word: str, concept_prompt: str
 ) -> list[str | None] | None:
     """What each image trains on, parallel to the images: its description with the trigger word woven in (the word
-    the model's prompts call it by), or None for one without (the concept prompt, or an automatic caption); None
-    when no image has a description."""
+    the model's prompts call it by; as written when the set places the word with `[trigger]`, see `places_trigger`),
+    or None for one without (the concept prompt, or an automatic caption); None when no image has a description."""
+    as_written = places_trigger(item.description for item in items)
     # The event bounds a caption: a description near the record's limit loses its tail, not its trigger word.
     captions = [
-        training_prompt(item.description, trigger_word, concept_prompt)[:MAX_CAPTION] if item.description else None
+        training_prompt(item.description, trigger_word, concept_prompt, as_written)[:MAX_CAPTION]
+        if item.description
+        else None
         for item in items
     ]
     return captions if any(caption is not None for caption in captions) else None

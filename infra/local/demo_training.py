@@ -1,5 +1,6 @@
 """The training half of the demo: a model on tiny-shapes learns the shape its base never saw (a cross) from eight
-captioned pictures, trained with a progress bar."""
+captioned crosses and eight of its own shapes (regularisation pictures, `new_shape_lesson`), trained with a progress
+bar."""
 
 from __future__ import annotations
 
@@ -14,23 +15,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from infra.shapes_dataset import HELD_OUT_SHAPE, ShapeSpec, caption, render
+from events.captions import TRIGGER_PLACEHOLDER
+from infra.shapes_dataset import new_shape_lesson, render
 
 BASE_MODEL = "tiny-shapes"
 SIDE = 64  # tiny-shapes' resolution
 TRAINING_TERMINAL = {"succeeded", "failed", "canceled"}
-DEMO_PARAMETERS = {"maxTrainSteps": 150, "nbEpochs": 3, "rank": 8, "learningRate": 0.001, "batchSize": 4}
-# Eight crosses (tiny-shapes' held-out shape) in every colour, on every background, at a few places and sizes.
-TRAINING_PICTURES = (
-    ShapeSpec(HELD_OUT_SHAPE, "red", "white", 0.45, 0.5, 0.55),
-    ShapeSpec(HELD_OUT_SHAPE, "blue", "black", 0.55, 0.45, 0.45),
-    ShapeSpec(HELD_OUT_SHAPE, "yellow", "grey", 0.5, 0.55, 0.5),
-    ShapeSpec(HELD_OUT_SHAPE, "green", "white", 0.4, 0.42, 0.4),
-    ShapeSpec(HELD_OUT_SHAPE, "purple", "black", 0.58, 0.56, 0.5),
-    ShapeSpec(HELD_OUT_SHAPE, "cyan", "grey", 0.5, 0.5, 0.58),
-    ShapeSpec(HELD_OUT_SHAPE, "red", "black", 0.56, 0.44, 0.42),
-    ShapeSpec(HELD_OUT_SHAPE, "blue", "white", 0.44, 0.57, 0.52),
-)
+# The test that this recipe teaches crosses under the trigger word only is tests/model/test_tiny_shapes_lora.py.
+DEMO_PARAMETERS = {
+    "maxTrainSteps": 900,
+    "nbEpochs": 3,
+    "rank": 16,
+    "learningRate": 0.003,
+    "learningRateTextEncoder": 0.003,
+    "batchSize": 4,
+}
+# Crosses captioned "a red [trigger] on a white background" (the service puts the trigger word in), then the base's
+# own shapes captioned in its words, which a set that places its trigger word trains as written.
+TRAINING_PICTURES = tuple(new_shape_lesson(TRIGGER_PLACEHOLDER))
 
 
 def png(image: Image.Image) -> bytes:
@@ -42,13 +44,14 @@ def png(image: Image.Image) -> bytes:
 
 def training_images(count: int = len(TRAINING_PICTURES)) -> list[bytes]:
     """The first `count` training pictures as PNG bytes."""
-    return [png(render(picture, SIDE)) for picture in TRAINING_PICTURES[:count]]
+    return [png(render(picture, SIDE)) for picture, _ in TRAINING_PICTURES[:count]]
 
 
 def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, timeout_s: float = 600) -> dict:
     """Create a tiny-shapes model, upload the captioned crosses, train; returns the finished training's view.
     Raises on any failed call."""
-    console.rule(f"Teach {BASE_MODEL} a shape it never saw: a LoRA on {len(TRAINING_PICTURES)} crosses")
+    crosses = sum(TRIGGER_PLACEHOLDER in words for _, words in TRAINING_PICTURES)
+    console.rule(f"Teach {BASE_MODEL} a shape it never saw: a LoRA on {crosses} crosses")
     model = (
         client.post("/v1/models", json={"name": "Demo crosses", "baseModel": BASE_MODEL, "tags": ["demo"]})
         .raise_for_status()
@@ -57,20 +60,21 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
     model_id = model["modelId"]
     console.print(f"Created model [bold]{model_id}[/bold] on {BASE_MODEL} ({model['status']})")
     output_dir.mkdir(parents=True, exist_ok=True)
-    for index, picture in enumerate(TRAINING_PICTURES):
+    for index, (picture, description) in enumerate(TRAINING_PICTURES):
         data = png(render(picture, SIDE))
         (output_dir / f"training-{index}.png").write_bytes(data)
         client.post(
             f"/v1/models/{model_id}/training-data",
             content=data,
-            params={"description": caption(picture, trigger="[trigger]")},
+            params={"description": description},
             headers={"Content-Type": "image/png"},
         ).raise_for_status()
-    example = caption(TRAINING_PICTURES[0], trigger="[trigger]")
     console.print(
         escape(
-            f"Uploaded {len(TRAINING_PICTURES)} crosses captioned like {example!r} "
-            f"([trigger]: the model's trigger word); saved as {output_dir.resolve()}/training-*.png"
+            f"Uploaded {crosses} crosses captioned like {TRAINING_PICTURES[0][1]!r} ({TRIGGER_PLACEHOLDER}: the "
+            f"model's trigger word) and {len(TRAINING_PICTURES) - crosses} of its own shapes captioned like "
+            f"{TRAINING_PICTURES[-1][1]!r} (trained as written, so the word alone means a cross); saved as "
+            f"{output_dir.resolve()}/training-*.png"
         )
     )
     accepted = (

@@ -137,7 +137,8 @@ async def test_a_family_model_trains_generates_and_composes(client, api_key, con
     record = await context.jobs.get_as(training_id, TrainingJob)
     assert record is not None
     trigger = record.request.triggerWord
-    assert record.request.captions == [f"{trigger}, a red dress on a hanger", f"{trigger} folded on a chair"]
+    # The second caption places the word, so the set's captions train as written (regularisation pictures' way).
+    assert record.request.captions == ["a red dress on a hanger", f"{trigger} folded on a chair"]
     applied = record.request.parameters.model_dump()
     assert {name: applied[name] for name in case["expected"]} == case["expected"]
     done = await wait_for_training(client, api_key, model_id, training_id, ("succeeded", "failed"))

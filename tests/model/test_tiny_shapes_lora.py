@@ -1,22 +1,32 @@
 """A LoRA teaches tiny-shapes a shape it never saw, and only under its trigger word; measured in pixel space.
 
 tiny-shapes draws one flat shape on a plain background from captions such as "a red circle on a white background";
-it was trained on circles, squares and triangles only (infra/shapes_dataset.py). The product's
-trainer (`LoraTrainer`) learns crosses from eight rendered pictures captioned with a trigger word in the shape
-word's place ("a red zxq on a white background"). Then the product's generator (`generate`, with the exported
-adapter file) draws the same prompts from the same seeds three ways:
+it was trained on circles, squares and triangles only (infra/shapes_dataset.py). The product's trainer
+(`LoraTrainer`) learns crosses from the demo's lesson (`new_shape_lesson`: eight large crosses captioned with a
+trigger word in the shape word's place, "a red zxq on a white background", and eight regularisation pictures of
+the base's own shapes in its own words) with the demo's parameters (`DEMO_PARAMETERS`). Then the product's
+generator (`generate`, with the exported adapter file) draws the same prompts from the same seeds three ways:
 - base model, trigger prompts: it has no cross to draw (before training);
 - adapter, trigger prompts: crosses;
 - adapter, the same prompts with "shape" for the trigger: the base model's own shapes, not crosses.
 What a picture shows is measured by the dataset's own pixel measures: `classify_shape` (which of the four shapes
 its foreground overlaps best) and `concept_score` (its overlap with a cross). The figures are printed (`-s`).
 
-Measured on the committed tiny-shapes weights (3826201), one thread on a loaded two-core box, 24 pictures per way:
-base model with the trigger word: crosses 0.04, concept score 0.57; this training (150 steps, lr 1e-3, rank 8,
-loss 0.040 -> 0.026): with the trigger 0.00 / 0.54, with "shape" 0.00 / 0.47; a stronger one (200 steps, lr 3e-3,
-rank 16): 0.04 / 0.55 and 0.00 / 0.51. The base model draws colours but not yet clean shapes (its own shape
-accuracy is below its tests' bar, tests/model/test_tiny_shapes.py), and an attention-only LoRA does not teach it a
-cross: strict xfail until a base model that draws its shapes lands, when this test passing turns the marker red.
+Measured on the committed tiny-shapes weights, one thread (as CI runs it), 24 pictures per way, 900 steps (lr 3e-3,
+text encoder 3e-3, rank 16; 216 s with the evaluation): base with the trigger word crosses 0.00 (concept score
+0.59); adapter with the trigger 0.29 (0.64); adapter with "shape" 0.12 (0.60). The sweep behind the recipe (two
+threads unless said, crosses with the trigger / with "shape"):
+- crosses alone, no regularisation: 150 steps lr 1e-3 0.04 / 0.04; 600 steps lr 3e-3 rank 16 0.50 / 0.54; with the
+  text encoder at 1e-3 0.58 / 0.46, and triangle prompts no longer drew a single triangle;
+- with the eight regularisation pictures, 900 steps: UNet only 0.08 / 0.00 (600 steps); text encoder 1e-3 0.25 /
+  0.17, 3e-3 0.33 / 0.25; other draws of the lesson 0.08 to 0.42 / 0.08 to 0.21; four regularisation pictures,
+  1,200 steps 0.58 / 0.38; UNet lr 5e-3 0.21 / 0.17, 1e-2 0.00 / 0.00; rank 32 batch 2 0.21 / 0.08; adapters on the
+  attention and feed-forward layers only (kohya's set, no convolutions) 0.17 / 0.17; guidance 7.5 or 12, or 50
+  sampling steps, no better.
+Every recipe trades crosses with the trigger against crosses without it: the base draws its own shapes as blobs
+(tests/model/test_tiny_shapes.py measures them at 0.93 among three), and a blobby cross is one template-overlap away
+from a circle, so the adapter learns "more cross-like" more than "a cross under this word". Strict xfail until a
+base model that draws cleaner shapes lands, when this test passing turns the marker red.
 """
 
 from __future__ import annotations
@@ -33,17 +43,17 @@ from PIL import Image
 from events.generation import AdapterRef, GenerationRequestedData
 from events.training import TrainingParameters
 from infra.base_models import TINY_SHAPES
+from infra.local.demo_training import DEMO_PARAMETERS
 from infra.settings import Settings
 from infra.shapes_dataset import (
-    BACKGROUNDS,
     COLOURS,
     HELD_OUT_SHAPE,
     ShapeSpec,
     caption,
     classify_shape,
     concept_score,
+    new_shape_lesson,
     render,
-    sample_specs,
 )
 from tests.conftest import MODEL_CACHE
 from tests.model.conftest import load_folder
@@ -53,7 +63,6 @@ from workers.trainer.loop import EpochReport, LoraTrainer, StepReport
 
 TRIGGER = "zxq"
 SIDE = 64
-TRAINING_IMAGES = 8
 ADAPTER_KEY = "trainings/trn_cross/adapter.safetensors"
 # The prompts generated from: every colour on two backgrounds (12), two seeds each (one request of two outputs).
 EVAL_SPECS = [ShapeSpec(HELD_OUT_SHAPE, colour, background) for colour in COLOURS for background in ("white", "black")]
@@ -90,9 +99,10 @@ class Hooks:
 
 
 def training_set() -> tuple[list[Image.Image], list[str]]:
-    """Eight crosses at random colours, backgrounds, sizes and places, captioned with the trigger word."""
-    specs = sample_specs(7, TRAINING_IMAGES, shapes=(HELD_OUT_SHAPE,), backgrounds=tuple(BACKGROUNDS))
-    return [render(spec, SIDE) for spec in specs], [caption(spec, trigger=TRIGGER) for spec in specs]
+    """Eight crosses captioned with the trigger word and eight of the base's shapes in its own words, as the demo
+    trains (`new_shape_lesson`)."""
+    lesson = new_shape_lesson(TRIGGER)
+    return [render(spec, SIDE) for spec, _ in lesson], [prompt for _, prompt in lesson]
 
 
 def pictures(cache: PipelineCache, trigger: str, adapter: bytes | None) -> list[Image.Image]:
@@ -135,12 +145,7 @@ def trained_adapter() -> tuple[bytes, list[float]]:
     """The exported adapter of a training on the crosses, and its losses."""
     images, prompts = training_set()
     params = TrainingParameters(
-        learningRate=1e-3,
-        learningRateTextEncoder=0,
-        maxTrainSteps=150,
-        rank=8,
-        batchSize=4,
-        nbEpochs=1,
+        **{**DEMO_PARAMETERS, "nbEpochs": 1},  # the demo's recipe; epochs only checkpoint
         nbRepeats=1,
         seed=1,
         resolution=SIDE,
@@ -157,8 +162,8 @@ def trained_adapter() -> tuple[bytes, list[float]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the LoRA does not learn the cross yet: 0.00 crosses with the trigger word at these settings, 0.17 with "
-    "and without it at 400 steps and 4e-3 (attention-only LoRA on a base that draws three shapes)",
+    reason="the LoRA learns the cross only partly: 0.29 of pictures with the trigger word (0.00 before training), "
+    "0.12 with 'shape' in its place, below the 0.6 the test asks (the base draws its shapes as blobs)",
 )
 def test_the_lora_draws_the_new_shape_with_its_trigger_word_and_only_with_it(
     cache: PipelineCache, trained_adapter: tuple[bytes, list[float]]

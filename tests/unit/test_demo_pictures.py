@@ -1,5 +1,6 @@
-"""The demo's training pictures are crosses the dataset's measures recognise, and its contact sheet lays pictures out
-a row per prompt, a column per way of generating."""
+"""The demo's training pictures are what their captions say (crosses under the trigger word, the base's shapes in its
+words) by the dataset's own measures, and its contact sheet lays pictures out a row per prompt, a column per way of
+generating."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from events.captions import TRIGGER_PLACEHOLDER
 from infra import shapes_dataset as dataset
 from infra.local import demo_training
 from infra.local.contact_sheet import CELL, GAP, LABEL_HEIGHT, SheetRow, contact_sheet
 
 
-@pytest.mark.parametrize("picture", demo_training.TRAINING_PICTURES)
-def test_each_training_picture_is_a_cross_the_measures_see(picture: dataset.ShapeSpec) -> None:
-    assert picture.shape == dataset.HELD_OUT_SHAPE
+@pytest.mark.parametrize(("picture", "description"), demo_training.TRAINING_PICTURES)
+def test_each_training_picture_is_what_its_caption_says(picture: dataset.ShapeSpec, description: str) -> None:
     image = dataset.render(picture, demo_training.SIDE)
-    assert dataset.classify_shape(image) == dataset.HELD_OUT_SHAPE
+    assert dataset.classify_shape(image) == picture.shape
     assert dataset.dominant_colour(image) == picture.colour
+    if picture.shape == dataset.HELD_OUT_SHAPE:
+        assert description == dataset.caption(picture, trigger=TRIGGER_PLACEHOLDER)
+    else:
+        assert description == dataset.caption(picture), "a regularisation picture is captioned in the base's words"
+
+
+def test_the_lesson_is_eight_large_crosses_and_eight_of_the_base_shapes() -> None:
+    crosses = [spec for spec, _ in demo_training.TRAINING_PICTURES if spec.shape == dataset.HELD_OUT_SHAPE]
+    kept = [spec for spec, _ in demo_training.TRAINING_PICTURES if spec.shape != dataset.HELD_OUT_SHAPE]
+    assert len(crosses) == 8 and {spec.size for spec in crosses} == {dataset.MAX_SIZE}
+    assert len(kept) == 8 and {spec.shape for spec in kept} == set(dataset.SHAPES)
 
 
 def png(colour: tuple[int, int, int]) -> bytes:

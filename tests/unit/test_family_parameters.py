@@ -213,7 +213,14 @@ def image(description: str | None, data_id: str = "dat_1") -> TrainingImageRecor
 
 
 def test_each_described_image_trains_on_its_caption_with_the_trigger_word() -> None:
-    items = [image("a cat on a sofa", "dat_1"), image(None, "dat_2"), image("[trigger] asleep", "dat_3")]
+    items = [image("a cat on a sofa", "dat_1"), image(None, "dat_2"), image("TOK asleep", "dat_3")]
     assert image_captions(items, "TOK", "TOK") == ["TOK, a cat on a sofa", None, "TOK asleep"]
     assert image_captions([image(None)], "TOK", "TOK") is None, "no caption at all: the concept prompt"
     assert image_captions([image("x" * 1000)], "TOK", "TOK") == [("TOK, " + "x" * 1000)[:1000]]
+
+
+def test_a_set_that_places_its_trigger_word_trains_its_other_captions_as_written() -> None:
+    """Regularisation pictures: once one caption says where the word goes, the others are the base's own words."""
+    items = [image("a red [trigger]", "dat_1"), image("a red circle", "dat_2"), image(None, "dat_3")]
+    assert image_captions(items, "TOK", "TOK") == ["a red TOK", "a red circle", None]
+    assert image_captions([image("a red circle")], "TOK", "TOK") == ["TOK, a red circle"], "no placeholder: woven in"

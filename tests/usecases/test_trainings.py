@@ -170,7 +170,7 @@ async def test_described_images_train_on_their_captions_with_the_models_trigger_
     model = await trainable_model(backends, images=3)
     [first, second, third] = await backends.training_data.list(model.modelId)
     await backends.training_data.put(first.model_copy(update={"description": "a cat on a red sofa"}))
-    await backends.training_data.put(third.model_copy(update={"description": "[trigger] asleep in the sun"}))
+    await backends.training_data.put(third.model_copy(update={"description": "daiton cat asleep in the sun"}))
     training = await start(backends, model, request_parameters={"conceptPrompt": "daiton cat"})
     request = training.request
     by_key = dict(zip(request.dataKeys, request.captions or [], strict=True))
@@ -179,6 +179,19 @@ async def test_described_images_train_on_their_captions_with_the_models_trigger_
     assert by_key[first.key] == "daiton cat, a cat on a red sofa"
     assert by_key[second.key] is None, "no description: the concept prompt (or an automatic caption)"
     assert by_key[third.key] == "daiton cat asleep in the sun"
+
+
+async def test_a_set_placing_its_trigger_word_trains_its_regularisation_captions_as_written(
+    backends: FakeBackends,
+) -> None:
+    model = await trainable_model(backends, images=2)
+    [first, second] = await backends.training_data.list(model.modelId)
+    await backends.training_data.put(first.model_copy(update={"description": "a red [trigger] on a white background"}))
+    await backends.training_data.put(second.model_copy(update={"description": "a red circle on a white background"}))
+    training = await start(backends, model, request_parameters={"conceptPrompt": "zxq"})
+    by_key = dict(zip(training.request.dataKeys, training.request.captions or [], strict=True))
+    assert by_key[first.key] == "a red zxq on a white background"
+    assert by_key[second.key] == "a red circle on a white background", "a regularisation picture: no trigger word"
 
 
 async def test_a_training_takes_its_bases_family_defaults(backends: FakeBackends) -> None:
