@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from infra.kafka import create_consumer
 from infra.local.sqs_poller import Handler, process_handler
@@ -95,7 +95,14 @@ async def run_kafka_source(
                 await asyncio.sleep(RETRY_PAUSE_S)  # Lambda's retry back-off, not a synchronisation
                 continue
             resume = resume_offsets(batch, response)
-            await consumer.commit(resume)
+            try:
+                await consumer.commit(resume)
+            except (CommitFailedError, IllegalStateError):
+                # The group rebalanced under us (a member's heartbeats starved on a loaded machine): whichever
+                # member holds the partitions now gets the batch again, and the handlers are idempotent (their
+                # writes are conditional), as an MSK event source's retry is.
+                log.warning("commit of a handled batch lost to a rebalance; it will be redelivered: %s", resume)
+                continue
             retried = {tp: offset for tp, offset in resume.items() if offset <= batch[tp][-1].offset}
             if retried:
                 log.warning("partial batch failure; partitions resume from %s", retried)
