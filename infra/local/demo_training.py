@@ -48,7 +48,8 @@ def training_images(count: int = len(TRAINING_PICTURES)) -> list[bytes]:
 
 
 def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, timeout_s: float = 600) -> dict:
-    """Create a tiny-shapes model, upload the captioned crosses, train; returns the finished training's view.
+    """Create a tiny-shapes model, upload the lesson (captioned crosses and the base's own shapes), train; returns the
+    finished training's view.
     Raises on any failed call."""
     crosses = sum(TRIGGER_PLACEHOLDER in words for _, words in TRAINING_PICTURES)
     console.rule(f"Teach {BASE_MODEL} a shape it never saw: a LoRA on {crosses} crosses")
