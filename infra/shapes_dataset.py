@@ -20,7 +20,7 @@ Measures, used by the base model's tests, the LoRA learning test and the demo:
 For a LoRA on the held-out concept (helper M's learning test): render `ShapeSpec(HELD_OUT_SHAPE, colour,
 background, ...)` pictures with `render` and caption them with `caption(spec, trigger=WORD)`: the trigger stands
 where the shape word would ("a red zqx on a white background"), so no base shape word competes with it. Prompt
-with the same form; the same prompt without the trigger is `caption(spec, trigger="shape")` ("a red shape on a
+with the same form; the same prompt without the trigger is `caption(spec, trigger=CLASS_WORD)` ("a red shape on a
 white background"), for which the base draws one of its own shapes. Score with `concept_score(image)` (overlap
 with a cross: about 0.9 for a rendered one, at most about 0.75 for a rendered trained shape) or
 `classify_shape(image) == HELD_OUT_SHAPE`.
@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 HELD_OUT_SHAPE = "cross"
+CLASS_WORD = "shape"  # what every shape is: the no-trigger prompt's word, and the regularisation pictures' caption
 ALL_SHAPES: tuple[str, ...] = (*SHAPES, HELD_OUT_SHAPE)
 
 # Six hues far apart in RGB (the closest pair, red and purple, is about 170 apart) and far from every background.
@@ -108,9 +109,9 @@ def render(spec: ShapeSpec, side: int = 64) -> Image.Image:
 
 
 def caption(spec: ShapeSpec, trigger: str | None = None) -> str:
-    """The caption of `spec`: "a red circle on a white background"; with a `trigger`, the trigger stands where the
-    shape word would ("a red zxq on a white background"), the form a LoRA on a new shape is trained and prompted
-    with."""
+    """The caption of `spec`: "a red circle on a white background"; with a `trigger`, that word stands where the
+    shape word would ("a red zxq on a white background", or `CLASS_WORD`'s "a red shape on ..."), the form a LoRA on
+    a new shape is trained and prompted with."""
     return f"a {spec.colour} {trigger or spec.shape} on a {spec.background} background"
 
 
@@ -144,17 +145,22 @@ def sample_specs(
 
 def new_shape_lesson(trigger: str, seed: int = 7, crosses: int = 8, reminders: int = 8) -> list[tuple[ShapeSpec, str]]:
     """What a LoRA learns the held-out shape from, as (picture, caption) pairs: `crosses` large crosses captioned
-    with `trigger` in the shape word's place, then `reminders` of the base's own shapes captioned in its own words.
+    with `trigger` in the shape word's place, then `reminders` of the base's own shapes captioned with the class
+    word, `CLASS_WORD` ("a red shape on a white background").
 
-    The reminders are regularisation pictures (DreamBooth's prior preservation, kohya's "reg" folder): trained on
-    crosses alone, an adapter draws crosses for every prompt, its trigger word or not (measured: crosses 0.58 with
-    the trigger, 0.46 with "shape", and triangle prompts no longer drew triangles). The crosses are drawn at the
-    largest size the base knows, so their arms are a few latent cells wide (tiny-shapes' latent is 16x16)."""
+    The reminders are regularisation pictures (DreamBooth's prior preservation with its class prompt, kohya's "reg"
+    folder): trained on crosses alone, an adapter draws crosses for every prompt, its trigger word or not (measured:
+    crosses 0.58 with the trigger, 0.46 with "shape", and triangle prompts no longer drew triangles). Captioned with
+    the class word rather than their own shape words, they say what the no-trigger prompt still means, which is the
+    prompt the adapter would otherwise leak into (on the committed base: crosses 0.46 with the trigger, 0.00 with
+    "shape"; in their own words 0.33 and 0.12). The crosses are drawn at the largest size the base knows, so their
+    arms are a few latent cells wide (tiny-shapes' latent is 16x16)."""
     drawn = sample_specs(seed, crosses, shapes=(HELD_OUT_SHAPE,), sizes=(MAX_SIZE, MAX_SIZE))
-    # Which pictures a lesson draws moves the figures (other draws of as many measured 0.08 to 0.42 crosses with
-    # the trigger word, this one 0.29): tests/model/test_tiny_shapes_lora.py records them.
+    # Which pictures a lesson draws moves the figures: tests/model/test_tiny_shapes_lora.py records them.
     kept = sample_specs(seed + 4, reminders)
-    return [(spec, caption(spec, trigger=trigger)) for spec in drawn] + [(spec, caption(spec)) for spec in kept]
+    return [(spec, caption(spec, trigger=trigger)) for spec in drawn] + [
+        (spec, caption(spec, trigger=CLASS_WORD)) for spec in kept
+    ]
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

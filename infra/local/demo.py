@@ -17,6 +17,7 @@ from rich.table import Table
 from infra.local.contact_sheet import SheetRow, contact_sheet
 from infra.local.demo_training import BASE_MODEL, SIDE, run_training_demo, training_images
 from infra.local.stack import StackInfo
+from infra.shapes_dataset import CLASS_WORD
 
 # The contact sheet's rows: a prompt each, in the training captions' form with another colour and background.
 ROWS = (("red", "white"), ("blue", "black"), ("yellow", "grey"), ("green", "black"), ("purple", "white"))
@@ -46,7 +47,7 @@ def row_prompt(row: int, word: str) -> str:
 def _submit(client: httpx.Client, row: int, group: str, model_id: str, trigger: str) -> tuple[dict[str, Any], float]:
     """One contact-sheet job: the base model or the trained one, with the trigger word or "shape" in its place;
     every group of a row shares the row's seed."""
-    prompt = row_prompt(row, "shape" if group == NO_TRIGGER else trigger)
+    prompt = row_prompt(row, CLASS_WORD if group == NO_TRIGGER else trigger)
     body = {
         "modelId": BASE_MODEL if group == BASE else model_id,
         "prompt": prompt,

@@ -1,6 +1,6 @@
 """The training half of the demo: a model on tiny-shapes learns the shape its base never saw (a cross) from eight
-captioned crosses and eight of its own shapes (regularisation pictures, `new_shape_lesson`), trained with a progress
-bar."""
+captioned crosses and eight of its own shapes captioned with the class word (regularisation pictures,
+`new_shape_lesson`), trained with a progress bar."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ DEMO_PARAMETERS = {
     "batchSize": 4,
 }
 # Crosses captioned "a red [trigger] on a white background" (the service puts the trigger word in), then the base's
-# own shapes captioned in its words, which a set that places its trigger word trains as written.
+# own shapes captioned "a blue shape on a black background", which a set that places its trigger word trains as
+# written.
 TRAINING_PICTURES = tuple(new_shape_lesson(TRIGGER_PLACEHOLDER))
 
 
@@ -48,9 +49,8 @@ def training_images(count: int = len(TRAINING_PICTURES)) -> list[bytes]:
 
 
 def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, timeout_s: float = 600) -> dict:
-    """Create a tiny-shapes model, upload the lesson (captioned crosses and the base's own shapes), train; returns the
-    finished training's view.
-    Raises on any failed call."""
+    """Create a tiny-shapes model, upload the lesson (captioned crosses, the base's own shapes under the class word),
+    train; returns the finished training's view. Raises on any failed call."""
     crosses = sum(TRIGGER_PLACEHOLDER in words for _, words in TRAINING_PICTURES)
     console.rule(f"Teach {BASE_MODEL} a shape it never saw: a LoRA on {crosses} crosses")
     model = (
@@ -74,7 +74,7 @@ def run_training_demo(console: Console, client: httpx.Client, output_dir: Path, 
         escape(
             f"Uploaded {crosses} crosses captioned like {TRAINING_PICTURES[0][1]!r} ({TRIGGER_PLACEHOLDER}: the "
             f"model's trigger word) and {len(TRAINING_PICTURES) - crosses} of its own shapes captioned like "
-            f"{TRAINING_PICTURES[-1][1]!r} (trained as written, so the word alone means a cross); saved as "
+            f"{TRAINING_PICTURES[-1][1]!r} (trained as written, so the trigger word alone means a cross); saved as "
             f"{output_dir.resolve()}/training-*.png"
         )
     )

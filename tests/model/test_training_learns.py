@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load
 
 from events.generation import AdapterRef
 from events.training import TrainingParameters
@@ -94,3 +95,34 @@ def test_a_short_training_moves_generations_toward_the_training_set(load_tiny_sd
     cache.activate([halfway], lambda _: recorder.epochs[0].adapter)
     middle = distance(generate(), target)
     assert middle < before
+
+
+def test_a_training_is_reproducible_from_its_seed(load_tiny_sd: PipelineFactory) -> None:
+    """The same parameters and seed give the same adapter, bit for bit; another seed another one. Everything random
+    in a training (the LoRA layers' initial weights included, which peft draws from torch's global generator) comes
+    from the training's seed, so a figure measured on a training is the figure the next run of it gets."""
+
+    def train(seed: int, global_state: int) -> dict[str, torch.Tensor]:
+        params = TrainingParameters(
+            learningRate=1e-3,
+            learningRateTextEncoder=1e-3,
+            maxTrainSteps=3,
+            rank=4,
+            batchSize=2,
+            nbEpochs=1,
+            nbRepeats=1,
+            seed=seed,
+            resolution=64,
+            conceptPrompt=PROMPT,
+        )
+        torch.manual_seed(global_state)  # whatever state the process's global generator is left in
+        trainer = LoraTrainer(load_tiny_sd(), params, torch.device("cpu"), TINY_SD)
+        trainer.prepare(red_images(2))
+        outcome = trainer.run(Recorder())
+        assert outcome.adapter is not None
+        return load(outcome.adapter)
+
+    first, again, other = train(1, global_state=0), train(1, global_state=1), train(2, global_state=0)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[key], again[key]) for key in first), "the same seed gave another adapter"
+    assert not all(torch.equal(first[key], other[key]) for key in first), "another seed gave the same adapter"

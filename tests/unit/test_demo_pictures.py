@@ -1,6 +1,6 @@
-"""The demo's training pictures are what their captions say (crosses under the trigger word, the base's shapes in its
-words) by the dataset's own measures, and its contact sheet lays pictures out a row per prompt, a column per way of
-generating."""
+"""The demo's training pictures are what their captions say (crosses under the trigger word, the base's shapes under
+the class word) by the dataset's own measures, and its contact sheet lays pictures out a row per prompt, a column per
+way of generating."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def test_each_training_picture_is_what_its_caption_says(picture: dataset.ShapeSp
     if picture.shape == dataset.HELD_OUT_SHAPE:
         assert description == dataset.caption(picture, trigger=TRIGGER_PLACEHOLDER)
     else:
-        assert description == dataset.caption(picture), "a regularisation picture is captioned in the base's words"
+        assert description == dataset.caption(picture, trigger=dataset.CLASS_WORD), (
+            "a regularisation picture is captioned with the class word"
+        )
 
 
 def test_the_lesson_is_eight_large_crosses_and_eight_of_the_base_shapes() -> None:

@@ -231,7 +231,11 @@ class LoraTrainer:
                 ]
             else:
                 self.log(f"{self.spec.family} does not use prior preservation: classPrompt ignored")
-        adapters = self.family.add_adapters(params.rank, self.train_text_encoder, self.spec.lora_targets)
+        # peft draws the new layers' initial weights from torch's global generator: seeded from the training's seed
+        # (and the process's state restored after), a training is reproducible from its parameters.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(params.seed)
+            adapters = self.family.add_adapters(params.rank, self.train_text_encoder, self.spec.lora_targets)
         self._denoiser_parameters, self._text_parameters = adapters.denoiser, adapters.text
         self.trainable = [*adapters.denoiser, *adapters.text]
         if self.device.type == "cuda":
