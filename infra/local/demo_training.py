@@ -23,7 +23,7 @@ SIDE = 64  # tiny-shapes' resolution
 TRAINING_TERMINAL = {"succeeded", "failed", "canceled"}
 # The test that this recipe teaches crosses under the trigger word only is tests/model/test_tiny_shapes_lora.py.
 DEMO_PARAMETERS = {
-    "maxTrainSteps": 900,
+    "maxTrainSteps": 1500,
     "nbEpochs": 3,
     "rank": 16,
     "learningRate": 0.003,

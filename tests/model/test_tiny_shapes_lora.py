@@ -4,29 +4,31 @@ tiny-shapes draws one flat shape on a plain background from captions such as "a 
 it was trained on circles, squares and triangles only (infra/shapes_dataset.py). The product's trainer
 (`LoraTrainer`) learns crosses from the demo's lesson (`new_shape_lesson`: eight large crosses captioned with a
 trigger word in the shape word's place, "a red zxq on a white background", and eight regularisation pictures of
-the base's own shapes in its own words) with the demo's parameters (`DEMO_PARAMETERS`). Then the product's
-generator (`generate`, with the exported adapter file) draws the same prompts from the same seeds three ways:
+the base's own shapes captioned with the class word, "a blue shape on a black background") with the demo's
+parameters (`DEMO_PARAMETERS`). Then the product's generator (`generate`, with the exported adapter file) draws the
+same prompts from the same seeds three ways:
 - base model, trigger prompts: it has no cross to draw (before training);
 - adapter, trigger prompts: crosses;
-- adapter, the same prompts with "shape" for the trigger: the base model's own shapes, not crosses.
+- adapter, the same prompts with the class word for the trigger: the base model's own shapes, not crosses.
 What a picture shows is measured by the dataset's own pixel measures: `classify_shape` (which of the four shapes
 its foreground overlaps best) and `concept_score` (its overlap with a cross). The figures are printed (`-s`).
 
-Measured on the committed tiny-shapes weights, one thread (as CI runs it), 24 pictures per way, 900 steps (lr 3e-3,
-text encoder 3e-3, rank 16; 216 s with the evaluation): base with the trigger word crosses 0.00 (concept score
-0.59); adapter with the trigger 0.29 (0.64); adapter with "shape" 0.12 (0.60). The sweep behind the recipe (two
-threads unless said, crosses with the trigger / with "shape"):
-- crosses alone, no regularisation: 150 steps lr 1e-3 0.04 / 0.04; 600 steps lr 3e-3 rank 16 0.50 / 0.54; with the
-  text encoder at 1e-3 0.58 / 0.46, and triangle prompts no longer drew a single triangle;
-- with the eight regularisation pictures, 900 steps: UNet only 0.08 / 0.00 (600 steps); text encoder 1e-3 0.25 /
-  0.17, 3e-3 0.33 / 0.25; other draws of the lesson 0.08 to 0.42 / 0.08 to 0.21; four regularisation pictures,
-  1,200 steps 0.58 / 0.38; UNet lr 5e-3 0.21 / 0.17, 1e-2 0.00 / 0.00; rank 32 batch 2 0.21 / 0.08; adapters on the
-  attention and feed-forward layers only (kohya's set, no convolutions) 0.17 / 0.17; guidance 7.5 or 12, or 50
-  sampling steps, no better.
-Every recipe trades crosses with the trigger against crosses without it: the base draws its own shapes as blobs
-(tests/model/test_tiny_shapes.py measures them at 0.93 among three), and a blobby cross is one template-overlap away
-from a circle, so the adapter learns "more cross-like" more than "a cross under this word". Strict xfail until a
-base model that draws cleaner shapes lands, when this test passing turns the marker red.
+Measured on the committed tiny-shapes weights, one thread (as CI runs it), 24 pictures per way, 1,500 steps (lr
+3e-3, text encoder 3e-3, rank 16, batch 4): base with the trigger word crosses 0.00 (concept score 0.60); adapter
+with the trigger 0.75 (0.80); adapter with "shape" 0.17 (0.57). A training is reproducible from its seed, so a rerun
+gets these figures exactly. The sweep behind the recipe (crosses with the trigger / with "shape"):
+- on the base committed before (3,000 UNet steps, which drew circles as four-pointed blobs), 900 steps, reminders in
+  their own words: 0.29 / 0.12; other draws of the lesson 0.08 to 0.42 / 0.08 to 0.21; crosses alone 0.58 / 0.46
+  (and triangle prompts no longer drew a single triangle); UNet only 0.08 / 0.00; rank 32, other learning rates,
+  kohya's attention-only layer set, guidance 7.5 or 12: no better;
+- on that base, reminders under the class word: 0.42 / 0.12 (1,500 steps 0.42 / 0.17; text encoder at 1e-2 0.29 /
+  0.29);
+- on the committed base, 900 steps: reminders in their own words 0.33 / 0.12, under the class word 0.46 / 0.00
+  (guidance 7.5: 0.50 / 0.00); twelve crosses in every colour and twelve reminders 0.38 / 0.08, at 1,200 steps
+  0.62 / 0.21, at 1,500 0.62 / 0.21; the recipe, 1,500 steps: 0.75 / 0.17.
+What it costs: the base's own words are drawn less faithfully through the adapter (36 prompts naming circle, square
+or triangle: 1.00 of shapes right on the base, 0.75 through the adapter, some circles drawn as crosses), and trigger
+prompts on white tend to come out on black or grey (most of the lesson's crosses are on those).
 """
 
 from __future__ import annotations
@@ -160,11 +162,6 @@ def trained_adapter() -> tuple[bytes, list[float]]:
     return outcome.adapter, hooks.losses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the LoRA learns the cross only partly: 0.29 of pictures with the trigger word (0.00 before training), "
-    "0.12 with 'shape' in its place, below the 0.6 the test asks (the base draws its shapes as blobs)",
-)
 def test_the_lora_draws_the_new_shape_with_its_trigger_word_and_only_with_it(
     cache: PipelineCache, trained_adapter: tuple[bytes, list[float]]
 ) -> None:
