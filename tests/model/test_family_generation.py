@@ -116,9 +116,10 @@ def test_adapters_switch_mix_and_switch_off(
     first, mixed, second = run(ref(a)), run(ref(a, 0.5), ref(b, 0.5)), run(ref(b))
     assert difference(first, plain) > 20 and difference(second, plain) > 20, "an adapter must change the output"
     assert difference(mixed, first) > 20 and difference(mixed, second) > 20, "a mix must differ from either part"
-    # A base-only request after adapters were active: the base model's exact output (same seed, same bytes), the
-    # adapters still loaded.
-    assert run() == plain
+    # A base-only request after adapters were active: the base model's output (same seed), the adapters still
+    # loaded. Not byte-exact: through peft's switched-off layers some CPUs round differently (measured on tiny-sdxl:
+    # one channel of one pixel off by one), while an adapter left on changes pixels by more than 20.
+    assert difference(run(), plain) <= 1
     assert set(cache.adapters(base).loaded) == {a, b}
 
 
