@@ -9,7 +9,8 @@ differently from the reference scripts, and why:
 - Batches come from shuffled passes over the images x `nbRepeats` (without replacement within a pass), one bucket
   per batch, so every batch's latents share a shape.
 - Every random draw comes from one CPU generator whose state, with the pass in progress, is saved with each
-  checkpoint, so a resumed run continues the same sequence of batches, noise and timesteps it would have drawn.
+  checkpoint, so a resumed run continues the same sequence of batches, noise and timesteps it would have drawn;
+  the LoRA layers' initial weights are drawn from the seed too, so a training is reproducible from its parameters.
 The caller supplies hooks for progress, checkpoints and cancellation; all storage lives outside.
 """
 
