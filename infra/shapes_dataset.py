@@ -152,9 +152,9 @@ def new_shape_lesson(trigger: str, seed: int = 7, crosses: int = 8, reminders: i
     folder): trained on crosses alone, an adapter draws crosses for every prompt, its trigger word or not (measured:
     crosses 0.58 with the trigger, 0.46 with "shape", and triangle prompts no longer drew triangles). Captioned with
     the class word rather than their own shape words, they say what the no-trigger prompt still means, which is the
-    prompt the adapter would otherwise leak into (on the committed base: crosses 0.46 with the trigger, 0.00 with
-    "shape"; in their own words 0.33 and 0.12). The crosses are drawn at the largest size the base knows, so their
-    arms are a few latent cells wide (tiny-shapes' latent is 16x16)."""
+    prompt the adapter would otherwise leak into (on the committed base at 900 steps: crosses 0.46 with the trigger,
+    0.00 with "shape"; in their own words 0.33 and 0.12). The crosses are drawn at the largest size the base knows,
+    so their arms are a few latent cells wide (tiny-shapes' latent is 16x16)."""
     drawn = sample_specs(seed, crosses, shapes=(HELD_OUT_SHAPE,), sizes=(MAX_SIZE, MAX_SIZE))
     # Which pictures a lesson draws moves the figures: tests/model/test_tiny_shapes_lora.py records them.
     kept = sample_specs(seed + 4, reminders)

@@ -45,7 +45,7 @@ def row_prompt(row: int, word: str) -> str:
 
 
 def _submit(client: httpx.Client, row: int, group: str, model_id: str, trigger: str) -> tuple[dict[str, Any], float]:
-    """One contact-sheet job: the base model or the trained one, with the trigger word or "shape" in its place;
+    """One contact-sheet job: the base model or the trained one, with the trigger word or the class word in its place;
     every group of a row shares the row's seed."""
     prompt = row_prompt(row, CLASS_WORD if group == NO_TRIGGER else trigger)
     body = {
@@ -237,7 +237,7 @@ def _save_contact_sheet(
         for group in GROUPS:
             paths = cells.get((row, group), [])
             pictures += [paths[n].read_bytes() if n < len(paths) else None for n in range(OUTPUTS)]
-        label = f"{row_prompt(row, trigger)}  (seeds {1000 + 10 * row}, {1001 + 10 * row}; no trigger: 'shape')"
+        label = f"{row_prompt(row, trigger)}  (seeds {1000 + 10 * row}, {1001 + 10 * row}; no trigger: '{CLASS_WORD}')"
         rows.append(SheetRow(label, pictures))
     path = output_dir / "contact-sheet.png"
     path.write_bytes(contact_sheet(columns, rows))

@@ -48,6 +48,7 @@ from infra.base_models import TINY_SHAPES
 from infra.local.demo_training import DEMO_PARAMETERS
 from infra.settings import Settings
 from infra.shapes_dataset import (
+    CLASS_WORD,
     COLOURS,
     HELD_OUT_SHAPE,
     ShapeSpec,
@@ -168,7 +169,7 @@ def test_the_lora_draws_the_new_shape_with_its_trigger_word_and_only_with_it(
     adapter, losses = trained_adapter
     before = measure(pictures(cache, TRIGGER, None))
     with_trigger = measure(pictures(cache, TRIGGER, adapter))
-    without_trigger = measure(pictures(cache, "shape", adapter))
+    without_trigger = measure(pictures(cache, CLASS_WORD, adapter))
     print(
         f"\nloss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f} ({len(losses)} steps)"
         f"\nbase, trigger prompts:        {before}"
